@@ -1,0 +1,145 @@
+//! Connection entries and persistence templates (`ip_vs_conn.c`,
+//! `ip_vs_core.c`). The [`Table`](crate::table::Table) owns the connection
+//! table and drives it; this module holds the entry types.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::dest::DestId;
+use crate::service::{Protocol, ServiceKey};
+use crate::state::ConnState;
+
+/// Handle of a connection or template in the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// The protocol column of a connection: templates of fwmark services carry
+/// `IPPROTO_IP` (shown `IP`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnProto {
+    /// A transport protocol.
+    L4(Protocol),
+    /// `IPPROTO_IP`, fwmark templates only.
+    Ip,
+}
+
+impl ConnProto {
+    /// The name `/proc/net/ip_vs_conn` prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnProto::L4(p) => p.name(),
+            ConnProto::Ip => "IP",
+        }
+    }
+}
+
+/// A connection entry, or a persistence template when `template` is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conn {
+    /// Protocol.
+    pub proto: ConnProto,
+    /// Client address (the masked client network for templates).
+    pub caddr: IpAddr,
+    /// Client port (0 for templates).
+    pub cport: u16,
+    /// Virtual address (the fwmark as an IPv4 address for fwmark templates).
+    pub vaddr: IpAddr,
+    /// Virtual port.
+    pub vport: u16,
+    /// Real server address.
+    pub daddr: IpAddr,
+    /// Real server port.
+    pub dport: u16,
+    /// The service that scheduled it.
+    pub service: ServiceKey,
+    /// The dest it is bound to.
+    pub dest: DestId,
+    /// Protocol state.
+    pub state: ConnState,
+    /// `IP_VS_CONN_F_INACTIVE`: counted in InActConn.
+    pub inactive: bool,
+    /// `IP_VS_CONN_F_TEMPLATE`.
+    pub template: bool,
+    /// The template controlling this connection.
+    pub control: Option<ConnId>,
+    /// Connections this template controls.
+    pub n_control: u32,
+    /// Current timeout (state timeout, or the persistence timeout).
+    pub timeout: Duration,
+    /// When the entry expires unless a packet re-arms it.
+    pub expires: Duration,
+}
+
+/// Lookup key of a connection (client side).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnKey {
+    /// Protocol.
+    pub proto: Protocol,
+    /// Client address.
+    pub caddr: IpAddr,
+    /// Client port.
+    pub cport: u16,
+    /// Virtual address.
+    pub vaddr: IpAddr,
+    /// Virtual port.
+    pub vport: u16,
+}
+
+/// Lookup key of a template: `<proto, snet, 0, vaddr, vport>`; the dest part of
+/// the kernel's template tuple is what the template stores, not what it is
+/// found by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct TemplateKey {
+    pub(crate) service: ServiceKey,
+    pub(crate) proto: ConnProto,
+    pub(crate) snet: IpAddr,
+    pub(crate) vaddr: IpAddr,
+    pub(crate) vport: u16,
+}
+
+/// The connection table: entries by id, with indexes by client tuple and by
+/// template key.
+#[derive(Debug, Default)]
+pub struct ConnTable {
+    pub(crate) entries: HashMap<ConnId, Conn>,
+    pub(crate) by_key: HashMap<ConnKey, ConnId>,
+    pub(crate) templates: HashMap<TemplateKey, ConnId>,
+    pub(crate) next_id: u64,
+}
+
+impl ConnTable {
+    /// An entry by id.
+    pub fn get(&self, id: ConnId) -> Option<&Conn> {
+        self.entries.get(&id)
+    }
+
+    /// The connection for a client tuple.
+    pub fn lookup(&self, key: &ConnKey) -> Option<ConnId> {
+        self.by_key.get(key).copied()
+    }
+
+    /// Number of entries, templates included.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// All entries in id (creation) order.
+    pub fn iter(&self) -> impl Iterator<Item = (ConnId, &Conn)> {
+        let mut ids: Vec<&ConnId> = self.entries.keys().collect();
+        ids.sort();
+        ids.into_iter().map(|id| (*id, &self.entries[id]))
+    }
+
+    pub(crate) fn insert(&mut self, conn: Conn) -> ConnId {
+        self.next_id += 1;
+        let id = ConnId(self.next_id);
+        self.entries.insert(id, conn);
+        id
+    }
+}
