@@ -1,0 +1,126 @@
+//! Fulcrum's configuration: the `lvs.cf` dialect of Red Hat's Piranha, with
+//! Fulcrum's extensions.
+//!
+//! [`parse`] reads a file's text into a [`Config`] and a list of
+//! [`Diagnostic`]s: every problem in one pass, each with line, column and a
+//! hint. A configuration with any error must not be applied. [`write`] turns
+//! a [`Config`] back into text. [`Config::table`] lowers the active virtual
+//! and real servers to the IPVS model.
+
+mod diag;
+mod lower;
+mod model;
+mod syntax;
+mod write;
+
+use fulcrum_core::{DestSpec, ServiceSpec};
+
+pub use diag::{Diagnostic, Severity, Span, did_you_mean};
+pub use lower::{GLOBAL_KEYS, SERVER_KEYS, VIRTUAL_KEYS};
+pub use model::*;
+pub use write::write;
+
+/// The outcome of reading a configuration.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    /// What the file says, as far as it could be understood.
+    pub config: Config,
+    /// Every error and warning, in file order.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Parsed {
+    /// True if any diagnostic is an error: the configuration must not be used.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    /// Number of errors.
+    pub fn error_count(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
+    }
+
+    /// All diagnostics rendered for a terminal.
+    pub fn render(&self, file: &str, source: &str) -> String {
+        self.diagnostics
+            .iter()
+            .map(|d| d.render(file, source))
+            .collect()
+    }
+
+    /// The configuration if it has no errors, else the rendered diagnostics.
+    pub fn into_result(self, file: &str, source: &str) -> Result<Config, String> {
+        if self.has_errors() {
+            Err(self.render(file, source))
+        } else {
+            Ok(self.config)
+        }
+    }
+}
+
+/// Parse and validate lvs.cf text.
+pub fn parse(source: &str) -> Parsed {
+    let mut diagnostics = Vec::new();
+    let nodes = syntax::parse(source, &mut diagnostics);
+    let config = lower::lower(&nodes, &mut diagnostics);
+    diagnostics.sort_by_key(|d| d.span);
+    Parsed {
+        config,
+        diagnostics,
+    }
+}
+
+/// One virtual service as the table should hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableService {
+    /// The virtual server's name in lvs.cf.
+    pub name: String,
+    /// The service.
+    pub spec: ServiceSpec,
+    /// Its active real servers, in file order, with their names.
+    pub dests: Vec<(String, DestSpec)>,
+}
+
+impl Config {
+    /// The IPVS table this configuration describes: only `active = 1`
+    /// virtual servers and, in them, only `active = 1` real servers.
+    /// Assumes a configuration that validated without errors.
+    pub fn table(&self) -> Vec<TableService> {
+        self.virtuals
+            .iter()
+            .filter(|v| v.is_active())
+            .filter_map(|v| {
+                let key = v.service_key()?;
+                let mut spec = ServiceSpec::new(key, v.effective_scheduler());
+                spec.flags = v.sched_flags();
+                spec.persistent = v.persistent.filter(|p| *p > 0);
+                spec.netmask = v.netmask();
+                spec.one_packet = v.one_packet.unwrap_or(false);
+                let dests = v
+                    .servers
+                    .iter()
+                    .filter(|s| s.is_active())
+                    .filter_map(|s| {
+                        let addr = s.address?;
+                        let fwd = v.routing_for(s, &self.global).forwarding();
+                        let port = s.port.unwrap_or(if v.fwmark.is_some() {
+                            0
+                        } else {
+                            v.effective_port()
+                        });
+                        let mut d = DestSpec::new(addr, port, fwd);
+                        d.weight = s.effective_weight();
+                        d.u_threshold = s.uthreshold.unwrap_or(0);
+                        d.l_threshold = s.lthreshold.unwrap_or(0);
+                        Some((s.name.clone(), d))
+                    })
+                    .collect();
+                Some(TableService {
+                    name: v.name.clone(),
+                    spec,
+                    dests,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,1078 @@
+//! Lowering: from the syntax tree to a [`Config`], checking every key and
+//! value and the relations between them. Every problem is collected; nothing
+//! stops at the first.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::str::FromStr;
+use std::time::Duration;
+
+use fulcrum_core::sched::SchedulerKind;
+use fulcrum_core::{Family, Protocol, ServiceKey};
+
+use crate::diag::{Diagnostic, Span, did_you_mean};
+use crate::model::*;
+use crate::syntax::{Node, Token};
+
+/// Keys of the global section.
+pub const GLOBAL_KEYS: &[&str] = &[
+    "serial_no",
+    "primary",
+    "primary_private",
+    "primary_shared",
+    "backup",
+    "backup_private",
+    "backup_shared",
+    "backup_active",
+    "service",
+    "heartbeat",
+    "heartbeat_port",
+    "keepalive",
+    "deadtime",
+    "network",
+    "nat_router",
+    "nat_nmask",
+    "reservation_conflict_action",
+    "debug_level",
+    "rsh_command",
+    "sync",
+    "ipvsadm",
+    "active_cmd",
+    "inactive_cmd",
+    "monitor_links",
+    "hard_shutdown",
+    "syncdaemon",
+    "syncd_iface",
+    "syncd_id",
+    "tcp_timeout",
+    "tcpfin_timeout",
+    "udp_timeout",
+    "dataplane",
+];
+
+/// Keys of a `virtual` block.
+pub const VIRTUAL_KEYS: &[&str] = &[
+    "active",
+    "address",
+    "vip_nmask",
+    "sorry_server",
+    "fallback",
+    "fwmark",
+    "protocol",
+    "port",
+    "scheduler",
+    "sched_flags",
+    "persistent",
+    "pmask",
+    "one_packet",
+    "forwarding",
+    "send",
+    "expect",
+    "use_regex",
+    "send_program",
+    "load_monitor",
+    "timeout",
+    "reentry",
+    "quiesce_server",
+    "client_monitor",
+    "master",
+    "dirs",
+];
+
+/// Keys of a `server` block.
+pub const SERVER_KEYS: &[&str] = &[
+    "address",
+    "active",
+    "weight",
+    "port",
+    "forwarding",
+    "uthreshold",
+    "lthreshold",
+];
+
+/// The longest persistence timeout ipvsadm accepts (31 days).
+const MAX_TIMEOUT: u32 = 86400 * 31;
+
+/// An assignment with its tokens.
+struct Assign<'a> {
+    key: &'a Token,
+    values: &'a [Token],
+}
+
+type Res<T> = Result<T, Diagnostic>;
+
+impl Assign<'_> {
+    fn key(&self) -> &str {
+        &self.key.text
+    }
+
+    fn span(&self) -> Span {
+        let first = self.values.first().map_or(self.key.span, |t| t.span);
+        let last = self.values.last().map_or(self.key.span, |t| t.span);
+        Span {
+            line: first.line,
+            col: first.col,
+            len: last.col + last.len - first.col,
+        }
+    }
+
+    fn err(&self, msg: impl Into<String>, hint: impl Into<String>) -> Diagnostic {
+        Diagnostic::error(self.span(), msg).hint(hint)
+    }
+
+    fn one(&self) -> Res<&Token> {
+        match self.values {
+            [t] => Ok(t),
+            _ => Err(self.err(
+                format!(
+                    "`{}` takes one value, not {}",
+                    self.key(),
+                    self.values.len()
+                ),
+                "quote the value if it contains spaces",
+            )),
+        }
+    }
+
+    fn text(&self) -> String {
+        self.values
+            .iter()
+            .map(|t| t.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn bool(&self) -> Res<bool> {
+        match self.one()?.text.as_str() {
+            "0" => Ok(false),
+            "1" => Ok(true),
+            v => Err(self.err(
+                format!("`{}` must be 0 or 1, not `{v}`", self.key()),
+                "write 1 to enable, 0 to disable",
+            )),
+        }
+    }
+
+    fn number<T: TryFrom<u64> + Copy + std::fmt::Display>(
+        &self,
+        min: u64,
+        max: u64,
+        what: &str,
+    ) -> Res<T> {
+        let v = &self.one()?.text;
+        let n: Option<u64> = v.parse().ok();
+        match n {
+            Some(n) if (min..=max).contains(&n) => {
+                T::try_from(n).map_err(|_| self.err("number out of range", ""))
+            }
+            _ => Err(self.err(
+                format!("invalid {what} `{v}` for `{}`", self.key()),
+                format!("use a whole number from {min} to {max}"),
+            )),
+        }
+    }
+
+    fn ip(&self, tok: &Token) -> Res<IpAddr> {
+        parse_ip(&tok.text).ok_or_else(|| {
+            Diagnostic::error(
+                tok.span,
+                format!("invalid IP address `{}` for `{}`", tok.text, self.key()),
+            )
+            .hint("write an IPv4 address like 192.168.1.3 or an IPv6 address like 2001:db8::3")
+        })
+    }
+
+    fn seconds(&self, allow_zero: bool) -> Res<Seconds> {
+        let v = &self.one()?.text;
+        match parse_seconds(v) {
+            Some(s) if allow_zero || !s.0.is_zero() => Ok(s),
+            Some(_) => Err(self.err(
+                format!("`{}` must be more than 0 seconds", self.key()),
+                "use a positive number of seconds, e.g. 2 or 0.5",
+            )),
+            None => Err(self.err(
+                format!("invalid duration `{v}` for `{}`", self.key()),
+                "write seconds as a number, with at most 6 decimals (e.g. 10, 0.35)",
+            )),
+        }
+    }
+
+    fn ipv4_mask(&self) -> Res<Ipv4Addr> {
+        let v = &self.one()?.text;
+        v.parse::<Ipv4Addr>().map_err(|_| {
+            self.err(
+                format!("invalid netmask `{v}` for `{}`", self.key()),
+                "write a dotted netmask such as 255.255.255.0",
+            )
+        })
+    }
+
+    fn string(&self) -> Res<String> {
+        let s = self.text();
+        if s.len() > 255 && matches!(self.key(), "send" | "expect") {
+            return Err(self.err(
+                format!(
+                    "`{}` is {} characters; the limit is 255",
+                    self.key(),
+                    s.len()
+                ),
+                "shorten the string",
+            ));
+        }
+        Ok(s)
+    }
+
+    fn word<T: Copy>(&self, what: &str, table: &[(&str, T)]) -> Res<T> {
+        let v = &self.one()?.text;
+        if let Some((_, t)) = table.iter().find(|(n, _)| n == v) {
+            return Ok(*t);
+        }
+        let names: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
+        let hint = match did_you_mean(v, names.iter().copied()) {
+            Some(s) => format!("did you mean `{s}`? (one of: {})", names.join(", ")),
+            None => format!("use one of: {}", names.join(", ")),
+        };
+        Err(self.err(format!("unknown {what} `{v}`"), hint))
+    }
+}
+
+fn parse_ip(s: &str) -> Option<IpAddr> {
+    let s = s
+        .strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .unwrap_or(s);
+    IpAddr::from_str(s).ok()
+}
+
+/// Decimal seconds with at most six decimals.
+pub(crate) fn parse_seconds(s: &str) -> Option<Seconds> {
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    if int.is_empty()
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || frac.len() > 6
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    if s.ends_with('.') {
+        return None;
+    }
+    let secs: u64 = int.parse().ok()?;
+    let micros: u32 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<6}").parse().ok()?
+    };
+    Some(Seconds(
+        Duration::from_secs(secs).checked_add(Duration::from_micros(micros.into()))?,
+    ))
+}
+
+fn valid_hostname(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+        })
+}
+
+fn valid_device(s: &str) -> bool {
+    let dev = s.split(':').next().unwrap_or(s);
+    !dev.is_empty()
+        && dev.len() <= 15
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-:@".contains(&b))
+}
+
+const ROUTING: &[(&str, Routing)] = &[
+    ("nat", Routing::Nat),
+    ("direct", Routing::Direct),
+    ("tunnel", Routing::Tunnel),
+];
+const PROTOCOLS: &[(&str, Protocol)] = &[
+    ("tcp", Protocol::Tcp),
+    ("udp", Protocol::Udp),
+    ("sctp", Protocol::Sctp),
+];
+const DATAPLANES: &[(&str, Dataplane)] = &[("proxy", Dataplane::Proxy), ("xdp", Dataplane::Xdp)];
+const RSH: &[(&str, RshCommand)] = &[("rsh", RshCommand::Rsh), ("ssh", RshCommand::Ssh)];
+
+impl Assign<'_> {
+    fn host(&self) -> Res<Host> {
+        let t = self.one()?;
+        if let Some(ip) = parse_ip(&t.text) {
+            return Ok(Host::Addr(ip));
+        }
+        if valid_hostname(&t.text) && !t.text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            return Ok(Host::Name(t.text.clone()));
+        }
+        Err(self.err(
+            format!(
+                "invalid address or host name `{}` for `{}`",
+                t.text,
+                self.key()
+            ),
+            "write an IP address (e.g. 1.2.3.2) or a host name",
+        ))
+    }
+
+    fn addr_dev(&self) -> Res<AddrDev> {
+        match self.values {
+            [a] => Ok(AddrDev {
+                addr: self.ip(a)?,
+                dev: None,
+            }),
+            [a, d] => {
+                let addr = self.ip(a)?;
+                if !valid_device(&d.text) {
+                    return Err(Diagnostic::error(d.span, format!("invalid device `{}`", d.text))
+                        .hint("write the interface, optionally with an alias label, e.g. eth0 or eth0:1"));
+                }
+                Ok(AddrDev {
+                    addr,
+                    dev: Some(d.text.clone()),
+                })
+            }
+            _ => Err(self.err(
+                format!("`{}` takes an address and an optional device", self.key()),
+                "write e.g. `1.2.3.1 eth0:1`",
+            )),
+        }
+    }
+
+    fn port(&self) -> Res<u16> {
+        let v = &self.one()?.text;
+        match v.as_str() {
+            "http" => return Ok(80),
+            "https" => return Ok(443),
+            "ftp" => return Ok(21),
+            _ => {}
+        }
+        match v.parse::<u16>() {
+            Ok(p) => Ok(p),
+            Err(_) => {
+                let hint = match did_you_mean(v, ["http", "https", "ftp"]) {
+                    Some(s) => {
+                        format!("did you mean `{s}`? Otherwise write a number from 0 to 65535")
+                    }
+                    None => "write a number from 0 to 65535, or http, https or ftp".into(),
+                };
+                Err(self.err(format!("invalid port `{v}`"), hint))
+            }
+        }
+    }
+
+    fn host_port(&self) -> Res<HostPort> {
+        let t = self.one()?;
+        let s = &t.text;
+        if let Some(ip) = parse_ip(s) {
+            return Ok(HostPort {
+                addr: ip,
+                port: None,
+            });
+        }
+        let split = if let Some(rest) = s.strip_prefix('[') {
+            rest.split_once("]:")
+        } else {
+            s.rsplit_once(':').filter(|(a, _)| !a.contains(':'))
+        };
+        if let Some((a, p)) = split
+            && let (Some(ip), Ok(port)) = (parse_ip(a), p.parse::<u16>())
+        {
+            return Ok(HostPort {
+                addr: ip,
+                port: Some(port),
+            });
+        }
+        Err(self.err(
+            format!("invalid address `{s}` for `{}`", self.key()),
+            "write ADDRESS or ADDRESS:PORT ([ADDRESS]:PORT for IPv6)",
+        ))
+    }
+
+    fn load_monitor(&self) -> Res<LoadMonitor> {
+        let v = &self.one()?.text;
+        Ok(match v.as_str() {
+            "none" => LoadMonitor::None,
+            "uptime" => LoadMonitor::Uptime,
+            "rup" => LoadMonitor::Rup,
+            "ruptime" => LoadMonitor::Ruptime,
+            "agent" => LoadMonitor::Agent,
+            p if p.starts_with('/') => LoadMonitor::Program(p.to_string()),
+            _ => {
+                let names = ["none", "uptime", "rup", "ruptime", "agent"];
+                let hint = match did_you_mean(v, names) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => {
+                        "use none, uptime, rup, ruptime, agent, or an absolute program path".into()
+                    }
+                };
+                return Err(self.err(format!("unknown load monitor `{v}`"), hint));
+            }
+        })
+    }
+
+    fn scheduler(&self) -> Res<SchedulerKind> {
+        let v = &self.one()?.text;
+        v.parse::<SchedulerKind>().map_err(|_| {
+            let all: Vec<&str> = SchedulerKind::names().collect();
+            let hint = match did_you_mean(v, all.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!("use one of: {}", all.join(" ")),
+            };
+            self.err(format!("unknown scheduler `{v}`"), hint)
+        })
+    }
+
+    fn sched_flags(&self, diags: &mut Vec<Diagnostic>) -> Vec<SchedFlag> {
+        let mut out = Vec::new();
+        for tok in self.values {
+            for part in tok.text.split(',').filter(|p| !p.is_empty()) {
+                match SchedFlag::ALL.iter().find(|f| f.name() == part) {
+                    Some(f) if !out.contains(f) => out.push(*f),
+                    Some(_) => {}
+                    None => {
+                        let hint = match did_you_mean(part, SchedFlag::ALL.iter().map(|f| f.name()))
+                        {
+                            Some(s) => format!("did you mean `{s}`?"),
+                            None => "use sh-fallback, sh-port, mh-fallback or mh-port".into(),
+                        };
+                        diags.push(
+                            Diagnostic::error(tok.span, format!("unknown scheduler flag `{part}`"))
+                                .hint(hint),
+                        );
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn pmask(&self) -> Res<Pmask> {
+        let v = &self.one()?.text;
+        if let Ok(m) = v.parse::<Ipv4Addr>() {
+            return Ok(Pmask::V4(m));
+        }
+        match v.trim_start_matches('/').parse::<u8>() {
+            Ok(p @ 1..=128) => Ok(Pmask::V6(p)),
+            _ => Err(self.err(
+                format!("invalid persistence mask `{v}`"),
+                "write a dotted IPv4 mask (255.255.255.0) or an IPv6 prefix length (1-128)",
+            )),
+        }
+    }
+}
+
+/// Where each key of a block was first set, for duplicate and cross-check
+/// messages.
+#[derive(Default)]
+struct KeySpans(HashMap<String, Span>);
+
+impl KeySpans {
+    fn get(&self, k: &str) -> Option<Span> {
+        self.0.get(k).copied()
+    }
+}
+
+/// Report unknown and duplicate keys; returns false when the assignment
+/// must be skipped.
+fn admit(
+    a: &Assign,
+    scope: &str,
+    keys: &[&str],
+    seen: &mut KeySpans,
+    diags: &mut Vec<Diagnostic>,
+) -> bool {
+    let k = a.key();
+    if !keys.contains(&k) {
+        let elsewhere = [
+            ("global section", GLOBAL_KEYS),
+            ("`virtual` block", VIRTUAL_KEYS),
+            ("`server` block", SERVER_KEYS),
+        ]
+        .iter()
+        .find(|(_, ks)| ks.contains(&k))
+        .map(|(n, _)| *n);
+        let d = Diagnostic::error(a.key.span, format!("unknown keyword `{k}` in {scope}"));
+        let d = match (elsewhere, did_you_mean(k, keys.iter().copied())) {
+            (Some(place), _) => d.hint(format!("`{k}` belongs in the {place}")),
+            (None, Some(s)) => d.hint(format!("did you mean `{s}`?")),
+            (None, None) => d.hint("see docs/config.md for the keys of this section"),
+        };
+        diags.push(d);
+        return false;
+    }
+    if let Some(first) = seen.get(k) {
+        diags.push(
+            Diagnostic::error(a.key.span, format!("`{k}` is set twice in {scope}"))
+                .hint(format!("it was first set at line {}; keep one", first.line)),
+        );
+        return false;
+    }
+    seen.0.insert(k.to_string(), a.key.span);
+    true
+}
+
+fn put<T>(slot: &mut Option<T>, r: Res<T>, diags: &mut Vec<Diagnostic>) {
+    match r {
+        Ok(v) => *slot = Some(v),
+        Err(d) => diags.push(d),
+    }
+}
+
+fn lower_global(a: &Assign, g: &mut Global, diags: &mut Vec<Diagnostic>) {
+    let d = diags;
+    match a.key() {
+        "serial_no" => put(&mut g.serial_no, a.number(0, u64::MAX, "serial number"), d),
+        "primary" => put(&mut g.primary, a.host(), d),
+        "primary_private" => put(&mut g.primary_private, a.host(), d),
+        "primary_shared" => put(&mut g.primary_shared, a.string(), d),
+        "backup" => put(&mut g.backup, a.host(), d),
+        "backup_private" => put(&mut g.backup_private, a.host(), d),
+        "backup_shared" => put(&mut g.backup_shared, a.string(), d),
+        "backup_active" => put(&mut g.backup_active, a.bool(), d),
+        "service" => match a.one().map(|t| t.text.as_str()) {
+            Ok("lvs") => {}
+            Ok("fos") => d.push(a.err(
+                "`service = fos` (Piranha's failover services) is not supported by Fulcrum",
+                "Fulcrum runs LVS virtual servers; describe each service as a `virtual` block and remove `service = fos`",
+            )),
+            Ok(v) => d.push(a.err(format!("unknown service `{v}`"), "the only service is `lvs`; remove the line or write `service = lvs`")),
+            Err(e) => d.push(e),
+        },
+        "heartbeat" => put(&mut g.heartbeat, a.bool(), d),
+        "heartbeat_port" => put(&mut g.heartbeat_port, a.number(1, 65535, "port"), d),
+        "keepalive" => put(&mut g.keepalive, a.seconds(false), d),
+        "deadtime" => put(&mut g.deadtime, a.seconds(false), d),
+        "network" => put(&mut g.network, a.word("routing method", ROUTING), d),
+        "nat_router" => put(&mut g.nat_router, a.addr_dev(), d),
+        "nat_nmask" => put(&mut g.nat_nmask, a.ipv4_mask(), d),
+        "reservation_conflict_action" => put(&mut g.reservation_conflict_action, a.string(), d),
+        "debug_level" => put(&mut g.debug_level, a.string(), d),
+        "rsh_command" => put(&mut g.rsh_command, a.word("rsh command", RSH), d),
+        "sync" => put(&mut g.sync, a.bool(), d),
+        "ipvsadm" => put(&mut g.ipvsadm, a.string(), d),
+        "active_cmd" => put(&mut g.active_cmd, a.string(), d),
+        "inactive_cmd" => put(&mut g.inactive_cmd, a.string(), d),
+        "monitor_links" => put(&mut g.monitor_links, a.bool(), d),
+        "hard_shutdown" => put(&mut g.hard_shutdown, a.bool(), d),
+        "syncdaemon" => put(&mut g.syncdaemon, a.bool(), d),
+        "syncd_iface" => put(&mut g.syncd_iface, a.string(), d),
+        "syncd_id" => put(&mut g.syncd_id, a.number(0, 255, "sync id"), d),
+        "tcp_timeout" => put(&mut g.tcp_timeout, a.number(0, MAX_TIMEOUT.into(), "timeout"), d),
+        "tcpfin_timeout" => put(&mut g.tcpfin_timeout, a.number(0, MAX_TIMEOUT.into(), "timeout"), d),
+        "udp_timeout" => put(&mut g.udp_timeout, a.number(0, MAX_TIMEOUT.into(), "timeout"), d),
+        "dataplane" => put(&mut g.dataplane, a.word("data plane", DATAPLANES), d),
+        _ => unreachable!("admit() filters unknown keys"),
+    }
+}
+
+fn lower_virtual_key(a: &Assign, v: &mut VirtualServer, diags: &mut Vec<Diagnostic>) {
+    let d = diags;
+    match a.key() {
+        "active" => put(&mut v.active, a.bool(), d),
+        "address" => put(&mut v.address, a.addr_dev(), d),
+        "vip_nmask" => put(&mut v.vip_nmask, a.ipv4_mask(), d),
+        "sorry_server" | "fallback" => put(&mut v.sorry_server, a.host_port(), d),
+        "fwmark" => match a.number::<u32>(0, u32::MAX.into(), "firewall mark") {
+            Ok(0) => v.fwmark = None,
+            r => put(&mut v.fwmark, r, d),
+        },
+        "protocol" => put(&mut v.protocol, a.word("protocol", PROTOCOLS), d),
+        "port" => put(&mut v.port, a.port(), d),
+        "scheduler" => put(&mut v.scheduler, a.scheduler(), d),
+        "sched_flags" => v.sched_flags = a.sched_flags(d),
+        "persistent" => put(
+            &mut v.persistent,
+            a.number(0, MAX_TIMEOUT.into(), "persistence timeout"),
+            d,
+        ),
+        "pmask" => put(&mut v.pmask, a.pmask(), d),
+        "one_packet" => put(&mut v.one_packet, a.bool(), d),
+        "forwarding" => put(&mut v.forwarding, a.word("forwarding method", ROUTING), d),
+        "send" => put(&mut v.send, a.string(), d),
+        "expect" => put(&mut v.expect, a.string(), d),
+        "use_regex" => put(&mut v.use_regex, a.bool(), d),
+        "send_program" => put(&mut v.send_program, a.string(), d),
+        "load_monitor" => put(&mut v.load_monitor, a.load_monitor(), d),
+        "timeout" => put(&mut v.timeout, a.seconds(false), d),
+        "reentry" => put(&mut v.reentry, a.seconds(true), d),
+        "quiesce_server" => put(&mut v.quiesce_server, a.bool(), d),
+        "client_monitor" => put(&mut v.client_monitor, a.string(), d),
+        "master" => put(&mut v.master, a.string(), d),
+        "dirs" => put(&mut v.dirs, a.string(), d),
+        _ => unreachable!("admit() filters unknown keys"),
+    }
+}
+
+fn lower_server_key(a: &Assign, s: &mut RealServer, diags: &mut Vec<Diagnostic>) {
+    let d = diags;
+    match a.key() {
+        "address" => put(&mut s.address, a.one().and_then(|t| a.ip(t)), d),
+        "active" => put(&mut s.active, a.bool(), d),
+        "weight" => put(&mut s.weight, a.number(0, 65535, "weight"), d),
+        "port" => put(&mut s.port, a.port(), d),
+        "forwarding" => put(&mut s.forwarding, a.word("forwarding method", ROUTING), d),
+        "uthreshold" => put(
+            &mut s.uthreshold,
+            a.number(0, i32::MAX as u64, "threshold"),
+            d,
+        ),
+        "lthreshold" => put(
+            &mut s.lthreshold,
+            a.number(0, i32::MAX as u64, "threshold"),
+            d,
+        ),
+        _ => unreachable!("admit() filters unknown keys"),
+    }
+}
+
+/// The name of a `virtual` or `server` block from its header words.
+fn block_name(
+    kind: &Token,
+    words: &[Token],
+    diags: &mut Vec<Diagnostic>,
+) -> Option<(String, Span)> {
+    let words: Vec<&Token> = match (kind.text.as_str(), words) {
+        ("virtual", [s, rest @ ..]) if s.text == "server" && !rest.is_empty() => {
+            rest.iter().collect()
+        }
+        (_, w) => w.iter().collect(),
+    };
+    match words.as_slice() {
+        [name] => Some((name.text.clone(), name.span)),
+        [] => {
+            diags.push(
+                Diagnostic::error(kind.span, format!("this `{}` block has no name", kind.text))
+                    .hint(format!("write `{} NAME {{` with a unique name", kind.text)),
+            );
+            None
+        }
+        [_, second, ..] => {
+            diags.push(
+                Diagnostic::error(
+                    second.span,
+                    format!("a `{}` block takes one name", kind.text),
+                )
+                .hint(format!(
+                    "write `{} NAME {{`; names cannot contain spaces",
+                    kind.text
+                )),
+            );
+            None
+        }
+    }
+}
+
+struct VirtualInfo {
+    header: Span,
+    keys: KeySpans,
+    servers: Vec<(Span, KeySpans)>,
+}
+
+/// Turn a syntax tree into a configuration, appending diagnostics.
+pub(crate) fn lower(nodes: &[Node], diags: &mut Vec<Diagnostic>) -> Config {
+    let mut cfg = Config::default();
+    let mut gseen = KeySpans::default();
+    let mut infos: Vec<VirtualInfo> = Vec::new();
+    for node in nodes {
+        match node {
+            Node::Assign { key, values } => {
+                let a = Assign { key, values };
+                if admit(&a, "the global section", GLOBAL_KEYS, &mut gseen, diags) {
+                    lower_global(&a, &mut cfg.global, diags);
+                }
+            }
+            Node::Block { kind, words, items } => match kind.text.as_str() {
+                "virtual" => {
+                    let Some((name, header)) = block_name(kind, words, diags) else { continue };
+                    let (v, info) = lower_virtual(name, header, items, diags);
+                    cfg.virtuals.push(v);
+                    infos.push(info);
+                }
+                "failover" => diags.push(
+                    Diagnostic::error(kind.span, "`failover` blocks (Piranha's failover services) are not supported by Fulcrum")
+                        .hint("describe the service as a `virtual` block with its real servers, or remove the block"),
+                ),
+                "server" => diags.push(
+                    Diagnostic::error(kind.span, "a `server` block must be inside a `virtual` block")
+                        .hint("move it into the virtual server it belongs to"),
+                ),
+                other => {
+                    let d = Diagnostic::error(kind.span, format!("unknown block `{other}`"));
+                    diags.push(match did_you_mean(other, ["virtual"]) {
+                        Some(s) => d.hint(format!("did you mean `{s}`?")),
+                        None => d.hint("the global section holds `virtual NAME { … }` blocks"),
+                    });
+                }
+            },
+        }
+    }
+    check_global(&cfg.global, &gseen, diags);
+    check_virtuals(&cfg, &infos, diags);
+    cfg
+}
+
+fn lower_virtual(
+    name: String,
+    header: Span,
+    items: &[Node],
+    diags: &mut Vec<Diagnostic>,
+) -> (VirtualServer, VirtualInfo) {
+    let mut v = VirtualServer {
+        name,
+        ..Default::default()
+    };
+    let mut info = VirtualInfo {
+        header,
+        keys: KeySpans::default(),
+        servers: Vec::new(),
+    };
+    let scope = format!("virtual server `{}`", v.name);
+    for item in items {
+        match item {
+            Node::Assign { key, values } => {
+                let a = Assign { key, values };
+                if matches!(a.key(), "start_cmd" | "stop_cmd") {
+                    diags.push(a.err(format!("`{}` belongs to Piranha's failover services, which Fulcrum does not run", a.key()), "remove the line"));
+                    continue;
+                }
+                if admit(&a, &scope, VIRTUAL_KEYS, &mut info.keys, diags) {
+                    lower_virtual_key(&a, &mut v, diags);
+                }
+            }
+            Node::Block { kind, words, items } if kind.text == "server" => {
+                let Some((name, hspan)) = block_name(kind, words, diags) else {
+                    continue;
+                };
+                let mut s = RealServer {
+                    name,
+                    ..Default::default()
+                };
+                let mut keys = KeySpans::default();
+                let sscope = format!("real server `{}`", s.name);
+                for it in items {
+                    match it {
+                        Node::Assign { key, values } => {
+                            let a = Assign { key, values };
+                            if admit(&a, &sscope, SERVER_KEYS, &mut keys, diags) {
+                                lower_server_key(&a, &mut s, diags);
+                            }
+                        }
+                        Node::Block { kind, .. } => diags.push(
+                            Diagnostic::error(
+                                kind.span,
+                                format!(
+                                    "a `{}` block cannot be inside a `server` block",
+                                    kind.text
+                                ),
+                            )
+                            .hint("close the server block with `}` first"),
+                        ),
+                    }
+                }
+                v.servers.push(s);
+                info.servers.push((hspan, keys));
+            }
+            Node::Block { kind, .. } => {
+                let d = Diagnostic::error(
+                    kind.span,
+                    format!("a `{}` block cannot be inside a `virtual` block", kind.text),
+                );
+                diags.push(match did_you_mean(&kind.text, ["server"]) {
+                    Some(s) => d.hint(format!("did you mean `{s}`?")),
+                    None => d.hint("a virtual server holds keys and `server NAME { … }` blocks"),
+                });
+            }
+        }
+    }
+    (v, info)
+}
+
+fn check_global(g: &Global, seen: &KeySpans, diags: &mut Vec<Diagnostic>) {
+    if let (Some(k), Some(dt)) = (g.keepalive, g.deadtime)
+        && dt <= k
+        && let Some(sp) = seen.get("deadtime")
+    {
+        diags.push(
+            Diagnostic::error(sp, format!("`deadtime` ({dt} s) must be longer than `keepalive` ({k} s)"))
+                .hint("otherwise the backup takes over between two heartbeats; make deadtime several keepalives long"),
+        );
+    }
+    if g.dataplane == Some(Dataplane::Xdp)
+        && let Some(sp) = seen.get("dataplane")
+    {
+        diags.push(
+            Diagnostic::warning(sp, "the `xdp` data plane is not available in this version of Fulcrum")
+                .hint("`fulcrum run` will refuse this file until it is; `proxy` (the default) is available"),
+        );
+    }
+}
+
+fn check_virtuals(cfg: &Config, infos: &[VirtualInfo], diags: &mut Vec<Diagnostic>) {
+    let mut names: HashMap<&str, Span> = HashMap::new();
+    let mut keys: HashMap<ServiceKey, (Span, &str)> = HashMap::new();
+    for (v, info) in cfg.virtuals.iter().zip(infos) {
+        let at = |k: &str| info.keys.get(k).unwrap_or(info.header);
+        if let Some(first) = names.get(v.name.as_str()) {
+            diags.push(
+                Diagnostic::error(
+                    info.header,
+                    format!("virtual server `{}` is defined twice", v.name),
+                )
+                .hint(format!(
+                    "the first is at line {}; give each virtual server its own name",
+                    first.line
+                )),
+            );
+        } else {
+            names.insert(&v.name, info.header);
+        }
+        if v.address.is_none() && v.fwmark.is_none() && info.keys.get("address").is_none() {
+            diags.push(
+                Diagnostic::error(
+                    info.header,
+                    format!("virtual server `{}` has no `address`", v.name),
+                )
+                .hint("add `address = IP [DEVICE:ALIAS]`, e.g. `address = 1.2.3.1 eth0:1`"),
+            );
+        }
+        if v.active.is_none() {
+            diags.push(
+                Diagnostic::warning(
+                    info.header,
+                    format!(
+                        "virtual server `{}` has no `active` key and stays inactive",
+                        v.name
+                    ),
+                )
+                .hint("Piranha's default is 0; add `active = 1` to serve it"),
+            );
+        }
+        let key = v.service_key();
+        let family = key.map(|k| k.family());
+        if let Some(k) = key {
+            if let Some((first, other)) = keys.get(&k) {
+                diags.push(
+                    Diagnostic::error(at("address"), format!("virtual servers `{other}` and `{}` are the same service ({k})", v.name))
+                        .hint(format!("`{other}` is at line {}; change the address, port, protocol or fwmark of one", first.line)),
+                );
+            } else {
+                keys.insert(k, (info.header, &v.name));
+            }
+        }
+        if v.fwmark.is_none() && v.effective_port() == 0 && v.persistent.unwrap_or(0) == 0 {
+            diags.push(
+                Diagnostic::error(
+                    at("port"),
+                    format!(
+                        "virtual server `{}` listens on port 0 without persistence",
+                        v.name
+                    ),
+                )
+                .hint("port 0 (all ports) needs `persistent = SECONDS`; or set a port"),
+            );
+        }
+        if v.one_packet == Some(true)
+            && v.fwmark.is_none()
+            && v.effective_protocol() != Protocol::Udp
+        {
+            diags.push(
+                Diagnostic::error(
+                    at("one_packet"),
+                    "one-packet scheduling is only for UDP and fwmark services",
+                )
+                .hint("set `protocol = udp`, or remove `one_packet`"),
+            );
+        }
+        let sched = v.effective_scheduler();
+        for f in &v.sched_flags {
+            if f.scheduler() != sched {
+                diags.push(
+                    Diagnostic::error(
+                        at("sched_flags"),
+                        format!(
+                            "scheduler flag `{}` needs `scheduler = {}`, not {sched}",
+                            f.name(),
+                            f.scheduler()
+                        ),
+                    )
+                    .hint(format!("remove `{}` or change the scheduler", f.name())),
+                );
+            }
+        }
+        match (v.pmask, family) {
+            (Some(Pmask::V6(_)), Some(Family::V4)) => diags.push(
+                Diagnostic::error(
+                    at("pmask"),
+                    "an IPv6 prefix length cannot be the persistence mask of an IPv4 service",
+                )
+                .hint("write a dotted mask such as 255.255.255.0"),
+            ),
+            (Some(Pmask::V4(_)), Some(Family::V6)) => diags.push(
+                Diagnostic::error(
+                    at("pmask"),
+                    "a dotted mask cannot be the persistence mask of an IPv6 service",
+                )
+                .hint("write a prefix length from 1 to 128, e.g. 64"),
+            ),
+            _ => {}
+        }
+        if let (Some(s), Some(fam)) = (&v.sorry_server, family)
+            && Family::of(&s.addr) != fam
+        {
+            diags.push(
+                Diagnostic::error(
+                    at(if info.keys.get("fallback").is_some() {
+                        "fallback"
+                    } else {
+                        "sorry_server"
+                    }),
+                    "the sorry server's address family differs from the service's",
+                )
+                .hint("use an address of the same family as `address`"),
+            );
+        }
+        if matches!(v.load_monitor, Some(ref m) if *m != LoadMonitor::None) {
+            diags.push(
+                Diagnostic::warning(at("load_monitor"), "load monitoring is not available in this version: the configured weights apply statically")
+                    .hint("this is what Piranha does when the load cannot be read; set `load_monitor = none` to silence this"),
+            );
+        }
+        check_servers(cfg, v, info, family, diags);
+    }
+}
+
+fn check_servers(
+    cfg: &Config,
+    v: &VirtualServer,
+    info: &VirtualInfo,
+    family: Option<Family>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let mut names: HashMap<&str, Span> = HashMap::new();
+    let mut addrs: HashMap<(IpAddr, u16), (Span, &str)> = HashMap::new();
+    for (s, (header, keys)) in v.servers.iter().zip(&info.servers) {
+        let at = |k: &str| keys.get(k).unwrap_or(*header);
+        if let Some(first) = names.get(s.name.as_str()) {
+            diags.push(
+                Diagnostic::error(
+                    *header,
+                    format!(
+                        "real server `{}` is defined twice in virtual server `{}`",
+                        s.name, v.name
+                    ),
+                )
+                .hint(format!(
+                    "the first is at line {}; give each real server its own name",
+                    first.line
+                )),
+            );
+        } else {
+            names.insert(&s.name, *header);
+        }
+        let Some(addr) = s.address else {
+            if keys.get("address").is_some() {
+                continue; // invalid, already reported
+            }
+            diags.push(
+                Diagnostic::error(
+                    *header,
+                    format!("real server `{}` has no `address`", s.name),
+                )
+                .hint("add `address = IP` with the real server's address on the private network"),
+            );
+            continue;
+        };
+        if s.active.is_none() {
+            diags.push(
+                Diagnostic::warning(
+                    *header,
+                    format!(
+                        "real server `{}` has no `active` key and is not used",
+                        s.name
+                    ),
+                )
+                .hint("Piranha's default is 0; add `active = 1` to use it"),
+            );
+        }
+        let routing = v.routing_for(s, &cfg.global);
+        if let Some(fam) = family
+            && Family::of(&addr) != fam
+            && routing != Routing::Tunnel
+        {
+            diags.push(
+                Diagnostic::error(at("address"), format!("real server `{}` is {} but virtual server `{}` is {}", s.name, fam_name(Family::of(&addr)), v.name, fam_name(fam)))
+                    .hint("only tunnelled real servers (`forwarding = tunnel`) may use the other address family"),
+            );
+        }
+        let vport = v.effective_port();
+        if let Some(p) = s.port
+            && v.fwmark.is_none()
+            && p != vport
+            && routing != Routing::Nat
+        {
+            diags.push(
+                Diagnostic::error(at("port"), format!("real server `{}` remaps port {vport} to {p}, which {} routing cannot do", s.name, routing.name()))
+                    .hint("with direct routing or tunnelling the packet reaches the real server unchanged: use the virtual port, or `forwarding = nat`"),
+            );
+        }
+        let port = s.port.unwrap_or(if v.fwmark.is_some() { 0 } else { vport });
+        if let Some((first, other)) = addrs.get(&(addr, port)) {
+            diags.push(
+                Diagnostic::error(
+                    at("address"),
+                    format!(
+                        "real servers `{other}` and `{}` are the same destination",
+                        s.name
+                    ),
+                )
+                .hint(format!("`{other}` is at line {}; remove one", first.line)),
+            );
+        } else {
+            addrs.insert((addr, port), (*header, &s.name));
+        }
+        if let Some(l) = s.lthreshold
+            && l > s.uthreshold.unwrap_or(0)
+        {
+            diags.push(
+                Diagnostic::error(at("lthreshold"), format!("`lthreshold` ({l}) is above `uthreshold` ({})", s.uthreshold.unwrap_or(0)))
+                    .hint("the lower threshold re-opens a server closed at the upper one; set uthreshold above it"),
+            );
+        }
+    }
+}
+
+fn fam_name(f: Family) -> &'static str {
+    match f {
+        Family::V4 => "IPv4",
+        Family::V6 => "IPv6",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds() {
+        assert_eq!(parse_seconds("2"), Some(Seconds::from_secs(2)));
+        assert_eq!(
+            parse_seconds("0.35"),
+            Some(Seconds(Duration::from_millis(350)))
+        );
+        assert_eq!(
+            parse_seconds("1.000001"),
+            Some(Seconds(Duration::from_micros(1_000_001)))
+        );
+        assert_eq!(parse_seconds("1.0000001"), None);
+        assert_eq!(parse_seconds("-1"), None);
+        assert_eq!(parse_seconds(".5"), None);
+        assert_eq!(parse_seconds("5."), None);
+        assert_eq!(Seconds(Duration::from_millis(350)).to_string(), "0.35");
+        assert_eq!(Seconds::from_secs(10).to_string(), "10");
+    }
+}

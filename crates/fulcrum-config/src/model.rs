@@ -1,0 +1,433 @@
+//! The configuration model: what an lvs.cf says, without spans. Optional
+//! fields are `None` when the file does not set them; the `effective_*`
+//! methods apply Piranha's defaults.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use fulcrum_core::sched::SchedulerKind;
+use fulcrum_core::{Family, Forwarding, Netmask, Protocol, SchedFlags, ServiceKey};
+
+/// A duration written in seconds, possibly fractional (`0.35`), kept to the
+/// microsecond.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Seconds(pub Duration);
+
+impl Seconds {
+    /// Whole seconds.
+    pub fn from_secs(s: u64) -> Seconds {
+        Seconds(Duration::from_secs(s))
+    }
+}
+
+impl fmt::Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let us = self.0.subsec_micros();
+        if us == 0 {
+            write!(f, "{}", self.0.as_secs())
+        } else {
+            let frac = format!("{us:06}");
+            write!(f, "{}.{}", self.0.as_secs(), frac.trim_end_matches('0'))
+        }
+    }
+}
+
+/// Piranha's `network` and Fulcrum's per-virtual / per-server `forwarding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Routing {
+    /// NAT (LVS-NAT), Piranha's default.
+    #[default]
+    Nat,
+    /// Direct routing (LVS-DR).
+    Direct,
+    /// IP-in-IP tunnelling (LVS-TUN).
+    Tunnel,
+}
+
+impl Routing {
+    /// The lvs.cf word.
+    pub fn name(self) -> &'static str {
+        match self {
+            Routing::Nat => "nat",
+            Routing::Direct => "direct",
+            Routing::Tunnel => "tunnel",
+        }
+    }
+
+    /// The IPVS forwarding method.
+    pub fn forwarding(self) -> Forwarding {
+        match self {
+            Routing::Nat => Forwarding::Masq,
+            Routing::Direct => Forwarding::Route,
+            Routing::Tunnel => Forwarding::TUNNEL,
+        }
+    }
+}
+
+/// Which data plane forwards traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dataplane {
+    /// Userspace TCP/UDP proxy (the default; no privileges needed).
+    #[default]
+    Proxy,
+    /// Packet-level XDP data plane (NAT, direct routing, tunnelling).
+    Xdp,
+}
+
+impl Dataplane {
+    /// The lvs.cf word.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dataplane::Proxy => "proxy",
+            Dataplane::Xdp => "xdp",
+        }
+    }
+}
+
+/// `rsh_command`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RshCommand {
+    /// rsh (Piranha's default).
+    #[default]
+    Rsh,
+    /// ssh.
+    Ssh,
+}
+
+/// `load_monitor`: how real-server load is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadMonitor {
+    /// No load monitoring.
+    None,
+    /// `rsh_command HOST uptime`.
+    Uptime,
+    /// rpc.rstatd.
+    Rup,
+    /// rwhod's data.
+    Ruptime,
+    /// Fulcrum's agent (`fulcrum agent`).
+    Agent,
+    /// A program path.
+    Program(String),
+}
+
+/// An address with an optional device (`1.2.3.1 eth0:1`): `eth0` is the
+/// device and `eth0:1` the address label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddrDev {
+    /// The address.
+    pub addr: IpAddr,
+    /// Device with optional `:alias`, as written.
+    pub dev: Option<String>,
+}
+
+impl AddrDev {
+    /// The device without the alias (`eth0` for `eth0:1`).
+    pub fn device(&self) -> Option<&str> {
+        self.dev
+            .as_deref()
+            .map(|d| d.split(':').next().unwrap_or(d))
+    }
+}
+
+/// A host named by address or by name (`primary`, `backup`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    /// An address.
+    Addr(IpAddr),
+    /// A host name, resolved when used.
+    Name(String),
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Addr(a) => write!(f, "{a}"),
+            Host::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+/// An address with an optional port (`sorry_server`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostPort {
+    /// Address.
+    pub addr: IpAddr,
+    /// Port; the virtual server's port when absent.
+    pub port: Option<u16>,
+}
+
+/// Persistence granularity: an IPv4 mask or an IPv6 prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pmask {
+    /// IPv4 netmask.
+    V4(Ipv4Addr),
+    /// IPv6 prefix length 1..=128.
+    V6(u8),
+}
+
+/// A scheduler flag as written in `sched_flags`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchedFlag {
+    /// `sh-fallback`
+    ShFallback,
+    /// `sh-port`
+    ShPort,
+    /// `mh-fallback`
+    MhFallback,
+    /// `mh-port`
+    MhPort,
+}
+
+impl SchedFlag {
+    /// All flags.
+    pub const ALL: [SchedFlag; 4] = [
+        SchedFlag::ShFallback,
+        SchedFlag::ShPort,
+        SchedFlag::MhFallback,
+        SchedFlag::MhPort,
+    ];
+
+    /// The lvs.cf / ipvsadm name.
+    pub fn name(self) -> &'static str {
+        match self {
+            SchedFlag::ShFallback => "sh-fallback",
+            SchedFlag::ShPort => "sh-port",
+            SchedFlag::MhFallback => "mh-fallback",
+            SchedFlag::MhPort => "mh-port",
+        }
+    }
+
+    /// The scheduler the flag belongs to.
+    pub fn scheduler(self) -> SchedulerKind {
+        match self {
+            SchedFlag::ShFallback | SchedFlag::ShPort => SchedulerKind::Sh,
+            SchedFlag::MhFallback | SchedFlag::MhPort => SchedulerKind::Mh,
+        }
+    }
+}
+
+/// The global section.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[allow(
+    missing_docs,
+    reason = "each field is the lvs.cf key of the same name, documented in docs/config.md"
+)]
+pub struct Global {
+    pub serial_no: Option<u64>,
+    pub primary: Option<Host>,
+    pub primary_private: Option<Host>,
+    pub primary_shared: Option<String>,
+    pub backup: Option<Host>,
+    pub backup_private: Option<Host>,
+    pub backup_shared: Option<String>,
+    pub backup_active: Option<bool>,
+    pub heartbeat: Option<bool>,
+    pub heartbeat_port: Option<u16>,
+    pub keepalive: Option<Seconds>,
+    pub deadtime: Option<Seconds>,
+    pub network: Option<Routing>,
+    pub nat_router: Option<AddrDev>,
+    pub nat_nmask: Option<Ipv4Addr>,
+    pub reservation_conflict_action: Option<String>,
+    pub debug_level: Option<String>,
+    pub rsh_command: Option<RshCommand>,
+    pub sync: Option<bool>,
+    pub ipvsadm: Option<String>,
+    pub active_cmd: Option<String>,
+    pub inactive_cmd: Option<String>,
+    pub monitor_links: Option<bool>,
+    pub hard_shutdown: Option<bool>,
+    pub syncdaemon: Option<bool>,
+    pub syncd_iface: Option<String>,
+    pub syncd_id: Option<u8>,
+    pub tcp_timeout: Option<u32>,
+    pub tcpfin_timeout: Option<u32>,
+    pub udp_timeout: Option<u32>,
+    pub dataplane: Option<Dataplane>,
+}
+
+/// A `server NAME { … }` block.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[allow(
+    missing_docs,
+    reason = "each field is the lvs.cf key of the same name, documented in docs/config.md"
+)]
+pub struct RealServer {
+    /// The block's name.
+    pub name: String,
+    pub address: Option<IpAddr>,
+    pub active: Option<bool>,
+    pub weight: Option<u32>,
+    pub port: Option<u16>,
+    pub forwarding: Option<Routing>,
+    pub uthreshold: Option<u32>,
+    pub lthreshold: Option<u32>,
+}
+
+/// A `virtual NAME { … }` block.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[allow(
+    missing_docs,
+    reason = "each field is the lvs.cf key of the same name, documented in docs/config.md"
+)]
+pub struct VirtualServer {
+    /// The block's name.
+    pub name: String,
+    pub active: Option<bool>,
+    pub address: Option<AddrDev>,
+    pub vip_nmask: Option<Ipv4Addr>,
+    pub sorry_server: Option<HostPort>,
+    pub fwmark: Option<u32>,
+    pub protocol: Option<Protocol>,
+    pub port: Option<u16>,
+    pub scheduler: Option<SchedulerKind>,
+    pub sched_flags: Vec<SchedFlag>,
+    pub persistent: Option<u32>,
+    pub pmask: Option<Pmask>,
+    pub one_packet: Option<bool>,
+    pub forwarding: Option<Routing>,
+    pub send: Option<String>,
+    pub expect: Option<String>,
+    pub use_regex: Option<bool>,
+    pub send_program: Option<String>,
+    pub load_monitor: Option<LoadMonitor>,
+    pub timeout: Option<Seconds>,
+    pub reentry: Option<Seconds>,
+    pub quiesce_server: Option<bool>,
+    pub client_monitor: Option<String>,
+    pub master: Option<String>,
+    pub dirs: Option<String>,
+    /// Real servers, in file order.
+    pub servers: Vec<RealServer>,
+}
+
+/// A whole lvs.cf.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Config {
+    /// The global section.
+    pub global: Global,
+    /// Virtual servers, in file order.
+    pub virtuals: Vec<VirtualServer>,
+}
+
+/// Piranha's default `heartbeat_port`.
+pub const DEFAULT_HEARTBEAT_PORT: u16 = 539;
+/// Piranha's default `keepalive`.
+pub const DEFAULT_KEEPALIVE: Seconds = Seconds(Duration::from_secs(2));
+/// Piranha's default `deadtime`.
+pub const DEFAULT_DEADTIME: Seconds = Seconds(Duration::from_secs(5));
+/// Piranha's default virtual-server `timeout`.
+pub const DEFAULT_TIMEOUT: Seconds = Seconds(Duration::from_secs(10));
+/// Piranha's default `reentry`.
+pub const DEFAULT_REENTRY: Seconds = Seconds(Duration::from_secs(180));
+/// Piranha's default virtual-server `port`.
+pub const DEFAULT_PORT: u16 = 80;
+
+impl Global {
+    /// `network`, defaulting to NAT.
+    pub fn effective_network(&self) -> Routing {
+        self.network.unwrap_or_default()
+    }
+
+    /// `dataplane`, defaulting to `proxy`.
+    pub fn effective_dataplane(&self) -> Dataplane {
+        self.dataplane.unwrap_or_default()
+    }
+
+    /// `heartbeat_port`, defaulting to 539.
+    pub fn effective_heartbeat_port(&self) -> u16 {
+        self.heartbeat_port.unwrap_or(DEFAULT_HEARTBEAT_PORT)
+    }
+
+    /// `keepalive`, defaulting to 2 s.
+    pub fn effective_keepalive(&self) -> Seconds {
+        self.keepalive.unwrap_or(DEFAULT_KEEPALIVE)
+    }
+
+    /// `deadtime`, defaulting to 5 s.
+    pub fn effective_deadtime(&self) -> Seconds {
+        self.deadtime.unwrap_or(DEFAULT_DEADTIME)
+    }
+}
+
+impl VirtualServer {
+    /// `active`, Piranha's default being off.
+    pub fn is_active(&self) -> bool {
+        self.active.unwrap_or(false)
+    }
+
+    /// `port`, defaulting to 80.
+    pub fn effective_port(&self) -> u16 {
+        self.port.unwrap_or(DEFAULT_PORT)
+    }
+
+    /// `protocol`, defaulting to TCP.
+    pub fn effective_protocol(&self) -> Protocol {
+        self.protocol.unwrap_or(Protocol::Tcp)
+    }
+
+    /// `scheduler`, defaulting to wlc.
+    pub fn effective_scheduler(&self) -> SchedulerKind {
+        self.scheduler.unwrap_or(SchedulerKind::Wlc)
+    }
+
+    /// The virtual service's key, if the address is known.
+    pub fn service_key(&self) -> Option<ServiceKey> {
+        match (self.fwmark, &self.address) {
+            (Some(mark), addr) => Some(ServiceKey::Fwmark {
+                mark,
+                family: addr.as_ref().map_or(Family::V4, |a| Family::of(&a.addr)),
+            }),
+            (None, Some(a)) => Some(ServiceKey::Addr {
+                proto: self.effective_protocol(),
+                addr: a.addr,
+                port: self.effective_port(),
+            }),
+            (None, None) => None,
+        }
+    }
+
+    /// `sched_flags` as IPVS service flags.
+    pub fn sched_flags(&self) -> SchedFlags {
+        let mut f = SchedFlags::default();
+        for fl in &self.sched_flags {
+            match fl {
+                SchedFlag::ShFallback | SchedFlag::MhFallback => f.sched1 = true,
+                SchedFlag::ShPort | SchedFlag::MhPort => f.sched2 = true,
+            }
+        }
+        f
+    }
+
+    /// `pmask` as an IPVS netmask for this service's family.
+    pub fn netmask(&self) -> Netmask {
+        let fam = self.service_key().map_or(Family::V4, |k| k.family());
+        match self.pmask {
+            Some(Pmask::V4(m)) => Netmask::V4(u32::from(m)),
+            Some(Pmask::V6(p)) => Netmask::V6(p),
+            None => Netmask::host(fam),
+        }
+    }
+
+    /// The routing for a server: its own, else this virtual's, else global.
+    pub fn routing_for(&self, server: &RealServer, global: &Global) -> Routing {
+        server
+            .forwarding
+            .or(self.forwarding)
+            .unwrap_or_else(|| global.effective_network())
+    }
+}
+
+impl RealServer {
+    /// `active`, Piranha's default being off.
+    pub fn is_active(&self) -> bool {
+        self.active.unwrap_or(false)
+    }
+
+    /// `weight`, defaulting to 1.
+    pub fn effective_weight(&self) -> u32 {
+        self.weight.unwrap_or(1)
+    }
+}

@@ -1,0 +1,390 @@
+//! lvs.cf parsing: the seed's examples, golden diagnostics, every key, and the
+//! writer round trip.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use fulcrum_config::*;
+use fulcrum_core::sched::SchedulerKind;
+use fulcrum_core::{Forwarding, Netmask, Protocol, ServiceKey};
+
+fn root(rel: &str) -> String {
+    format!("{}/../../{rel}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn ok(src: &str) -> Config {
+    let p = parse(src);
+    assert!(!p.has_errors(), "{}", p.render("test.cf", src));
+    p.config
+}
+
+fn errors(src: &str) -> Vec<String> {
+    parse(src)
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| format!("{}:{}: {}", d.span.line, d.span.col, d.message))
+        .collect()
+}
+
+#[test]
+fn seed_examples_validate_and_describe_the_five_node_cluster() {
+    for file in ["examples/lvs.cf", "examples/piranha.cf"] {
+        let src = std::fs::read_to_string(root(file)).unwrap();
+        let cfg = ok(&src);
+        assert_eq!(cfg.global.effective_network(), Routing::Nat, "{file}");
+        assert_eq!(
+            cfg.global.nat_router.as_ref().unwrap().addr,
+            "192.168.1.254".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            cfg.global.nat_router.as_ref().unwrap().device(),
+            Some("eth1")
+        );
+        let t = cfg.table();
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].name, "vs1");
+        assert_eq!(
+            t[0].spec.key,
+            ServiceKey::Addr {
+                proto: Protocol::Tcp,
+                addr: "1.2.3.1".parse().unwrap(),
+                port: 80
+            }
+        );
+        assert_eq!(t[0].spec.scheduler, SchedulerKind::Wlc);
+        let w: Vec<(String, u32, Forwarding)> = t[0]
+            .dests
+            .iter()
+            .map(|(n, d)| (n.clone(), d.weight, d.fwd))
+            .collect();
+        assert_eq!(
+            w,
+            vec![
+                ("rs1".into(), 2000, Forwarding::Masq),
+                ("rs2".into(), 1000, Forwarding::Masq),
+                ("rs3".into(), 1000, Forwarding::Masq)
+            ]
+        );
+        // Only the load_monitor warning.
+        assert_eq!(parse(&src).diagnostics.len(), 1, "{file}");
+    }
+    let hand = ok(&std::fs::read_to_string(root("examples/lvs.cf")).unwrap());
+    assert_eq!(hand.global.heartbeat_port, Some(1050));
+    assert_eq!(hand.global.deadtime, Some(Seconds::from_secs(10)));
+    assert_eq!(hand.virtuals[0].reentry, Some(Seconds::from_secs(180)));
+}
+
+#[test]
+fn broken_file_reports_every_problem_with_line_and_column() {
+    let src = std::fs::read_to_string(format!(
+        "{}/tests/data/broken.cf",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let want = std::fs::read_to_string(format!(
+        "{}/tests/data/broken.expected",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let got = parse(&src).render("tests/data/broken.cf", &src);
+    assert_eq!(
+        got, want,
+        "golden diagnostics changed; review and update tests/data/broken.expected"
+    );
+}
+
+#[test]
+fn both_virtual_spellings_and_address_forms() {
+    let cfg = ok(
+        "virtual server a {\n address = 10.0.0.1\n active = 1\n}\nvirtual b {\n address = 2001:db8::1 eth0:2\n active = 1\n port = https\n}\nvirtual c {\n address = [2001:db8::2]\n active = 1\n port = ftp\n}\n",
+    );
+    assert_eq!(cfg.virtuals[0].name, "a");
+    assert_eq!(
+        cfg.virtuals[1].address.as_ref().unwrap().dev.as_deref(),
+        Some("eth0:2")
+    );
+    assert_eq!(cfg.virtuals[1].effective_port(), 443);
+    assert_eq!(cfg.virtuals[2].effective_port(), 21);
+}
+
+#[test]
+fn quoted_send_expect_with_escapes() {
+    let cfg = ok(
+        "virtual v {\n address = 10.0.0.1\n active = 1\n send = \"GET / HTTP/1.0\\r\\n\\r\\n\"\n expect = \"HTTP\"\n use_regex = 0\n}\n",
+    );
+    assert_eq!(
+        cfg.virtuals[0].send.as_deref(),
+        Some("GET / HTTP/1.0\r\n\r\n")
+    );
+    assert_eq!(cfg.virtuals[0].expect.as_deref(), Some("HTTP"));
+}
+
+#[test]
+fn extensions() {
+    let src = "dataplane = proxy\nkeepalive = 0.1\ndeadtime = 0.35\ntcp_timeout = 3600\nvirtual dns {\n address = 10.0.0.53\n active = 1\n protocol = udp\n port = 53\n scheduler = mh\n sched_flags = mh-fallback, mh-port\n one_packet = 1\n persistent = 60\n pmask = 255.255.255.0\n forwarding = nat\n timeout = 2.5\n server a {\n  address = 10.1.0.1\n  active = 1\n  uthreshold = 100\n  lthreshold = 50\n  port = 5353\n }\n}\nvirtual fw {\n address = 2001:db8::1\n fwmark = 7\n active = 1\n persistent = 300\n pmask = 64\n forwarding = direct\n server t {\n  address = 192.0.2.9\n  active = 1\n  forwarding = tunnel\n }\n}\n";
+    let cfg = ok(src);
+    assert_eq!(
+        cfg.global.keepalive,
+        Some(Seconds(Duration::from_millis(100)))
+    );
+    let t = cfg.table();
+    let dns = &t[0].spec;
+    assert!(dns.flags.sched1 && dns.flags.sched2 && dns.one_packet);
+    assert_eq!(dns.persistent, Some(60));
+    assert_eq!(dns.netmask, Netmask::V4(0xffff_ff00));
+    assert_eq!(t[0].dests[0].1.port, 5353);
+    assert_eq!(
+        (t[0].dests[0].1.u_threshold, t[0].dests[0].1.l_threshold),
+        (100, 50)
+    );
+    let fw = &t[1];
+    assert_eq!(fw.spec.netmask, Netmask::V6(64));
+    assert_eq!(
+        fw.dests[0].1.fwd,
+        Forwarding::TUNNEL,
+        "per-server forwarding overrides, v4 via tunnel is allowed"
+    );
+    assert_eq!(fw.dests[0].1.port, 0);
+}
+
+#[test]
+fn inactive_servers_and_virtuals_are_left_out_of_the_table() {
+    let cfg = ok(
+        "virtual a {\n address = 10.0.0.1\n active = 0\n}\nvirtual b {\n address = 10.0.0.2\n active = 1\n server x {\n  address = 10.1.0.1\n  active = 0\n }\n server y {\n  address = 10.1.0.2\n  active = 1\n }\n}\n",
+    );
+    let t = cfg.table();
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].dests.len(), 1);
+    assert_eq!(t[0].dests[0].0, "y");
+}
+
+#[test]
+fn validation_rules() {
+    let e = errors("virtual a {\n address = 10.0.0.1\n active = 1\n port = 0\n}\n");
+    assert_eq!(
+        e,
+        vec!["4:2: virtual server `a` listens on port 0 without persistence"]
+    );
+    let e = errors("virtual a {\n address = 10.0.0.1\n active = 1\n one_packet = 1\n}\n");
+    assert_eq!(
+        e,
+        vec!["4:2: one-packet scheduling is only for UDP and fwmark services"]
+    );
+    let e = errors(
+        "virtual a {\n address = 10.0.0.1\n active = 1\n server s {\n  address = 2001:db8::1\n  active = 1\n }\n}\n",
+    );
+    assert_eq!(
+        e,
+        vec!["5:3: real server `s` is IPv6 but virtual server `a` is IPv4"]
+    );
+    let e = errors("virtual a {\n address = 10.0.0.1\n active = 1\n pmask = 64\n}\n");
+    assert_eq!(
+        e,
+        vec!["4:2: an IPv6 prefix length cannot be the persistence mask of an IPv4 service"]
+    );
+    let e = errors("virtual a {\n address = 10.0.0.1\n active = 1\n weight = 3\n}\n");
+    assert_eq!(
+        e,
+        vec!["4:2: unknown keyword `weight` in virtual server `a`"]
+    );
+    let e = errors("virtual a {\n address = 10.0.0.1\n port = 80\n port = 81\n}\n");
+    assert_eq!(e, vec!["4:2: `port` is set twice in virtual server `a`"]);
+    let e = errors("}\nvirtual a\n address\n");
+    assert_eq!(
+        e,
+        vec![
+            "1:1: this `}` closes no block",
+            "2:1: expected `key = value`, or a block header ending in `{`",
+            "3:2: `address` is missing `= value`"
+        ]
+    );
+    let e = errors("virtual a {\n address = 10.0.0.1 eth0:1 extra\n send = \"unterminated\n}\n");
+    assert_eq!(e.len(), 2, "{e:?}");
+    let e = errors("virtual a {\n address = 10.0.0.1\n active = yes\n}\n");
+    assert_eq!(e, vec!["3:11: `active` must be 0 or 1, not `yes`"]);
+}
+
+#[test]
+fn warnings_do_not_fail() {
+    let p = parse(
+        "virtual a {\n address = 10.0.0.1\n load_monitor = rup\n server s {\n  address = 10.1.0.1\n }\n}\n",
+    );
+    assert!(!p.has_errors());
+    let w: Vec<&str> = p.diagnostics.iter().map(|d| d.message.as_str()).collect();
+    assert_eq!(w.len(), 3, "{w:?}");
+    assert!(w[0].contains("no `active` key"));
+    assert!(w[1].contains("load monitoring"));
+    assert!(w[2].contains("real server `s` has no `active` key"));
+}
+
+mod roundtrip {
+    use super::*;
+    use proptest::prelude::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    fn secs() -> impl Strategy<Value = Seconds> {
+        (0u64..100_000, 0u32..1_000_000)
+            .prop_map(|(s, us)| Seconds(Duration::from_secs(s) + Duration::from_micros(us.into())))
+    }
+
+    fn pos_secs() -> impl Strategy<Value = Seconds> {
+        secs().prop_filter("positive", |s| !s.0.is_zero())
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        // Anything the lexer can express, including quotes, escapes and #.
+        "[ -~\t\r\n]{1,40}".prop_filter("not blank-edged", |s| s.trim() == s && !s.is_empty())
+    }
+
+    fn routing() -> impl Strategy<Value = Routing> {
+        prop_oneof![
+            Just(Routing::Nat),
+            Just(Routing::Direct),
+            Just(Routing::Tunnel)
+        ]
+    }
+
+    prop_compose! {
+        fn global()(
+            serial in proptest::option::of(any::<u64>()),
+            primary in proptest::option::of(prop_oneof![
+                any::<u32>().prop_map(|a| Host::Addr(Ipv4Addr::from(a).into())),
+                "[a-z][a-z0-9-]{0,10}(\\.[a-z][a-z0-9]{0,5}){0,2}".prop_map(Host::Name),
+            ]),
+            backup_active in proptest::option::of(any::<bool>()),
+            hb_port in proptest::option::of(1u16..),
+            keepalive in proptest::option::of(pos_secs()),
+            network in proptest::option::of(routing()),
+            nat in proptest::option::of((any::<u32>(), proptest::option::of("eth[0-9]:[0-9]"))),
+            debug in proptest::option::of(text()),
+            active_cmd in proptest::option::of(text()),
+            syncd_id in proptest::option::of(any::<u8>()),
+            tcp in proptest::option::of(0u32..=2_678_400),
+            dataplane in proptest::option::of(prop_oneof![Just(Dataplane::Proxy), Just(Dataplane::Xdp)]),
+        ) -> Global {
+            Global {
+                serial_no: serial,
+                primary,
+                backup_active,
+                heartbeat_port: hb_port,
+                keepalive,
+                // deadtime must exceed keepalive
+                deadtime: keepalive.map(|k| Seconds(k.0 * 3)),
+                network,
+                nat_router: nat.map(|(a, d)| AddrDev { addr: Ipv4Addr::from(a).into(), dev: d }),
+                debug_level: debug,
+                active_cmd,
+                syncd_id,
+                tcp_timeout: tcp,
+                dataplane,
+                ..Default::default()
+            }
+        }
+    }
+
+    prop_compose! {
+        fn server(i: usize, v6: bool, vport: u16, fw: bool)(
+            active in proptest::option::of(any::<bool>()),
+            weight in proptest::option::of(0u32..=65535),
+            remap in proptest::option::of(1u16..),
+            u in proptest::option::of(0u32..1000),
+        ) -> RealServer {
+            let address: IpAddr = if v6 { Ipv6Addr::from(0x2001_0db8_u128 << 96 | i as u128).into() } else { Ipv4Addr::from(0x0a01_0000 + i as u32).into() };
+            RealServer {
+                name: format!("rs{i}"),
+                address: Some(address),
+                active: Some(active.unwrap_or(true)),
+                weight,
+                // NAT only here, so remapping is always allowed.
+                port: if fw { None } else { remap.or(Some(vport)) },
+                forwarding: Some(Routing::Nat),
+                uthreshold: u,
+                lthreshold: u.map(|u| u / 2),
+            }
+        }
+    }
+
+    fn virtual_server(i: usize) -> impl Strategy<Value = VirtualServer> {
+        (
+            any::<bool>(),
+            1u16..,
+            any::<bool>(),
+            proptest::option::of(1u32..),
+            0usize..4,
+        )
+            .prop_flat_map(move |(v6, port, udp, fwmark, n)| {
+                let servers: Vec<_> = (0..n)
+                    .map(|k| server(i * 10 + k, v6, port, fwmark.is_some()))
+                    .collect();
+                (
+                    Just((v6, port, udp, fwmark)),
+                    servers,
+                    proptest::option::of(prop_oneof![
+                        Just(SchedulerKind::Wlc),
+                        Just(SchedulerKind::Sh),
+                        Just(SchedulerKind::Twos)
+                    ]),
+                    proptest::option::of(pos_secs()),
+                    proptest::option::of(text()),
+                    proptest::option::of(0u32..=2_678_400),
+                )
+            })
+            .prop_map(
+                move |((v6, port, udp, fwmark), servers, scheduler, timeout, send, persistent)| {
+                    let addr: IpAddr = if v6 {
+                        Ipv6Addr::from(0xfd00_u128 << 112 | i as u128).into()
+                    } else {
+                        Ipv4Addr::from(0xc000_0200 + i as u32).into()
+                    };
+                    VirtualServer {
+                        name: format!("vs{i}"),
+                        active: Some(true),
+                        address: Some(AddrDev {
+                            addr,
+                            dev: Some("eth0:1".into()),
+                        }),
+                        fwmark,
+                        protocol: Some(if udp { Protocol::Udp } else { Protocol::Tcp }),
+                        port: Some(port),
+                        sched_flags: if scheduler == Some(SchedulerKind::Sh) {
+                            vec![SchedFlag::ShPort]
+                        } else {
+                            vec![]
+                        },
+                        scheduler,
+                        persistent,
+                        pmask: persistent.map(|_| {
+                            if v6 {
+                                Pmask::V6(64)
+                            } else {
+                                Pmask::V4(Ipv4Addr::new(255, 255, 255, 0))
+                            }
+                        }),
+                        timeout,
+                        send,
+                        load_monitor: Some(LoadMonitor::None),
+                        servers,
+                        ..Default::default()
+                    }
+                },
+            )
+    }
+
+    fn config() -> impl Strategy<Value = Config> {
+        (global(), 0usize..4).prop_flat_map(|(g, n)| {
+            let vs: Vec<_> = (0..n).map(virtual_server).collect();
+            (Just(g), vs).prop_map(|(global, virtuals)| Config { global, virtuals })
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn parse_of_write_is_identity(c in config()) {
+            let text = write(&c);
+            let p = parse(&text);
+            prop_assert!(!p.has_errors(), "{}\n{}", text, p.render("w.cf", &text));
+            prop_assert_eq!(p.config, c, "{}", text);
+        }
+    }
+}
