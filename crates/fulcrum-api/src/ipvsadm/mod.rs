@@ -1,0 +1,17 @@
+//! ipvsadm 1.31, reproduced: command line, execution and listings.
+
+mod exec;
+mod parse;
+mod render;
+mod resolve;
+
+pub use exec::{Outcome, conn_entries, entries, execute, run};
+pub use parse::{
+    AdmCommand, AdmError, DaemonArgs, DaemonState, DestArgs, Format, Invocation, ListArgs,
+    ListTarget, SvcArgs, parse_args, usage, version,
+};
+pub use render::{
+    ConnEntry, DaemonInfo, DestEntry, ServiceEntry, print_largenum, render_conns, render_daemons,
+    render_list, render_timeout, sort_entries,
+};
+pub use resolve::{NumericResolver, Resolver};
