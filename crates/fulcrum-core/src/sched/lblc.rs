@@ -24,6 +24,38 @@ pub(crate) fn locality_overloaded(dest: &Dest, dests: &[Dest]) -> bool {
             .any(|d| u64::from(d.activeconns) * 2 < u64::from(d.weight))
 }
 
+/// `ip_vs_lblc_check_expire` / `ip_vs_lblcr_check_expire`, run every 60 s:
+/// every [`COUNT_FOR_FULL_EXPIRATION`]th run drops entries idle longer than
+/// `expiration`; otherwise, if the cache is over [`LBLC_MAX_SIZE`], drop up to
+/// `min((len - max) * 4/3, max/2)` entries idle for [`ENTRY_TIMEOUT`].
+pub(crate) fn collect_cache<T>(
+    cache: &mut HashMap<IpAddr, T>,
+    lastuse: impl Fn(&T) -> Duration,
+    rover: &mut u32,
+    expiration: Duration,
+    now: Duration,
+) {
+    *rover += 1;
+    if *rover >= COUNT_FOR_FULL_EXPIRATION {
+        *rover = 0;
+        cache.retain(|_, e| now.saturating_sub(lastuse(e)) <= expiration);
+        return;
+    }
+    let len = cache.len();
+    if len <= LBLC_MAX_SIZE {
+        return;
+    }
+    let mut goal = ((len - LBLC_MAX_SIZE) * 4 / 3).min(LBLC_MAX_SIZE / 2);
+    cache.retain(|_, e| {
+        if goal > 0 && now.saturating_sub(lastuse(e)) >= ENTRY_TIMEOUT {
+            goal -= 1;
+            false
+        } else {
+            true
+        }
+    });
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     dest: DestId,
@@ -96,29 +128,14 @@ impl Scheduler for LocalityLeastConn {
         Some(i)
     }
 
-    /// `ip_vs_lblc_check_expire` (every 60 s) and its periodic full sweep.
     fn collect_garbage(&mut self, _: &[Dest], now: Duration) {
-        self.rover += 1;
-        if self.rover >= COUNT_FOR_FULL_EXPIRATION {
-            self.rover = 0;
-            let exp = self.expiration;
-            self.cache
-                .retain(|_, e| now.saturating_sub(e.lastuse) <= exp);
-            return;
-        }
-        let len = self.cache.len();
-        if len <= LBLC_MAX_SIZE {
-            return;
-        }
-        let mut goal = ((len - LBLC_MAX_SIZE) * 4 / 3).min(LBLC_MAX_SIZE / 2);
-        self.cache.retain(|_, e| {
-            if goal > 0 && now.saturating_sub(e.lastuse) >= ENTRY_TIMEOUT {
-                goal -= 1;
-                false
-            } else {
-                true
-            }
-        });
+        collect_cache(
+            &mut self.cache,
+            |e| e.lastuse,
+            &mut self.rover,
+            self.expiration,
+            now,
+        );
     }
 }
 

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::lblc::{COUNT_FOR_FULL_EXPIRATION, ENTRY_TIMEOUT, LBLC_MAX_SIZE, locality_overloaded};
+use super::lblc::{collect_cache, locality_overloaded};
 use super::{DestChange, Flow, Scheduler, SchedulerKind, weighted_better, weighted_least};
 use crate::dest::{Dest, DestId};
 use crate::service::SchedFlags;
@@ -160,27 +160,13 @@ impl Scheduler for LocalityLeastConnReplicated {
     }
 
     fn collect_garbage(&mut self, _: &[Dest], now: Duration) {
-        self.rover += 1;
-        if self.rover >= COUNT_FOR_FULL_EXPIRATION {
-            self.rover = 0;
-            let exp = self.expiration;
-            self.cache
-                .retain(|_, s| now.saturating_sub(s.lastuse) <= exp);
-            return;
-        }
-        let len = self.cache.len();
-        if len <= LBLC_MAX_SIZE {
-            return;
-        }
-        let mut goal = ((len - LBLC_MAX_SIZE) * 4 / 3).min(LBLC_MAX_SIZE / 2);
-        self.cache.retain(|_, s| {
-            if goal > 0 && now.saturating_sub(s.lastuse) >= ENTRY_TIMEOUT {
-                goal -= 1;
-                false
-            } else {
-                true
-            }
-        });
+        collect_cache(
+            &mut self.cache,
+            |s| s.lastuse,
+            &mut self.rover,
+            self.expiration,
+            now,
+        );
     }
 }
 

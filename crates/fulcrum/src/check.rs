@@ -1,0 +1,85 @@
+//! `fulcrum check`: validate an lvs.cf and optionally show its table.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+
+use fulcrum_api::ipvsadm::{self, NumericResolver};
+use fulcrum_config::{Config, Severity};
+use fulcrum_core::Table;
+
+/// Build the IPVS table a validated configuration describes.
+pub(crate) fn build_table(cfg: &Config) -> anyhow::Result<Table> {
+    let mut table = Table::new();
+    for svc in cfg.table() {
+        table
+            .add_service(svc.spec.clone())
+            .map_err(|e| anyhow::anyhow!("virtual server `{}`: {e}", svc.name))?;
+        for (name, dest) in &svc.dests {
+            table.add_dest(&svc.spec.key, dest.clone()).map_err(|e| {
+                anyhow::anyhow!("real server `{name}` of virtual server `{}`: {e}", svc.name)
+            })?;
+        }
+    }
+    Ok(table)
+}
+
+fn plural(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
+pub(crate) fn run(path: &Path, save: bool) -> ExitCode {
+    let name = path.display().to_string();
+    let source = match std::fs::read_to_string(path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("fulcrum: cannot read {name}: {e}");
+            eprintln!("  hint: pass the configuration with --config PATH");
+            return ExitCode::from(1);
+        }
+    };
+    let parsed = fulcrum_config::parse(&source);
+    eprint!("{}", parsed.render(&name, &source));
+    let errors = parsed.error_count();
+    let warnings = parsed
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Warning)
+        .count();
+    if errors > 0 {
+        eprintln!(
+            "{name}: {}, {}; nothing would be applied",
+            plural(errors, "error"),
+            plural(warnings, "warning")
+        );
+        return ExitCode::from(1);
+    }
+    let mut table = match build_table(&parsed.config) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let services = table.services();
+    let dests: usize = services.iter().map(|s| s.dests.len()).sum();
+    eprintln!(
+        "{name}: OK: {} with {} active ({})",
+        plural(services.len(), "virtual server"),
+        plural(dests, "real server"),
+        plural(warnings, "warning")
+    );
+    if save {
+        let out = ipvsadm::execute(
+            &ipvsadm::AdmCommand::Save { numeric: true },
+            &mut table,
+            &NumericResolver,
+            std::time::Duration::ZERO,
+        );
+        let mut stdout = std::io::stdout().lock();
+        if stdout.write_all(out.stdout.as_bytes()).is_err() {
+            return ExitCode::from(1);
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,74 @@
+//! `fulcrum check` as a user runs it.
+
+use std::process::Command;
+
+fn root(rel: &str) -> String {
+    format!("{}/../../{rel}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn check(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_fulcrum"))
+        .arg("check")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn seed_examples_print_their_tables() {
+    let want = "-A -t 1.2.3.1:80 -s wlc\n-a -t 1.2.3.1:80 -r 192.168.1.3:80 -m -w 2000\n-a -t 1.2.3.1:80 -r 192.168.1.4:80 -m -w 1000\n-a -t 1.2.3.1:80 -r 192.168.1.5:80 -m -w 1000\n";
+    for f in ["examples/lvs.cf", "examples/piranha.cf"] {
+        let (code, out, err) = check(&["--config", &root(f), "--save"]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(out, want, "{f}");
+        assert!(
+            err.contains("OK: 1 virtual server with 3 real servers active (1 warning)"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn broken_file_names_every_problem_and_fails() {
+    let path = root("crates/fulcrum-config/tests/data/broken.cf");
+    let (code, out, err) = check(&["--config", &path, "--save"]);
+    assert_eq!(code, 1);
+    assert_eq!(out, "", "no table for a broken file");
+    assert_eq!(err.matches(": error: ").count(), 19, "{err}");
+    assert!(
+        err.contains("broken.cf:9:5: error: unknown keyword `schedular` in virtual server `web`")
+    );
+    assert!(err.contains("  hint: did you mean `scheduler`?"));
+    assert!(err.ends_with("19 errors, 0 warnings; nothing would be applied\n"));
+}
+
+#[test]
+fn forwarding_and_persistence_become_ipvsadm_options() {
+    let dir = std::env::temp_dir().join(format!("fulcrum-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cf = dir.join("lvs.cf");
+    std::fs::write(
+        &cf,
+        "network = direct\nvirtual web {\n address = 10.0.0.1\n active = 1\n persistent = 600\n pmask = 255.255.255.0\n scheduler = sh\n sched_flags = sh-fallback\n server a {\n  address = 10.1.0.1\n  active = 1\n  weight = 3\n }\n server b {\n  address = 10.1.0.2\n  active = 1\n  forwarding = tunnel\n }\n server c {\n  address = 10.1.0.3\n  active = 0\n }\n}\nvirtual off {\n address = 10.0.0.2\n active = 0\n}\nvirtual dns {\n address = 10.0.0.3\n active = 1\n protocol = udp\n port = 53\n forwarding = nat\n server d {\n  address = 10.1.0.4\n  active = 1\n  port = 5353\n }\n}\n",
+    )
+    .unwrap();
+    let (code, out, err) = check(&["--config", cf.to_str().unwrap(), "--save"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "-A -t 10.0.0.1:80 -s sh -p 600 -M 255.255.255.0 -b sh-fallback\n-a -t 10.0.0.1:80 -r 10.1.0.1:80 -g -w 3\n-a -t 10.0.0.1:80 -r 10.1.0.2:80 -i -w 1 --tun-type ipip\n-A -u 10.0.0.3:53 -s wlc\n-a -u 10.0.0.3:53 -r 10.1.0.4:5353 -m -w 1\n"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn unreadable_file_is_an_error_with_a_hint() {
+    let (code, _, err) = check(&["--config", "/nonexistent/lvs.cf"]);
+    assert_eq!(code, 1);
+    assert!(err.starts_with("fulcrum: cannot read /nonexistent/lvs.cf: "));
+}
