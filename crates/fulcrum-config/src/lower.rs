@@ -888,6 +888,20 @@ fn check_virtuals(cfg: &Config, infos: &[VirtualInfo], diags: &mut Vec<Diagnosti
                 .hint("set `protocol = udp`, or remove `one_packet`"),
             );
         }
+        if cfg.global.effective_dataplane() == Dataplane::Proxy {
+            if v.fwmark.is_some() {
+                diags.push(
+                    Diagnostic::error(at("fwmark"), "fwmark services need the `xdp` data plane: the `proxy` data plane sees no packet marks")
+                        .hint("set `dataplane = xdp` in the global section, or describe the service by `address` and `port`"),
+                );
+            }
+            if v.protocol == Some(Protocol::Sctp) {
+                diags.push(
+                    Diagnostic::error(at("protocol"), "SCTP services need the `xdp` data plane")
+                        .hint("set `dataplane = xdp` in the global section, or use tcp or udp"),
+                );
+            }
+        }
         let sched = v.effective_scheduler();
         for f in &v.sched_flags {
             if f.scheduler() != sched {
@@ -1007,6 +1021,16 @@ fn check_servers(
             diags.push(
                 Diagnostic::error(at("address"), format!("real server `{}` is {} but virtual server `{}` is {}", s.name, fam_name(Family::of(&addr)), v.name, fam_name(fam)))
                     .hint("only tunnelled real servers (`forwarding = tunnel`) may use the other address family"),
+            );
+        }
+        if routing != Routing::Nat && cfg.global.effective_dataplane() == Dataplane::Proxy {
+            let sp = keys
+                .get("forwarding")
+                .or_else(|| info.keys.get("forwarding"))
+                .unwrap_or(*header);
+            diags.push(
+                Diagnostic::error(sp, format!("real server `{}` uses {} routing, which the `proxy` data plane cannot do", s.name, routing.name()))
+                    .hint("set `dataplane = xdp` in the global section for direct routing and tunnelling, or use `forwarding = nat`"),
             );
         }
         let vport = v.effective_port();

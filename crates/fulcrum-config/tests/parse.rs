@@ -122,7 +122,7 @@ fn quoted_send_expect_with_escapes() {
 
 #[test]
 fn extensions() {
-    let src = "dataplane = proxy\nkeepalive = 0.1\ndeadtime = 0.35\ntcp_timeout = 3600\nvirtual dns {\n address = 10.0.0.53\n active = 1\n protocol = udp\n port = 53\n scheduler = mh\n sched_flags = mh-fallback, mh-port\n one_packet = 1\n persistent = 60\n pmask = 255.255.255.0\n forwarding = nat\n timeout = 2.5\n server a {\n  address = 10.1.0.1\n  active = 1\n  uthreshold = 100\n  lthreshold = 50\n  port = 5353\n }\n}\nvirtual fw {\n address = 2001:db8::1\n fwmark = 7\n active = 1\n persistent = 300\n pmask = 64\n forwarding = direct\n server t {\n  address = 192.0.2.9\n  active = 1\n  forwarding = tunnel\n }\n}\n";
+    let src = "dataplane = xdp\nkeepalive = 0.1\ndeadtime = 0.35\ntcp_timeout = 3600\nvirtual dns {\n address = 10.0.0.53\n active = 1\n protocol = udp\n port = 53\n scheduler = mh\n sched_flags = mh-fallback, mh-port\n one_packet = 1\n persistent = 60\n pmask = 255.255.255.0\n forwarding = nat\n timeout = 2.5\n server a {\n  address = 10.1.0.1\n  active = 1\n  uthreshold = 100\n  lthreshold = 50\n  port = 5353\n }\n}\nvirtual fw {\n address = 2001:db8::1\n fwmark = 7\n active = 1\n persistent = 300\n pmask = 64\n forwarding = direct\n server t {\n  address = 192.0.2.9\n  active = 1\n  forwarding = tunnel\n }\n}\n";
     let cfg = ok(src);
     assert_eq!(
         cfg.global.keepalive,
@@ -182,6 +182,16 @@ fn validation_rules() {
     assert_eq!(
         e,
         vec!["4:2: an IPv6 prefix length cannot be the persistence mask of an IPv4 service"]
+    );
+    let e = errors(
+        "virtual a {\n address = 10.0.0.1\n active = 1\n fwmark = 3\n server s {\n  address = 10.1.0.1\n  active = 1\n  forwarding = direct\n }\n}\n",
+    );
+    assert_eq!(
+        e,
+        vec![
+            "4:2: fwmark services need the `xdp` data plane: the `proxy` data plane sees no packet marks",
+            "8:3: real server `s` uses direct routing, which the `proxy` data plane cannot do"
+        ]
     );
     let e = errors("virtual a {\n address = 10.0.0.1\n active = 1\n weight = 3\n}\n");
     assert_eq!(
@@ -374,7 +384,13 @@ mod roundtrip {
     fn config() -> impl Strategy<Value = Config> {
         (global(), 0usize..4).prop_flat_map(|(g, n)| {
             let vs: Vec<_> = (0..n).map(virtual_server).collect();
-            (Just(g), vs).prop_map(|(global, virtuals)| Config { global, virtuals })
+            (Just(g), vs).prop_map(|(mut global, virtuals)| {
+                // fwmark services exist only on the xdp data plane.
+                if virtuals.iter().any(|v| v.fwmark.is_some()) {
+                    global.dataplane = Some(Dataplane::Xdp);
+                }
+                Config { global, virtuals }
+            })
         })
     }
 

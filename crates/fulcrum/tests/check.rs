@@ -39,12 +39,12 @@ fn broken_file_names_every_problem_and_fails() {
     let (code, out, err) = check(&["--config", &path, "--save"]);
     assert_eq!(code, 1);
     assert_eq!(out, "", "no table for a broken file");
-    assert_eq!(err.matches(": error: ").count(), 19, "{err}");
+    assert_eq!(err.matches(": error: ").count(), 20, "{err}");
     assert!(
         err.contains("broken.cf:9:5: error: unknown keyword `schedular` in virtual server `web`")
     );
     assert!(err.contains("  hint: did you mean `scheduler`?"));
-    assert!(err.ends_with("19 errors, 0 warnings; nothing would be applied\n"));
+    assert!(err.ends_with("20 errors, 0 warnings; nothing would be applied\n"));
 }
 
 #[test]
@@ -54,7 +54,7 @@ fn forwarding_and_persistence_become_ipvsadm_options() {
     let cf = dir.join("lvs.cf");
     std::fs::write(
         &cf,
-        "network = direct\nvirtual web {\n address = 10.0.0.1\n active = 1\n persistent = 600\n pmask = 255.255.255.0\n scheduler = sh\n sched_flags = sh-fallback\n server a {\n  address = 10.1.0.1\n  active = 1\n  weight = 3\n }\n server b {\n  address = 10.1.0.2\n  active = 1\n  forwarding = tunnel\n }\n server c {\n  address = 10.1.0.3\n  active = 0\n }\n}\nvirtual off {\n address = 10.0.0.2\n active = 0\n}\nvirtual dns {\n address = 10.0.0.3\n active = 1\n protocol = udp\n port = 53\n forwarding = nat\n server d {\n  address = 10.1.0.4\n  active = 1\n  port = 5353\n }\n}\n",
+        "dataplane = xdp\nnetwork = direct\nvirtual web {\n address = 10.0.0.1\n active = 1\n persistent = 600\n pmask = 255.255.255.0\n scheduler = sh\n sched_flags = sh-fallback\n server a {\n  address = 10.1.0.1\n  active = 1\n  weight = 3\n }\n server b {\n  address = 10.1.0.2\n  active = 1\n  forwarding = tunnel\n }\n server c {\n  address = 10.1.0.3\n  active = 0\n }\n}\nvirtual off {\n address = 10.0.0.2\n active = 0\n}\nvirtual dns {\n address = 10.0.0.3\n active = 1\n protocol = udp\n port = 53\n forwarding = nat\n server d {\n  address = 10.1.0.4\n  active = 1\n  port = 5353\n }\n}\n",
     )
     .unwrap();
     let (code, out, err) = check(&["--config", cf.to_str().unwrap(), "--save"]);

@@ -224,6 +224,36 @@ pub fn run(
     r: &dyn Resolver,
     now: Duration,
 ) -> Outcome {
+    run_with(
+        program,
+        args,
+        stdin,
+        table,
+        r,
+        now,
+        &|_: &AdmCommand, _: &Table| None,
+    )
+}
+
+/// A check run before each command touches the table: `Some(outcome)`
+/// refuses the command with that outcome.
+pub type Veto<'a> = &'a dyn Fn(&AdmCommand, &Table) -> Option<Outcome>;
+
+/// [`run`], with a veto consulted before every command (also each line of
+/// `-R`). A director uses it to refuse what its data plane cannot do.
+pub fn run_with(
+    program: &str,
+    args: &[String],
+    stdin: &str,
+    table: &mut Table,
+    r: &dyn Resolver,
+    now: Duration,
+    veto: Veto<'_>,
+) -> Outcome {
+    let exec = |c: &AdmCommand, table: &mut Table| match veto(c, table) {
+        Some(o) => o,
+        None => execute(c, table, r, now),
+    };
     if args.is_empty() {
         return Outcome {
             stdout: render_list(&entries(table), &Format::default(), true, r),
@@ -259,7 +289,7 @@ pub fn run(
                         all.exit_code = 255;
                         return all;
                     }
-                    Ok(Invocation::Command(c)) => execute(&c, table, r, now),
+                    Ok(Invocation::Command(c)) => exec(&c, table),
                     Ok(Invocation::Help) => Outcome {
                         stdout: usage(program),
                         ..Default::default()
@@ -285,7 +315,7 @@ pub fn run(
             }
             all
         }
-        Ok(Invocation::Command(c)) => execute(&c, table, r, now),
+        Ok(Invocation::Command(c)) => exec(&c, table),
         Err(e) => Outcome::err(e.message, e.exit_code),
     }
 }

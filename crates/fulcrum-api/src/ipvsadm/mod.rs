@@ -5,7 +5,7 @@ mod parse;
 mod render;
 mod resolve;
 
-pub use exec::{Outcome, conn_entries, entries, execute, run};
+pub use exec::{Outcome, Veto, conn_entries, entries, execute, run, run_with};
 pub use parse::{
     AdmCommand, AdmError, DaemonArgs, DaemonState, DestArgs, Format, Invocation, ListArgs,
     ListTarget, SvcArgs, parse_args, usage, version,

@@ -1,0 +1,81 @@
+//! The kernel interfaces Fulcrum needs that no safe crate wraps.
+//!
+//! Everything unsafe in Fulcrum lives here, in small functions with their
+//! contracts written down.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
+
+/// Segment counts of a TCP socket, from `TCP_INFO` (`tcpi_segs_in`,
+/// `tcpi_segs_out`, Linux >= 4.2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpSegments {
+    /// Segments received.
+    pub segs_in: u32,
+    /// Segments sent.
+    pub segs_out: u32,
+}
+
+/// Read a TCP socket's segment counters.
+///
+/// # Errors
+/// The `getsockopt` error, e.g. `ENOTSOCK` or `ENOPROTOOPT` for a non-TCP
+/// socket.
+pub fn tcp_segments(sock: impl AsFd) -> io::Result<TcpSegments> {
+    let fd = sock.as_fd();
+    let mut info = std::mem::MaybeUninit::<libc::tcp_info>::zeroed();
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    #[allow(
+        unsafe_code,
+        reason = "getsockopt(TCP_INFO) has no safe wrapper in rustix or socket2"
+    )]
+    // SAFETY: `fd` is a valid open descriptor borrowed for the call; `info`
+    // is a writable, zero-initialised buffer of `len` bytes, and the kernel
+    // writes at most `len` bytes into it and updates `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_TCP,
+            libc::TCP_INFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[allow(
+        unsafe_code,
+        reason = "the buffer was zero-initialised, so every field is defined"
+    )]
+    // SAFETY: zeroed() initialised every byte; the kernel may have filled a
+    // prefix of it. All-zero is a valid `tcp_info`.
+    let info = unsafe { info.assume_init() };
+    Ok(TcpSegments {
+        segs_in: info.tcpi_segs_in,
+        segs_out: info.tcpi_segs_out,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn counts_segments_of_a_loopback_connection() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        c.write_all(b"hello").unwrap();
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).unwrap();
+        let seg = tcp_segments(&c).unwrap();
+        // SYN, ACK, data sent; SYN/ACK (and an ACK) received.
+        assert!(seg.segs_out >= 3, "{seg:?}");
+        assert!(seg.segs_in >= 1, "{seg:?}");
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert!(tcp_segments(&udp).is_err());
+    }
+}

@@ -1,0 +1,65 @@
+//! What the plane tells the controller.
+
+use std::net::SocketAddr;
+
+use fulcrum_core::conn::ConnId;
+use fulcrum_core::sched::Flow;
+use fulcrum_core::state::{Direction, TcpFlags};
+use fulcrum_core::table::Scheduled;
+use fulcrum_core::{Protocol, ServiceKey};
+use tokio::sync::oneshot;
+
+/// A message from the data plane to the controller that owns the table.
+#[derive(Debug)]
+pub enum PlaneEvent {
+    /// A new connection (or datagram flow) arrived: pick its real server.
+    Schedule {
+        /// The virtual service it arrived on.
+        key: ServiceKey,
+        /// Its protocol.
+        proto: Protocol,
+        /// Client and virtual endpoints.
+        flow: Flow,
+        /// The answer: `None` is "no destination available".
+        reply: oneshot::Sender<Option<Scheduled>>,
+    },
+    /// Something happened to a connection, told as the TCP segment IPVS
+    /// would have seen (`flags` is `None` for a UDP datagram).
+    Segment {
+        /// The connection.
+        conn: ConnId,
+        /// Which way.
+        dir: Direction,
+        /// The TCP flags.
+        flags: Option<TcpFlags>,
+    },
+    /// Traffic since the last report.
+    Traffic {
+        /// The connection.
+        conn: ConnId,
+        /// Packets client → real server.
+        inpkts: u64,
+        /// Bytes client → real server.
+        inbytes: u64,
+        /// Packets real server → client.
+        outpkts: u64,
+        /// Bytes real server → client.
+        outbytes: u64,
+    },
+    /// A connection or datagram was refused: no real server available.
+    NoDest {
+        /// The service.
+        key: ServiceKey,
+        /// The client.
+        client: SocketAddr,
+    },
+    /// A real server could not be reached; the client was reset.
+    Unreachable {
+        /// The connection.
+        conn: ConnId,
+        /// The real server.
+        dest: SocketAddr,
+        /// Why.
+        error: String,
+    },
+}
