@@ -170,7 +170,7 @@ async fn handle(
     let mut tick = tokio::time::interval(REPORT_EVERY);
     tick.tick().await;
     let mut reset_seen = false;
-    while !(up_done && down_done) && !reset_seen {
+    while !(reset_seen || up_done && down_done) {
         tokio::select! {
             end = &mut up, if !up_done => {
                 up_done = true;
