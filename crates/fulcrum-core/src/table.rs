@@ -640,12 +640,8 @@ impl Table {
         let Some(conn) = self.conns.entries.get(&id) else {
             return;
         };
-        let (svc, dest, state) = (conn.service, conn.dest, conn.state);
-        let new_state = match tcp {
-            Some(flags) => tcp_transition(state, dir, flags),
-            None => state,
-        };
-        self.set_state_inner(id, new_state, now);
+        let (svc, dest) = (conn.service, conn.dest);
+        self.transition(id, dir, tcp, now);
         let bump = |s: &mut crate::estimator::Stats| {
             if dir == Direction::Output {
                 s.counters.outpkts += 1;
@@ -661,6 +657,20 @@ impl Table {
                 bump(&mut d.stats);
             }
         }
+    }
+
+    /// A segment's effect on a connection without counting it: the TCP
+    /// transition (none for UDP, `tcp = None`) and the timer re-armed with the
+    /// state's timeout. For data planes that count traffic separately.
+    pub fn transition(&mut self, id: ConnId, dir: Direction, tcp: Option<TcpFlags>, now: Duration) {
+        let Some(conn) = self.conns.entries.get(&id) else {
+            return;
+        };
+        let new_state = match tcp {
+            Some(flags) => tcp_transition(conn.state, dir, flags),
+            None => conn.state,
+        };
+        self.set_state_inner(id, new_state, now);
     }
 
     /// Set a connection's state directly, for data planes that see socket

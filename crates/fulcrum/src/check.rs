@@ -9,7 +9,7 @@ use fulcrum_config::{Config, Severity};
 use fulcrum_core::Table;
 
 /// Build the IPVS table a validated configuration describes.
-pub(crate) fn build_table(cfg: &Config) -> anyhow::Result<Table> {
+pub fn build_table(cfg: &Config) -> anyhow::Result<Table> {
     let mut table = Table::new();
     for svc in cfg.table() {
         table
@@ -28,7 +28,9 @@ fn plural(n: usize, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
-pub(crate) fn run(path: &Path, save: bool) -> ExitCode {
+/// `fulcrum check`: print diagnostics and a summary (and with `save` the
+/// table as `ipvsadm -S -n`); exit 1 on any error.
+pub fn run(path: &Path, save: bool) -> ExitCode {
     let name = path.display().to_string();
     let source = match std::fs::read_to_string(path) {
         Ok(s) => s,

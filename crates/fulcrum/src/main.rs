@@ -1,11 +1,14 @@
-//! `fulcrum`: the command-line entry point.
+//! `fulcrum`: the command-line entry point. Invoked under the name
+//! `ipvsadm`, it behaves as `fulcrum adm`.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-
-mod check;
+use fulcrum::control::client;
+use fulcrum::paths::default_control_path;
+use fulcrum_api::control::Request;
 
 /// Fulcrum: a high-availability Layer-4 load balancer in the tradition of
 /// LVS, Piranha and keepalived.
@@ -18,6 +21,39 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the director: serve the virtual servers of an lvs.cf.
+    Run {
+        /// The configuration file.
+        #[arg(long, short = 'c', value_name = "PATH", default_value = "/etc/lvs.cf")]
+        config: PathBuf,
+        /// The control socket (default: $FULCRUM_CONTROL, /run/fulcrum/control.sock
+        /// for root, else $XDG_RUNTIME_DIR/fulcrum/control.sock).
+        #[arg(long, value_name = "SOCKET")]
+        control: Option<PathBuf>,
+    },
+    /// Administer the running director with ipvsadm's commands, options and
+    /// output (`fulcrum adm -L -n`, `fulcrum adm -a -t VIP:80 -r RIP -m`).
+    #[command(disable_help_flag = true, disable_version_flag = true)]
+    Adm {
+        /// The director's control socket.
+        #[arg(long, value_name = "SOCKET")]
+        control: Option<PathBuf>,
+        /// ipvsadm arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
+    /// Show the running director's state.
+    Status {
+        /// The director's control socket.
+        #[arg(long, value_name = "SOCKET")]
+        control: Option<PathBuf>,
+    },
+    /// Make the running director re-read its configuration (as SIGHUP does).
+    Reload {
+        /// The director's control socket.
+        #[arg(long, value_name = "SOCKET")]
+        control: Option<PathBuf>,
+    },
     /// Validate an lvs.cf: print every problem with file:line:col, exit 1 on
     /// any error.
     Check {
@@ -29,11 +65,98 @@ enum Command {
         #[arg(long)]
         save: bool,
     },
+    /// A minimal real server: HTTP 200 with body `NAME\n`, or with --udp a
+    /// `NAME\n` reply to every datagram.
+    Realserver {
+        /// Address and port to listen on.
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: SocketAddr,
+        /// The name to answer with (default: the listen address).
+        #[arg(long)]
+        name: Option<String>,
+        /// Answer UDP instead of HTTP.
+        #[arg(long)]
+        udp: bool,
+    },
+    /// A director on 127.0.0.1:8080 in front of three local real servers
+    /// (weights 2, 1, 1, wlc). No root needed; Ctrl-C stops it.
+    Demo {
+        /// Where the director listens.
+        #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts")
+}
+
+fn code(c: i32) -> ExitCode {
+    ExitCode::from(c.clamp(0, 255) as u8)
+}
+
+/// `ipvsadm ARGS` / `fulcrum adm ARGS`: one request to the director. `-R`
+/// reads its commands from standard input here and sends them along.
+fn adm(control: Option<PathBuf>, args: Vec<String>, program: &str) -> ExitCode {
+    let restore = args.first().is_some_and(|a| {
+        a == "-R"
+            || a == "--restore"
+            || (a.starts_with('-') && !a.starts_with("--") && a.contains('R'))
+    });
+    let mut stdin = String::new();
+    if restore {
+        use std::io::Read as _;
+        let _ = std::io::stdin().read_to_string(&mut stdin);
+    }
+    let path = control.unwrap_or_else(default_control_path);
+    code(client(&path, Request::Adm { args, stdin }, program))
 }
 
 fn main() -> ExitCode {
+    let argv0 = std::env::args().next().unwrap_or_default();
+    if std::path::Path::new(&argv0)
+        .file_name()
+        .is_some_and(|n| n == "ipvsadm")
+    {
+        return adm(None, std::env::args().skip(1).collect(), "ipvsadm");
+    }
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config, save } => check::run(&config, save),
+        Command::Check { config, save } => fulcrum::check::run(&config, save),
+        Command::Run { config, control } => {
+            fulcrum::run::init_logging();
+            let Some(cfg) = fulcrum::run::load(&config) else {
+                return ExitCode::from(1);
+            };
+            let control = control.unwrap_or_else(default_control_path);
+            code(runtime().block_on(fulcrum::run::director(
+                Some(config),
+                Some(cfg),
+                "",
+                control,
+                |_| {},
+            )))
+        }
+        Command::Adm { control, args } => adm(control, args, "fulcrum adm"),
+        Command::Status { control } => code(client(
+            &control.unwrap_or_else(default_control_path),
+            Request::Status,
+            "fulcrum status",
+        )),
+        Command::Reload { control } => code(client(
+            &control.unwrap_or_else(default_control_path),
+            Request::Reload,
+            "fulcrum reload",
+        )),
+        Command::Realserver { listen, name, udp } => {
+            code(runtime().block_on(fulcrum::realserver::run(listen, name, udp)))
+        }
+        Command::Demo { listen } => {
+            fulcrum::run::init_logging();
+            code(runtime().block_on(fulcrum::demo::run(listen)))
+        }
     }
 }

@@ -1,0 +1,524 @@
+//! The controller: the one owner of the IPVS table. The data plane asks it
+//! to schedule connections and reports what happens to them; the control
+//! socket sends it commands; a reload sends it a new configuration. It never
+//! awaits while holding the table: every message is handled to completion.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use fulcrum_api::control::{Request, Response};
+use fulcrum_api::ipvsadm::{self, AdmCommand, Outcome};
+use fulcrum_config::{Config, Dataplane, TableService};
+use fulcrum_core::{DestSpec, Forwarding, Protocol, Service, ServiceKey, ServiceSpec, Table};
+use fulcrum_proxy::{PlaneEvent, ProxyPlane};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::resolver::SystemResolver;
+
+/// The program name ipvsadm messages carry.
+const ADM_PROGRAM: &str = "ipvsadm";
+
+/// A request from the control socket, with where to send the answer.
+#[derive(Debug)]
+pub struct ControlMsg {
+    /// What is asked.
+    pub request: Request,
+    /// The answer.
+    pub reply: oneshot::Sender<Response>,
+}
+
+#[derive(Debug, Default)]
+struct NoDest {
+    total: u64,
+    since_log: u64,
+    last_log: Option<Instant>,
+}
+
+/// The director's state.
+pub struct Controller {
+    table: Table,
+    plane: ProxyPlane,
+    /// Services the plane serves, with their one-packet flag.
+    served: HashMap<ServiceKey, bool>,
+    names: HashMap<ServiceKey, String>,
+    config_path: Option<PathBuf>,
+    origin: String,
+    serial: Option<u64>,
+    started: Instant,
+    nodest: HashMap<ServiceKey, NoDest>,
+    unreachable: u64,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller")
+            .field("services", &self.table.services().len())
+            .finish()
+    }
+}
+
+fn differs(svc: &Service, spec: &ServiceSpec) -> bool {
+    svc.scheduler.kind() != spec.scheduler
+        || svc.flags != spec.flags
+        || svc.persistent != spec.persistent
+        || svc.netmask != spec.netmask
+        || svc.one_packet != spec.one_packet
+        || svc.pe_name != spec.pe_name
+}
+
+/// Why the proxy plane refuses a service or real server, if it does.
+fn plane_refuses(cmd: &AdmCommand) -> Option<&'static str> {
+    let key = match cmd {
+        AdmCommand::AddService(a) | AdmCommand::EditService(a) => Some(a.key),
+        _ => None,
+    };
+    match key {
+        Some(ServiceKey::Fwmark { .. }) => {
+            return Some(
+                "fwmark services need the xdp data plane; the proxy data plane sees no packet marks",
+            );
+        }
+        Some(ServiceKey::Addr {
+            proto: Protocol::Sctp,
+            ..
+        }) => return Some("SCTP services need the xdp data plane"),
+        _ => {}
+    }
+    match cmd {
+        AdmCommand::AddDest(_, d) | AdmCommand::EditDest(_, d) if d.fwd != Forwarding::Masq => {
+            Some(
+                "the proxy data plane forwards by NAT only: add -m (masquerading); direct routing (-g, ipvsadm's default) and tunnelling (-i) need the xdp data plane",
+            )
+        }
+        _ => None,
+    }
+}
+
+impl Controller {
+    /// A controller with an empty table, serving through `plane`. `origin`
+    /// says where a configuration without a file came from (for status).
+    pub fn new(plane: ProxyPlane, config_path: Option<PathBuf>, origin: &str) -> Controller {
+        Controller {
+            table: Table::new(),
+            plane,
+            served: HashMap::new(),
+            names: HashMap::new(),
+            config_path,
+            origin: origin.to_string(),
+            serial: None,
+            started: Instant::now(),
+            nodest: HashMap::new(),
+            unreachable: 0,
+        }
+    }
+
+    fn now(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Make the table what `cfg` describes, changing only what differs:
+    /// connections, counters and untouched services survive. Listeners for
+    /// new services are bound first, so a failure changes nothing.
+    ///
+    /// # Errors
+    /// A message naming what could not be applied.
+    pub fn apply_config(&mut self, cfg: &Config) -> Result<String, String> {
+        if cfg.global.effective_dataplane() == Dataplane::Xdp {
+            return Err("the xdp data plane is not available in this version of Fulcrum; use `dataplane = proxy`".into());
+        }
+        let desired: Vec<TableService> = cfg.table();
+        let want: HashMap<ServiceKey, &TableService> =
+            desired.iter().map(|s| (s.spec.key, s)).collect();
+
+        // 1. Listeners for services new to the plane (or whose one-packet mode
+        // changes); undo them all if one fails.
+        let mut started = Vec::new();
+        for s in &desired {
+            let key = s.spec.key;
+            match self.served.get(&key) {
+                Some(op) if *op == s.spec.one_packet => continue,
+                Some(_) => self.plane.remove_service(&key),
+                None => {}
+            }
+            if let Err(e) = self.plane.add_service(key, s.spec.one_packet) {
+                for k in started {
+                    self.plane.remove_service(&k);
+                    self.served.remove(&k);
+                }
+                return Err(format!("virtual server `{}`: {e}", s.name));
+            }
+            self.served.insert(key, s.spec.one_packet);
+            started.push(key);
+        }
+
+        // 2. The table.
+        let (mut added, mut removed, mut changed) = (0, 0, 0);
+        let current: Vec<ServiceKey> = self.table.services().iter().map(|s| s.key).collect();
+        for key in current {
+            if !want.contains_key(&key) {
+                let _ = self.table.delete_service(&key);
+                self.plane.remove_service(&key);
+                self.served.remove(&key);
+                removed += 1;
+            }
+        }
+        for s in &desired {
+            let key = s.spec.key;
+            match self.table.service(&key) {
+                None => {
+                    self.table
+                        .add_service(s.spec.clone())
+                        .map_err(|e| format!("virtual server `{}`: {e}", s.name))?;
+                    added += 1;
+                }
+                Some(svc) if differs(svc, &s.spec) => {
+                    self.table
+                        .edit_service(s.spec.clone())
+                        .map_err(|e| format!("virtual server `{}`: {e}", s.name))?;
+                    changed += 1;
+                }
+                Some(_) => {}
+            }
+            self.sync_dests(s)?;
+        }
+        let g = &cfg.global;
+        let secs = |v: Option<u32>| Duration::from_secs(u64::from(v.unwrap_or(0)));
+        self.table.set_timeouts(
+            secs(g.tcp_timeout),
+            secs(g.tcpfin_timeout),
+            secs(g.udp_timeout),
+        );
+        self.plane.set_udp_timeout(self.table.timeouts().triple().2);
+        self.names = desired
+            .iter()
+            .map(|s| (s.spec.key, s.name.clone()))
+            .collect();
+        self.serial = g.serial_no;
+        Ok(format!(
+            "virtual servers: {added} added, {removed} removed, {changed} changed"
+        ))
+    }
+
+    fn sync_dests(&mut self, s: &TableService) -> Result<(), String> {
+        let key = s.spec.key;
+        let want: HashMap<(std::net::IpAddr, u16), &DestSpec> =
+            s.dests.iter().map(|(_, d)| ((d.addr, d.port), d)).collect();
+        let have: Vec<(std::net::IpAddr, u16)> = self
+            .table
+            .service(&key)
+            .map(|svc| svc.dests.iter().map(|d| (d.addr, d.port)).collect())
+            .unwrap_or_default();
+        for (addr, port) in &have {
+            if !want.contains_key(&(*addr, *port)) {
+                let _ = self.table.delete_dest(&key, addr, *port);
+            }
+        }
+        for (name, d) in &s.dests {
+            let existing = self
+                .table
+                .service(&key)
+                .and_then(|svc| svc.dest(&d.addr, d.port))
+                .map(|x| {
+                    (x.weight, x.fwd, x.u_threshold, x.l_threshold)
+                        != (d.weight, d.fwd, d.u_threshold, d.l_threshold)
+                });
+            let r = match existing {
+                None => self.table.add_dest(&key, d.clone()).map(|_| ()),
+                Some(true) => self.table.edit_dest(&key, d.clone()),
+                Some(false) => Ok(()),
+            };
+            r.map_err(|e| format!("real server `{name}` of virtual server `{}`: {e}", s.name))?;
+        }
+        Ok(())
+    }
+
+    /// Re-read the configuration file and apply it. An invalid file changes
+    /// nothing.
+    pub fn reload(&mut self) -> Response {
+        let Some(path) = self.config_path.clone() else {
+            return Response {
+                stderr: "this director runs without a configuration file; nothing to reload\n"
+                    .into(),
+                exit_code: 1,
+                ..Default::default()
+            };
+        };
+        let name = path.display().to_string();
+        let src = match std::fs::read_to_string(&path) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(config = %name, error = %e, "reload failed: cannot read the configuration; nothing changed");
+                return Response {
+                    stderr: format!("cannot read {name}: {e}; nothing changed\n"),
+                    exit_code: 1,
+                    ..Default::default()
+                };
+            }
+        };
+        let parsed = fulcrum_config::parse(&src);
+        let diags = parsed.render(&name, &src);
+        if parsed.has_errors() {
+            tracing::error!(config = %name, errors = parsed.error_count(), "reload refused: the configuration has errors; nothing changed");
+            return Response {
+                stderr: format!(
+                    "{diags}{name}: {} errors; nothing changed\n",
+                    parsed.error_count()
+                ),
+                exit_code: 1,
+                ..Default::default()
+            };
+        }
+        match self.apply_config(&parsed.config) {
+            Ok(summary) => {
+                tracing::info!(config = %name, %summary, "reloaded");
+                Response {
+                    stdout: format!("{name}: reloaded: {summary}\n"),
+                    stderr: diags,
+                    exit_code: 0,
+                }
+            }
+            Err(e) => {
+                tracing::error!(config = %name, error = %e, "reload failed; nothing changed");
+                Response {
+                    stderr: format!("{diags}{name}: {e}; nothing changed\n"),
+                    exit_code: 1,
+                    ..Default::default()
+                }
+            }
+        }
+    }
+
+    /// Run an ipvsadm command line against the live table, then bring the
+    /// plane's listeners in line with the table.
+    pub fn adm(&mut self, args: &[String], stdin: &str) -> Response {
+        let now = self.now();
+        let veto = |c: &AdmCommand, _: &Table| {
+            plane_refuses(c).map(|why| Outcome {
+                stderr: format!("{why}\n"),
+                exit_code: 255,
+                ..Default::default()
+            })
+        };
+        let mut out = ipvsadm::run_with(
+            ADM_PROGRAM,
+            args,
+            stdin,
+            &mut self.table,
+            &SystemResolver,
+            now,
+            &veto,
+        );
+        if let Err(e) = self.sync_plane() {
+            out.stderr.push_str(&format!("{e}\n"));
+            out.exit_code = 255;
+        }
+        self.plane.set_udp_timeout(self.table.timeouts().triple().2);
+        out.into()
+    }
+
+    /// Start listeners for services the table gained and stop those it lost.
+    /// A service whose listener cannot be bound is taken out of the table.
+    fn sync_plane(&mut self) -> Result<(), String> {
+        let want: HashMap<ServiceKey, bool> = self
+            .table
+            .services()
+            .iter()
+            .map(|s| (s.key, s.one_packet))
+            .collect();
+        let gone: Vec<ServiceKey> = self
+            .served
+            .keys()
+            .filter(|k| want.get(k) != self.served.get(k))
+            .copied()
+            .collect();
+        for k in gone {
+            self.plane.remove_service(&k);
+            self.served.remove(&k);
+        }
+        let mut err = Ok(());
+        for (k, op) in want {
+            if self.served.contains_key(&k) {
+                continue;
+            }
+            match self.plane.add_service(k, op) {
+                Ok(()) => {
+                    self.served.insert(k, op);
+                }
+                Err(e) => {
+                    let _ = self.table.delete_service(&k);
+                    err = Err(e.to_string());
+                }
+            }
+        }
+        err
+    }
+
+    fn on_plane(&mut self, ev: PlaneEvent) {
+        let now = self.now();
+        match ev {
+            PlaneEvent::Schedule {
+                key,
+                proto,
+                flow,
+                reply,
+            } => {
+                let _ = reply.send(self.table.schedule(&key, proto, &flow, now));
+            }
+            PlaneEvent::Segment { conn, dir, flags } => {
+                self.table.transition(conn, dir, flags, now)
+            }
+            PlaneEvent::Traffic {
+                conn,
+                inpkts,
+                inbytes,
+                outpkts,
+                outbytes,
+            } => {
+                self.table.account(conn, inpkts, inbytes, outpkts, outbytes);
+            }
+            PlaneEvent::NoDest { key, client } => {
+                let n = self.nodest.entry(key).or_default();
+                n.total += 1;
+                n.since_log += 1;
+                // At most one line per service per second.
+                if n.last_log
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+                {
+                    tracing::warn!(service = %key, %client, refused = n.since_log, "no destination available");
+                    n.since_log = 0;
+                    n.last_log = Some(Instant::now());
+                }
+            }
+            PlaneEvent::Unreachable { conn, dest, error } => {
+                self.unreachable += 1;
+                tracing::warn!(conn = conn.0, %dest, %error, "real server unreachable; client reset");
+            }
+        }
+    }
+
+    /// The director's state, for people.
+    pub fn status(&self) -> String {
+        let mut o = String::new();
+        let up = self.started.elapsed().as_secs();
+        let _ = writeln!(
+            o,
+            "Fulcrum director: proxy data plane, up {}h{:02}m{:02}s",
+            up / 3600,
+            (up / 60) % 60,
+            up % 60
+        );
+        match (&self.config_path, self.serial) {
+            (Some(p), Some(s)) => _ = writeln!(o, "configuration: {} (serial {s})", p.display()),
+            (Some(p), None) => _ = writeln!(o, "configuration: {}", p.display()),
+            (None, _) => _ = writeln!(o, "configuration: {}", self.origin),
+        }
+        let (t, f, u) = self.table.timeouts().triple();
+        let _ = writeln!(
+            o,
+            "timeouts: tcp {}s, tcpfin {}s, udp {}s; {} connection entries",
+            t.as_secs(),
+            f.as_secs(),
+            u.as_secs(),
+            self.table.conns().len()
+        );
+        if self.table.services().is_empty() {
+            let _ = writeln!(o, "\nno virtual services");
+        }
+        for s in self.table.services() {
+            let name = self
+                .names
+                .get(&s.key)
+                .map_or(String::new(), |n| format!("{n}: "));
+            let r = s.stats.est.rates();
+            let active: u32 = s.dests.iter().map(|d| d.activeconns).sum();
+            let inactive: u32 = s.dests.iter().map(|d| d.inactconns).sum();
+            let listening = if self.served.contains_key(&s.key) {
+                "serving"
+            } else {
+                "NOT SERVING"
+            };
+            let _ = writeln!(
+                o,
+                "\n{name}{} {} ({listening}) — {} real servers, {active} active / {inactive} inactive connections, {} total, {} conn/s",
+                s.key,
+                s.scheduler.kind(),
+                s.dests.len(),
+                s.stats.counters.conns,
+                r.cps
+            );
+            if let Some(p) = s.persistent {
+                let _ = writeln!(o, "  persistent {p}s");
+            }
+            if let Some(n) = self.nodest.get(&s.key) {
+                let _ = writeln!(o, "  refused (no destination available): {}", n.total);
+            }
+            let mut dests: Vec<_> = s.dests.iter().collect();
+            dests.sort_by_key(|d| (d.addr, d.port));
+            for d in dests {
+                let state = if d.weight == 0 {
+                    "quiesced"
+                } else if d.overload {
+                    "overloaded"
+                } else {
+                    "available"
+                };
+                let _ = writeln!(
+                    o,
+                    "  -> {}:{}  weight {}  {state}  active {}  inactive {}  conns {}",
+                    d.addr, d.port, d.weight, d.activeconns, d.inactconns, d.stats.counters.conns
+                );
+            }
+        }
+        if self.unreachable > 0 {
+            let _ = writeln!(
+                o,
+                "\nconnections reset because a real server was unreachable: {}",
+                self.unreachable
+            );
+        }
+        o
+    }
+
+    /// Serve plane events and control requests until `shutdown` fires.
+    pub async fn run(
+        mut self,
+        mut plane: mpsc::Receiver<PlaneEvent>,
+        mut control: mpsc::Receiver<ControlMsg>,
+        mut shutdown: oneshot::Receiver<()>,
+    ) {
+        let mut est = tokio::time::interval(fulcrum_core::estimator::ESTIMATOR_PERIOD);
+        let mut expire = tokio::time::interval(Duration::from_secs(1));
+        let mut gc = tokio::time::interval(Duration::from_secs(60));
+        est.tick().await;
+        gc.tick().await;
+        loop {
+            tokio::select! {
+                Some(ev) = plane.recv() => self.on_plane(ev),
+                Some(msg) = control.recv() => {
+                    let resp = match msg.request {
+                        Request::Adm { args, stdin } => self.adm(&args, &stdin),
+                        Request::Status => Response { stdout: self.status(), ..Default::default() },
+                        Request::Reload => self.reload(),
+                    };
+                    let _ = msg.reply.send(resp);
+                }
+                _ = est.tick() => self.table.tick_estimators(),
+                _ = expire.tick() => { self.table.expire(self.now()); }
+                _ = gc.tick() => self.table.collect_garbage(self.now()),
+                _ = &mut shutdown => break,
+            }
+        }
+        // Stop accepting; the plane's listeners go with it.
+        for k in self.served.keys() {
+            self.plane.remove_service(k);
+        }
+    }
+}
+
+/// Used by tests and the demo: a proxy plane and its event channel.
+pub fn plane(udp_timeout: Duration) -> (ProxyPlane, mpsc::Receiver<PlaneEvent>) {
+    let (tx, rx) = mpsc::channel(65_536);
+    (ProxyPlane::new(tx, udp_timeout), rx)
+}

@@ -1,0 +1,12 @@
+//! The `fulcrum` program's parts: the director (controller, control socket,
+//! `run`), the command-line tools (`check`, `adm`, `status`), and the helpers
+//! for trying Fulcrum out (`realserver`, `demo`).
+
+pub mod check;
+pub mod control;
+pub mod controller;
+pub mod demo;
+pub mod paths;
+pub mod realserver;
+pub mod resolver;
+pub mod run;

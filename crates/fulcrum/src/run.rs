@@ -1,0 +1,110 @@
+//! `fulcrum run`: the director daemon.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use fulcrum_config::Config;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::control::ControlSocket;
+use crate::controller::{self, ControlMsg, Controller};
+
+/// Log to stderr, one line per event; `FULCRUM_LOG` takes a tracing filter
+/// (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FULCRUM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+}
+
+/// Load and validate a configuration file; diagnostics go to stderr.
+/// `None` when the file cannot be read or has errors (both reported).
+pub fn load(path: &Path) -> Option<Config> {
+    let name = path.display().to_string();
+    let src = match std::fs::read_to_string(path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("fulcrum: cannot read {name}: {e}");
+            return None;
+        }
+    };
+    let parsed = fulcrum_config::parse(&src);
+    eprint!("{}", parsed.render(&name, &src));
+    if parsed.has_errors() {
+        eprintln!("{name}: {} errors; not starting", parsed.error_count());
+        return None;
+    }
+    Some(parsed.config)
+}
+
+/// Run a director until SIGINT or SIGTERM; SIGHUP reloads. Returns the exit
+/// status.
+pub async fn director(
+    config_path: Option<PathBuf>,
+    config: Option<Config>,
+    origin: &str,
+    control: PathBuf,
+    banner: impl FnOnce(&Path),
+) -> i32 {
+    let (plane, plane_rx) = controller::plane(Duration::from_secs(300));
+    let name = config_path
+        .as_ref()
+        .map_or("configuration".to_string(), |p| p.display().to_string());
+    let mut ctl = Controller::new(plane, config_path, origin);
+    if let Some(cfg) = &config {
+        match ctl.apply_config(cfg) {
+            Ok(summary) => tracing::info!(config = %name, %summary, "configuration applied"),
+            Err(e) => {
+                eprintln!("fulcrum: {name}: {e}");
+                return 1;
+            }
+        }
+    }
+    let socket = match ControlSocket::bind(&control).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("fulcrum: {e}");
+            return 1;
+        }
+    };
+    tracing::info!(control = %control.display(), "control socket ready");
+    banner(&control);
+    let (ctl_tx, ctl_rx) = mpsc::channel::<ControlMsg>(64);
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let server = tokio::spawn(socket.serve(ctl_tx.clone()));
+    let ctl_task = tokio::spawn(ctl.run(plane_rx, ctl_rx, stop_rx));
+
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        eprintln!("fulcrum: cannot install signal handlers");
+        return 1;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading");
+                let (tx, rx) = oneshot::channel();
+                if ctl_tx.send(ControlMsg { request: fulcrum_api::control::Request::Reload, reply: tx }).await.is_ok() {
+                    let _ = rx.await;
+                }
+            }
+        }
+    }
+    let _ = stop_tx.send(());
+    let _ = ctl_task.await;
+    server.abort();
+    let _ = server.await; // drops the socket, removing its file
+    tracing::info!("stopped");
+    0
+}
