@@ -1,0 +1,505 @@
+//! The director end to end on loopback: real `fulcrum run`, `fulcrum
+//! realserver` and `fulcrum adm` processes, real TCP and UDP clients.
+//! Every test uses its own 127.N.0.0/24 addresses and control socket.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_fulcrum");
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A temporary directory removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("fulcrum-test-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn realserver(addr: &str, name: &str, udp: bool) -> Proc {
+    let mut c = Command::new(BIN);
+    c.args(["realserver", "--listen", addr, "--name", name])
+        .stderr(Stdio::null());
+    if udp {
+        c.arg("--udp");
+    }
+    let p = Proc(c.spawn().unwrap());
+    if !udp {
+        let a: SocketAddr = addr.parse().unwrap();
+        wait_until(&format!("real server {name}"), || {
+            TcpStream::connect(a).is_ok()
+        });
+    } else {
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    p
+}
+
+/// A running director with its configuration file and control socket.
+struct Director {
+    _proc: Proc,
+    dir: TempDir,
+    control: PathBuf,
+}
+
+impl Director {
+    fn start(tag: &str, config: &str) -> Director {
+        let dir = TempDir::new(tag);
+        let cf = dir.0.join("lvs.cf");
+        std::fs::write(&cf, config).unwrap();
+        let control = dir.0.join("control.sock");
+        let child = Command::new(BIN)
+            .args([
+                "run",
+                "--config",
+                cf.to_str().unwrap(),
+                "--control",
+                control.to_str().unwrap(),
+            ])
+            .env("FULCRUM_LOG", "warn")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let d = Director {
+            _proc: Proc(child),
+            dir,
+            control,
+        };
+        wait_until("the control socket", || d.adm("-L -n").0 == 0);
+        d
+    }
+
+    fn cf(&self) -> PathBuf {
+        self.dir.0.join("lvs.cf")
+    }
+
+    fn run(&self, sub: &str, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(BIN)
+            .arg(sub)
+            .arg("--control")
+            .arg(&self.control)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    }
+
+    fn adm(&self, line: &str) -> (i32, String, String) {
+        let args: Vec<&str> = line.split_whitespace().collect();
+        self.run("adm", &args)
+    }
+
+    fn ok(&self, line: &str) -> String {
+        let (code, out, err) = self.adm(line);
+        assert_eq!((code, err.as_str()), (0, ""), "adm {line}");
+        out
+    }
+}
+
+/// One HTTP/1.0 request on a fresh connection; returns the body.
+fn get(vip: &str) -> String {
+    let mut s = TcpStream::connect(vip).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut r = String::new();
+    s.read_to_string(&mut r).unwrap();
+    r.split("\r\n\r\n").nth(1).unwrap_or("").trim().to_string()
+}
+
+/// A kept-alive HTTP/1.1 connection.
+struct KeepAlive(TcpStream);
+
+impl KeepAlive {
+    fn open(vip: &str) -> KeepAlive {
+        let s = TcpStream::connect(vip).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        KeepAlive(s)
+    }
+
+    fn get(&mut self) -> String {
+        self.0
+            .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
+        loop {
+            let n = self.0.read(&mut chunk).unwrap();
+            assert!(n > 0, "connection closed");
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf);
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap();
+                if body.len() >= len {
+                    return body[..len].trim().to_string();
+                }
+            }
+        }
+    }
+}
+
+fn counts(names: &[String]) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for n in names {
+        *m.entry(n.clone()).or_insert(0) += 1;
+    }
+    m
+}
+
+fn cluster(net: u8, sched: &str, weights: &[u32], extra: &str) -> String {
+    let mut s = format!(
+        "virtual web {{\n address = 127.{net}.0.1\n active = 1\n port = 8080\n scheduler = {sched}\n{extra}"
+    );
+    for (i, w) in weights.iter().enumerate() {
+        s.push_str(&format!(
+            " server rs{n} {{\n  address = 127.{net}.0.{a}\n  port = 8081\n  active = 1\n  weight = {w}\n }}\n",
+            n = i + 1,
+            a = 11 + i
+        ));
+    }
+    s.push_str("}\n");
+    s
+}
+
+fn realservers(net: u8, n: usize) -> Vec<Proc> {
+    (0..n)
+        .map(|i| {
+            realserver(
+                &format!("127.{net}.0.{}:8081", 11 + i),
+                &format!("rs{}", i + 1),
+                false,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn wrr_gives_exact_shares_and_listings_count_them() {
+    let _rs = realservers(21, 3);
+    let d = Director::start("wrr", &cluster(21, "wrr", &[2000, 1000, 1000], ""));
+    let names: Vec<String> = (0..400).map(|_| get("127.21.0.1:8080")).collect();
+    let c = counts(&names);
+    assert_eq!((c["rs1"], c["rs2"], c["rs3"]), (200, 100, 100));
+    // Closed connections sit in TIME_WAIT: inactive, as IPVS counts them.
+    assert_eq!(
+        d.ok("-L -n"),
+        "IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\nTCP  127.21.0.1:8080 wrr\n  -> 127.21.0.11:8081             Masq    2000   0          200       \n  -> 127.21.0.12:8081             Masq    1000   0          100       \n  -> 127.21.0.13:8081             Masq    1000   0          100       \n"
+    );
+    let stats = d.ok("-L -n --stats --exact");
+    let svc: Vec<&str> = stats.lines().nth(3).unwrap().split_whitespace().collect();
+    assert_eq!(&svc[..3], &["TCP", "127.21.0.1:8080", "400"], "{stats}");
+    let in_bytes: u64 = svc[5].parse().unwrap();
+    assert_eq!(in_bytes, 400 * 18, "each request is 18 bytes: {stats}");
+    let rs1: Vec<&str> = stats.lines().nth(4).unwrap().split_whitespace().collect();
+    assert_eq!(rs1[2], "200");
+    let conns = d.ok("-L -n -c");
+    assert_eq!(conns.lines().count(), 2 + 400, "{}", &conns[..200]);
+    assert!(conns.lines().skip(2).all(|l| l.starts_with("TCP 01:5")
+        && l.contains(" TIME_WAIT ")
+        && l.contains(" 127.21.0.1:8080 ")));
+    // The estimator runs every 2 s: after a tick, the rate shows.
+    std::thread::sleep(Duration::from_millis(2300));
+    let rate = d.ok("-L -n --rate");
+    let cps: u64 = rate
+        .lines()
+        .nth(3)
+        .unwrap()
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(cps > 0, "{rate}");
+    assert!(rate.starts_with("IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS\n"));
+}
+
+#[test]
+fn wlc_keeps_concurrent_connections_in_weight_ratio() {
+    let _rs = realservers(22, 3);
+    let d = Director::start("wlc", &cluster(22, "wlc", &[2, 1, 1], ""));
+    let mut open = Vec::new();
+    let mut names = Vec::new();
+    for _ in 0..40 {
+        let mut k = KeepAlive::open("127.22.0.1:8080");
+        names.push(k.get());
+        open.push(k);
+    }
+    let c = counts(&names);
+    assert_eq!((c["rs1"], c["rs2"], c["rs3"]), (20, 10, 10));
+    let l = d.ok("-L -n");
+    assert!(
+        l.contains("  -> 127.22.0.11:8081             Masq    2      20         0         \n"),
+        "{l}"
+    );
+    assert!(
+        l.contains("  -> 127.22.0.12:8081             Masq    1      10         0         \n"),
+        "{l}"
+    );
+    drop(open);
+}
+
+#[test]
+fn persistence_keeps_a_client_on_one_real_server() {
+    let _rs = realservers(23, 3);
+    let _d = Director::start(
+        "persist",
+        &cluster(23, "rr", &[1, 1, 1], " persistent = 60\n"),
+    );
+    let names: Vec<String> = (0..12).map(|_| get("127.23.0.1:8080")).collect();
+    assert_eq!(counts(&names).len(), 1, "{names:?}");
+}
+
+#[test]
+fn quiesce_lets_open_connections_finish_and_edit_changes_the_scheduler() {
+    let _rs = realservers(24, 2);
+    let d = Director::start("quiesce", &cluster(24, "rr", &[1, 1], ""));
+    let mut held = KeepAlive::open("127.24.0.1:8080");
+    let first = held.get();
+    let rip = if first == "rs1" {
+        "127.24.0.11:8081"
+    } else {
+        "127.24.0.12:8081"
+    };
+    d.ok(&format!("-e -t 127.24.0.1:8080 -r {rip} -m -w 0"));
+    for _ in 0..6 {
+        assert_ne!(
+            get("127.24.0.1:8080"),
+            first,
+            "a quiesced real server gets no new connections"
+        );
+    }
+    assert_eq!(held.get(), first, "the open connection still works");
+    d.ok("-E -t 127.24.0.1:8080 -s wlc");
+    assert!(d.ok("-L -n").contains("TCP  127.24.0.1:8080 wlc\n"));
+    // What the proxy cannot do is refused, and the table is untouched.
+    let (code, _, err) = d.adm("-a -t 127.24.0.1:8080 -r 127.24.0.13:8081");
+    assert_eq!(code, 255);
+    assert!(
+        err.starts_with("the proxy data plane forwards by NAT only"),
+        "{err}"
+    );
+    assert!(!d.ok("-L -n").contains("127.24.0.13"));
+}
+
+#[test]
+fn reload_changes_real_servers_without_breaking_open_connections() {
+    let _rs = realservers(25, 3);
+    let d = Director::start("reload", &cluster(25, "rr", &[1, 1], ""));
+    let mut held = KeepAlive::open("127.25.0.1:8080");
+    let name = held.get();
+    // Keep the server holding the connection, drop the other, add rs3.
+    let keep = if name == "rs1" { 1 } else { 2 };
+    let cfg = format!(
+        "virtual web {{\n address = 127.25.0.1\n active = 1\n port = 8080\n scheduler = rr\n server rs{keep} {{\n  address = 127.25.0.1{keep}\n  port = 8081\n  active = 1\n }}\n server rs3 {{\n  address = 127.25.0.13\n  port = 8081\n  active = 1\n }}\n}}\n"
+    );
+    std::fs::write(d.cf(), cfg).unwrap();
+    let (code, out, err) = d.run("reload", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("reloaded: virtual servers: 0 added, 0 removed, 0 changed"),
+        "{out}"
+    );
+    let l = d.ok("-L -n");
+    assert!(
+        l.contains("127.25.0.13:8081") && !l.contains(&format!("127.25.0.1{}:8081", 3 - keep)),
+        "{l}"
+    );
+    assert_eq!(held.get(), name, "the open connection survives the reload");
+    let names: Vec<String> = (0..4).map(|_| get("127.25.0.1:8080")).collect();
+    assert!(names.contains(&"rs3".to_string()));
+    let l = d.ok("-L -n");
+    // An invalid file changes nothing and says why.
+    std::fs::write(
+        d.cf(),
+        "virtual web {\n address = 127.25.0.1\n schedular = rr\n",
+    )
+    .unwrap();
+    let (code, _, err) = d.run("reload", &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("unknown keyword `schedular`") && err.contains("nothing changed"),
+        "{err}"
+    );
+    assert_eq!(d.ok("-L -n"), l);
+    assert_eq!(held.get(), name);
+}
+
+#[test]
+fn udp_service_by_flow_and_one_packet() {
+    let _rs: Vec<Proc> = (0..2)
+        .map(|i| {
+            realserver(
+                &format!("127.26.0.{}:5353", 11 + i),
+                &format!("u{}", i + 1),
+                true,
+            )
+        })
+        .collect();
+    let cfg = "virtual dns {\n address = 127.26.0.1\n active = 1\n protocol = udp\n port = 5300\n scheduler = rr\n server a {\n  address = 127.26.0.11\n  port = 5353\n  active = 1\n }\n server b {\n  address = 127.26.0.12\n  port = 5353\n  active = 1\n }\n}\n";
+    let d = Director::start("udp", cfg);
+    let ask = |s: &UdpSocket| {
+        s.send_to(b"q", "127.26.0.1:5300").unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = s.recv_from(&mut buf).unwrap();
+        assert_eq!(
+            from,
+            "127.26.0.1:5300".parse().unwrap(),
+            "replies come from the virtual address"
+        );
+        String::from_utf8_lossy(&buf[..n]).trim().to_string()
+    };
+    let client = |port: u16| {
+        let s = UdpSocket::bind(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s
+    };
+    let c1 = client(0);
+    let first = ask(&c1);
+    assert_eq!(ask(&c1), first, "one flow sticks to its real server");
+    let c2 = client(0);
+    assert_ne!(ask(&c2), first, "a new flow is scheduled (rr)");
+    let l = d.ok("-L -n");
+    assert!(l.contains("UDP  127.26.0.1:5300 rr\n"), "{l}");
+    assert!(
+        l.contains("Masq    1      0          1         \n"),
+        "UDP flows count as inactive: {l}"
+    );
+    // One-packet scheduling: every datagram on its own.
+    d.ok("-E -u 127.26.0.1:5300 -s rr -o");
+    let c3 = client(0);
+    let (a, b) = (ask(&c3), ask(&c3));
+    assert_ne!(a, b, "ops schedules each datagram");
+    assert!(d.ok("-L -n").contains("UDP  127.26.0.1:5300 rr ops\n"));
+}
+
+#[test]
+fn no_destination_resets_the_client_and_is_counted() {
+    let cfg = "virtual empty {\n address = 127.27.0.1\n active = 1\n port = 8080\n}\n";
+    let d = Director::start("nodest", cfg);
+    let mut s = TcpStream::connect("127.27.0.1:8080").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
+    let mut buf = [0u8; 16];
+    match s.read(&mut buf) {
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
+        Ok(n) => assert_eq!(n, 0, "no data from a service without real servers"),
+    }
+    wait_until("the refusal to be counted", || {
+        d.run("status", &[])
+            .1
+            .contains("refused (no destination available): 1")
+    });
+    // A real server that is down: the client is reset too.
+    d.ok("-a -t 127.27.0.1:8080 -r 127.27.0.9:9 -m");
+    let mut s = TcpStream::connect("127.27.0.1:8080").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
+    let mut buf = [0u8; 16];
+    assert!(matches!(s.read(&mut buf), Err(_) | Ok(0)));
+    wait_until("the reset to show", || {
+        d.run("status", &[])
+            .1
+            .contains("a real server was unreachable: 1")
+    });
+}
+
+#[test]
+fn invoked_as_ipvsadm_it_is_fulcrum_adm() {
+    let d = Director::start(
+        "ipvsadm",
+        "virtual web {\n address = 127.28.0.1\n active = 1\n port = 8080\n}\n",
+    );
+    let link = d.dir.0.join("ipvsadm");
+    std::os::unix::fs::symlink(BIN, &link).unwrap();
+    let run = |args: &[&str], stdin: &str| {
+        let mut c = Command::new(&link)
+            .args(args)
+            .env("FULCRUM_CONTROL", &d.control)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let o = c.wait_with_output().unwrap();
+        (
+            o.status.code().unwrap(),
+            String::from_utf8(o.stdout).unwrap(),
+            String::from_utf8(o.stderr).unwrap(),
+        )
+    };
+    let (code, out, _) = run(&["-L", "-n"], "");
+    assert_eq!(code, 0);
+    assert!(out.contains("TCP  127.28.0.1:8080 wlc\n"));
+    let (code, _, err) = run(&["-A", "-t", "127.28.0.1:8080"], "");
+    assert_eq!((code, err.as_str()), (255, "Service already exists\n"));
+    let (code, _, err) = run(&["-t", "x"], "");
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            255,
+            "Try `ipvsadm -h' or 'ipvsadm --help' for more information.\n"
+        )
+    );
+    let (code, _, err) = run(
+        &["-R"],
+        "-A -u 127.28.0.1:53 -s rr\n-a -u 127.28.0.1:53 -r 127.28.0.11:53 -m -w 3\n",
+    );
+    assert_eq!((code, err.as_str()), (0, ""));
+    let (_, out, _) = run(&["-S", "-n"], "");
+    assert_eq!(
+        out,
+        "-A -t 127.28.0.1:8080 -s wlc\n-A -u 127.28.0.1:53 -s rr\n-a -u 127.28.0.1:53 -r 127.28.0.11:53 -m -w 3\n"
+    );
+    // Without a director, ipvsadm-style failure with a hint (exit 2).
+    let o = Command::new(&link)
+        .args(["-L", "-n"])
+        .env("FULCRUM_CONTROL", d.dir.0.join("nothing.sock"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot reach the Fulcrum director"));
+}
