@@ -81,7 +81,58 @@ pub struct TableService {
     pub dests: Vec<(String, DestSpec)>,
 }
 
+/// An address the active director brings up: a virtual server's `address`
+/// or the `nat_router`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Floating {
+    /// What it is, for messages: `virtual server vs1` or `nat_router`.
+    pub what: String,
+    /// The address.
+    pub addr: std::net::IpAddr,
+    /// Prefix length: from `vip_nmask` / `nat_nmask`, else 32 or 128.
+    pub prefix: u8,
+    /// The device (`eth0` of `eth0:1`), if given.
+    pub device: Option<String>,
+    /// The address label (`eth0:1`), if an alias is given.
+    pub label: Option<String>,
+}
+
+fn mask_len(m: Option<std::net::Ipv4Addr>, addr: &std::net::IpAddr) -> u8 {
+    match (m, addr) {
+        (Some(m), std::net::IpAddr::V4(_)) => u32::from(m).count_ones() as u8,
+        (_, std::net::IpAddr::V4(_)) => 32,
+        (_, std::net::IpAddr::V6(_)) => 128,
+    }
+}
+
 impl Config {
+    /// The addresses an active director brings up: every active virtual
+    /// server's address and the NAT router, each once.
+    pub fn floating_addresses(&self) -> Vec<Floating> {
+        let mut out: Vec<Floating> = Vec::new();
+        let mut push = |what: String, a: &AddrDev, mask: Option<std::net::Ipv4Addr>| {
+            if out.iter().any(|f| f.addr == a.addr) {
+                return;
+            }
+            out.push(Floating {
+                what,
+                addr: a.addr,
+                prefix: mask_len(mask, &a.addr),
+                device: a.device().map(str::to_string),
+                label: a.dev.clone().filter(|d| d.contains(':')),
+            });
+        };
+        for v in self.virtuals.iter().filter(|v| v.is_active()) {
+            if let Some(a) = &v.address {
+                push(format!("virtual server {}", v.name), a, v.vip_nmask);
+            }
+        }
+        if let Some(a) = &self.global.nat_router {
+            push("nat_router".into(), a, self.global.nat_nmask);
+        }
+        out
+    }
+
     /// The IPVS table this configuration describes: only `active = 1`
     /// virtual servers and, in them, only `active = 1` real servers.
     /// Assumes a configuration that validated without errors.

@@ -1,7 +1,13 @@
-//! The kernel interfaces Fulcrum needs that no safe crate wraps.
+//! Fulcrum's one door to the kernel's network configuration: floating
+//! addresses ([`addr`], over rtnetlink), announcements ([`announce`]:
+//! gratuitous ARP and unsolicited neighbour advertisements) and the socket
+//! options no safe crate wraps.
 //!
 //! Everything unsafe in Fulcrum lives here, in small functions with their
 //! contracts written down.
+
+pub mod addr;
+pub mod announce;
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};

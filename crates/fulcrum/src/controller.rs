@@ -15,6 +15,7 @@ use fulcrum_core::{DestSpec, Forwarding, Protocol, Service, ServiceKey, ServiceS
 use fulcrum_proxy::{PlaneEvent, ProxyPlane};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::addresses::AddrMsg;
 use crate::resolver::SystemResolver;
 
 /// The program name ipvsadm messages carry.
@@ -49,6 +50,7 @@ pub struct Controller {
     started: Instant,
     nodest: HashMap<ServiceKey, NoDest>,
     unreachable: u64,
+    addresses: Option<mpsc::UnboundedSender<AddrMsg>>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -111,7 +113,13 @@ impl Controller {
             started: Instant::now(),
             nodest: HashMap::new(),
             unreachable: 0,
+            addresses: None,
         }
+    }
+
+    /// Keep the floating addresses in step with every applied configuration.
+    pub fn follow_addresses(&mut self, tx: mpsc::UnboundedSender<AddrMsg>) {
+        self.addresses = Some(tx);
     }
 
     fn now(&self) -> Duration {
@@ -196,6 +204,9 @@ impl Controller {
             .map(|s| (s.spec.key, s.name.clone()))
             .collect();
         self.serial = g.serial_no;
+        if let Some(tx) = &self.addresses {
+            let _ = tx.send(AddrMsg::Want(cfg.floating_addresses()));
+        }
         Ok(format!(
             "virtual servers: {added} added, {removed} removed, {changed} changed"
         ))

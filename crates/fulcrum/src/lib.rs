@@ -2,6 +2,7 @@
 //! `run`), the command-line tools (`check`, `adm`, `status`), and the helpers
 //! for trying Fulcrum out (`realserver`, `demo`).
 
+pub mod addresses;
 pub mod check;
 pub mod control;
 pub mod controller;

@@ -7,6 +7,7 @@ use fulcrum_config::Config;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::addresses::{AddrMsg, Addresses};
 use crate::control::ControlSocket;
 use crate::controller::{self, ControlMsg, Controller};
 
@@ -57,19 +58,46 @@ pub async fn director(
         .as_ref()
         .map_or("configuration".to_string(), |p| p.display().to_string());
     let mut ctl = Controller::new(plane, config_path, origin);
+    // The floating addresses come up before serving; failing to add one is
+    // fatal at start (later, on reload, it is logged).
+    let mut addrs = match Addresses::new() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("fulcrum: {e}");
+            return 1;
+        }
+    };
+    if let Some(cfg) = &config
+        && let Err(e) = addrs.apply(&cfg.floating_addresses()).await
+    {
+        eprintln!("fulcrum: {e}");
+        addrs.remove_all().await;
+        return 1;
+    }
+    let (addr_tx, addr_rx) = mpsc::unbounded_channel();
+    let addr_task = tokio::spawn(addrs.run(addr_rx));
+    let stop_addresses = |addr_tx: mpsc::UnboundedSender<AddrMsg>| async move {
+        let (tx, rx) = oneshot::channel();
+        if addr_tx.send(AddrMsg::RemoveAll(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    };
     if let Some(cfg) = &config {
         match ctl.apply_config(cfg) {
             Ok(summary) => tracing::info!(config = %name, %summary, "configuration applied"),
             Err(e) => {
                 eprintln!("fulcrum: {name}: {e}");
+                stop_addresses(addr_tx).await;
                 return 1;
             }
         }
     }
+    ctl.follow_addresses(addr_tx.clone());
     let socket = match ControlSocket::bind(&control).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("fulcrum: {e}");
+            stop_addresses(addr_tx).await;
             return 1;
         }
     };
@@ -105,6 +133,8 @@ pub async fn director(
     let _ = ctl_task.await;
     server.abort();
     let _ = server.await; // drops the socket, removing its file
+    stop_addresses(addr_tx).await;
+    addr_task.abort();
     tracing::info!("stopped");
     0
 }

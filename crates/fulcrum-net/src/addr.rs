@@ -1,0 +1,248 @@
+//! Floating addresses: virtual server and NAT-router addresses added to a
+//! device (with Piranha's `eth0:1` alias as the address label) and removed
+//! again — exactly those this director added, never one it found there.
+
+use std::net::IpAddr;
+
+use futures_util::TryStreamExt;
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::LinkAttribute;
+use rtnetlink::Handle;
+
+/// A failure to manage an address.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// No such device.
+    #[error("there is no network device `{0}`")]
+    NoSuchDevice(String),
+    /// The address is on no interface, and no device was named.
+    #[error("{0} is on no local subnet and no device is given")]
+    NoDevice(IpAddr),
+    /// The kernel refused.
+    #[error("{0}")]
+    Netlink(String),
+    /// The netlink socket could not be opened.
+    #[error("cannot open a netlink socket: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<rtnetlink::Error> for NetError {
+    fn from(e: rtnetlink::Error) -> Self {
+        NetError::Netlink(e.to_string())
+    }
+}
+
+/// An address the director brings up while it is active.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FloatingAddr {
+    /// The address.
+    pub addr: IpAddr,
+    /// Prefix length (32 or 128 unless a netmask is configured).
+    pub prefix: u8,
+    /// The device, e.g. `eth0`; `None` to use the interface whose subnet
+    /// holds the address.
+    pub device: Option<String>,
+    /// The address label, e.g. `eth0:1`.
+    pub label: Option<String>,
+}
+
+/// What happened when an address was brought up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Added {
+    /// The director added it (and will remove it).
+    Added {
+        /// The device's index.
+        ifindex: u32,
+    },
+    /// The host already had it; it is left alone.
+    AlreadyPresent,
+}
+
+/// Adds and removes floating addresses over rtnetlink, remembering which it
+/// added.
+#[derive(Debug)]
+pub struct AddressManager {
+    handle: Handle,
+    added: Vec<AddressMessage>,
+}
+
+fn addr_of(m: &AddressMessage) -> Option<IpAddr> {
+    m.attributes
+        .iter()
+        .find_map(|a| match a {
+            AddressAttribute::Local(ip) => Some(*ip),
+            _ => None,
+        })
+        .or_else(|| {
+            m.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Address(ip) => Some(*ip),
+                _ => None,
+            })
+        })
+}
+
+fn in_prefix(a: &IpAddr, net: &IpAddr, len: u8) -> bool {
+    match (a, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let m = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(len.min(32)))
+            };
+            u32::from(*a) & m == u32::from(*n) & m
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let m = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(len.min(128)))
+            };
+            u128::from(*a) & m == u128::from(*n) & m
+        }
+        _ => false,
+    }
+}
+
+impl AddressManager {
+    /// Open a netlink connection (its task runs on the current tokio
+    /// runtime).
+    ///
+    /// # Errors
+    /// The socket could not be opened.
+    pub fn new() -> Result<AddressManager, NetError> {
+        let (conn, handle, _) = rtnetlink::new_connection()?;
+        tokio::spawn(conn);
+        Ok(AddressManager {
+            handle,
+            added: Vec::new(),
+        })
+    }
+
+    /// A device's index.
+    ///
+    /// # Errors
+    /// [`NetError::NoSuchDevice`].
+    pub async fn link_index(&self, dev: &str) -> Result<u32, NetError> {
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(dev.to_string())
+            .execute();
+        match links.try_next().await {
+            Ok(Some(l)) => Ok(l.header.index),
+            _ => Err(NetError::NoSuchDevice(dev.to_string())),
+        }
+    }
+
+    async fn all_addresses(&self) -> Result<Vec<AddressMessage>, NetError> {
+        Ok(self.handle.address().get().execute().try_collect().await?)
+    }
+
+    /// The name of the device with an index.
+    pub async fn link_name(&self, index: u32) -> Option<String> {
+        let mut links = self.handle.link().get().match_index(index).execute();
+        let l = links.try_next().await.ok()??;
+        l.attributes.iter().find_map(|a| match a {
+            LinkAttribute::IfName(n) => Some(n.clone()),
+            _ => None,
+        })
+    }
+
+    /// Whether any interface has the address.
+    ///
+    /// # Errors
+    /// Netlink failures.
+    pub async fn has(&self, addr: &IpAddr) -> Result<bool, NetError> {
+        Ok(self
+            .all_addresses()
+            .await?
+            .iter()
+            .any(|m| addr_of(m) == Some(*addr)))
+    }
+
+    /// Bring an address up unless the host already has it.
+    ///
+    /// # Errors
+    /// Unknown device, no device to put it on, or the kernel refusing
+    /// (EPERM without root).
+    pub async fn add(&mut self, f: &FloatingAddr) -> Result<Added, NetError> {
+        let existing = self.all_addresses().await?;
+        if existing.iter().any(|m| addr_of(m) == Some(f.addr)) {
+            return Ok(Added::AlreadyPresent);
+        }
+        let ifindex = match &f.device {
+            Some(dev) => self.link_index(dev).await?,
+            None => existing
+                .iter()
+                .find(|m| addr_of(m).is_some_and(|n| in_prefix(&f.addr, &n, m.header.prefix_len)))
+                .map(|m| m.header.index)
+                .ok_or(NetError::NoDevice(f.addr))?,
+        };
+        let mut req = self.handle.address().add(ifindex, f.addr, f.prefix);
+        if let (Some(label), IpAddr::V4(_)) = (&f.label, f.addr) {
+            req.message_mut()
+                .attributes
+                .push(AddressAttribute::Label(label.clone()));
+        }
+        let msg = req.message_mut().clone();
+        req.execute().await?;
+        self.added.push(msg);
+        Ok(Added::Added { ifindex })
+    }
+
+    /// Remove one address this manager added. Addresses it did not add are
+    /// never touched.
+    ///
+    /// # Errors
+    /// The kernel refusing.
+    pub async fn remove(&mut self, addr: &IpAddr) -> Result<bool, NetError> {
+        let Some(pos) = self.added.iter().position(|m| addr_of(m) == Some(*addr)) else {
+            return Ok(false);
+        };
+        let msg = self.added.remove(pos);
+        self.handle.address().del(msg).execute().await?;
+        Ok(true)
+    }
+
+    /// Remove every address this manager added, newest first.
+    pub async fn remove_all(&mut self) -> Vec<(IpAddr, Result<(), NetError>)> {
+        let mut out = Vec::new();
+        while let Some(msg) = self.added.pop() {
+            let a = addr_of(&msg);
+            let r = self
+                .handle
+                .address()
+                .del(msg)
+                .execute()
+                .await
+                .map_err(NetError::from);
+            if let Some(a) = a {
+                out.push((a, r));
+            }
+        }
+        out
+    }
+
+    /// The addresses this manager added.
+    pub fn added(&self) -> Vec<IpAddr> {
+        self.added.iter().filter_map(addr_of).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes() {
+        let a: IpAddr = "192.168.1.254".parse().unwrap();
+        assert!(in_prefix(&a, &"192.168.1.1".parse().unwrap(), 24));
+        assert!(!in_prefix(&a, &"192.168.2.1".parse().unwrap(), 24));
+        assert!(in_prefix(
+            &"2001:db8::9".parse().unwrap(),
+            &"2001:db8::1".parse().unwrap(),
+            64
+        ));
+    }
+}

@@ -1,0 +1,208 @@
+//! Network-namespace topologies for integration tests.
+//!
+//! [`FiveNode`] is the Red Hat guide's example network: a client on the
+//! public side, the director with `eth0` public and `eth1` private, and real
+//! servers rs1..rs3 on the private network whose default route is the NAT
+//! router address. Everything is built with iproute2 in namespaces named
+//! after the test and the process, and removed by [`Drop`], also on panic.
+//!
+//! Tests that need root run only when `FULCRUM_NETNS_TESTS=1`; otherwise
+//! [`enabled`] prints one line saying they were skipped and why.
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Whether namespace tests should run. Prints the skip line when not.
+pub fn enabled(test: &str) -> bool {
+    if std::env::var("FULCRUM_NETNS_TESTS").as_deref() == Ok("1") {
+        return true;
+    }
+    println!("SKIPPED {test}: network-namespace test; set FULCRUM_NETNS_TESTS=1 and run as root");
+    false
+}
+
+/// Run a command, panicking with its output when it fails.
+pub fn sh(cmd: &str) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("sh runs");
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Run a command and return its output whatever its status.
+pub fn try_sh(cmd: &str) -> Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("sh runs")
+}
+
+/// Wait until `f` holds, at most `secs` seconds.
+pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < Duration::from_secs(secs),
+            "timed out after {secs}s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A background process, killed when dropped.
+#[derive(Debug)]
+pub struct Bg(pub Child);
+
+impl Bg {
+    /// Send a signal (e.g. `TERM`) and wait for the exit status.
+    pub fn signal_and_wait(&mut self, sig: &str) -> Option<i32> {
+        let _ = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.0.id().to_string())
+            .status();
+        let t = Instant::now();
+        loop {
+            if let Ok(Some(st)) = self.0.try_wait() {
+                return st.code();
+            }
+            if t.elapsed() > Duration::from_secs(10) {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The five-node network of the Red Hat LVS guide (§9), with private
+/// addresses:
+///
+/// ```text
+///  cli 10.200.1.10 ── eth0 10.200.1.2 [dir] eth1 10.200.2.1 ── br0 ── rs1 10.200.2.3
+///     (public)         VIP 10.200.1.100       NAT router 10.200.2.254  rs2 10.200.2.4
+///                                                                       rs3 10.200.2.5
+/// ```
+///
+/// The real servers' default route is the NAT router address.
+#[derive(Debug)]
+pub struct FiveNode {
+    prefix: String,
+    /// Processes to stop before the namespaces go.
+    pub procs: Vec<Bg>,
+}
+
+/// The virtual server address on the public side.
+pub const VIP: &str = "10.200.1.100";
+/// The floating NAT router address on the private side.
+pub const NAT_ROUTER: &str = "10.200.2.254";
+/// The real servers' addresses.
+pub const RS: [&str; 3] = ["10.200.2.3", "10.200.2.4", "10.200.2.5"];
+/// The client's address.
+pub const CLIENT: &str = "10.200.1.10";
+
+impl FiveNode {
+    /// Build the network. `tag` names the test (namespace names stay short).
+    pub fn new(tag: &str) -> FiveNode {
+        let prefix = format!("f{}{}", tag, std::process::id() % 100_000);
+        let t = FiveNode {
+            prefix,
+            procs: Vec::new(),
+        };
+        let (cli, dir, lan) = (t.ns("cli"), t.ns("dir"), t.ns("lan"));
+        for ns in [&cli, &dir, &lan] {
+            sh(&format!("ip netns add {ns} && ip -n {ns} link set lo up"));
+        }
+        // Public side: a veth pair straight from the client to the director.
+        sh(&format!(
+            "ip link add eth0 netns {cli} type veth peer name eth0 netns {dir}"
+        ));
+        sh(&format!(
+            "ip -n {cli} addr add {CLIENT}/24 dev eth0 && ip -n {cli} link set eth0 up"
+        ));
+        sh(&format!(
+            "ip -n {dir} addr add 10.200.1.2/24 dev eth0 && ip -n {dir} link set eth0 up"
+        ));
+        // Private side: a bridge in its own namespace.
+        sh(&format!(
+            "ip -n {lan} link add br0 type bridge && ip -n {lan} link set br0 up"
+        ));
+        sh(&format!(
+            "ip link add p-dir netns {lan} type veth peer name eth1 netns {dir}"
+        ));
+        sh(&format!("ip -n {lan} link set p-dir master br0 up"));
+        sh(&format!(
+            "ip -n {dir} addr add 10.200.2.1/24 dev eth1 && ip -n {dir} link set eth1 up"
+        ));
+        sh(&format!(
+            "ip netns exec {dir} sysctl -qw net.ipv4.ip_forward=1"
+        ));
+        for (i, addr) in RS.iter().enumerate() {
+            let rs = t.ns(&format!("rs{}", i + 1));
+            sh(&format!("ip netns add {rs} && ip -n {rs} link set lo up"));
+            sh(&format!(
+                "ip link add p-rs{} netns {lan} type veth peer name eth0 netns {rs}",
+                i + 1
+            ));
+            sh(&format!("ip -n {lan} link set p-rs{} master br0 up", i + 1));
+            sh(&format!(
+                "ip -n {rs} addr add {addr}/24 dev eth0 && ip -n {rs} link set eth0 up"
+            ));
+            sh(&format!("ip -n {rs} route add default via {NAT_ROUTER}"));
+        }
+        t
+    }
+
+    /// A namespace's full name: `cli`, `dir`, `lan`, `rs1`..`rs3`.
+    pub fn ns(&self, name: &str) -> String {
+        format!("{}-{name}", self.prefix)
+    }
+
+    /// Run a command inside a namespace, panicking on failure.
+    pub fn exec(&self, ns: &str, cmd: &str) -> String {
+        sh(&format!("ip netns exec {} {cmd}", self.ns(ns)))
+    }
+
+    /// Start a background process inside a namespace.
+    pub fn spawn(&self, ns: &str, program: &str, args: &[&str], envs: &[(&str, &str)]) -> Bg {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns(ns), program])
+            .args(args)
+            .stdin(Stdio::null());
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        if std::env::var_os("FULCRUM_TEST_VERBOSE").is_none() {
+            c.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+        Bg(c.spawn().expect("ip netns exec runs"))
+    }
+
+    /// Addresses on a namespace's device, as `ip -o addr` prints them.
+    pub fn addrs(&self, ns: &str, dev: &str) -> String {
+        sh(&format!("ip -n {} -o addr show dev {dev}", self.ns(ns)))
+    }
+}
+
+impl Drop for FiveNode {
+    fn drop(&mut self) {
+        self.procs.clear();
+        for n in ["cli", "dir", "lan", "rs1", "rs2", "rs3"] {
+            let _ = try_sh(&format!("ip netns del {}", self.ns(n)));
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! The director in the seed's five-node network (network namespaces; root).
+//! Runs when FULCRUM_NETNS_TESTS=1, otherwise prints that it was skipped.
+
+use fulcrum_testbed::{Bg, CLIENT, FiveNode, NAT_ROUTER, RS, VIP, enabled, sh, wait_for};
+
+const BIN: &str = env!("CARGO_BIN_EXE_fulcrum");
+
+fn seed_config(sched: &str, weights: [u32; 3]) -> String {
+    let mut s = format!(
+        "primary = 10.200.1.2\nnetwork = nat\nnat_router = {NAT_ROUTER} eth1:1\nvirtual server vs1 {{\n address = {VIP} eth0:1\n active = 1\n port = 80\n scheduler = {sched}\n"
+    );
+    for (i, w) in weights.iter().enumerate() {
+        s.push_str(&format!(
+            " server rs{} {{\n  address = {}\n  active = 1\n  weight = {w}\n }}\n",
+            i + 1,
+            RS[i]
+        ));
+    }
+    s.push_str("}\n");
+    s
+}
+
+struct Dir {
+    path: std::path::PathBuf,
+}
+
+impl Dir {
+    fn new(tag: &str) -> Dir {
+        let path = std::env::temp_dir().join(format!("fulcrum-netns-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        Dir { path }
+    }
+    fn file(&self, name: &str) -> String {
+        self.path.join(name).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+fn start_realservers(net: &mut FiveNode) {
+    for (i, addr) in RS.iter().enumerate() {
+        let name = format!("rs{}", i + 1);
+        let listen = format!("{addr}:80");
+        let p = net.spawn(
+            &name,
+            BIN,
+            &["realserver", "--listen", &listen, "--name", &name],
+            &[],
+        );
+        net.procs.push(p);
+    }
+    let dir = net.ns("dir");
+    for addr in RS {
+        wait_for(&format!("real server {addr}"), 10, || {
+            fulcrum_testbed::try_sh(&format!(
+                "ip netns exec {dir} curl -s --max-time 1 http://{addr}/"
+            ))
+            .status
+            .success()
+        });
+    }
+}
+
+fn adm(control: &str, args: &str) -> String {
+    sh(&format!("{BIN} adm --control {control} {args}"))
+}
+
+#[test]
+fn five_node_network_addresses_announcements_and_wrr() {
+    if !enabled("five_node_network_addresses_announcements_and_wrr") {
+        return;
+    }
+    let mut net = FiveNode::new("a");
+    start_realservers(&mut net);
+    // Let the client take gratuitous ARPs, so the announcement is visible.
+    net.exec("cli", "sysctl -qw net.ipv4.conf.eth0.arp_accept=1");
+    let tmp = Dir::new("five");
+    let cf = tmp.file("lvs.cf");
+    std::fs::write(&cf, seed_config("wrr", [2000, 1000, 1000])).unwrap();
+    let control = tmp.file("control.sock");
+    let mut director: Bg = net.spawn(
+        "dir",
+        BIN,
+        &["run", "--config", &cf, "--control", &control],
+        &[],
+    );
+    wait_for("the virtual address", 10, || {
+        net.addrs("dir", "eth0").contains(&format!("{VIP}/32"))
+    });
+    let eth0 = net.addrs("dir", "eth0");
+    assert!(
+        eth0.contains(&format!("inet {VIP}/32 scope global eth0:1")),
+        "{eth0}"
+    );
+    let eth1 = net.addrs("dir", "eth1");
+    assert!(
+        eth1.contains(&format!("inet {NAT_ROUTER}/32 scope global eth1:1")),
+        "{eth1}"
+    );
+    // The gratuitous ARP reached the client before it sent anything.
+    let cli = net.ns("cli");
+    wait_for("the client's neighbour entry for the VIP", 5, || {
+        sh(&format!("ip -n {cli} neigh show {VIP}")).contains("lladdr")
+    });
+    // The real servers reach the outside through the NAT router address.
+    net.exec("rs1", &format!("ping -c1 -W2 {NAT_ROUTER}"));
+
+    let out = net.exec(
+        "cli",
+        &format!("sh -c 'for i in $(seq 400); do curl -s --max-time 3 http://{VIP}/; done'"),
+    );
+    let count = |n: &str| out.lines().filter(|l| *l == n).count();
+    assert_eq!(
+        (count("rs1"), count("rs2"), count("rs3")),
+        (200, 100, 100),
+        "{}",
+        &out[..out.len().min(300)]
+    );
+    let listing = adm(&control, "-L -n");
+    assert_eq!(
+        listing,
+        format!(
+            "IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\nTCP  {VIP}:80 wrr\n  -> {}:80                Masq    2000   0          200       \n  -> {}:80                Masq    1000   0          100       \n  -> {}:80                Masq    1000   0          100       \n",
+            RS[0], RS[1], RS[2]
+        )
+    );
+    let conns = adm(&control, "-L -n -c");
+    assert!(
+        conns
+            .lines()
+            .skip(2)
+            .all(|l| l.contains(&format!(" {CLIENT}:"))),
+        "connections come from the client"
+    );
+
+    // SIGTERM: exactly the added addresses go, and the director exits 0.
+    assert_eq!(director.signal_and_wait("TERM"), Some(0));
+    assert!(!net.addrs("dir", "eth0").contains(VIP));
+    assert!(!net.addrs("dir", "eth1").contains(NAT_ROUTER));
+    assert!(
+        !std::path::Path::new(&control).exists(),
+        "the control socket is removed"
+    );
+}
+
+#[test]
+fn an_address_the_host_already_has_is_left_alone() {
+    if !enabled("an_address_the_host_already_has_is_left_alone") {
+        return;
+    }
+    let mut net = FiveNode::new("b");
+    start_realservers(&mut net);
+    let dir_ns = net.ns("dir");
+    sh(&format!("ip -n {dir_ns} addr add {VIP}/24 dev eth0"));
+    let tmp = Dir::new("present");
+    let cf = tmp.file("lvs.cf");
+    std::fs::write(&cf, seed_config("rr", [1, 1, 1])).unwrap();
+    let control = tmp.file("control.sock");
+    let mut director = net.spawn(
+        "dir",
+        BIN,
+        &["run", "--config", &cf, "--control", &control],
+        &[],
+    );
+    wait_for("the director", 10, || {
+        std::path::Path::new(&control).exists()
+    });
+    let out = net.exec(
+        "cli",
+        &format!("sh -c 'for i in 1 2 3; do curl -s --max-time 3 http://{VIP}/; done'"),
+    );
+    // rr starts at the head of the list, where IPVS put the newest dest.
+    assert_eq!(out, "rs3\nrs2\nrs1\n");
+    assert_eq!(director.signal_and_wait("TERM"), Some(0));
+    assert!(
+        net.addrs("dir", "eth0").contains(&format!("{VIP}/24")),
+        "an address the director did not add stays"
+    );
+    assert!(
+        !net.addrs("dir", "eth1").contains(NAT_ROUTER),
+        "the one it added goes"
+    );
+}
