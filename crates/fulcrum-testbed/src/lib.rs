@@ -17,7 +17,12 @@ pub fn enabled(test: &str) -> bool {
     if std::env::var("FULCRUM_NETNS_TESTS").as_deref() == Ok("1") {
         return true;
     }
-    println!("SKIPPED {test}: network-namespace test; set FULCRUM_NETNS_TESTS=1 and run as root");
+    // Straight to the stderr handle: the test harness captures print!/eprint!.
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: network-namespace test; set FULCRUM_NETNS_TESTS=1 and run as root"
+    );
     false
 }
 

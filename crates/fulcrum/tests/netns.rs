@@ -186,3 +186,96 @@ fn an_address_the_host_already_has_is_left_alone() {
         "the one it added goes"
     );
 }
+
+/// The real ldirectord manages a virtual service through Fulcrum answering
+/// as ipvsadm (reference/platform.md §6): it adds the service and its real
+/// servers, reads them back with -L -n, and removes a real server whose
+/// check fails.
+#[test]
+fn ldirectord_drives_fulcrum_as_ipvsadm() {
+    if !enabled("ldirectord_drives_fulcrum_as_ipvsadm") {
+        return;
+    }
+    if !std::path::Path::new("/usr/sbin/ldirectord").exists() {
+        panic!("ldirectord is not installed: .ci/run installs it (apt-get install ldirectord)");
+    }
+    let mut net = FiveNode::new("c");
+    start_realservers(&mut net);
+    let dir_ns = net.ns("dir");
+    // The VIP is heartbeat's business in an ldirectord setup: put it up by hand.
+    sh(&format!("ip -n {dir_ns} addr add {VIP}/24 dev eth0"));
+    let tmp = Dir::new("ldirectord");
+    let cf = tmp.file("empty.cf");
+    std::fs::write(&cf, "# the table comes from ldirectord\n").unwrap();
+    let control = tmp.file("control.sock");
+    net.procs.push(net.spawn(
+        "dir",
+        BIN,
+        &["run", "--config", &cf, "--control", &control],
+        &[],
+    ));
+    wait_for("the director", 10, || {
+        std::path::Path::new(&control).exists()
+    });
+
+    let ld_cf = tmp.file(&format!("ld{}.cf", std::process::id()));
+    std::fs::write(
+        &ld_cf,
+        format!(
+            "checktimeout=2\ncheckinterval=1\nautoreload=no\nquiescent=no\nlogfile=\"{}\"\nvirtual={VIP}:80\n\treal={}:80 masq\n\treal={}:80 masq\n\tservice=http\n\trequest=\"/\"\n\treceive=\"rs\"\n\tscheduler=rr\n\tprotocol=tcp\n\tchecktype=negotiate\n",
+            tmp.file("ld.log"),
+            RS[0],
+            RS[1]
+        ),
+    )
+    .unwrap();
+    let script = format!(
+        "mount --bind {BIN} /usr/sbin/ipvsadm && exec env FULCRUM_CONTROL={control} ldirectord -d {ld_cf} start"
+    );
+    let mut ld = net.spawn(
+        "dir",
+        "unshare",
+        &["-m", "--propagation", "private", "sh", "-c", &script],
+        &[],
+    );
+
+    let listing = || sh(&format!("{BIN} adm --control {control} -L -n"));
+    wait_for(
+        "ldirectord to add the service and both real servers",
+        20,
+        || {
+            let l = listing();
+            l.contains(&format!("TCP  {VIP}:80 rr"))
+                && l.contains(&format!("{}:80", RS[0]))
+                && l.contains(&format!("{}:80", RS[1]))
+        },
+    );
+    let l = listing();
+    assert!(
+        l.contains(&format!("  -> {}:80                Masq    1      ", RS[0])),
+        "{l}"
+    );
+    let out = net.exec(
+        "cli",
+        &format!("sh -c 'for i in 1 2 3 4; do curl -s --max-time 3 http://{VIP}/; done'"),
+    );
+    let mut names: Vec<&str> = out.lines().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec!["rs1", "rs1", "rs2", "rs2"],
+        "rr over what ldirectord added: {out}"
+    );
+
+    // rs2 dies: ldirectord's check fails and it deletes rs2 through us.
+    net.procs.remove(1);
+    wait_for("ldirectord to remove rs2", 20, || {
+        !listing().contains(&format!("{}:80", RS[1]))
+    });
+    let out = net.exec(
+        "cli",
+        &format!("sh -c 'for i in 1 2 3; do curl -s --max-time 3 http://{VIP}/; done'"),
+    );
+    assert_eq!(out, "rs1\nrs1\nrs1\n");
+    let _ = ld.signal_and_wait("TERM");
+}
