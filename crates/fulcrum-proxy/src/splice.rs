@@ -1,17 +1,26 @@
-//! Moving bytes between two sockets with `splice(2)` through a pipe: the
-//! data never enters userspace.
+//! Moving bytes between two sockets. Small exchanges (requests, replies)
+//! are copied through one buffer shared by the thread, so an idle
+//! connection holds no buffer at all; as soon as a read fills that buffer
+//! the direction is bulk and switches to `splice(2)` through a pipe, so the
+//! data never enters userspace. (HAProxy's `splice-auto` makes the same
+//! choice.)
 
+use std::cell::RefCell;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::pipe::{PipeFlags, SpliceFlags, pipe_with, splice};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
+/// The shared copy buffer; a read that fills it marks the direction bulk.
+const COPY_BUF: usize = 64 * 1024;
 /// How much one splice call moves at most (the default pipe size).
 const CHUNK: usize = 64 * 1024;
+
+thread_local! {
+    static BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; COPY_BUF].into_boxed_slice());
+}
 
 /// Why a direction stopped.
 #[derive(Debug)]
@@ -22,9 +31,71 @@ pub(crate) enum End {
     Error(io::Error),
 }
 
-/// Copy `from` → `to` until EOF or error, counting bytes in `moved`. On EOF
-/// the write side of `to` is shut down, passing the FIN on.
-pub(crate) async fn one_way(from: &TcpStream, to: &TcpStream, moved: Arc<AtomicU64>) -> End {
+fn is_would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+/// Write all of `data` to `to`, waiting for room as needed.
+async fn write_all(to: &TcpStream, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        match to.try_write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if is_would_block(&e) => to.writable().await?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Where a direction counts what it moved. `moved` is called after every
+/// transfer with the byte count; it decides itself when to report.
+pub(crate) trait Meter {
+    /// `n` more bytes went through.
+    fn moved(&self, n: u64);
+}
+
+/// Copy `from` → `to` until EOF or error, counting bytes with `meter`. On
+/// EOF the write side of `to` is shut down, passing the FIN on.
+pub(crate) async fn one_way(from: &TcpStream, to: &TcpStream, meter: &impl Meter) -> End {
+    loop {
+        if let Err(e) = from.readable().await {
+            return End::Error(e);
+        }
+        // Read and try to write in one go, without awaiting, so the shared
+        // buffer is never held across a suspension point.
+        let step = BUF.with_borrow_mut(|buf| match from.try_read(buf) {
+            Ok(0) => Ok(None),
+            Ok(n) => match to.try_write(&buf[..n]) {
+                Ok(w) if w == n => Ok(Some((n, Vec::new()))),
+                Ok(w) => Ok(Some((n, buf[w..n].to_vec()))),
+                Err(e) if is_would_block(&e) => Ok(Some((n, buf[..n].to_vec()))),
+                Err(e) => Err(e),
+            },
+            Err(e) if is_would_block(&e) => Ok(Some((0, Vec::new()))),
+            Err(e) => Err(e),
+        });
+        let (n, rest) = match step {
+            Ok(None) => {
+                let _ = rustix::net::shutdown(to, rustix::net::Shutdown::Write);
+                return End::Fin;
+            }
+            Ok(Some(x)) => x,
+            Err(e) => return End::Error(e),
+        };
+        if !rest.is_empty()
+            && let Err(e) = write_all(to, &rest).await
+        {
+            return End::Error(e);
+        }
+        meter.moved(n as u64);
+        if n == COPY_BUF {
+            return splice_rest(from, to, meter).await;
+        }
+    }
+}
+
+/// The bulk path: splice through a pipe until EOF or error.
+async fn splice_rest(from: &TcpStream, to: &TcpStream, meter: &impl Meter) -> End {
     let (r, w): (OwnedFd, OwnedFd) = match pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK) {
         Ok(p) => p,
         Err(e) => return End::Error(e.into()),
@@ -39,7 +110,7 @@ pub(crate) async fn one_way(from: &TcpStream, to: &TcpStream, moved: Arc<AtomicU
                 splice(from, None, &w, None, CHUNK, flags).map_err(io::Error::from)
             }) {
                 Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if is_would_block(&e) => continue,
                 Err(e) => return End::Error(e),
             }
         };
@@ -56,10 +127,10 @@ pub(crate) async fn one_way(from: &TcpStream, to: &TcpStream, moved: Arc<AtomicU
                 splice(&r, None, to, None, left, flags).map_err(io::Error::from)
             }) {
                 Ok(m) => left -= m,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if is_would_block(&e) => continue,
                 Err(e) => return End::Error(e),
             }
         }
-        moved.fetch_add(n as u64, Ordering::Relaxed);
+        meter.moved(n as u64);
     }
 }

@@ -2,9 +2,9 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
 
 use fulcrum_core::conn::ConnId;
 use fulcrum_core::sched::Flow;
@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::CONNECT_TIMEOUT;
 use crate::events::PlaneEvent;
-use crate::splice::{End, one_way};
+use crate::splice::{End, Meter, one_way};
 
 /// How often long connections report their traffic, so rates stay live.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
@@ -63,32 +63,86 @@ pub(crate) async fn serve(
     }
 }
 
-struct Report {
+/// A connection's traffic accounting, shared by its two directions (they
+/// run in one task; the atomics are only there to keep the task `Send`).
+/// Reports go out at most once a second while data moves, and once at the
+/// end; an idle connection holds no timer.
+struct Report<'a> {
     conn: ConnId,
-    events: mpsc::Sender<PlaneEvent>,
-    sent_in: u64,
-    sent_out: u64,
-    segs_in: u64,
-    segs_out: u64,
+    events: &'a mpsc::Sender<PlaneEvent>,
+    client: &'a TcpStream,
+    start: Instant,
+    inbytes: AtomicU64,
+    outbytes: AtomicU64,
+    /// Bytes in/out and segments in/out already reported.
+    sent: [AtomicU64; 4],
+    /// Next report due, in milliseconds since `start`.
+    next_ms: AtomicU64,
 }
 
-impl Report {
-    /// Send what moved since the last report; packets are the client
-    /// socket's segment counters (`TCP_INFO`).
-    async fn flush(&mut self, client: &TcpStream, inb: &AtomicU64, outb: &AtomicU64) {
-        let (i, o) = (inb.load(Ordering::Relaxed), outb.load(Ordering::Relaxed));
-        let seg = fulcrum_net::tcp_segments(client).unwrap_or_default();
-        let (si, so) = (u64::from(seg.segs_in), u64::from(seg.segs_out));
-        let ev = PlaneEvent::Traffic {
+impl Report<'_> {
+    fn event(&self) -> PlaneEvent {
+        let seg = fulcrum_net::tcp_segments(self.client).unwrap_or_default();
+        let now = [
+            self.inbytes.load(Relaxed),
+            self.outbytes.load(Relaxed),
+            u64::from(seg.segs_in).max(self.sent[2].load(Relaxed)),
+            u64::from(seg.segs_out).max(self.sent[3].load(Relaxed)),
+        ];
+        let d: Vec<u64> = (0..4)
+            .map(|k| now[k] - self.sent[k].swap(now[k], Relaxed))
+            .collect();
+        PlaneEvent::Traffic {
             conn: self.conn,
-            inpkts: si.saturating_sub(self.segs_in),
-            inbytes: i - self.sent_in,
-            outpkts: so.saturating_sub(self.segs_out),
-            outbytes: o - self.sent_out,
-        };
-        (self.sent_in, self.sent_out, self.segs_in, self.segs_out) =
-            (i, o, si.max(self.segs_in), so.max(self.segs_out));
-        let _ = self.events.send(ev).await;
+            inbytes: d[0],
+            outbytes: d[1],
+            inpkts: d[2],
+            outpkts: d[3],
+        }
+    }
+
+    fn maybe_report(&self) {
+        let now = self.start.elapsed().as_millis() as u64;
+        if now < self.next_ms.load(Relaxed) {
+            return;
+        }
+        self.next_ms
+            .store(now + REPORT_EVERY.as_millis() as u64, Relaxed);
+        // Never wait on the controller from the copy loop: a report that
+        // does not fit now is folded back into the next one.
+        if let Err(mpsc::error::TrySendError::Full(PlaneEvent::Traffic {
+            inbytes,
+            outbytes,
+            inpkts,
+            outpkts,
+            ..
+        })) = self.events.try_send(self.event())
+        {
+            for (k, v) in [inbytes, outbytes, inpkts, outpkts].into_iter().enumerate() {
+                self.sent[k].fetch_sub(v, Relaxed);
+            }
+        }
+    }
+
+    async fn finish(&self) {
+        let _ = self.events.send(self.event()).await;
+    }
+}
+
+struct Up<'a>(&'a Report<'a>);
+struct Down<'a>(&'a Report<'a>);
+
+impl Meter for Up<'_> {
+    fn moved(&self, n: u64) {
+        self.0.inbytes.fetch_add(n, Relaxed);
+        self.0.maybe_report();
+    }
+}
+
+impl Meter for Down<'_> {
+    fn moved(&self, n: u64) {
+        self.0.outbytes.fetch_add(n, Relaxed);
+        self.0.maybe_report();
     }
 }
 
@@ -153,22 +207,21 @@ async fn handle(
     let _ = events.send(seg(Direction::Output, TcpFlags::SYN_ACK)).await;
     let _ = events.send(seg(Direction::Input, TcpFlags::ACK)).await;
 
-    let inb = Arc::new(AtomicU64::new(0));
-    let outb = Arc::new(AtomicU64::new(0));
-    let mut report = Report {
+    let report = Report {
         conn,
-        events: events.clone(),
-        sent_in: 0,
-        sent_out: 0,
-        segs_in: 0,
-        segs_out: 0,
+        events: &events,
+        client: &client,
+        start: Instant::now(),
+        inbytes: AtomicU64::new(0),
+        outbytes: AtomicU64::new(0),
+        sent: Default::default(),
+        next_ms: AtomicU64::new(REPORT_EVERY.as_millis() as u64),
     };
-    let up = one_way(&client, &server, inb.clone());
-    let down = one_way(&server, &client, outb.clone());
+    let (up_meter, down_meter) = (Up(&report), Down(&report));
+    let up = one_way(&client, &server, &up_meter);
+    let down = one_way(&server, &client, &down_meter);
     tokio::pin!(up, down);
     let (mut up_done, mut down_done) = (false, false);
-    let mut tick = tokio::time::interval(REPORT_EVERY);
-    tick.tick().await;
     let mut reset_seen = false;
     while !(reset_seen || up_done && down_done) {
         tokio::select! {
@@ -194,7 +247,6 @@ async fn handle(
                     }
                 }
             }
-            _ = tick.tick() => report.flush(&client, &inb, &outb).await,
         }
     }
     if reset_seen {
@@ -202,7 +254,7 @@ async fn handle(
         reset(&client);
         reset(&server);
     }
-    report.flush(&client, &inb, &outb).await;
+    report.finish().await;
 }
 
 async fn unreachable(

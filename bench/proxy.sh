@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# Fulcrum's proxy data plane against HAProxy (TCP mode, splice) and nginx
+# stream, on one namespaced topology, in the same run. Needs root, and:
+#   apt-get install haproxy nginx-light libnginx-mod-stream wrk iperf3 curl
+#   cargo build --release
+# Usage: bench/proxy.sh            (DUR=seconds per measurement, default 5)
+# Prints each measurement and the ratio Fulcrum / peer.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${FULCRUM_BIN:-$ROOT/target/release/fulcrum}
+DUR=${DUR:-5}
+IDLE=${IDLE:-5000}
+P=fb$$
+W=$(mktemp -d /tmp/fulcrum-bench.XXXXXX)
+PIDS=()
+
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  sleep 0.3
+  for n in cli dir lan rs1 rs2; do ip netns del "$P-$n" 2>/dev/null || true; done
+  rm -rf "$W"
+}
+trap cleanup EXIT
+
+for tool in ip wrk iperf3 haproxy nginx python3 "$BIN"; do
+  command -v "$tool" >/dev/null || { echo "bench: missing $tool" >&2; exit 2; }
+done
+ulimit -n 20000
+
+VIP=10.201.1.100
+RS1=10.201.2.3
+RS2=10.201.2.4
+ns() { echo "$P-$1"; }
+
+# --- topology: cli -- dir -- br0 -- rs1, rs2 ------------------------------
+for n in cli dir lan rs1 rs2; do ip netns add "$(ns $n)"; ip -n "$(ns $n)" link set lo up; done
+ip link add eth0 netns "$(ns cli)" type veth peer name eth0 netns "$(ns dir)"
+ip -n "$(ns cli)" addr add 10.201.1.10/24 dev eth0; ip -n "$(ns cli)" link set eth0 up
+ip -n "$(ns dir)" addr add 10.201.1.2/24 dev eth0; ip -n "$(ns dir)" addr add $VIP/24 dev eth0
+ip -n "$(ns dir)" link set eth0 up
+ip -n "$(ns lan)" link add br0 type bridge; ip -n "$(ns lan)" link set br0 up
+ip link add p-dir netns "$(ns lan)" type veth peer name eth1 netns "$(ns dir)"
+ip -n "$(ns lan)" link set p-dir master br0 up
+ip -n "$(ns dir)" addr add 10.201.2.1/24 dev eth1; ip -n "$(ns dir)" link set eth1 up
+i=0
+for rs in $RS1 $RS2; do
+  i=$((i+1))
+  ip link add p-rs$i netns "$(ns lan)" type veth peer name eth0 netns "$(ns rs$i)"
+  ip -n "$(ns lan)" link set p-rs$i master br0 up
+  ip -n "$(ns rs$i)" addr add $rs/24 dev eth0; ip -n "$(ns rs$i)" link set eth0 up
+done
+
+bg() { "$@" >"$W/$(basename "$1")-$RANDOM.log" 2>&1 & PIDS+=($!); }
+
+# --- backends: nginx on :80 and iperf3 on rs1:5201 ------------------------
+for i in 1 2; do
+  D=$W/rs$i; mkdir -p $D/tmp
+  cat > $D/nginx.conf <<NGX
+daemon off; master_process on; worker_processes 1;
+pid $D/nginx.pid; error_log $D/error.log warn;
+worker_rlimit_nofile 20000;
+events { worker_connections 16000; }
+http { access_log off;
+  client_body_temp_path $D/tmp; proxy_temp_path $D/tmp; fastcgi_temp_path $D/tmp;
+  uwsgi_temp_path $D/tmp; scgi_temp_path $D/tmp;
+  keepalive_requests 1000000; keepalive_timeout 120s;
+  server { listen 80 reuseport; location / { return 200 "rs$i\n"; } } }
+NGX
+  bg ip netns exec "$(ns rs$i)" nginx -c $D/nginx.conf -p $D
+done
+bg ip netns exec "$(ns rs1)" iperf3 -s -p 5201
+
+# --- the three proxies, side by side on the director ----------------------
+cat > $W/lvs.cf <<CF
+virtual http {
+	address = $VIP
+	active = 1
+	port = 8001
+	scheduler = rr
+	server rs1 {
+		address = $RS1
+		port = 80
+		active = 1
+	}
+	server rs2 {
+		address = $RS2
+		port = 80
+		active = 1
+	}
+}
+virtual bulk {
+	address = $VIP
+	active = 1
+	port = 5202
+	scheduler = rr
+	server rs1 {
+		address = $RS1
+		port = 5201
+		active = 1
+	}
+}
+CF
+FULCRUM_LOG=warn bg ip netns exec "$(ns dir)" "$BIN" run --config $W/lvs.cf --control $W/fulcrum.sock
+
+cat > $W/haproxy.cfg <<HA
+global
+  maxconn 7000
+defaults
+  mode tcp
+  option splice-auto
+  timeout connect 2s
+  timeout client 120s
+  timeout server 120s
+frontend fe_http
+  bind $VIP:8002
+  default_backend be_http
+backend be_http
+  balance roundrobin
+  server rs1 $RS1:80
+  server rs2 $RS2:80
+frontend fe_bulk
+  bind $VIP:5203
+  default_backend be_bulk
+backend be_bulk
+  server rs1 $RS1:5201
+HA
+bg ip netns exec "$(ns dir)" haproxy -db -f $W/haproxy.cfg
+
+mkdir -p $W/ngx
+cat > $W/ngx/nginx.conf <<NGX
+load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+daemon off; worker_processes auto; pid $W/ngx/nginx.pid; error_log $W/ngx/error.log warn;
+worker_rlimit_nofile 20000;
+events { worker_connections 12000; }
+stream {
+  upstream rs { server $RS1:80; server $RS2:80; }
+  upstream bulk { server $RS1:5201; }
+  server { listen $VIP:8003; proxy_pass rs; }
+  server { listen $VIP:5204; proxy_pass bulk; }
+}
+NGX
+bg ip netns exec "$(ns dir)" nginx -c $W/ngx/nginx.conf -p $W/ngx
+
+CLI="ip netns exec $(ns cli)"
+for port in 8001 8002 8003; do
+  for _ in $(seq 100); do $CLI curl -s --max-time 1 http://$VIP:$port/ >/dev/null && break; sleep 0.1; done
+done
+
+# --- measurements ---------------------------------------------------------
+rss_of() { # total RSS in KiB of the processes matching a pattern inside the director
+  local total=0
+  for pid in $(pgrep -f "$1"); do
+    [ "$(ip netns identify $pid 2>/dev/null)" = "$(ns dir)" ] || continue
+    total=$((total + $(awk '/VmRSS/ {print $2}' /proc/$pid/status 2>/dev/null || echo 0)))
+  done
+  echo $total
+}
+
+cpu_of() { # total CPU ticks (utime+stime) of the processes matching a pattern in the director
+  local total=0
+  for pid in $(pgrep -f "$1"); do
+    [ "$(ip netns identify $pid 2>/dev/null)" = "$(ns dir)" ] || continue
+    total=$((total + $(awk '{print $14 + $15}' /proc/$pid/stat 2>/dev/null || echo 0)))
+  done
+  echo $total
+}
+
+cat > $W/idle.py <<'PY'
+import socket, sys, time
+vip, port, n, hold = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+socks = []
+for _ in range(n):
+    s = socket.create_connection((vip, port), timeout=5)
+    socks.append(s)
+print("ready", flush=True)
+time.sleep(hold)
+PY
+
+declare -A R
+measure() { # name port bulkport pattern
+  local name=$1 port=$2 bport=$3 pat=$4
+  local close keep
+  close=$($CLI wrk -t2 -c64 -d${DUR}s -H 'Connection: close' http://$VIP:$port/ 2>&1 || true)
+  R[$name,close]=$(echo "$close" | awk '/Requests\/sec/ {print $2}')
+  if [ -n "${PROFILE:-}" ] && [ "$name" = fulcrum ]; then
+    perf record -e cpu-clock -F 2000 -g -o "$PROFILE" -p "$(pgrep -f "fulcrum run --config $W/lvs.cf" | head -1)" -- sleep $((DUR - 1)) >/dev/null 2>&1 &
+  fi
+  local c0 c1
+  c0=$(cpu_of "$pat")
+  keep=$($CLI wrk -t2 -c64 -d${DUR}s --latency http://$VIP:$port/ 2>&1 || true)
+  c1=$(cpu_of "$pat")
+  R[$name,keep]=$(echo "$keep" | awk '/Requests\/sec/ {print $2}')
+  local total
+  total=$(echo "$keep" | awk '/requests in/ {print $1}')
+  # CPU microseconds per keep-alive request (ticks are 1/100 s).
+  R[$name,cpu]=$(python3 -c "print(round(($c1-$c0)*10000/max(1,$total), 2))")
+  R[$name,p99]=$(echo "$keep" | awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}')
+  R[$name,bulk]=$($CLI iperf3 -c $VIP -p $bport -t $DUR -J 2>/dev/null | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9, 2))' || echo 0)
+  local before after
+  sleep 1
+  before=$(rss_of "$pat")
+  $CLI python3 $W/idle.py $VIP $port $IDLE 4 > $W/idle-$name.out &
+  local ip=$!
+  for _ in $(seq 100); do grep -q ready $W/idle-$name.out 2>/dev/null && break; sleep 0.1; done
+  sleep 2
+  after=$(rss_of "$pat")
+  wait $ip || true
+  R[$name,mem]=$(( (after) / 1024 ))
+  R[$name,memdelta]=$(( (after - before) / 1024 ))
+  printf '%-8s close %10s req/s   keep-alive %10s req/s (%s us CPU/req)   p99 %7s ms   bulk %6s Gbit/s   RSS with %d idle conns %5s MiB (+%s)\n' \
+    "$name" "${R[$name,close]}" "${R[$name,keep]}" "${R[$name,cpu]}" "${R[$name,p99]}" "${R[$name,bulk]}" "$IDLE" "${R[$name,mem]}" "${R[$name,memdelta]}"
+}
+
+echo "== $(date -u +%FT%TZ)  $(nproc) CPUs, DUR=${DUR}s, wrk -t2 -c64, $IDLE idle connections"
+TARGETS=${TARGETS:-fulcrum haproxy nginx}
+for t in $TARGETS; do
+  case $t in
+    fulcrum) [ -n "${R[fulcrum,close]:-}" ] || measure fulcrum 8001 5202 "fulcrum run --config $W/lvs.cf" ;;
+    haproxy) measure haproxy 8002 5203 "haproxy -db -f $W/haproxy.cfg" ;;
+    nginx) measure nginx 8003 5204 "nginx" ;;
+  esac
+done
+
+ratio() { python3 -c "a,b=float('$1' or 0),float('$2' or 0); print(f'{a/b:.2f}' if b else 'n/a')"; }
+echo
+echo "ratios (Fulcrum / peer; for p99 and memory lower is better):"
+for peer in $TARGETS; do
+  [ "$peer" = fulcrum ] && continue
+  printf '  vs %-8s close %s  keep-alive %s  bulk %s  p99 %s  memory %s\n' "$peer" \
+    "$(ratio "${R[fulcrum,close]}" "${R[$peer,close]}")" "$(ratio "${R[fulcrum,keep]}" "${R[$peer,keep]}")" \
+    "$(ratio "${R[fulcrum,bulk]}" "${R[$peer,bulk]}")" "$(ratio "${R[fulcrum,p99]}" "${R[$peer,p99]}")" \
+    "$(ratio "${R[fulcrum,mem]}" "${R[$peer,mem]}")"
+done
