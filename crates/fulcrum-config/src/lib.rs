@@ -106,6 +106,35 @@ fn mask_len(m: Option<std::net::Ipv4Addr>, addr: &std::net::IpAddr) -> u8 {
 }
 
 impl Config {
+    /// The real servers that expect a PROXY protocol header, by service and
+    /// real-server address and port (active ones only).
+    pub fn proxy_protocol_dests(
+        &self,
+    ) -> Vec<(
+        fulcrum_core::ServiceKey,
+        std::net::IpAddr,
+        u16,
+        ProxyProtocolVersion,
+    )> {
+        let mut out = Vec::new();
+        for svc in self.table() {
+            let Some(v) = self.virtuals.iter().find(|v| v.name == svc.name) else {
+                continue;
+            };
+            for (name, d) in &svc.dests {
+                if let Some(pp) = v
+                    .servers
+                    .iter()
+                    .find(|s| &s.name == name)
+                    .and_then(|s| s.proxy_protocol)
+                {
+                    out.push((svc.spec.key, d.addr, d.port, pp));
+                }
+            }
+        }
+        out
+    }
+
     /// The addresses an active director brings up: every active virtual
     /// server's address and the NAT router, each once.
     pub fn floating_addresses(&self) -> Vec<Floating> {

@@ -88,6 +88,7 @@ pub const SERVER_KEYS: &[&str] = &[
     "forwarding",
     "uthreshold",
     "lthreshold",
+    "proxy_protocol",
 ];
 
 /// The longest persistence timeout ipvsadm accepts (31 days).
@@ -299,6 +300,10 @@ const PROTOCOLS: &[(&str, Protocol)] = &[
 ];
 const DATAPLANES: &[(&str, Dataplane)] = &[("proxy", Dataplane::Proxy), ("xdp", Dataplane::Xdp)];
 const RSH: &[(&str, RshCommand)] = &[("rsh", RshCommand::Rsh), ("ssh", RshCommand::Ssh)];
+const PROXY_PROTOCOLS: &[(&str, ProxyProtocolVersion)] = &[
+    ("v1", ProxyProtocolVersion::V1),
+    ("v2", ProxyProtocolVersion::V2),
+];
 
 impl Assign<'_> {
     fn host(&self) -> Res<Host> {
@@ -624,6 +629,11 @@ fn lower_server_key(a: &Assign, s: &mut RealServer, diags: &mut Vec<Diagnostic>)
         "lthreshold" => put(
             &mut s.lthreshold,
             a.number(0, i32::MAX as u64, "threshold"),
+            d,
+        ),
+        "proxy_protocol" => put(
+            &mut s.proxy_protocol,
+            a.word("PROXY protocol version", PROXY_PROTOCOLS),
             d,
         ),
         _ => unreachable!("admit() filters unknown keys"),
@@ -1058,6 +1068,18 @@ fn check_servers(
             );
         } else {
             addrs.insert((addr, port), (*header, &s.name));
+        }
+        if s.proxy_protocol.is_some() && v.effective_protocol() != Protocol::Tcp {
+            diags.push(
+                Diagnostic::error(
+                    at("proxy_protocol"),
+                    format!(
+                        "real server `{}` asks for the PROXY protocol, which is for TCP services",
+                        s.name
+                    ),
+                )
+                .hint("remove `proxy_protocol`, or make the virtual server `protocol = tcp`"),
+            );
         }
         if let Some(l) = s.lthreshold
             && l > s.uthreshold.unwrap_or(0)

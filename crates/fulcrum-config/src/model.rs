@@ -158,6 +158,25 @@ pub struct HostPort {
     pub port: Option<u16>,
 }
 
+/// `proxy_protocol`: which PROXY protocol header a real server expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyProtocolVersion {
+    /// The text form.
+    V1,
+    /// The binary form.
+    V2,
+}
+
+impl ProxyProtocolVersion {
+    /// The lvs.cf word.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProxyProtocolVersion::V1 => "v1",
+            ProxyProtocolVersion::V2 => "v2",
+        }
+    }
+}
+
 /// Persistence granularity: an IPv4 mask or an IPv6 prefix length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pmask {
@@ -264,6 +283,7 @@ pub struct RealServer {
     pub forwarding: Option<Routing>,
     pub uthreshold: Option<u32>,
     pub lthreshold: Option<u32>,
+    pub proxy_protocol: Option<ProxyProtocolVersion>,
 }
 
 /// A `virtual NAME { … }` block.

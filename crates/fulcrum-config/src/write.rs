@@ -171,6 +171,7 @@ pub fn write(cfg: &Config) -> String {
             o.kv("forwarding", s.forwarding.map(|r| r.name().into()));
             o.kv("uthreshold", s.uthreshold.map(|t| t.to_string()));
             o.kv("lthreshold", s.lthreshold.map(|t| t.to_string()));
+            o.kv("proxy_protocol", s.proxy_protocol.map(|p| p.name().into()));
             o.indent = 1;
             o.s.push_str("\t}\n");
         }

@@ -193,6 +193,13 @@ fn validation_rules() {
             "8:3: real server `s` uses direct routing, which the `proxy` data plane cannot do"
         ]
     );
+    let e = errors(
+        "virtual a {\n address = 10.0.0.1\n active = 1\n protocol = udp\n server s {\n  address = 10.1.0.1\n  active = 1\n  proxy_protocol = v2\n }\n}\n",
+    );
+    assert_eq!(
+        e,
+        vec!["8:3: real server `s` asks for the PROXY protocol, which is for TCP services"]
+    );
     let e = errors("virtual a {\n address = 10.0.0.1\n active = 1\n weight = 3\n}\n");
     assert_eq!(
         e,
@@ -299,6 +306,7 @@ mod roundtrip {
             weight in proptest::option::of(0u32..=65535),
             remap in proptest::option::of(1u16..),
             u in proptest::option::of(0u32..1000),
+            pp in proptest::option::of(prop_oneof![Just(ProxyProtocolVersion::V1), Just(ProxyProtocolVersion::V2)]),
         ) -> RealServer {
             let address: IpAddr = if v6 { Ipv6Addr::from(0x2001_0db8_u128 << 96 | i as u128).into() } else { Ipv4Addr::from(0x0a01_0000 + i as u32).into() };
             RealServer {
@@ -311,6 +319,7 @@ mod roundtrip {
                 forwarding: Some(Routing::Nat),
                 uthreshold: u,
                 lthreshold: u.map(|u| u / 2),
+                proxy_protocol: pp,
             }
         }
     }
@@ -341,7 +350,17 @@ mod roundtrip {
                 )
             })
             .prop_map(
-                move |((v6, port, udp, fwmark), servers, scheduler, timeout, send, persistent)| {
+                move |(
+                    (v6, port, udp, fwmark),
+                    mut servers,
+                    scheduler,
+                    timeout,
+                    send,
+                    persistent,
+                )| {
+                    if udp {
+                        servers.iter_mut().for_each(|s| s.proxy_protocol = None);
+                    }
                     let addr: IpAddr = if v6 {
                         Ipv6Addr::from(0xfd00_u128 << 112 | i as u128).into()
                     } else {

@@ -9,6 +9,13 @@ use fulcrum_core::table::Scheduled;
 use fulcrum_core::{Protocol, ServiceKey};
 use tokio::sync::oneshot;
 
+/// What the plane needs to know about a real server beyond IPVS's view.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DestOptions {
+    /// Send a PROXY protocol header first.
+    pub proxy_protocol: Option<crate::ProxyProtocol>,
+}
+
 /// A message from the data plane to the controller that owns the table.
 #[derive(Debug)]
 pub enum PlaneEvent {
@@ -21,7 +28,7 @@ pub enum PlaneEvent {
         /// Client and virtual endpoints.
         flow: Flow,
         /// The answer: `None` is "no destination available".
-        reply: oneshot::Sender<Option<Scheduled>>,
+        reply: oneshot::Sender<Option<(Scheduled, DestOptions)>>,
     },
     /// Something happened to a connection, told as the TCP segment IPVS
     /// would have seen (`flags` is `None` for a UDP datagram).

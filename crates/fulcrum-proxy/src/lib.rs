@@ -9,6 +9,7 @@
 //! and the connection-counting schedulers behave as in the kernel.
 
 mod events;
+pub mod proxy_header;
 mod splice;
 mod tcp;
 mod udp;
@@ -22,7 +23,8 @@ use fulcrum_core::{Protocol, ServiceKey};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-pub use events::PlaneEvent;
+pub use events::{DestOptions, PlaneEvent};
+pub use proxy_header::ProxyProtocol;
 
 /// How long the plane waits for a real server to accept a connection before
 /// resetting the client.

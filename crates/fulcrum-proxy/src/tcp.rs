@@ -174,7 +174,7 @@ async fn handle(
     {
         return;
     }
-    let Some(sched) = rx.await.ok().flatten() else {
+    let Some((sched, opts)) = rx.await.ok().flatten() else {
         reset(&client);
         let _ = events.send(PlaneEvent::NoDest { key, client: peer }).await;
         return;
@@ -204,6 +204,19 @@ async fn handle(
     };
     let _ = server.set_nodelay(true);
     let _ = client.set_nodelay(true);
+    if let Some(v) = opts.proxy_protocol {
+        let h = crate::proxy_header::header(v, peer, local);
+        if let Err(e) = write_header(&server, &h).await {
+            return unreachable(
+                &client,
+                conn,
+                dest,
+                format!("cannot send the PROXY header: {e}"),
+                &events,
+            )
+            .await;
+        }
+    }
     let _ = events.send(seg(Direction::Output, TcpFlags::SYN_ACK)).await;
     let _ = events.send(seg(Direction::Input, TcpFlags::ACK)).await;
 
@@ -255,6 +268,18 @@ async fn handle(
         reset(&server);
     }
     report.finish().await;
+}
+
+async fn write_header(server: &TcpStream, mut h: &[u8]) -> io::Result<()> {
+    while !h.is_empty() {
+        server.writable().await?;
+        match server.try_write(h) {
+            Ok(n) => h = &h[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 async fn unreachable(

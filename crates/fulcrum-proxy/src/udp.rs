@@ -132,7 +132,7 @@ pub(crate) async fn serve(
         {
             return;
         }
-        let Some(s) = rx.await.ok().flatten() else {
+        let Some((s, _)) = rx.await.ok().flatten() else {
             let _ = events.send(PlaneEvent::NoDest { key, client }).await;
             continue; // dropped, as IPVS drops it
         };

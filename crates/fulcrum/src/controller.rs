@@ -12,7 +12,7 @@ use fulcrum_api::control::{Request, Response};
 use fulcrum_api::ipvsadm::{self, AdmCommand, Outcome};
 use fulcrum_config::{Config, Dataplane, TableService};
 use fulcrum_core::{DestSpec, Forwarding, Protocol, Service, ServiceKey, ServiceSpec, Table};
-use fulcrum_proxy::{PlaneEvent, ProxyPlane};
+use fulcrum_proxy::{DestOptions, PlaneEvent, ProxyPlane, ProxyProtocol};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::addresses::AddrMsg;
@@ -51,6 +51,8 @@ pub struct Controller {
     nodest: HashMap<ServiceKey, NoDest>,
     unreachable: u64,
     addresses: Option<mpsc::UnboundedSender<AddrMsg>>,
+    /// Plane options of real servers, from the configuration.
+    dest_options: HashMap<(ServiceKey, std::net::IpAddr, u16), DestOptions>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -114,6 +116,7 @@ impl Controller {
             nodest: HashMap::new(),
             unreachable: 0,
             addresses: None,
+            dest_options: HashMap::new(),
         }
     }
 
@@ -204,6 +207,22 @@ impl Controller {
             .map(|s| (s.spec.key, s.name.clone()))
             .collect();
         self.serial = g.serial_no;
+        self.dest_options = cfg
+            .proxy_protocol_dests()
+            .into_iter()
+            .map(|(k, a, p, v)| {
+                let v = match v {
+                    fulcrum_config::ProxyProtocolVersion::V1 => ProxyProtocol::V1,
+                    fulcrum_config::ProxyProtocolVersion::V2 => ProxyProtocol::V2,
+                };
+                (
+                    (k, a, p),
+                    DestOptions {
+                        proxy_protocol: Some(v),
+                    },
+                )
+            })
+            .collect();
         if let Some(tx) = &self.addresses {
             let _ = tx.send(AddrMsg::Want(cfg.floating_addresses()));
         }
@@ -375,7 +394,15 @@ impl Controller {
                 flow,
                 reply,
             } => {
-                let _ = reply.send(self.table.schedule(&key, proto, &flow, now));
+                let answer = self.table.schedule(&key, proto, &flow, now).map(|s| {
+                    let opts = self
+                        .dest_options
+                        .get(&(key, s.daddr, s.dport))
+                        .copied()
+                        .unwrap_or_default();
+                    (s, opts)
+                });
+                let _ = reply.send(answer);
             }
             PlaneEvent::Segment { conn, dir, flags } => {
                 self.table.transition(conn, dir, flags, now)

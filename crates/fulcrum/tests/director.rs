@@ -503,3 +503,57 @@ fn invoked_as_ipvsadm_it_is_fulcrum_adm() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot reach the Fulcrum director"));
 }
+
+/// Real servers learn the client's address through the PROXY protocol:
+/// nginx, listening with `proxy_protocol`, answers with the address it read
+/// from the header (v1 for one real server, v2 for the other).
+#[test]
+fn proxy_protocol_v1_and_v2_tell_nginx_the_client_address() {
+    if Command::new("nginx").arg("-v").output().is_err() {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED proxy_protocol test: nginx is not installed (.ci/run installs nginx-light)"
+        );
+        return;
+    }
+    let dir = TempDir::new("pp-nginx");
+    let d = dir.0.display();
+    std::fs::create_dir_all(dir.0.join("tmp")).unwrap();
+    std::fs::write(
+        dir.0.join("nginx.conf"),
+        format!(
+            "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log warn;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{ access_log off; client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp; uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;\n\
+               server {{ listen 127.29.0.11:8081 proxy_protocol; location / {{ return 200 \"$proxy_protocol_addr:$proxy_protocol_port\\n\"; }} }}\n\
+               server {{ listen 127.29.0.12:8081 proxy_protocol; location / {{ return 200 \"$proxy_protocol_addr:$proxy_protocol_port\\n\"; }} }}\n\
+             }}\n"
+        ),
+    )
+    .unwrap();
+    let _nginx = Proc(
+        Command::new("nginx")
+            .args(["-c", &format!("{d}/nginx.conf"), "-p", &d.to_string()])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until("nginx", || TcpStream::connect("127.29.0.12:8081").is_ok());
+    let cfg = "virtual one {\n address = 127.29.0.1\n active = 1\n port = 8080\n server a {\n  address = 127.29.0.11\n  port = 8081\n  active = 1\n  proxy_protocol = v1\n }\n}\nvirtual two {\n address = 127.29.0.2\n active = 1\n port = 8080\n server b {\n  address = 127.29.0.12\n  port = 8081\n  active = 1\n  proxy_protocol = v2\n }\n}\n";
+    let _d = Director::start("pp", cfg);
+    for vip in ["127.29.0.1:8080", "127.29.0.2:8080"] {
+        let mut s = TcpStream::connect(vip).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let me = s.local_addr().unwrap();
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        let mut r = String::new();
+        s.read_to_string(&mut r).unwrap();
+        let body = r.split("\r\n\r\n").nth(1).unwrap_or("").trim().to_string();
+        assert_eq!(
+            body,
+            me.to_string(),
+            "{vip}: the real server saw the client through the PROXY header"
+        );
+    }
+}
