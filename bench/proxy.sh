@@ -105,6 +105,7 @@ FULCRUM_LOG=warn bg ip netns exec "$(ns dir)" "$BIN" run --config $W/lvs.cf --co
 cat > $W/haproxy.cfg <<HA
 global
   maxconn 7000
+  nbthread ${HAPROXY_THREADS:-2}
 defaults
   mode tcp
   option splice-auto
@@ -181,7 +182,8 @@ measure() { # name port bulkport pattern
   local name=$1 port=$2 bport=$3 pat=$4
   local close keep
   close=$($CLI wrk -t2 -c64 -d${DUR}s -H 'Connection: close' http://$VIP:$port/ 2>&1 || true)
-  R[$name,close]=$(echo "$close" | awk '/Requests\/sec/ {print $2}')
+  local v_close v_keep v_p99 v_bulk v_cpu
+  v_close=$(echo "$close" | awk '/Requests\/sec/ {print $2}')
   if [ -n "${PROFILE:-}" ] && [ "$name" = fulcrum ]; then
     perf record -e cpu-clock -F 2000 -g -o "$PROFILE" -p "$(pgrep -f "fulcrum run --config $W/lvs.cf" | head -1)" -- sleep $((DUR - 1)) >/dev/null 2>&1 &
   fi
@@ -189,13 +191,13 @@ measure() { # name port bulkport pattern
   c0=$(cpu_of "$pat")
   keep=$($CLI wrk -t2 -c64 -d${DUR}s --latency http://$VIP:$port/ 2>&1 || true)
   c1=$(cpu_of "$pat")
-  R[$name,keep]=$(echo "$keep" | awk '/Requests\/sec/ {print $2}')
+  v_keep=$(echo "$keep" | awk '/Requests\/sec/ {print $2}')
   local total
   total=$(echo "$keep" | awk '/requests in/ {print $1}')
   # CPU microseconds per keep-alive request (ticks are 1/100 s).
-  R[$name,cpu]=$(python3 -c "print(round(($c1-$c0)*10000/max(1,$total), 2))")
-  R[$name,p99]=$(echo "$keep" | awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}')
-  R[$name,bulk]=$($CLI iperf3 -c $VIP -p $bport -t $DUR -J 2>/dev/null | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9, 2))' || echo 0)
+  v_cpu=$(python3 -c "print(round(($c1-$c0)*10000/max(1,$total), 2))")
+  v_p99=$(echo "$keep" | awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}')
+  v_bulk=$($CLI iperf3 -c $VIP -p $bport -t $DUR -J 2>/dev/null | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9, 2))' || echo 0)
   local before after
   sleep 1
   before=$(rss_of "$pat")
@@ -205,29 +207,43 @@ measure() { # name port bulkport pattern
   sleep 2
   after=$(rss_of "$pat")
   wait $ip || true
-  R[$name,mem]=$(( (after) / 1024 ))
-  R[$name,memdelta]=$(( (after - before) / 1024 ))
-  printf '%-8s close %10s req/s   keep-alive %10s req/s (%s us CPU/req)   p99 %7s ms   bulk %6s Gbit/s   RSS with %d idle conns %5s MiB (+%s)\n' \
-    "$name" "${R[$name,close]}" "${R[$name,keep]}" "${R[$name,cpu]}" "${R[$name,p99]}" "${R[$name,bulk]}" "$IDLE" "${R[$name,mem]}" "${R[$name,memdelta]}"
+  local v_mem=$(( after / 1024 )) v_memd=$(( (after - before) / 1024 ))
+  R[$name,close]+=" $v_close"; R[$name,keep]+=" $v_keep"; R[$name,cpu]+=" $v_cpu"
+  R[$name,p99]+=" $v_p99"; R[$name,bulk]+=" $v_bulk"; R[$name,mem]+=" $v_mem"; R[$name,memdelta]+=" $v_memd"
+  printf '  %-8s close %10s req/s   keep-alive %10s req/s (%s us CPU/req)   p99 %7s ms   bulk %6s Gbit/s   RSS with %d idle conns %5s MiB (+%s)\n' \
+    "$name" "$v_close" "$v_keep" "$v_cpu" "$v_p99" "$v_bulk" "$IDLE" "$v_mem" "$v_memd"
 }
 
 echo "== $(date -u +%FT%TZ)  $(nproc) CPUs, DUR=${DUR}s, wrk -t2 -c64, $IDLE idle connections"
 TARGETS=${TARGETS:-fulcrum haproxy nginx}
-for t in $TARGETS; do
-  case $t in
-    fulcrum) [ -n "${R[fulcrum,close]:-}" ] || measure fulcrum 8001 5202 "fulcrum run --config $W/lvs.cf" ;;
-    haproxy) measure haproxy 8002 5203 "haproxy -db -f $W/haproxy.cfg" ;;
-    nginx) measure nginx 8003 5204 "nginx" ;;
-  esac
+ROUNDS=${ROUNDS:-3}
+for round in $(seq "$ROUNDS"); do
+  echo "round $round"
+  for t in $TARGETS; do
+    case $t in
+      fulcrum) measure fulcrum 8001 5202 "fulcrum run --config $W/lvs.cf" ;;
+      haproxy) measure haproxy 8002 5203 "haproxy -db -f $W/haproxy.cfg" ;;
+      nginx) measure nginx 8003 5204 "nginx" ;;
+    esac
+  done
 done
 
+median() { python3 -c "import statistics,sys; v=[float(x) for x in sys.argv[1:] if x]; print(statistics.median(v) if v else 0)" $1; }
+echo
+echo "medians over $ROUNDS rounds:"
+declare -A M
+for t in $TARGETS; do
+  for m in close keep cpu p99 bulk mem memdelta; do M[$t,$m]=$(median "${R[$t,$m]}"); done
+  printf '  %-8s close %9.0f req/s   keep-alive %9.0f req/s (%s us CPU/req)   p99 %5.2f ms   bulk %5.2f Gbit/s   RSS %4.0f MiB (+%.0f for %d idle)\n' \
+    "$t" "${M[$t,close]}" "${M[$t,keep]}" "${M[$t,cpu]}" "${M[$t,p99]}" "${M[$t,bulk]}" "${M[$t,mem]}" "${M[$t,memdelta]}" "$IDLE"
+done
 ratio() { python3 -c "a,b=float('$1' or 0),float('$2' or 0); print(f'{a/b:.2f}' if b else 'n/a')"; }
 echo
-echo "ratios (Fulcrum / peer; for p99 and memory lower is better):"
+echo "ratios of medians (Fulcrum / peer; for p99, CPU and memory lower is better):"
 for peer in $TARGETS; do
   [ "$peer" = fulcrum ] && continue
-  printf '  vs %-8s close %s  keep-alive %s  bulk %s  p99 %s  memory %s\n' "$peer" \
-    "$(ratio "${R[fulcrum,close]}" "${R[$peer,close]}")" "$(ratio "${R[fulcrum,keep]}" "${R[$peer,keep]}")" \
-    "$(ratio "${R[fulcrum,bulk]}" "${R[$peer,bulk]}")" "$(ratio "${R[fulcrum,p99]}" "${R[$peer,p99]}")" \
-    "$(ratio "${R[fulcrum,mem]}" "${R[$peer,mem]}")"
+  printf '  vs %-8s close %s  keep-alive %s  bulk %s  p99 %s  CPU/req %s  memory %s\n' "$peer" \
+    "$(ratio "${M[fulcrum,close]}" "${M[$peer,close]}")" "$(ratio "${M[fulcrum,keep]}" "${M[$peer,keep]}")" \
+    "$(ratio "${M[fulcrum,bulk]}" "${M[$peer,bulk]}")" "$(ratio "${M[fulcrum,p99]}" "${M[$peer,p99]}")" \
+    "$(ratio "${M[fulcrum,cpu]}" "${M[$peer,cpu]}")" "$(ratio "${M[fulcrum,mem]}" "${M[$peer,mem]}")"
 done

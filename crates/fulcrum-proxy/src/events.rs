@@ -20,6 +20,7 @@ pub struct DestOptions {
 #[derive(Debug)]
 pub enum PlaneEvent {
     /// A new connection (or datagram flow) arrived: pick its real server.
+    /// For TCP this is also the client's SYN as IPVS would see it.
     Schedule {
         /// The virtual service it arrived on.
         key: ServiceKey,
@@ -39,6 +40,26 @@ pub enum PlaneEvent {
         dir: Direction,
         /// The TCP flags.
         flags: Option<TcpFlags>,
+    },
+    /// Several segments at once, in order (e.g. the real server's SYN/ACK
+    /// and the client's ACK when the connection to it is made).
+    Segments {
+        /// The connection.
+        conn: ConnId,
+        /// The segments.
+        segs: [(Direction, TcpFlags); 2],
+    },
+    /// The last segment of a connection, with its final traffic.
+    Last {
+        /// The connection.
+        conn: ConnId,
+        /// Which way.
+        dir: Direction,
+        /// The TCP flags.
+        flags: TcpFlags,
+        /// Bytes and packets since the last report: in bytes, out bytes, in
+        /// packets, out packets.
+        traffic: [u64; 4],
     },
     /// Traffic since the last report.
     Traffic {

@@ -44,23 +44,74 @@ pub enum PlaneError {
     Bind(SocketAddr, io::Error),
 }
 
-/// The proxy plane: one listener task per virtual service.
+/// The proxy plane: per virtual service, one listener on every worker.
+///
+/// Workers are single-threaded runtimes, one per CPU by default. Worker 0 is
+/// the runtime the plane is created on (the controller's); the others get a
+/// thread each. TCP services get an `SO_REUSEPORT` listener per worker, so a
+/// connection is accepted, scheduled and proxied on one thread without
+/// cross-thread wake-ups on its data path. UDP services run on worker 0.
 #[derive(Debug)]
 pub struct ProxyPlane {
     events: mpsc::Sender<PlaneEvent>,
     udp_timeout: watch::Sender<Duration>,
-    services: HashMap<ServiceKey, JoinHandle<()>>,
+    workers: Vec<tokio::runtime::Handle>,
+    services: HashMap<ServiceKey, Vec<JoinHandle<()>>>,
+    _stop: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl ProxyPlane {
-    /// A plane that reports to the controller on `events`. `udp_timeout` is
-    /// the idle time after which a UDP flow is forgotten.
-    pub fn new(events: mpsc::Sender<PlaneEvent>, udp_timeout: Duration) -> ProxyPlane {
+    /// A plane that reports to the controller on `events`, with `workers`
+    /// worker threads in all (at least 1). `udp_timeout` is the idle time
+    /// after which a UDP flow is forgotten. Must be called inside a tokio
+    /// runtime, which becomes worker 0.
+    pub fn new(
+        events: mpsc::Sender<PlaneEvent>,
+        udp_timeout: Duration,
+        workers: usize,
+    ) -> ProxyPlane {
+        let mut handles = vec![tokio::runtime::Handle::current()];
+        let mut stop = Vec::new();
+        for i in 1..workers.max(1) {
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let (htx, hrx) = std::sync::mpsc::channel();
+            let spawned = std::thread::Builder::new()
+                .name(format!("fulcrum-worker-{i}"))
+                .spawn(move || {
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot start a worker runtime");
+                            return;
+                        }
+                    };
+                    let _ = htx.send(rt.handle().clone());
+                    rt.block_on(async {
+                        let _ = rx.await;
+                    });
+                });
+            if spawned.is_ok()
+                && let Ok(h) = hrx.recv()
+            {
+                handles.push(h);
+                stop.push(tx);
+            }
+        }
         ProxyPlane {
             events,
             udp_timeout: watch::Sender::new(udp_timeout),
+            workers: handles,
             services: HashMap::new(),
+            _stop: stop,
         }
+    }
+
+    /// How many workers serve TCP.
+    pub fn workers(&self) -> usize {
+        self.workers.len()
     }
 
     /// Change the UDP idle timeout (`ipvsadm --set`).
@@ -68,11 +119,12 @@ impl ProxyPlane {
         self.udp_timeout.send_replace(t);
     }
 
-    /// Start serving a virtual service: bind its listener (with
+    /// Start serving a virtual service: bind its listeners (with
     /// `IP_FREEBIND`, so the address need not be up yet) and accept.
     ///
     /// # Errors
-    /// [`PlaneError`] when the service cannot be proxied or bound.
+    /// [`PlaneError`] when the service cannot be proxied or bound; nothing
+    /// is left listening then.
     pub fn add_service(&mut self, key: ServiceKey, one_packet: bool) -> Result<(), PlaneError> {
         if self.services.contains_key(&key) {
             return Ok(());
@@ -81,32 +133,49 @@ impl ProxyPlane {
             return Err(PlaneError::Fwmark);
         };
         let local = SocketAddr::new(addr, port);
-        let task = match proto {
+        let tasks = match proto {
             Protocol::Tcp => {
-                let l = tcp::listen(local).map_err(|e| PlaneError::Bind(local, e))?;
-                tokio::spawn(tcp::serve(l, key, self.events.clone()))
+                let mut listeners = Vec::new();
+                for _ in &self.workers {
+                    listeners.push(
+                        tcp::listen(local, self.workers.len() > 1)
+                            .map_err(|e| PlaneError::Bind(local, e))?,
+                    );
+                }
+                let mut tasks = Vec::new();
+                for (w, l) in self.workers.iter().zip(listeners) {
+                    let events = self.events.clone();
+                    // Register the socket with the worker's own reactor.
+                    tasks.push(w.spawn(async move {
+                        match tokio::net::TcpListener::from_std(l) {
+                            Ok(l) => tcp::serve(l, key, events).await,
+                            Err(e) => tracing::error!(service = %key, error = %e, "cannot register listener"),
+                        }
+                    }));
+                }
+                tasks
             }
             Protocol::Udp => {
                 let s = udp::bind(local).map_err(|e| PlaneError::Bind(local, e))?;
-                tokio::spawn(udp::serve(
+                vec![tokio::spawn(udp::serve(
                     s,
                     key,
                     one_packet,
                     self.events.clone(),
                     self.udp_timeout.subscribe(),
-                ))
+                ))]
             }
             Protocol::Sctp => return Err(PlaneError::Sctp),
         };
-        tracing::info!(service = %key, "listening");
-        self.services.insert(key, task);
+        tracing::info!(service = %key, workers = tasks.len(), "listening");
+        self.services.insert(key, tasks);
         Ok(())
     }
 
     /// Stop accepting for a service. Connections already open carry on.
     pub fn remove_service(&mut self, key: &ServiceKey) {
-        if let Some(t) = self.services.remove(key) {
-            t.abort();
+        if let Some(tasks) = self.services.remove(key) {
+            tasks.iter().for_each(JoinHandle::abort);
             tracing::info!(service = %key, "stopped listening");
         }
     }
@@ -119,8 +188,8 @@ impl ProxyPlane {
 
 impl Drop for ProxyPlane {
     fn drop(&mut self) {
-        for t in self.services.values() {
-            t.abort();
+        for tasks in self.services.values() {
+            tasks.iter().for_each(JoinHandle::abort);
         }
     }
 }

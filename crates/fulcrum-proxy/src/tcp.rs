@@ -21,10 +21,15 @@ use crate::splice::{End, Meter, one_way};
 /// How often long connections report their traffic, so rates stay live.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
 
-/// A listening socket for a virtual service, bound with `IP_FREEBIND`.
-pub(crate) fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+/// A listening socket for a virtual service, bound with `IP_FREEBIND`, and
+/// with `SO_REUSEPORT` when several workers share the address. Returned as
+/// a std listener so the worker that serves it registers it.
+pub(crate) fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     s.set_reuse_address(true)?;
+    if reuse_port {
+        s.set_reuse_port(true)?;
+    }
     if addr.is_ipv6() {
         s.set_only_v6(true)?;
         s.set_freebind_v6(true)?;
@@ -34,7 +39,7 @@ pub(crate) fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
     s.listen(4096)?;
-    TcpListener::from_std(s.into())
+    Ok(s.into())
 }
 
 /// Close with a reset (`SO_LINGER` 0), as IPVS's "no destination" and a
@@ -124,8 +129,27 @@ impl Report<'_> {
         }
     }
 
-    async fn finish(&self) {
-        let _ = self.events.send(self.event()).await;
+    /// The final report, carrying the connection's last segment if any.
+    async fn finish(&self, last: Option<(Direction, TcpFlags)>) {
+        let ev = match (self.event(), last) {
+            (
+                PlaneEvent::Traffic {
+                    inbytes,
+                    outbytes,
+                    inpkts,
+                    outpkts,
+                    ..
+                },
+                Some((dir, flags)),
+            ) => PlaneEvent::Last {
+                conn: self.conn,
+                dir,
+                flags,
+                traffic: [inbytes, outbytes, inpkts, outpkts],
+            },
+            (ev, _) => ev,
+        };
+        let _ = self.events.send(ev).await;
     }
 }
 
@@ -217,8 +241,15 @@ async fn handle(
             .await;
         }
     }
-    let _ = events.send(seg(Direction::Output, TcpFlags::SYN_ACK)).await;
-    let _ = events.send(seg(Direction::Input, TcpFlags::ACK)).await;
+    let _ = events
+        .send(PlaneEvent::Segments {
+            conn,
+            segs: [
+                (Direction::Output, TcpFlags::SYN_ACK),
+                (Direction::Input, TcpFlags::ACK),
+            ],
+        })
+        .await;
 
     let report = Report {
         conn,
@@ -236,30 +267,39 @@ async fn handle(
     tokio::pin!(up, down);
     let (mut up_done, mut down_done) = (false, false);
     let mut reset_seen = false;
+    // The segment that ends the connection goes out with the final traffic.
+    let mut last: Option<(Direction, TcpFlags)> = None;
+    let mut note = |dir: Direction, flags: TcpFlags| {
+        let prev = last.replace((dir, flags));
+        prev.map(|(d, f)| seg(d, f))
+    };
     while !(reset_seen || up_done && down_done) {
-        tokio::select! {
+        let earlier = tokio::select! {
             end = &mut up, if !up_done => {
                 up_done = true;
                 match end {
-                    End::Fin => { let _ = events.send(seg(Direction::Input, TcpFlags::FIN_ACK)).await; }
+                    End::Fin => note(Direction::Input, TcpFlags::FIN_ACK),
                     End::Error(e) => {
                         tracing::debug!(%peer, error = %e, "client side ended");
                         reset_seen = true;
-                        let _ = events.send(seg(Direction::Input, TcpFlags::RST)).await;
+                        note(Direction::Input, TcpFlags::RST)
                     }
                 }
             }
             end = &mut down, if !down_done => {
                 down_done = true;
                 match end {
-                    End::Fin => { let _ = events.send(seg(Direction::Output, TcpFlags::FIN_ACK)).await; }
+                    End::Fin => note(Direction::Output, TcpFlags::FIN_ACK),
                     End::Error(e) => {
                         tracing::debug!(%dest, error = %e, "real server side ended");
                         reset_seen = true;
-                        let _ = events.send(seg(Direction::Output, TcpFlags::RST)).await;
+                        note(Direction::Output, TcpFlags::RST)
                     }
                 }
             }
+        };
+        if let Some(ev) = earlier {
+            let _ = events.send(ev).await;
         }
     }
     if reset_seen {
@@ -267,7 +307,7 @@ async fn handle(
         reset(&client);
         reset(&server);
     }
-    report.finish().await;
+    report.finish(last).await;
 }
 
 async fn write_header(server: &TcpStream, mut h: &[u8]) -> io::Result<()> {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use fulcrum_api::control::{Request, Response};
 use fulcrum_api::ipvsadm::{self, AdmCommand, Outcome};
 use fulcrum_config::{Config, Dataplane, TableService};
+use fulcrum_core::state::{Direction, TcpFlags};
 use fulcrum_core::{DestSpec, Forwarding, Protocol, Service, ServiceKey, ServiceSpec, Table};
 use fulcrum_proxy::{DestOptions, PlaneEvent, ProxyPlane, ProxyProtocol};
 use tokio::sync::{mpsc, oneshot};
@@ -395,6 +396,11 @@ impl Controller {
                 reply,
             } => {
                 let answer = self.table.schedule(&key, proto, &flow, now).map(|s| {
+                    // For TCP the request is the client's SYN.
+                    if let (Protocol::Tcp, Some(c)) = (proto, s.conn) {
+                        self.table
+                            .transition(c, Direction::Input, Some(TcpFlags::SYN), now);
+                    }
                     let opts = self
                         .dest_options
                         .get(&(key, s.daddr, s.dport))
@@ -406,6 +412,20 @@ impl Controller {
             }
             PlaneEvent::Segment { conn, dir, flags } => {
                 self.table.transition(conn, dir, flags, now)
+            }
+            PlaneEvent::Segments { conn, segs } => {
+                for (dir, flags) in segs {
+                    self.table.transition(conn, dir, Some(flags), now);
+                }
+            }
+            PlaneEvent::Last {
+                conn,
+                dir,
+                flags,
+                traffic: [inbytes, outbytes, inpkts, outpkts],
+            } => {
+                self.table.account(conn, inpkts, inbytes, outpkts, outbytes);
+                self.table.transition(conn, dir, Some(flags), now);
             }
             PlaneEvent::Traffic {
                 conn,
@@ -555,8 +575,13 @@ impl Controller {
     }
 }
 
-/// Used by tests and the demo: a proxy plane and its event channel.
-pub fn plane(udp_timeout: Duration) -> (ProxyPlane, mpsc::Receiver<PlaneEvent>) {
+/// A proxy plane with `workers` worker threads, and its event channel.
+pub fn plane(udp_timeout: Duration, workers: usize) -> (ProxyPlane, mpsc::Receiver<PlaneEvent>) {
     let (tx, rx) = mpsc::channel(65_536);
-    (ProxyPlane::new(tx, udp_timeout), rx)
+    (ProxyPlane::new(tx, udp_timeout, workers), rx)
+}
+
+/// The default number of workers: one per available CPU.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }

@@ -68,6 +68,7 @@ pub async fn run(listen: SocketAddr) -> i32 {
         Some(parsed.config),
         "built in (fulcrum demo)",
         control,
+        crate::controller::default_workers(),
         banner,
     )
     .await

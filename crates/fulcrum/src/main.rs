@@ -30,6 +30,9 @@ enum Command {
         /// for root, else $XDG_RUNTIME_DIR/fulcrum/control.sock).
         #[arg(long, value_name = "SOCKET")]
         control: Option<PathBuf>,
+        /// Data-plane worker threads (default: one per CPU).
+        #[arg(long, value_name = "N")]
+        workers: Option<usize>,
     },
     /// Administer the running director with ipvsadm's commands, options and
     /// output (`fulcrum adm -L -n`, `fulcrum adm -a -t VIP:80 -r RIP -m`).
@@ -126,17 +129,23 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config, save } => fulcrum::check::run(&config, save),
-        Command::Run { config, control } => {
+        Command::Run {
+            config,
+            control,
+            workers,
+        } => {
             fulcrum::run::init_logging();
             let Some(cfg) = fulcrum::run::load(&config) else {
                 return ExitCode::from(1);
             };
             let control = control.unwrap_or_else(default_control_path);
+            let workers = workers.unwrap_or_else(fulcrum::controller::default_workers);
             code(runtime().block_on(fulcrum::run::director(
                 Some(config),
                 Some(cfg),
                 "",
                 control,
+                workers,
                 |_| {},
             )))
         }

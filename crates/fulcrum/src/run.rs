@@ -51,9 +51,10 @@ pub async fn director(
     config: Option<Config>,
     origin: &str,
     control: PathBuf,
+    workers: usize,
     banner: impl FnOnce(&Path),
 ) -> i32 {
-    let (plane, plane_rx) = controller::plane(Duration::from_secs(300));
+    let (plane, plane_rx) = controller::plane(Duration::from_secs(300), workers);
     let name = config_path
         .as_ref()
         .map_or("configuration".to_string(), |p| p.display().to_string());
