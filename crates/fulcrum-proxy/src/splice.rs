@@ -83,13 +83,15 @@ pub(crate) async fn one_way(from: &TcpStream, to: &TcpStream, meter: &impl Meter
             Err(e) => return End::Error(e),
         };
         if !rest.is_empty()
-            && let Err(e) = write_all(to, &rest).await
+            && let Err(e) = Box::pin(write_all(to, &rest)).await
         {
             return End::Error(e);
         }
         meter.moved(n as u64);
         if n == COPY_BUF {
-            return splice_rest(from, to, meter).await;
+            // Boxed: the bulk path's state would otherwise sit in every idle
+            // connection's task.
+            return Box::pin(splice_rest(from, to, meter)).await;
         }
     }
 }

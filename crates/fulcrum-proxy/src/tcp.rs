@@ -299,7 +299,10 @@ async fn handle(
             }
         };
         if let Some(ev) = earlier {
-            let _ = events.send(ev).await;
+            // Rarely blocks; keep the send future out of the loop's state.
+            if let Err(mpsc::error::TrySendError::Full(ev)) = events.try_send(ev) {
+                let _ = Box::pin(events.send(ev)).await;
+            }
         }
     }
     if reset_seen {
@@ -340,4 +343,26 @@ async fn unreachable(
     let _ = events
         .send(PlaneEvent::Unreachable { conn, dest, error })
         .await;
+}
+
+#[cfg(test)]
+mod size {
+    /// Every open connection carries its task's future: keep it small (it
+    /// is most of the plane's memory per idle connection).
+    #[tokio::test]
+    async fn connection_task_stays_small() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let c = tokio::net::TcpStream::connect(l.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        let key = fulcrum_core::ServiceKey::Addr {
+            proto: fulcrum_core::Protocol::Tcp,
+            addr: [127, 0, 0, 1].into(),
+            port: 1,
+        };
+        let fut = super::handle(c, "127.0.0.1:1".parse().unwrap(), key, tx);
+        let size = std::mem::size_of_val(&fut);
+        assert!(size <= 1700, "the connection task grew to {size} bytes");
+    }
 }
