@@ -91,3 +91,48 @@ pub enum PlaneEvent {
         error: String,
     },
 }
+
+/// The controller's answer to a new connection or flow.
+pub(crate) enum Answer {
+    /// Forward to this real server.
+    Dest(Scheduled, DestOptions),
+    /// No destination available.
+    NoDest,
+    /// The controller is gone (the director is stopping).
+    Gone,
+}
+
+/// Ask the controller to schedule a connection from `client` that reached
+/// `local` on service `key`.
+pub(crate) async fn schedule(
+    events: &tokio::sync::mpsc::Sender<PlaneEvent>,
+    key: ServiceKey,
+    proto: Protocol,
+    client: SocketAddr,
+    local: SocketAddr,
+) -> Answer {
+    let flow = Flow {
+        saddr: client.ip(),
+        sport: client.port(),
+        daddr: local.ip(),
+        dport: local.port(),
+    };
+    let (reply, rx) = oneshot::channel();
+    if events
+        .send(PlaneEvent::Schedule {
+            key,
+            proto,
+            flow,
+            reply,
+        })
+        .await
+        .is_err()
+    {
+        return Answer::Gone;
+    }
+    match rx.await {
+        Ok(Some((s, o))) => Answer::Dest(s, o),
+        Ok(None) => Answer::NoDest,
+        Err(_) => Answer::Gone,
+    }
+}

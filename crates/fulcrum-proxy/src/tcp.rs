@@ -7,15 +7,14 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use fulcrum_core::conn::ConnId;
-use fulcrum_core::sched::Flow;
 use fulcrum_core::state::{Direction, TcpFlags};
 use fulcrum_core::{Protocol, ServiceKey};
 use socket2::{Domain, SockRef, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::CONNECT_TIMEOUT;
-use crate::events::PlaneEvent;
+use crate::events::{Answer, PlaneEvent, schedule};
 use crate::splice::{End, Meter, one_way};
 
 /// How often long connections report their traffic, so rates stay live.
@@ -179,29 +178,14 @@ async fn handle(
     let Ok(local) = client.local_addr() else {
         return;
     };
-    let flow = Flow {
-        saddr: peer.ip(),
-        sport: peer.port(),
-        daddr: local.ip(),
-        dport: local.port(),
-    };
-    let (tx, rx) = oneshot::channel();
-    if events
-        .send(PlaneEvent::Schedule {
-            key,
-            proto: Protocol::Tcp,
-            flow,
-            reply: tx,
-        })
-        .await
-        .is_err()
-    {
-        return;
-    }
-    let Some((sched, opts)) = rx.await.ok().flatten() else {
-        reset(&client);
-        let _ = events.send(PlaneEvent::NoDest { key, client: peer }).await;
-        return;
+    let (sched, opts) = match schedule(&events, key, Protocol::Tcp, peer, local).await {
+        Answer::Dest(s, o) => (s, o),
+        Answer::NoDest => {
+            reset(&client);
+            let _ = events.send(PlaneEvent::NoDest { key, client: peer }).await;
+            return;
+        }
+        Answer::Gone => return,
     };
     let Some(conn) = sched.conn else { return };
     let seg = |dir, flags| PlaneEvent::Segment {

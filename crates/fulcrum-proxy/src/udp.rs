@@ -10,14 +10,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use fulcrum_core::conn::ConnId;
-use fulcrum_core::sched::Flow;
 use fulcrum_core::state::Direction;
 use fulcrum_core::{Protocol, ServiceKey};
 use socket2::{Domain, Socket, Type};
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
-use crate::events::PlaneEvent;
+use crate::events::{Answer, PlaneEvent, schedule};
 
 /// Replies to a one-packet datagram are awaited at most this long.
 const ONE_PACKET_WINDOW: Duration = Duration::from_secs(10);
@@ -113,28 +112,13 @@ pub(crate) async fn serve(
         let Ok(local) = sock.local_addr() else {
             continue;
         };
-        let flow = Flow {
-            saddr: client.ip(),
-            sport: client.port(),
-            daddr: local.ip(),
-            dport: local.port(),
-        };
-        let (tx, rx) = oneshot::channel();
-        if events
-            .send(PlaneEvent::Schedule {
-                key,
-                proto: Protocol::Udp,
-                flow,
-                reply: tx,
-            })
-            .await
-            .is_err()
-        {
-            return;
-        }
-        let Some((s, _)) = rx.await.ok().flatten() else {
-            let _ = events.send(PlaneEvent::NoDest { key, client }).await;
-            continue; // dropped, as IPVS drops it
+        let s = match schedule(&events, key, Protocol::Udp, client, local).await {
+            Answer::Dest(s, _) => s,
+            Answer::NoDest => {
+                let _ = events.send(PlaneEvent::NoDest { key, client }).await;
+                continue; // dropped, as IPVS drops it
+            }
+            Answer::Gone => return,
         };
         let dest = SocketAddr::new(s.daddr, s.dport);
         let backend = match connect_backend(dest).await {
