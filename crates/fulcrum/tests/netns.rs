@@ -279,3 +279,175 @@ fn ldirectord_drives_fulcrum_as_ipvsadm() {
     assert_eq!(out, "rs1\nrs1\nrs1\n");
     let _ = ld.signal_and_wait("TERM");
 }
+
+/// wlc under concurrent connections, quiesce, a SIGHUP reload that drops a
+/// real server under open connections, and a UDP service — all in the
+/// five-node network.
+#[test]
+fn five_node_wlc_quiesce_sighup_reload_and_udp() {
+    if !enabled("five_node_wlc_quiesce_sighup_reload_and_udp") {
+        return;
+    }
+    let mut net = FiveNode::new("d");
+    start_realservers(&mut net);
+    for (i, addr) in RS.iter().enumerate() {
+        let name = format!("u{}", i + 1);
+        let listen = format!("{addr}:5353");
+        let p = net.spawn(
+            &format!("rs{}", i + 1),
+            BIN,
+            &["realserver", "--udp", "--listen", &listen, "--name", &name],
+            &[],
+        );
+        net.procs.push(p);
+    }
+    let tmp = Dir::new("wlc");
+    let cf = tmp.file("lvs.cf");
+    let udp = format!(
+        "virtual dns {{\n address = {VIP}\n active = 1\n protocol = udp\n port = 53\n scheduler = rr\n server u1 {{\n  address = {}\n  port = 5353\n  active = 1\n }}\n server u2 {{\n  address = {}\n  port = 5353\n  active = 1\n }}\n}}\n",
+        RS[0], RS[1]
+    );
+    std::fs::write(&cf, format!("{}{udp}", seed_config("wlc", [2, 1, 1]))).unwrap();
+    let control = tmp.file("control.sock");
+    let mut director = net.spawn(
+        "dir",
+        BIN,
+        &["run", "--config", &cf, "--control", &control],
+        &[],
+    );
+    wait_for("the director", 10, || {
+        std::path::Path::new(&control).exists()
+    });
+
+    // 40 kept-alive connections, held until a file appears, then used again.
+    let go = tmp.file("go");
+    let holder_py = tmp.file("hold.py");
+    std::fs::write(
+        &holder_py,
+        format!(
+            r#"import os, socket, sys, time
+def ask(s):
+    s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    buf = b""
+    while b"\r\n\r\n" not in buf or not buf.endswith(b"\n"):
+        d = s.recv(4096)
+        if not d: return "CLOSED"
+        buf += d
+    return buf.split(b"\r\n\r\n", 1)[1].decode().strip()
+# One at a time, each established and used before the next arrives (a burst
+# of SYNs would be scheduled on inactive counts, as IPVS does).
+conns, names = [], []
+for _ in range(40):
+    s = socket.create_connection(("{VIP}", 80), timeout=5)
+    names.append(ask(s))
+    conns.append(s)
+print(" ".join(names), flush=True)
+for _ in range(300):
+    if os.path.exists("{go}"): break
+    time.sleep(0.1)
+print(" ".join(ask(s) for s in conns), flush=True)
+"#
+        ),
+    )
+    .unwrap();
+    let mut holder = std::process::Command::new("ip")
+        .args(["netns", "exec", &net.ns("cli"), "python3", &holder_py])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(holder.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+    let before: Vec<&str> = first.split_whitespace().collect();
+    let count = |v: &[&str], n: &str| v.iter().filter(|x| **x == n).count();
+    assert_eq!(
+        (
+            count(&before, "rs1"),
+            count(&before, "rs2"),
+            count(&before, "rs3")
+        ),
+        (20, 10, 10),
+        "{first}"
+    );
+    let l = adm(&control, "-L -n");
+    assert!(
+        l.contains(&format!(
+            "  -> {}:80                Masq    2      20         0         \n",
+            RS[0]
+        )),
+        "{l}"
+    );
+
+    // Quiesce rs1: no new connections to it.
+    adm(&control, &format!("-e -t {VIP}:80 -r {}:80 -m -w 0", RS[0]));
+    let fresh = net.exec(
+        "cli",
+        &format!("sh -c 'for i in 1 2 3 4 5 6; do curl -s --max-time 3 http://{VIP}/; done'"),
+    );
+    assert!(!fresh.contains("rs1"), "{fresh}");
+
+    // SIGHUP with rs3 gone from the file: the table follows (and rs1 is back
+    // to its configured weight), the 40 open connections carry on.
+    std::fs::write(
+        &cf,
+        format!(
+            "{}{udp}",
+            seed_config("wlc", [2, 1, 1]).replace(
+                &format!(
+                    " server rs3 {{\n  address = {}\n  active = 1\n  weight = 1\n }}\n",
+                    RS[2]
+                ),
+                ""
+            )
+        ),
+    )
+    .unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-HUP", &director.0.id().to_string()])
+        .status();
+    wait_for("the reload", 10, || {
+        !adm(&control, "-L -n").contains(&format!("{}:80", RS[2]))
+    });
+    assert!(
+        adm(&control, "-L -n")
+            .contains(&format!("  -> {}:80                Masq    2      ", RS[0]))
+    );
+    std::fs::write(&go, "").unwrap();
+    let mut second = String::new();
+    std::io::BufRead::read_line(&mut out, &mut second).unwrap();
+    assert_eq!(
+        second, first,
+        "every open connection still answers from its real server"
+    );
+    let _ = holder.wait();
+
+    // UDP: flows from four client sockets, round robin, replies from the VIP.
+    let udp_py = format!(
+        r#"import socket
+names = []
+for _ in range(4):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)
+    s.sendto(b"q", ("{VIP}", 53)); d, a = s.recvfrom(64)
+    assert a == ("{VIP}", 53), a
+    names.append(d.decode().strip())
+print(" ".join(names))
+"#
+    );
+    let names = net.exec(
+        "cli",
+        &format!("python3 -c '{}'", udp_py.replace('\'', "\"")),
+    );
+    let names: Vec<&str> = names.split_whitespace().collect();
+    assert_eq!(
+        (count(&names, "u1"), count(&names, "u2")),
+        (2, 2),
+        "{names:?}"
+    );
+    // "%-33s" then "%9llu" conns: four flows.
+    let stats = adm(&control, "-L -n --stats");
+    assert!(
+        stats.contains(&format!("{:<33}{:>9}", format!("UDP  {VIP}:53"), 4)),
+        "{stats}"
+    );
+    assert_eq!(director.signal_and_wait("TERM"), Some(0));
+}
