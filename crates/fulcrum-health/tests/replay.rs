@@ -1,0 +1,239 @@
+//! Replay tests of the check state machine on a virtual clock: a scripted
+//! real server (up or down as a function of time) and the actions the table
+//! receives, with their times.
+
+use std::time::Duration;
+
+use fulcrum_health::{Action, CheckParams, Checker, SorryAction, SorryServer, State};
+
+fn s(x: u64) -> Duration {
+    Duration::from_secs(x)
+}
+
+/// Drive a checker until `until`; probes answer at once.
+fn replay(
+    c: &mut Checker,
+    from: Duration,
+    until: Duration,
+    up: impl Fn(Duration) -> bool,
+) -> Vec<(u64, Action)> {
+    let mut out = Vec::new();
+    let mut now = from;
+    loop {
+        now = now.max(c.poll_timeout());
+        if now > until {
+            break;
+        }
+        c.handle_timeout(now);
+        if c.poll_probe(now) {
+            let r = if up(now) {
+                Ok(())
+            } else {
+                Err("connect: connection refused".to_string())
+            };
+            c.handle_result(now, r);
+        }
+        while let Some(a) = c.poll_action() {
+            out.push((now.as_secs(), a));
+        }
+    }
+    out
+}
+
+fn params(weight: u32) -> CheckParams {
+    CheckParams {
+        weight,
+        ..CheckParams::piranha()
+    }
+}
+
+#[test]
+fn first_good_check_adds_with_slow_start_doubling_each_check() {
+    let mut c = Checker::new(params(100), s(0));
+    let acts = replay(&mut c, s(0), s(20), |_| true);
+    assert_eq!(
+        acts,
+        vec![
+            (0, Action::Add { weight: 3 }),
+            (2, Action::SetWeight(6)),
+            (4, Action::SetWeight(12)),
+            (6, Action::SetWeight(24)),
+            (8, Action::SetWeight(48)),
+            (10, Action::SetWeight(96)),
+            (12, Action::SetWeight(100)),
+        ]
+    );
+    assert_eq!((c.state(), c.weight()), (State::Alive, 100));
+}
+
+#[test]
+fn dead_after_timeout_without_a_good_check_and_back_after_reentry() {
+    let mut c = Checker::new(params(1), s(0));
+    // Down from t=20 to t=40, then up again.
+    let acts = replay(&mut c, s(0), s(400), |t| !(s(20)..s(40)).contains(&t));
+    // Last good check at 18; 10 s later (t=28) it is dead: within timeout
+    // plus one interval of the failure. Up again from 40: back at 40 + 180.
+    assert_eq!(
+        acts,
+        vec![
+            (0, Action::Add { weight: 1 }),
+            (28, Action::Remove),
+            (220, Action::Add { weight: 1 })
+        ]
+    );
+    let t: Vec<_> = std::iter::from_fn(|| c.poll_transition()).collect();
+    assert_eq!(t[1].to, State::Dead);
+    assert_eq!(
+        t[1].reason,
+        "no successful check for 10.0s (last: connect: connection refused)"
+    );
+    assert_eq!(t[2].reason, "alive for 180.0s (reentry 180.0s)");
+}
+
+#[test]
+fn flapping_restarts_the_reentry_wait() {
+    let mut c = Checker::new(
+        CheckParams {
+            reentry: s(30),
+            ..params(1)
+        },
+        s(0),
+    );
+    // Down 10..30, up, one failed check at 50, up again.
+    let acts = replay(&mut c, s(0), s(200), |t| {
+        !((s(10)..s(30)).contains(&t) || t == s(50))
+    });
+    assert_eq!(
+        acts,
+        vec![
+            (0, Action::Add { weight: 1 }),
+            (18, Action::Remove),
+            (82, Action::Add { weight: 1 })
+        ]
+    );
+}
+
+#[test]
+fn quiesce_sets_weight_zero_and_restores_with_slow_start() {
+    let mut c = Checker::new(
+        CheckParams {
+            quiesce: true,
+            reentry: s(4),
+            ..params(8)
+        },
+        s(0),
+    );
+    let acts = replay(&mut c, s(0), s(60), |t| !(s(20)..s(40)).contains(&t));
+    assert_eq!(
+        acts,
+        vec![
+            (0, Action::Add { weight: 1 }),
+            (2, Action::SetWeight(2)),
+            (4, Action::SetWeight(4)),
+            (6, Action::SetWeight(8)),
+            (28, Action::SetWeight(0)),
+            (44, Action::SetWeight(1)),
+            (46, Action::SetWeight(2)),
+            (48, Action::SetWeight(4)),
+            (50, Action::SetWeight(8)),
+        ]
+    );
+}
+
+#[test]
+fn fall_and_rise_counts() {
+    let p = CheckParams {
+        fall: 3,
+        rise: 3,
+        reentry: s(0),
+        ..params(1)
+    };
+    let mut c = Checker::new(p, s(0));
+    let acts = replay(&mut c, s(0), s(60), |t| !(s(20)..s(30)).contains(&t));
+    // Needs three good checks to start (0, 2, 4); three failures (20, 22,
+    // 24) kill it before the 10 s timeout; three good checks (30, 32, 34)
+    // bring it back.
+    assert_eq!(
+        acts,
+        vec![
+            (4, Action::Add { weight: 1 }),
+            (24, Action::Remove),
+            (34, Action::Add { weight: 1 })
+        ]
+    );
+}
+
+#[test]
+fn a_probe_that_never_answers_does_not_keep_a_server_alive() {
+    let mut c = Checker::new(params(1), s(0));
+    assert!(c.poll_probe(s(0)));
+    c.handle_result(s(0), Ok(()));
+    assert_eq!(c.poll_action(), Some(Action::Add { weight: 1 }));
+    // The next probe starts at 2 and hangs; no new probe starts meanwhile.
+    assert!(c.poll_probe(s(2)));
+    assert!(!c.poll_probe(s(4)));
+    assert_eq!(c.poll_timeout(), s(10), "wake up when the timeout runs out");
+    c.handle_timeout(s(10));
+    assert_eq!(c.poll_action(), Some(Action::Remove));
+    let t: Vec<_> = std::iter::from_fn(|| c.poll_transition()).collect();
+    assert_eq!(
+        t.last().unwrap().reason,
+        "no successful check for 10.0s (the last probe has not answered)"
+    );
+}
+
+#[test]
+fn a_server_that_never_answers_is_never_added() {
+    let mut c = Checker::new(params(1), s(0));
+    assert!(replay(&mut c, s(0), s(100), |_| false).is_empty());
+    assert_eq!(c.state(), State::Unknown);
+}
+
+#[test]
+fn sorry_server_when_no_real_server_is_alive() {
+    let mut sorry = SorryServer::default();
+    let mut cs: Vec<Checker> = (0..3).map(|_| Checker::new(params(1), s(0))).collect();
+    let mut log = Vec::new();
+    let mut now = s(0);
+    while now <= s(400) {
+        for (i, c) in cs.iter_mut().enumerate() {
+            c.handle_timeout(now);
+            if c.poll_probe(now) {
+                // All three die at 20; rs2 comes back at 60 (alive 180 s later).
+                let up = now < s(20) || (i == 1 && now >= s(60));
+                c.handle_result(now, if up { Ok(()) } else { Err("down".into()) });
+            }
+            while c.poll_action().is_some() {}
+        }
+        let alive = cs.iter().filter(|c| c.state() == State::Alive).count();
+        if let Some(a) = sorry.update(alive) {
+            log.push((now.as_secs(), a));
+        }
+        now += s(1);
+    }
+    // Nothing is alive before the first checks complete (t=0 adds them).
+    assert_eq!(
+        log,
+        vec![(28, SorryAction::Add), (240, SorryAction::Remove)]
+    );
+}
+
+#[test]
+fn start_weights() {
+    let w = |weight| {
+        CheckParams {
+            weight,
+            ..CheckParams::piranha()
+        }
+        .start_weight()
+    };
+    assert_eq!(
+        (w(0), w(1), w(31), w(32), w(100), w(2000)),
+        (0, 1, 1, 1, 3, 62)
+    );
+    let mut c = Checker::new(params(0), s(0));
+    assert_eq!(
+        replay(&mut c, s(0), s(10), |_| true),
+        vec![(0, Action::Add { weight: 0 })]
+    );
+}
