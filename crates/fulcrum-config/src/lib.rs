@@ -105,7 +105,128 @@ fn mask_len(m: Option<std::net::Ipv4Addr>, addr: &std::net::IpAddr) -> u8 {
     }
 }
 
+/// How one active real server is to be checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckSpec {
+    /// The virtual server's name.
+    pub service_name: String,
+    /// The real server's name.
+    pub server_name: String,
+    /// The virtual service.
+    pub key: fulcrum_core::ServiceKey,
+    /// The real server as the table holds it (configured weight).
+    pub dest: DestSpec,
+    /// Connect, negotiate or off.
+    pub kind: CheckType,
+    /// For negotiate: what to send.
+    pub send: Vec<u8>,
+    /// For negotiate: what to expect (`None` with nothing sent: any reply;
+    /// the port-80 default is filled in).
+    pub expect: Option<String>,
+    /// `expect` is a regular expression.
+    pub regex: bool,
+    /// The service's protocol (UDP services get the UDP connect probe).
+    pub udp: bool,
+    /// `check_interval`.
+    pub interval: std::time::Duration,
+    /// `timeout`.
+    pub timeout: std::time::Duration,
+    /// `reentry`.
+    pub reentry: std::time::Duration,
+    /// `rise`.
+    pub rise: u32,
+    /// `fall`.
+    pub fall: u32,
+    /// `quiesce_server`.
+    pub quiesce: bool,
+}
+
+/// A virtual server's sorry server, as the table would hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SorrySpec {
+    /// The virtual service.
+    pub key: fulcrum_core::ServiceKey,
+    /// The sorry server (weight 1).
+    pub dest: DestSpec,
+}
+
+/// Default `check_interval`: nanny checks every 2 seconds.
+pub const DEFAULT_CHECK_INTERVAL: Seconds = Seconds(std::time::Duration::from_secs(2));
+
 impl Config {
+    /// How each active real server of each active virtual server is
+    /// checked (nanny's defaults: negotiate when `send`/`expect` are set or
+    /// the port is 80, else connect).
+    pub fn checks(&self) -> Vec<CheckSpec> {
+        let mut out = Vec::new();
+        for svc in self.table() {
+            let Some(v) = self.virtuals.iter().find(|v| v.name == svc.name) else {
+                continue;
+            };
+            for (name, d) in &svc.dests {
+                let server = v.servers.iter().find(|s| &s.name == name);
+                let has_exchange = v.send.is_some() || v.expect.is_some();
+                let kind = server.and_then(|s| s.checktype).or(v.checktype).unwrap_or(
+                    if has_exchange || v.effective_port() == 80 {
+                        CheckType::Negotiate
+                    } else {
+                        CheckType::Connect
+                    },
+                );
+                let (send, expect) = if !has_exchange && kind == CheckType::Negotiate {
+                    (b"GET / HTTP/1.0\r\n\r\n".to_vec(), Some("HTTP".to_string()))
+                } else {
+                    (
+                        v.send.clone().unwrap_or_default().into_bytes(),
+                        v.expect.clone(),
+                    )
+                };
+                out.push(CheckSpec {
+                    service_name: v.name.clone(),
+                    server_name: name.clone(),
+                    key: svc.spec.key,
+                    dest: d.clone(),
+                    kind,
+                    send,
+                    expect,
+                    regex: v.use_regex.unwrap_or(false),
+                    udp: v.effective_protocol() == fulcrum_core::Protocol::Udp,
+                    interval: v.check_interval.unwrap_or(DEFAULT_CHECK_INTERVAL).0,
+                    timeout: v.timeout.unwrap_or(DEFAULT_TIMEOUT).0,
+                    reentry: v.reentry.unwrap_or(DEFAULT_REENTRY).0,
+                    rise: v.rise.unwrap_or(1),
+                    fall: v.fall.unwrap_or(0),
+                    quiesce: v.quiesce_server.unwrap_or(false),
+                });
+            }
+        }
+        out
+    }
+
+    /// The sorry servers of active virtual servers.
+    pub fn sorry_servers(&self) -> Vec<SorrySpec> {
+        self.table()
+            .into_iter()
+            .filter_map(|svc| {
+                let v = self.virtuals.iter().find(|v| v.name == svc.name)?;
+                let s = v.sorry_server?;
+                let port = s.port.unwrap_or(if v.fwmark.is_some() {
+                    0
+                } else {
+                    v.effective_port()
+                });
+                let fwd = v
+                    .forwarding
+                    .unwrap_or_else(|| self.global.effective_network())
+                    .forwarding();
+                Some(SorrySpec {
+                    key: svc.spec.key,
+                    dest: DestSpec::new(s.addr, port, fwd),
+                })
+            })
+            .collect()
+    }
+
     /// The real servers that expect a PROXY protocol header, by service and
     /// real-server address and port (active ones only).
     pub fn proxy_protocol_dests(

@@ -77,6 +77,10 @@ pub const VIRTUAL_KEYS: &[&str] = &[
     "client_monitor",
     "master",
     "dirs",
+    "checktype",
+    "check_interval",
+    "rise",
+    "fall",
 ];
 
 /// Keys of a `server` block.
@@ -89,6 +93,7 @@ pub const SERVER_KEYS: &[&str] = &[
     "uthreshold",
     "lthreshold",
     "proxy_protocol",
+    "checktype",
 ];
 
 /// The longest persistence timeout ipvsadm accepts (31 days).
@@ -300,6 +305,28 @@ const PROTOCOLS: &[(&str, Protocol)] = &[
 ];
 const DATAPLANES: &[(&str, Dataplane)] = &[("proxy", Dataplane::Proxy), ("xdp", Dataplane::Xdp)];
 const RSH: &[(&str, RshCommand)] = &[("rsh", RshCommand::Rsh), ("ssh", RshCommand::Ssh)];
+const CHECKTYPES: &[(&str, CheckType)] = &[
+    ("connect", CheckType::Connect),
+    ("negotiate", CheckType::Negotiate),
+    ("off", CheckType::Off),
+];
+
+impl Assign<'_> {
+    fn checktype(&self) -> Res<CheckType> {
+        let v = &self.one()?.text;
+        if matches!(
+            v.as_str(),
+            "ping" | "http_get" | "https_get" | "external" | "agent"
+        ) {
+            return Err(self.err(
+                format!("checktype `{v}` is not available in this version of Fulcrum"),
+                "use `connect` or `negotiate` (send/expect), or `off`",
+            ));
+        }
+        self.word("checktype", CHECKTYPES)
+    }
+}
+
 const PROXY_PROTOCOLS: &[(&str, ProxyProtocolVersion)] = &[
     ("v1", ProxyProtocolVersion::V1),
     ("v2", ProxyProtocolVersion::V2),
@@ -606,6 +633,10 @@ fn lower_virtual_key(a: &Assign, v: &mut VirtualServer, diags: &mut Vec<Diagnost
         "timeout" => put(&mut v.timeout, a.seconds(false), d),
         "reentry" => put(&mut v.reentry, a.seconds(true), d),
         "quiesce_server" => put(&mut v.quiesce_server, a.bool(), d),
+        "checktype" => put(&mut v.checktype, a.checktype(), d),
+        "check_interval" => put(&mut v.check_interval, a.seconds(false), d),
+        "rise" => put(&mut v.rise, a.number(1, 1000, "count"), d),
+        "fall" => put(&mut v.fall, a.number(0, 1000, "count"), d),
         "client_monitor" => put(&mut v.client_monitor, a.string(), d),
         "master" => put(&mut v.master, a.string(), d),
         "dirs" => put(&mut v.dirs, a.string(), d),
@@ -631,6 +662,7 @@ fn lower_server_key(a: &Assign, s: &mut RealServer, diags: &mut Vec<Diagnostic>)
             a.number(0, i32::MAX as u64, "threshold"),
             d,
         ),
+        "checktype" => put(&mut s.checktype, a.checktype(), d),
         "proxy_protocol" => put(
             &mut s.proxy_protocol,
             a.word("PROXY protocol version", PROXY_PROTOCOLS),
@@ -958,6 +990,12 @@ fn check_virtuals(cfg: &Config, infos: &[VirtualInfo], diags: &mut Vec<Diagnosti
                     "the sorry server's address family differs from the service's",
                 )
                 .hint("use an address of the same family as `address`"),
+            );
+        }
+        if v.send_program.is_some() && v.checktype.is_none() {
+            diags.push(
+                Diagnostic::warning(at("send_program"), "`send_program` checks are not available in this version: the real servers are checked with a TCP connect")
+                    .hint("set `checktype = connect` (or `negotiate` with send/expect) to say so and silence this"),
             );
         }
         if matches!(v.load_monitor, Some(ref m) if *m != LoadMonitor::None) {

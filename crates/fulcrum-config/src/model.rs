@@ -158,6 +158,29 @@ pub struct HostPort {
     pub port: Option<u16>,
 }
 
+/// `checktype`: how the monitor checks a real server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckType {
+    /// A TCP connection is accepted (for UDP: a datagram draws no ICMP
+    /// error).
+    Connect,
+    /// Piranha's `send`/`expect` exchange.
+    Negotiate,
+    /// No checking: the real server is always in service.
+    Off,
+}
+
+impl CheckType {
+    /// The lvs.cf word.
+    pub fn name(self) -> &'static str {
+        match self {
+            CheckType::Connect => "connect",
+            CheckType::Negotiate => "negotiate",
+            CheckType::Off => "off",
+        }
+    }
+}
+
 /// `proxy_protocol`: which PROXY protocol header a real server expects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProxyProtocolVersion {
@@ -284,6 +307,7 @@ pub struct RealServer {
     pub uthreshold: Option<u32>,
     pub lthreshold: Option<u32>,
     pub proxy_protocol: Option<ProxyProtocolVersion>,
+    pub checktype: Option<CheckType>,
 }
 
 /// A `virtual NAME { … }` block.
@@ -316,6 +340,10 @@ pub struct VirtualServer {
     pub timeout: Option<Seconds>,
     pub reentry: Option<Seconds>,
     pub quiesce_server: Option<bool>,
+    pub checktype: Option<CheckType>,
+    pub check_interval: Option<Seconds>,
+    pub rise: Option<u32>,
+    pub fall: Option<u32>,
     pub client_monitor: Option<String>,
     pub master: Option<String>,
     pub dirs: Option<String>,

@@ -158,6 +158,10 @@ pub fn write(cfg: &Config) -> String {
         o.kv("timeout", v.timeout.map(|s| s.to_string()));
         o.kv("reentry", v.reentry.map(|s| s.to_string()));
         o.kv("quiesce_server", v.quiesce_server.map(|b| bool01(b).into()));
+        o.kv("checktype", v.checktype.map(|c| c.name().into()));
+        o.kv("check_interval", v.check_interval.map(|s| s.to_string()));
+        o.kv("rise", v.rise.map(|r| r.to_string()));
+        o.kv("fall", v.fall.map(|f| f.to_string()));
         o.kv("client_monitor", v.client_monitor.as_deref().map(quote));
         o.kv("master", v.master.as_deref().map(quote));
         o.kv("dirs", v.dirs.as_deref().map(quote));
@@ -172,6 +176,7 @@ pub fn write(cfg: &Config) -> String {
             o.kv("uthreshold", s.uthreshold.map(|t| t.to_string()));
             o.kv("lthreshold", s.lthreshold.map(|t| t.to_string()));
             o.kv("proxy_protocol", s.proxy_protocol.map(|p| p.name().into()));
+            o.kv("checktype", s.checktype.map(|c| c.name().into()));
             o.indent = 1;
             o.s.push_str("\t}\n");
         }

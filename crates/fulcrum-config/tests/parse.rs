@@ -307,6 +307,7 @@ mod roundtrip {
             remap in proptest::option::of(1u16..),
             u in proptest::option::of(0u32..1000),
             pp in proptest::option::of(prop_oneof![Just(ProxyProtocolVersion::V1), Just(ProxyProtocolVersion::V2)]),
+            ct in proptest::option::of(prop_oneof![Just(CheckType::Connect), Just(CheckType::Negotiate), Just(CheckType::Off)]),
         ) -> RealServer {
             let address: IpAddr = if v6 { Ipv6Addr::from(0x2001_0db8_u128 << 96 | i as u128).into() } else { Ipv4Addr::from(0x0a01_0000 + i as u32).into() };
             RealServer {
@@ -320,6 +321,7 @@ mod roundtrip {
                 uthreshold: u,
                 lthreshold: u.map(|u| u / 2),
                 proxy_protocol: pp,
+                checktype: ct,
             }
         }
     }

@@ -8,6 +8,8 @@
 //! [`Checker::poll_action`] says to the table. Time is always passed in.
 //! [`SorryServer`] tracks whether a virtual server needs its sorry server.
 
+pub mod probe;
+
 use std::time::Duration;
 
 /// How a real server is checked. Durations follow lvs.cf: `check_interval`,
@@ -118,7 +120,8 @@ pub struct Checker {
 
 impl Checker {
     /// A checker that probes first at `now`. The server starts out of
-    /// service and is added on its first good check (as nanny adds it).
+    /// service and is added, at its configured weight, on its first good
+    /// check (as nanny adds it); after a death it comes back with slow start.
     pub fn new(params: CheckParams, now: Duration) -> Checker {
         Checker {
             params,
@@ -140,6 +143,21 @@ impl Checker {
     /// The parameters.
     pub fn params(&self) -> &CheckParams {
         &self.params
+    }
+
+    /// Change the weight and quiesce mode without touching the health state
+    /// (a reload that changed only those). An alive server takes the new
+    /// weight at once.
+    pub fn update_params(&mut self, weight: u32, quiesce: bool) {
+        self.params.quiesce = quiesce;
+        if self.params.weight == weight {
+            return;
+        }
+        self.params.weight = weight;
+        if self.state == State::Alive && self.weight != weight {
+            self.weight = weight;
+            self.actions.push(Action::SetWeight(weight));
+        }
     }
 
     /// The current state.
@@ -273,7 +291,13 @@ impl Checker {
     fn enter(&mut self, now: Duration, reason: String) {
         let from = self.state;
         self.state = State::Alive;
-        let w = self.params.start_weight();
+        // Slow start is for a server coming back; at first it gets its
+        // configured weight, so a new director balances as configured.
+        let w = if from == State::Dead {
+            self.params.start_weight()
+        } else {
+            self.params.weight
+        };
         self.weight = w;
         // A quiesced server is still in the table: only its weight returns.
         let action = if from == State::Dead && self.params.quiesce {

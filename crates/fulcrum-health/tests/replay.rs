@@ -48,19 +48,28 @@ fn params(weight: u32) -> CheckParams {
 }
 
 #[test]
-fn first_good_check_adds_with_slow_start_doubling_each_check() {
-    let mut c = Checker::new(params(100), s(0));
-    let acts = replay(&mut c, s(0), s(20), |_| true);
+fn first_good_check_adds_at_full_weight_and_return_ramps_up() {
+    let mut c = Checker::new(
+        CheckParams {
+            reentry: s(4),
+            ..params(100)
+        },
+        s(0),
+    );
+    // Down from 10 to 20; back after 4 s of good checks, with slow start.
+    let acts = replay(&mut c, s(0), s(50), |t| !(s(10)..s(20)).contains(&t));
     assert_eq!(
         acts,
         vec![
-            (0, Action::Add { weight: 3 }),
-            (2, Action::SetWeight(6)),
-            (4, Action::SetWeight(12)),
-            (6, Action::SetWeight(24)),
-            (8, Action::SetWeight(48)),
-            (10, Action::SetWeight(96)),
-            (12, Action::SetWeight(100)),
+            (0, Action::Add { weight: 100 }),
+            (18, Action::Remove),
+            (24, Action::Add { weight: 3 }),
+            (26, Action::SetWeight(6)),
+            (28, Action::SetWeight(12)),
+            (30, Action::SetWeight(24)),
+            (32, Action::SetWeight(48)),
+            (34, Action::SetWeight(96)),
+            (36, Action::SetWeight(100)),
         ]
     );
     assert_eq!((c.state(), c.weight()), (State::Alive, 100));
@@ -127,10 +136,7 @@ fn quiesce_sets_weight_zero_and_restores_with_slow_start() {
     assert_eq!(
         acts,
         vec![
-            (0, Action::Add { weight: 1 }),
-            (2, Action::SetWeight(2)),
-            (4, Action::SetWeight(4)),
-            (6, Action::SetWeight(8)),
+            (0, Action::Add { weight: 8 }),
             (28, Action::SetWeight(0)),
             (44, Action::SetWeight(1)),
             (46, Action::SetWeight(2)),
@@ -235,5 +241,22 @@ fn start_weights() {
     assert_eq!(
         replay(&mut c, s(0), s(10), |_| true),
         vec![(0, Action::Add { weight: 0 })]
+    );
+}
+
+#[test]
+fn weight_and_quiesce_change_without_losing_health_state() {
+    let mut c = Checker::new(params(4), s(0));
+    replay(&mut c, s(0), s(2), |_| true);
+    c.update_params(10, true);
+    assert_eq!(
+        (c.state(), c.weight(), c.poll_action()),
+        (State::Alive, 10, Some(Action::SetWeight(10)))
+    );
+    let acts = replay(&mut c, s(3), s(20), |t| t < s(10));
+    assert_eq!(
+        acts,
+        vec![(18, Action::SetWeight(0))],
+        "dies quiesced, as updated"
     );
 }

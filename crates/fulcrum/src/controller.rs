@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,7 @@ use fulcrum_proxy::{DestOptions, PlaneEvent, ProxyPlane, ProxyProtocol};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::addresses::AddrMsg;
+use crate::monitor::{HealthResult, Monitor, TableOp};
 use crate::resolver::SystemResolver;
 
 /// The program name ipvsadm messages carry.
@@ -54,6 +56,10 @@ pub struct Controller {
     addresses: Option<mpsc::UnboundedSender<AddrMsg>>,
     /// Plane options of real servers, from the configuration.
     dest_options: HashMap<(ServiceKey, std::net::IpAddr, u16), DestOptions>,
+    /// The health checks (nanny).
+    monitor: Monitor,
+    health_tx: mpsc::Sender<HealthResult>,
+    health_rx: Option<mpsc::Receiver<HealthResult>>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -105,6 +111,7 @@ impl Controller {
     /// A controller with an empty table, serving through `plane`. `origin`
     /// says where a configuration without a file came from (for status).
     pub fn new(plane: ProxyPlane, config_path: Option<PathBuf>, origin: &str) -> Controller {
+        let (health_tx, health_rx) = mpsc::channel(4096);
         Controller {
             table: Table::new(),
             plane,
@@ -118,6 +125,9 @@ impl Controller {
             unreachable: 0,
             addresses: None,
             dest_options: HashMap::new(),
+            monitor: Monitor::default(),
+            health_tx,
+            health_rx: Some(health_rx),
         }
     }
 
@@ -140,6 +150,11 @@ impl Controller {
         if cfg.global.effective_dataplane() == Dataplane::Xdp {
             return Err("the xdp data plane is not available in this version of Fulcrum; use `dataplane = proxy`".into());
         }
+        let checks = cfg.checks();
+        let sorry = cfg.sorry_servers();
+        // A check that cannot be built fails the whole apply, before any
+        // change.
+        Monitor::default().set_checks(checks.clone(), Vec::new(), self.now())?;
         let desired: Vec<TableService> = cfg.table();
         let want: HashMap<ServiceKey, &TableService> =
             desired.iter().map(|s| (s.spec.key, s)).collect();
@@ -165,7 +180,10 @@ impl Controller {
             started.push(key);
         }
 
-        // 2. The table.
+        // 2. The checks: unchanged ones keep their state.
+        self.monitor.set_checks(checks, sorry, self.now())?;
+
+        // 3. The table.
         let (mut added, mut removed, mut changed) = (0, 0, 0);
         let current: Vec<ServiceKey> = self.table.services().iter().map(|s| s.key).collect();
         for key in current {
@@ -232,10 +250,21 @@ impl Controller {
         ))
     }
 
+    /// Make a service's real servers in the table those of the
+    /// configuration that are in service (per their checks), plus its sorry
+    /// server when it is in.
     fn sync_dests(&mut self, s: &TableService) -> Result<(), String> {
         let key = s.spec.key;
+        let mut wanted: Vec<(String, DestSpec)> = s
+            .dests
+            .iter()
+            .filter_map(|(n, d)| self.monitor.desired(&key, d).map(|d| (n.clone(), d)))
+            .collect();
+        if let Some(d) = self.monitor.sorry_desired(&key) {
+            wanted.push(("sorry_server".into(), DestSpec { weight: 1, ..d }));
+        }
         let want: HashMap<(std::net::IpAddr, u16), &DestSpec> =
-            s.dests.iter().map(|(_, d)| ((d.addr, d.port), d)).collect();
+            wanted.iter().map(|(_, d)| ((d.addr, d.port), d)).collect();
         let have: Vec<(std::net::IpAddr, u16)> = self
             .table
             .service(&key)
@@ -246,23 +275,99 @@ impl Controller {
                 let _ = self.table.delete_dest(&key, addr, *port);
             }
         }
-        for (name, d) in &s.dests {
-            let existing = self
-                .table
-                .service(&key)
-                .and_then(|svc| svc.dest(&d.addr, d.port))
-                .map(|x| {
-                    (x.weight, x.fwd, x.u_threshold, x.l_threshold)
-                        != (d.weight, d.fwd, d.u_threshold, d.l_threshold)
-                });
-            let r = match existing {
-                None => self.table.add_dest(&key, d.clone()).map(|_| ()),
-                Some(true) => self.table.edit_dest(&key, d.clone()),
-                Some(false) => Ok(()),
-            };
-            r.map_err(|e| format!("real server `{name}` of virtual server `{}`: {e}", s.name))?;
+        for (name, d) in &wanted {
+            self.put_dest(&key, d)
+                .map_err(|e| format!("real server `{name}` of virtual server `{}`: {e}", s.name))?;
         }
         Ok(())
+    }
+
+    /// Add a real server, or make an existing one match `d`.
+    fn put_dest(&mut self, key: &ServiceKey, d: &DestSpec) -> Result<(), fulcrum_core::TableError> {
+        let existing = self
+            .table
+            .service(key)
+            .and_then(|svc| svc.dest(&d.addr, d.port))
+            .map(|x| {
+                (x.weight, x.fwd, x.u_threshold, x.l_threshold)
+                    != (d.weight, d.fwd, d.u_threshold, d.l_threshold)
+            });
+        match existing {
+            None => self.table.add_dest(key, d.clone()).map(|_| ()),
+            Some(true) => self.table.edit_dest(key, d.clone()),
+            Some(false) => Ok(()),
+        }
+    }
+
+    /// Apply the monitor's decisions to the table and log its transitions.
+    fn apply_health(&mut self) {
+        let (ops, logs) = self.monitor.collect();
+        for l in logs {
+            let t = &l.transition;
+            let (from, to) = (
+                format!("{:?}", t.from).to_lowercase(),
+                format!("{:?}", t.to).to_lowercase(),
+            );
+            if to == "dead" {
+                tracing::warn!(virtual_server = %l.service, real_server = %l.server, addr = %l.addr, %from, %to, reason = %t.reason, "real server down");
+            } else {
+                tracing::info!(virtual_server = %l.service, real_server = %l.server, addr = %l.addr, %from, %to, reason = %t.reason, "real server up");
+            }
+        }
+        for op in ops {
+            let r = match &op {
+                TableOp::Put(k, d) => self.put_dest(k, d),
+                TableOp::Remove(k, a, p) => match self.table.delete_dest(k, a, *p) {
+                    Err(fulcrum_core::TableError::NoSuchDest) => Ok(()),
+                    r => r,
+                },
+            };
+            if let Err(e) = r {
+                tracing::warn!(?op, error = %e, "health change not applied");
+            }
+        }
+    }
+
+    /// Start the probes that are due and apply what timed out.
+    fn health_tick(&mut self) {
+        let now = self.now();
+        for due in self.monitor.due(now) {
+            let tx = self.health_tx.clone();
+            tokio::spawn(async move {
+                let result = due.probe.run(due.timeout).await;
+                let _ = tx
+                    .send(HealthResult {
+                        dest: due.dest,
+                        generation: due.generation,
+                        result,
+                    })
+                    .await;
+            });
+        }
+        self.apply_health();
+    }
+
+    /// Run the first round of checks and wait for it, so a director starts
+    /// serving with the real servers that answer (bounded by the probes'
+    /// timeouts).
+    pub async fn initial_checks(&mut self) {
+        let now = self.now();
+        let mut set = tokio::task::JoinSet::new();
+        for due in self.monitor.due(now) {
+            set.spawn(async move {
+                let result = due.probe.run(due.timeout).await;
+                HealthResult {
+                    dest: due.dest,
+                    generation: due.generation,
+                    result,
+                }
+            });
+        }
+        while let Some(Ok(r)) = set.join_next().await {
+            let now = self.now();
+            self.monitor.on_result(r, now);
+        }
+        self.apply_health();
     }
 
     /// Re-read the configuration file and apply it. An invalid file changes
@@ -527,6 +632,23 @@ impl Controller {
                     "  -> {}:{}  weight {}  {state}  active {}  inactive {}  conns {}",
                     d.addr, d.port, d.weight, d.activeconns, d.inactconns, d.stats.counters.conns
                 );
+                if let Some(h) = self.monitor.describe(&s.key, &d.addr, d.port, self.now()) {
+                    let _ = writeln!(o, "     health: {h}");
+                }
+            }
+            for (addr, port) in self.monitor.dests_of(&s.key) {
+                if s.dest(&addr, port).is_none()
+                    && let Some(h) = self.monitor.describe(&s.key, &addr, port, self.now())
+                {
+                    let _ = writeln!(
+                        o,
+                        "  -- {}  out of service: {h}",
+                        SocketAddr::new(addr, port)
+                    );
+                }
+            }
+            if let Some(a) = self.monitor.sorry_serving(&s.key) {
+                let _ = writeln!(o, "  sorry server {a} in: no real server is alive");
             }
         }
         if self.unreachable > 0 {
@@ -551,9 +673,26 @@ impl Controller {
         let mut gc = tokio::time::interval(Duration::from_secs(60));
         est.tick().await;
         gc.tick().await;
+        let Some(mut health) = self.health_rx.take() else {
+            return;
+        };
         loop {
+            let deadline = self
+                .monitor
+                .next_deadline()
+                .and_then(|d| self.started.checked_add(d))
+                .map(tokio::time::Instant::from_std);
+            let sleep = tokio::time::sleep_until(
+                deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600)),
+            );
             tokio::select! {
                 Some(ev) = plane.recv() => self.on_plane(ev),
+                Some(r) = health.recv() => {
+                    let now = self.now();
+                    self.monitor.on_result(r, now);
+                    self.apply_health();
+                }
+                _ = sleep, if deadline.is_some() => self.health_tick(),
                 Some(msg) = control.recv() => {
                     let resp = match msg.request {
                         Request::Adm { args, stdin } => self.adm(&args, &stdin),

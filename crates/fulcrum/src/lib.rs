@@ -7,6 +7,7 @@ pub mod check;
 pub mod control;
 pub mod controller;
 pub mod demo;
+pub mod monitor;
 pub mod paths;
 pub mod realserver;
 pub mod resolver;

@@ -94,6 +94,8 @@ pub async fn director(
         }
     }
     ctl.follow_addresses(addr_tx.clone());
+    // The first round of health checks decides which real servers serve.
+    ctl.initial_checks().await;
     let socket = match ControlSocket::bind(&control).await {
         Ok(s) => s,
         Err(e) => {

@@ -451,3 +451,142 @@ print(" ".join(names))
     );
     assert_eq!(director.signal_and_wait("TERM"), Some(0));
 }
+
+/// The seed's nanny in the five-node network: a stopped real server leaves
+/// the table within `timeout` plus one check interval while requests keep
+/// succeeding; started again it returns after `reentry`; with
+/// `quiesce_server` it stays at weight 0; with none alive the sorry server
+/// answers.
+#[test]
+fn five_node_health_checks_remove_and_restore_real_servers() {
+    if !enabled("five_node_health_checks_remove_and_restore_real_servers") {
+        return;
+    }
+    let mut net = FiveNode::new("e");
+    start_realservers(&mut net);
+    // The sorry server runs on the director's private address.
+    let sorry = net.spawn(
+        "dir",
+        BIN,
+        &[
+            "realserver",
+            "--listen",
+            "10.200.2.1:8080",
+            "--name",
+            "sorry",
+        ],
+        &[],
+    );
+    net.procs.push(sorry);
+    let tmp = Dir::new("health");
+    let cf = tmp.file("lvs.cf");
+    let cfg = |quiesce: u8| {
+        seed_config("rr", [1, 1, 1]).replace(
+            " scheduler = rr\n",
+            &format!(" scheduler = rr\n check_interval = 0.2\n timeout = 1\n reentry = 1\n quiesce_server = {quiesce}\n sorry_server = 10.200.2.1:8080\n"),
+        )
+    };
+    std::fs::write(&cf, cfg(0)).unwrap();
+    let control = tmp.file("control.sock");
+    let mut director = net.spawn(
+        "dir",
+        BIN,
+        &["run", "--config", &cf, "--control", &control],
+        &[],
+    );
+    wait_for("the director", 10, || {
+        std::path::Path::new(&control).exists()
+    });
+    let listing = || adm(&control, "-L -n");
+    let has = |rs: &str| listing().contains(&format!("{rs}:80"));
+    assert!(
+        RS.iter().all(|r| has(r)),
+        "all three pass the first checks: {}",
+        listing()
+    );
+    let sorry_in = || listing().contains("  -> 10.200.2.1:8080 ");
+    assert!(!sorry_in(), "no sorry server while real servers are alive");
+    let cli = net.ns("cli");
+    let get = |n: usize| {
+        sh(&format!(
+            "ip netns exec {cli} sh -c 'for i in $(seq {n}); do curl -s --max-time 3 http://{VIP}/; done'"
+        ))
+    };
+
+    // Stop rs2: out within timeout (1 s) + one interval (0.2 s), plus slack.
+    let t = std::time::Instant::now();
+    net.procs.remove(1);
+    wait_for("rs2 to leave the table", 5, || !has(RS[1]));
+    let gone = t.elapsed();
+    assert!(
+        gone < std::time::Duration::from_millis(2500),
+        "rs2 left after {gone:?}"
+    );
+    let out = get(9);
+    assert_eq!(out.lines().count(), 9, "every request succeeds: {out}");
+    assert!(!out.contains("rs2"));
+    let status = sh(&format!("{BIN} status --control {control}"));
+    assert!(
+        status.contains("dead") && status.contains("Connection refused"),
+        "{status}"
+    );
+
+    // Start it again: back after reentry (1 s of good checks).
+    let t = std::time::Instant::now();
+    let p = net.spawn(
+        "rs2",
+        BIN,
+        &[
+            "realserver",
+            "--listen",
+            &format!("{}:80", RS[1]),
+            "--name",
+            "rs2",
+        ],
+        &[],
+    );
+    net.procs.insert(1, p);
+    wait_for("rs2 to return", 10, || has(RS[1]));
+    let back = t.elapsed();
+    assert!(
+        back >= std::time::Duration::from_millis(900),
+        "returned after only {back:?}"
+    );
+    assert!(get(6).contains("rs2"));
+
+    // Quiesce mode: a dead server stays listed at weight 0.
+    std::fs::write(&cf, cfg(1)).unwrap();
+    sh(&format!("{BIN} reload --control {control}"));
+    net.procs.remove(2); // rs3
+    let rs3_zero = format!("  -> {}:80                Masq    0      ", RS[2]);
+    wait_for("rs3 at weight 0", 5, || listing().contains(&rs3_zero));
+    assert!(!get(6).contains("rs3"));
+
+    // All stopped: the sorry server answers; one back, it goes away again.
+    net.procs.remove(0); // rs1
+    net.procs.remove(0); // rs2
+    wait_for("the sorry server", 5, sorry_in);
+    assert!(
+        sh(&format!("{BIN} status --control {control}"))
+            .contains("sorry server 10.200.2.1:8080 in: no real server is alive")
+    );
+    assert_eq!(get(2), "sorry\nsorry\n");
+    let p = net.spawn(
+        "rs1",
+        BIN,
+        &[
+            "realserver",
+            "--listen",
+            &format!("{}:80", RS[0]),
+            "--name",
+            "rs1",
+        ],
+        &[],
+    );
+    net.procs.push(p);
+    wait_for("rs1 back and the sorry server gone", 10, || {
+        !sorry_in() && listing().contains(&format!("  -> {}:80                Masq    1 ", RS[0]))
+    });
+    assert_eq!(get(2), "rs1\nrs1\n");
+    assert_eq!(director.signal_and_wait("TERM"), Some(0));
+}

@@ -1,0 +1,231 @@
+//! Probes: how a real server is asked whether it is alive. Each returns
+//! `Ok(())` or the reason in words an operator can act on.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+/// What to expect back from a `negotiate` probe.
+#[derive(Debug, Clone)]
+pub enum Expect {
+    /// Any reply at all (`expect = *`).
+    Anything,
+    /// The reply starts with these bytes.
+    Prefix(Vec<u8>),
+    /// The reply (its first 254 bytes) matches this expression
+    /// (`use_regex = 1`).
+    Regex(regex::bytes::Regex),
+}
+
+/// A probe of one real server.
+#[derive(Debug, Clone)]
+pub enum Probe {
+    /// TCP: a connection is accepted.
+    TcpConnect(SocketAddr),
+    /// UDP: a datagram draws no ICMP port-unreachable within the timeout.
+    UdpConnect(SocketAddr),
+    /// TCP: send a string, check the reply (Piranha's `send`/`expect`).
+    Negotiate {
+        /// Where.
+        addr: SocketAddr,
+        /// What to send after connecting (may be empty).
+        send: Vec<u8>,
+        /// What the reply must look like.
+        expect: Expect,
+    },
+}
+
+impl Probe {
+    /// nanny's default for a port-80 service with neither `send` nor
+    /// `expect`: `GET / HTTP/1.0\r\n\r\n`, expecting `HTTP`.
+    pub fn http_default(addr: SocketAddr) -> Probe {
+        Probe::Negotiate {
+            addr,
+            send: b"GET / HTTP/1.0\r\n\r\n".to_vec(),
+            expect: Expect::Prefix(b"HTTP".to_vec()),
+        }
+    }
+
+    /// Run the probe; it gives up after `timeout`.
+    pub async fn run(&self, timeout: Duration) -> Result<(), String> {
+        let secs = timeout.as_secs_f64();
+        match tokio::time::timeout(timeout, self.run_inner(timeout)).await {
+            Ok(r) => r,
+            Err(_) => Err(match self {
+                Probe::TcpConnect(_) => format!("connect timeout after {secs:.1}s"),
+                Probe::UdpConnect(_) => unreachable!("UDP probes time out as success"),
+                Probe::Negotiate { .. } => format!("no complete reply within {secs:.1}s"),
+            }),
+        }
+    }
+
+    async fn run_inner(&self, timeout: Duration) -> Result<(), String> {
+        match self {
+            Probe::TcpConnect(a) => TcpStream::connect(a)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("connect: {e}")),
+            Probe::UdpConnect(a) => udp_probe(*a, timeout).await,
+            Probe::Negotiate { addr, send, expect } => {
+                let mut s = TcpStream::connect(addr)
+                    .await
+                    .map_err(|e| format!("connect: {e}"))?;
+                if !send.is_empty() {
+                    s.write_all(send).await.map_err(|e| format!("send: {e}"))?;
+                }
+                let want = match expect {
+                    Expect::Anything => 1,
+                    Expect::Prefix(p) => p.len().max(1),
+                    Expect::Regex(_) => 254,
+                };
+                let mut got = Vec::with_capacity(want);
+                let mut buf = [0u8; 256];
+                while got.len() < want {
+                    let n = s
+                        .read(&mut buf[..(want - got.len()).min(256)])
+                        .await
+                        .map_err(|e| format!("read: {e}"))?;
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                }
+                let shown = String::from_utf8_lossy(&got).escape_debug().to_string();
+                match expect {
+                    Expect::Anything if !got.is_empty() => Ok(()),
+                    Expect::Anything => Err("no reply".into()),
+                    Expect::Prefix(p) if got.starts_with(p) => Ok(()),
+                    Expect::Prefix(p) => {
+                        let p = String::from_utf8_lossy(p).escape_debug().to_string();
+                        if got.is_empty() {
+                            Err(format!("expected \"{p}\" got nothing"))
+                        } else {
+                            Err(format!("expected \"{p}\" got \"{shown}\""))
+                        }
+                    }
+                    Expect::Regex(re) if re.is_match(&got) => Ok(()),
+                    Expect::Regex(re) => Err(format!(
+                        "reply \"{shown}\" does not match /{}/",
+                        re.as_str()
+                    )),
+                }
+            }
+        }
+    }
+}
+
+/// A datagram to a closed UDP port draws an ICMP port-unreachable, which a
+/// connected socket reports as `ECONNREFUSED` on the next receive. Silence
+/// (or any reply) within the timeout counts as alive, as nanny counts it.
+async fn udp_probe(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
+    let any: SocketAddr = if addr.is_ipv4() {
+        "0.0.0.0:0".parse().expect("valid")
+    } else {
+        "[::]:0".parse().expect("valid")
+    };
+    let s = UdpSocket::bind(any)
+        .await
+        .map_err(|e| format!("udp: {e}"))?;
+    s.connect(addr).await.map_err(|e| format!("udp: {e}"))?;
+    s.send(b"\n").await.map_err(|e| format!("udp send: {e}"))?;
+    let mut buf = [0u8; 64];
+    match tokio::time::timeout(timeout.mul_f32(0.9), s.recv(&mut buf)).await {
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Err("udp: port unreachable".into())
+        }
+        Ok(Err(e)) => Err(format!("udp: {e}")),
+        Ok(Ok(_)) | Err(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A server that answers after reading a request, or at once with a
+    /// banner (as SSH and SMTP do).
+    async fn serve(reply: &'static [u8], banner: bool) -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = l.accept().await.unwrap();
+                if !banner {
+                    let mut b = [0u8; 64];
+                    let _ = s.read(&mut b).await;
+                }
+                let _ = s.write_all(reply).await;
+            }
+        });
+        a
+    }
+
+    async fn server(reply: &'static [u8]) -> SocketAddr {
+        serve(reply, false).await
+    }
+
+    #[tokio::test]
+    async fn connect_probes() {
+        let a = server(b"").await;
+        assert_eq!(
+            Probe::TcpConnect(a).run(Duration::from_secs(1)).await,
+            Ok(())
+        );
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let e = Probe::TcpConnect(closed)
+            .run(Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(e.starts_with("connect: Connection refused"), "{e}");
+        let udp_closed = {
+            let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            u.local_addr().unwrap()
+        };
+        assert_eq!(
+            Probe::UdpConnect(udp_closed)
+                .run(Duration::from_millis(500))
+                .await,
+            Err("udp: port unreachable".into())
+        );
+        let udp_open = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert_eq!(
+            Probe::UdpConnect(udp_open.local_addr().unwrap())
+                .run(Duration::from_millis(300))
+                .await,
+            Ok(())
+        );
+    }
+
+    #[tokio::test]
+    async fn negotiate_prefix_anything_regex() {
+        let http = server(b"HTTP/1.0 200 OK\r\n\r\nhi").await;
+        let ssh = serve(b"SSH-2.0-OpenSSH_9.2\r\n", true).await;
+        let t = Duration::from_secs(1);
+        assert_eq!(Probe::http_default(http).run(t).await, Ok(()));
+        assert_eq!(
+            Probe::http_default(ssh).run(t).await,
+            Err("expected \"HTTP\" got \"SSH-\"".into())
+        );
+        let any = Probe::Negotiate {
+            addr: ssh,
+            send: vec![],
+            expect: Expect::Anything,
+        };
+        assert_eq!(any.run(t).await, Ok(()));
+        let re = Probe::Negotiate {
+            addr: http,
+            send: b"x".to_vec(),
+            expect: Expect::Regex(regex::bytes::Regex::new("200 OK").unwrap()),
+        };
+        assert_eq!(re.run(t).await, Ok(()));
+        let silent = server(b"").await;
+        let e = Probe::http_default(silent).run(t).await.unwrap_err();
+        assert_eq!(e, "expected \"HTTP\" got nothing");
+    }
+}

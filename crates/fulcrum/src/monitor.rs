@@ -1,0 +1,377 @@
+//! The monitor (Piranha's nanny) inside the controller: a check state
+//! machine per real server, probes started as tasks, and the table changes
+//! their verdicts call for — plus each virtual server's sorry server.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use fulcrum_config::{CheckSpec, CheckType, SorrySpec};
+use fulcrum_core::{DestSpec, ServiceKey};
+use fulcrum_health::probe::{Expect, Probe};
+use fulcrum_health::{Action, CheckParams, Checker, SorryAction, SorryServer, State, Transition};
+
+/// A real server of a virtual service.
+pub type DestKey = (ServiceKey, IpAddr, u16);
+
+/// A probe's outcome, sent back to the controller.
+#[derive(Debug)]
+pub struct HealthResult {
+    /// Which real server.
+    pub dest: DestKey,
+    /// The generation of the check that started the probe; results of a
+    /// check replaced by a reload are ignored.
+    pub generation: u64,
+    /// The outcome.
+    pub result: Result<(), String>,
+}
+
+/// A probe to start.
+#[derive(Debug)]
+pub struct DueProbe {
+    /// Which real server.
+    pub dest: DestKey,
+    /// Its check's generation.
+    pub generation: u64,
+    /// The probe.
+    pub probe: Probe,
+    /// How long it may take.
+    pub timeout: Duration,
+}
+
+/// A change to the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableOp {
+    /// Put the real server in (or update it to this definition).
+    Put(ServiceKey, DestSpec),
+    /// Take it out.
+    Remove(ServiceKey, IpAddr, u16),
+}
+
+/// A state change to log.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    /// Virtual server name.
+    pub service: String,
+    /// Real server name.
+    pub server: String,
+    /// Its address.
+    pub addr: SocketAddr,
+    /// What happened.
+    pub transition: Transition,
+}
+
+#[derive(Debug)]
+struct Entry {
+    spec: CheckSpec,
+    checker: Checker,
+    probe: Option<Probe>,
+    generation: u64,
+}
+
+fn probe_for(spec: &CheckSpec) -> Result<Option<Probe>, String> {
+    let addr = SocketAddr::new(spec.dest.addr, spec.dest.port);
+    Ok(match (spec.kind, spec.udp) {
+        (CheckType::Off, _) => None,
+        (_, true) => Some(Probe::UdpConnect(addr)),
+        (CheckType::Connect, false) => Some(Probe::TcpConnect(addr)),
+        (CheckType::Negotiate, false) => {
+            let expect = match (&spec.expect, spec.regex) {
+                (None, _) => Expect::Anything,
+                (Some(e), _) if e == "*" => Expect::Anything,
+                (Some(e), true) => {
+                    Expect::Regex(regex::bytes::Regex::new(e).map_err(|err| {
+                        format!("`expect` is not a valid regular expression: {err}")
+                    })?)
+                }
+                (Some(e), false) => Expect::Prefix(e.clone().into_bytes()),
+            };
+            Some(Probe::Negotiate {
+                addr,
+                send: spec.send.clone(),
+                expect,
+            })
+        }
+    })
+}
+
+fn params(spec: &CheckSpec) -> CheckParams {
+    CheckParams {
+        interval: spec.interval,
+        timeout: spec.timeout,
+        reentry: spec.reentry,
+        rise: spec.rise,
+        fall: spec.fall,
+        weight: spec.dest.weight,
+        quiesce: spec.quiesce,
+    }
+}
+
+/// All checks of the director.
+#[derive(Debug, Default)]
+pub struct Monitor {
+    entries: HashMap<DestKey, Entry>,
+    /// The checks in configuration order: decisions taken together are
+    /// applied in this order, so the table's list order follows the file.
+    order: Vec<DestKey>,
+    sorry: HashMap<ServiceKey, (SorryServer, DestSpec)>,
+    generation: u64,
+}
+
+impl Monitor {
+    /// Make the checks those of a configuration. A real server whose check
+    /// is unchanged keeps its state; a new one starts out of service until
+    /// its first good check.
+    ///
+    /// # Errors
+    /// A check that cannot be built (an invalid regular expression).
+    pub fn set_checks(
+        &mut self,
+        specs: Vec<CheckSpec>,
+        sorry: Vec<SorrySpec>,
+        now: Duration,
+    ) -> Result<(), String> {
+        let mut next = HashMap::new();
+        self.order.clear();
+        for spec in specs {
+            let key = (spec.key, spec.dest.addr, spec.dest.port);
+            self.order.push(key);
+            let probe = probe_for(&spec)
+                .map_err(|e| format!("virtual server `{}`: {e}", spec.service_name))?;
+            // Only what changes how the server is probed or judged restarts
+            // its check; a new weight or quiesce mode is taken in place.
+            let same_check = |a: &CheckSpec, b: &CheckSpec| {
+                (
+                    a.kind, &a.send, &a.expect, a.regex, a.udp, a.interval, a.timeout, a.reentry,
+                    a.rise, a.fall,
+                ) == (
+                    b.kind, &b.send, &b.expect, b.regex, b.udp, b.interval, b.timeout, b.reentry,
+                    b.rise, b.fall,
+                )
+            };
+            let entry = match self.entries.remove(&key) {
+                Some(mut old) if same_check(&old.spec, &spec) => {
+                    old.checker.update_params(spec.dest.weight, spec.quiesce);
+                    old.spec = spec;
+                    old
+                }
+                _ => {
+                    self.generation += 1;
+                    Entry {
+                        checker: Checker::new(params(&spec), now),
+                        spec,
+                        probe,
+                        generation: self.generation,
+                    }
+                }
+            };
+            next.insert(key, entry);
+        }
+        self.entries = next;
+        let mut sorry_next = HashMap::new();
+        for s in sorry {
+            let state = self
+                .sorry
+                .remove(&s.key)
+                .map(|(st, _)| st)
+                .unwrap_or_default();
+            sorry_next.insert(s.key, (state, s.dest));
+        }
+        self.sorry = sorry_next;
+        Ok(())
+    }
+
+    /// The definition a real server should have in the table now: `None`
+    /// when it is out of service (a checked server not yet alive, or dead
+    /// and not quiesced).
+    pub fn desired(&self, key: &ServiceKey, dest: &DestSpec) -> Option<DestSpec> {
+        let Some(e) = self.entries.get(&(*key, dest.addr, dest.port)) else {
+            return Some(dest.clone());
+        };
+        if e.probe.is_none() {
+            return Some(dest.clone());
+        }
+        match e.checker.state() {
+            State::Alive => Some(DestSpec {
+                weight: e.checker.weight(),
+                ..dest.clone()
+            }),
+            State::Dead if e.spec.quiesce => Some(DestSpec {
+                weight: 0,
+                ..dest.clone()
+            }),
+            _ => None,
+        }
+    }
+
+    fn alive(&self, key: &ServiceKey) -> usize {
+        self.entries
+            .iter()
+            .filter(|((k, _, _), e)| {
+                k == key && (e.probe.is_none() || e.checker.state() == State::Alive)
+            })
+            .count()
+    }
+
+    /// The sorry server a service should have in the table now, if any.
+    pub fn sorry_desired(&self, key: &ServiceKey) -> Option<DestSpec> {
+        let (state, dest) = self.sorry.get(key)?;
+        state.serving().then(|| dest.clone())
+    }
+
+    /// Bring every sorry server's state up to date; the table changes.
+    pub fn update_sorry(&mut self) -> Vec<TableOp> {
+        let keys: Vec<ServiceKey> = self.sorry.keys().copied().collect();
+        let mut ops = Vec::new();
+        for k in keys {
+            let alive = self.alive(&k);
+            let (state, dest) = self.sorry.get_mut(&k).expect("key from the map");
+            match state.update(alive) {
+                Some(SorryAction::Add) => {
+                    tracing::warn!(service = %k, sorry = %SocketAddr::new(dest.addr, dest.port), "no real server alive: sorry server in");
+                    ops.push(TableOp::Put(
+                        k,
+                        DestSpec {
+                            weight: 1,
+                            ..dest.clone()
+                        },
+                    ));
+                }
+                Some(SorryAction::Remove) => {
+                    tracing::info!(service = %k, "a real server is alive again: sorry server out");
+                    ops.push(TableOp::Remove(k, dest.addr, dest.port));
+                }
+                None => {}
+            }
+        }
+        ops
+    }
+
+    /// The earliest moment a check needs attention.
+    pub fn next_deadline(&self) -> Option<Duration> {
+        self.entries
+            .values()
+            .filter(|e| e.probe.is_some())
+            .map(|e| e.checker.poll_timeout())
+            .filter(|d| *d != Duration::MAX)
+            .min()
+    }
+
+    /// Time passed: expire silent servers and list the probes to start.
+    pub fn due(&mut self, now: Duration) -> Vec<DueProbe> {
+        let mut out = Vec::new();
+        for (k, e) in &mut self.entries {
+            let Some(probe) = &e.probe else { continue };
+            e.checker.handle_timeout(now);
+            if e.checker.poll_probe(now) {
+                let timeout = e
+                    .spec
+                    .interval
+                    .min(e.spec.timeout)
+                    .max(Duration::from_millis(100));
+                out.push(DueProbe {
+                    dest: *k,
+                    generation: e.generation,
+                    probe: probe.clone(),
+                    timeout,
+                });
+            }
+        }
+        out
+    }
+
+    /// A probe answered.
+    pub fn on_result(&mut self, r: HealthResult, now: Duration) {
+        if let Some(e) = self.entries.get_mut(&r.dest)
+            && e.generation == r.generation
+        {
+            e.checker.handle_result(now, r.result);
+        }
+    }
+
+    /// The table changes and the state changes the checks have decided.
+    pub fn collect(&mut self) -> (Vec<TableOp>, Vec<Logged>) {
+        let mut ops = Vec::new();
+        let mut logs = Vec::new();
+        for k in &self.order {
+            let Some(e) = self.entries.get_mut(k) else {
+                continue;
+            };
+            let (key, addr, port) = k;
+            while let Some(a) = e.checker.poll_action() {
+                let d = &e.spec.dest;
+                ops.push(match a {
+                    Action::Add { weight } | Action::SetWeight(weight) => TableOp::Put(
+                        *key,
+                        DestSpec {
+                            weight,
+                            ..d.clone()
+                        },
+                    ),
+                    Action::Remove => TableOp::Remove(*key, *addr, *port),
+                });
+            }
+            while let Some(t) = e.checker.poll_transition() {
+                logs.push(Logged {
+                    service: e.spec.service_name.clone(),
+                    server: e.spec.server_name.clone(),
+                    addr: SocketAddr::new(*addr, *port),
+                    transition: t,
+                });
+            }
+        }
+        ops.extend(self.update_sorry());
+        (ops, logs)
+    }
+
+    /// A real server's health for `fulcrum status`.
+    pub fn describe(
+        &self,
+        key: &ServiceKey,
+        addr: &IpAddr,
+        port: u16,
+        now: Duration,
+    ) -> Option<String> {
+        let e = self.entries.get(&(*key, *addr, port))?;
+        if e.probe.is_none() {
+            return Some("not checked".into());
+        }
+        let state = match e.checker.state() {
+            State::Unknown => "not yet seen alive",
+            State::Alive => "alive",
+            State::Dead => "dead",
+        };
+        let last = match e.checker.last_result() {
+            Some((t, Ok(()))) => format!(
+                "last check ok {:.1}s ago",
+                now.saturating_sub(*t).as_secs_f64()
+            ),
+            Some((t, Err(r))) => format!(
+                "last check failed {:.1}s ago: {r}",
+                now.saturating_sub(*t).as_secs_f64()
+            ),
+            None => "no check yet".into(),
+        };
+        Some(format!("{state} ({} check; {last})", e.spec.kind.name()))
+    }
+
+    /// The checked real servers of a service, sorted.
+    pub fn dests_of(&self, key: &ServiceKey) -> Vec<(IpAddr, u16)> {
+        let mut v: Vec<(IpAddr, u16)> = self
+            .entries
+            .keys()
+            .filter(|(k, _, _)| k == key)
+            .map(|(_, a, p)| (*a, *p))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Whether the sorry server of a service is in.
+    pub fn sorry_serving(&self, key: &ServiceKey) -> Option<SocketAddr> {
+        self.sorry
+            .get(key)
+            .filter(|(s, _)| s.serving())
+            .map(|(_, d)| SocketAddr::new(d.addr, d.port))
+    }
+}
