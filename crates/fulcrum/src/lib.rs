@@ -3,6 +3,7 @@
 //! for trying Fulcrum out (`realserver`, `demo`).
 
 pub mod addresses;
+pub mod agent;
 pub mod check;
 pub mod control;
 pub mod controller;

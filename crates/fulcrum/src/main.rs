@@ -81,6 +81,21 @@ enum Command {
         #[arg(long)]
         udp: bool,
     },
+    /// Run on a real server: answer HAProxy-style agent checks with a weight
+    /// from the host's load (`up ready 75%`), or what an operator writes to
+    /// the state file (`drain`, `maint`, `50%`).
+    Agent {
+        /// Address and port to answer on.
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: SocketAddr,
+        /// A file whose first line, when present and not empty, is sent
+        /// instead.
+        #[arg(long, value_name = "PATH")]
+        state_file: Option<PathBuf>,
+        /// Where the weight comes from: idle CPU or the load average.
+        #[arg(long, value_enum, default_value = "cpu")]
+        source: AgentSource,
+    },
     /// A director on 127.0.0.1:8080 in front of three local real servers
     /// (weights 2, 1, 1, wlc). No root needed; Ctrl-C stops it.
     Demo {
@@ -88,6 +103,12 @@ enum Command {
         #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
     },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum AgentSource {
+    Cpu,
+    Load,
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -162,6 +183,17 @@ fn main() -> ExitCode {
         )),
         Command::Realserver { listen, name, udp } => {
             code(runtime().block_on(fulcrum::realserver::run(listen, name, udp)))
+        }
+        Command::Agent {
+            listen,
+            state_file,
+            source,
+        } => {
+            let source = match source {
+                AgentSource::Cpu => fulcrum::agent::Source::Cpu,
+                AgentSource::Load => fulcrum::agent::Source::Load,
+            };
+            code(runtime().block_on(fulcrum::agent::run(listen, state_file, source)))
         }
         Command::Demo { listen } => {
             fulcrum::run::init_logging();
