@@ -139,7 +139,16 @@ pub struct CheckSpec {
     pub fall: u32,
     /// `quiesce_server`.
     pub quiesce: bool,
+    /// Where the real server's agent answers, when it is asked (`checktype
+    /// = agent` or `load_monitor = agent`).
+    pub agent: Option<std::net::SocketAddr>,
+    /// Its answers set the weight (`load_monitor = agent`, or `checktype =
+    /// agent`, where the agent's line is the whole check).
+    pub agent_weights: bool,
 }
+
+/// The port `fulcrum agent` answers on unless `agent_port` says otherwise.
+pub const DEFAULT_AGENT_PORT: u16 = 9777;
 
 /// A virtual server's sorry server, as the table would hold it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,6 +206,15 @@ impl Config {
                     rise: v.rise.unwrap_or(1),
                     fall: v.fall.unwrap_or(0),
                     quiesce: v.quiesce_server.unwrap_or(false),
+                    agent: (kind == CheckType::Agent || v.load_monitor == Some(LoadMonitor::Agent))
+                        .then(|| {
+                            std::net::SocketAddr::new(
+                                d.addr,
+                                v.agent_port.unwrap_or(DEFAULT_AGENT_PORT),
+                            )
+                        }),
+                    agent_weights: kind == CheckType::Agent
+                        || v.load_monitor == Some(LoadMonitor::Agent),
                 });
             }
         }

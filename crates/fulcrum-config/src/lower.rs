@@ -81,6 +81,7 @@ pub const VIRTUAL_KEYS: &[&str] = &[
     "check_interval",
     "rise",
     "fall",
+    "agent_port",
 ];
 
 /// Keys of a `server` block.
@@ -308,19 +309,17 @@ const RSH: &[(&str, RshCommand)] = &[("rsh", RshCommand::Rsh), ("ssh", RshComman
 const CHECKTYPES: &[(&str, CheckType)] = &[
     ("connect", CheckType::Connect),
     ("negotiate", CheckType::Negotiate),
+    ("agent", CheckType::Agent),
     ("off", CheckType::Off),
 ];
 
 impl Assign<'_> {
     fn checktype(&self) -> Res<CheckType> {
         let v = &self.one()?.text;
-        if matches!(
-            v.as_str(),
-            "ping" | "http_get" | "https_get" | "external" | "agent"
-        ) {
+        if matches!(v.as_str(), "ping" | "http_get" | "https_get" | "external") {
             return Err(self.err(
                 format!("checktype `{v}` is not available in this version of Fulcrum"),
-                "use `connect` or `negotiate` (send/expect), or `off`",
+                "use `connect`, `negotiate` (send/expect), `agent`, or `off`",
             ));
         }
         self.word("checktype", CHECKTYPES)
@@ -637,6 +636,7 @@ fn lower_virtual_key(a: &Assign, v: &mut VirtualServer, diags: &mut Vec<Diagnost
         "check_interval" => put(&mut v.check_interval, a.seconds(false), d),
         "rise" => put(&mut v.rise, a.number(1, 1000, "count"), d),
         "fall" => put(&mut v.fall, a.number(0, 1000, "count"), d),
+        "agent_port" => put(&mut v.agent_port, a.number(1, 65535, "port"), d),
         "client_monitor" => put(&mut v.client_monitor, a.string(), d),
         "master" => put(&mut v.master, a.string(), d),
         "dirs" => put(&mut v.dirs, a.string(), d),
@@ -998,10 +998,11 @@ fn check_virtuals(cfg: &Config, infos: &[VirtualInfo], diags: &mut Vec<Diagnosti
                     .hint("set `checktype = connect` (or `negotiate` with send/expect) to say so and silence this"),
             );
         }
-        if matches!(v.load_monitor, Some(ref m) if *m != LoadMonitor::None) {
+        if matches!(v.load_monitor, Some(ref m) if !matches!(m, LoadMonitor::None | LoadMonitor::Agent))
+        {
             diags.push(
-                Diagnostic::warning(at("load_monitor"), "load monitoring is not available in this version: the configured weights apply statically")
-                    .hint("this is what Piranha does when the load cannot be read; set `load_monitor = none` to silence this"),
+                Diagnostic::warning(at("load_monitor"), "this load monitor is not available in this version: the configured weights apply statically")
+                    .hint("this is what Piranha does when the load cannot be read; `load_monitor = agent` with `fulcrum agent` on the real servers is available; `none` silences this"),
             );
         }
         check_servers(cfg, v, info, family, diags);

@@ -166,6 +166,9 @@ pub enum CheckType {
     Connect,
     /// Piranha's `send`/`expect` exchange.
     Negotiate,
+    /// Ask the real server's agent (`fulcrum agent`, HAProxy's agent-check
+    /// protocol): `down`/`fail`/`stopped`/`maint` fail.
+    Agent,
     /// No checking: the real server is always in service.
     Off,
 }
@@ -176,6 +179,7 @@ impl CheckType {
         match self {
             CheckType::Connect => "connect",
             CheckType::Negotiate => "negotiate",
+            CheckType::Agent => "agent",
             CheckType::Off => "off",
         }
     }
@@ -344,6 +348,7 @@ pub struct VirtualServer {
     pub check_interval: Option<Seconds>,
     pub rise: Option<u32>,
     pub fall: Option<u32>,
+    pub agent_port: Option<u16>,
     pub client_monitor: Option<String>,
     pub master: Option<String>,
     pub dirs: Option<String>,

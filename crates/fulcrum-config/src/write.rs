@@ -162,6 +162,7 @@ pub fn write(cfg: &Config) -> String {
         o.kv("check_interval", v.check_interval.map(|s| s.to_string()));
         o.kv("rise", v.rise.map(|r| r.to_string()));
         o.kv("fall", v.fall.map(|f| f.to_string()));
+        o.kv("agent_port", v.agent_port.map(|p| p.to_string()));
         o.kv("client_monitor", v.client_monitor.as_deref().map(quote));
         o.kv("master", v.master.as_deref().map(quote));
         o.kv("dirs", v.dirs.as_deref().map(quote));

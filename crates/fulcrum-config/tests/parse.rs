@@ -149,6 +149,41 @@ fn extensions() {
 }
 
 #[test]
+fn agent_checks_and_load_monitor() {
+    let src = "virtual web {\n address = 10.0.0.1\n active = 1\n port = 8080\n load_monitor = agent\n agent_port = 4000\n server a {\n  address = 10.1.0.1\n  active = 1\n }\n server b {\n  address = 10.1.0.2\n  active = 1\n  checktype = agent\n }\n}\nvirtual plain {\n address = 10.0.0.2\n active = 1\n port = 8080\n server c {\n  address = 10.1.0.3\n  active = 1\n  checktype = agent\n }\n}\n";
+    let p = parse(src);
+    assert!(
+        p.diagnostics.is_empty(),
+        "load_monitor = agent draws no warning"
+    );
+    let checks = p.config.checks();
+    let got: Vec<_> = checks
+        .iter()
+        .map(|c| {
+            (
+                c.server_name.as_str(),
+                c.kind,
+                c.agent.map(|a| a.to_string()),
+                c.agent_weights,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("a", CheckType::Connect, Some("10.1.0.1:4000".into()), true),
+            ("b", CheckType::Agent, Some("10.1.0.2:4000".into()), true),
+            ("c", CheckType::Agent, Some("10.1.0.3:9777".into()), true),
+        ]
+    );
+    assert_eq!(
+        errors("virtual v {\n address = 10.0.0.1\n agent_port = 0\n}\n").len(),
+        1,
+        "port 0 is refused"
+    );
+}
+
+#[test]
 fn inactive_servers_and_virtuals_are_left_out_of_the_table() {
     let cfg = ok(
         "virtual a {\n address = 10.0.0.1\n active = 0\n}\nvirtual b {\n address = 10.0.0.2\n active = 1\n server x {\n  address = 10.1.0.1\n  active = 0\n }\n server y {\n  address = 10.1.0.2\n  active = 1\n }\n}\n",
@@ -231,7 +266,7 @@ fn warnings_do_not_fail() {
     let w: Vec<&str> = p.diagnostics.iter().map(|d| d.message.as_str()).collect();
     assert_eq!(w.len(), 3, "{w:?}");
     assert!(w[0].contains("no `active` key"));
-    assert!(w[1].contains("load monitoring"));
+    assert!(w[1].contains("load monitor"));
     assert!(w[2].contains("real server `s` has no `active` key"));
 }
 
@@ -307,7 +342,7 @@ mod roundtrip {
             remap in proptest::option::of(1u16..),
             u in proptest::option::of(0u32..1000),
             pp in proptest::option::of(prop_oneof![Just(ProxyProtocolVersion::V1), Just(ProxyProtocolVersion::V2)]),
-            ct in proptest::option::of(prop_oneof![Just(CheckType::Connect), Just(CheckType::Negotiate), Just(CheckType::Off)]),
+            ct in proptest::option::of(prop_oneof![Just(CheckType::Connect), Just(CheckType::Negotiate), Just(CheckType::Agent), Just(CheckType::Off)]),
         ) -> RealServer {
             let address: IpAddr = if v6 { Ipv6Addr::from(0x2001_0db8_u128 << 96 | i as u128).into() } else { Ipv4Addr::from(0x0a01_0000 + i as u32).into() };
             RealServer {
@@ -395,6 +430,7 @@ mod roundtrip {
                         timeout,
                         send,
                         load_monitor: Some(LoadMonitor::None),
+                        agent_port: Some(9000 + i as u16),
                         servers,
                         ..Default::default()
                     }
