@@ -111,7 +111,13 @@ pub struct Checker {
     ok_since: Option<Duration>,
     ok_run: u32,
     fail_run: u32,
+    /// The weight before the load share: the configured weight, or where
+    /// slow start has got to.
     weight: u32,
+    /// The share of it the real server's load allows, in percent.
+    share: u32,
+    /// The weight the table was last told.
+    reported: u32,
     started: Duration,
     last_result: Option<(Duration, Result<(), String>)>,
     actions: Vec<Action>,
@@ -133,6 +139,8 @@ impl Checker {
             ok_run: 0,
             fail_run: 0,
             weight: 0,
+            share: 100,
+            reported: 0,
             started: now,
             last_result: None,
             actions: Vec::new(),
@@ -154,9 +162,9 @@ impl Checker {
             return;
         }
         self.params.weight = weight;
-        if self.state == State::Alive && self.weight != weight {
+        if self.state == State::Alive {
             self.weight = weight;
-            self.actions.push(Action::SetWeight(weight));
+            self.report();
         }
     }
 
@@ -165,9 +173,42 @@ impl Checker {
         self.state
     }
 
-    /// The weight in the table now (0 when out of service or quiesced).
+    /// The weight in the table now (0 when out of service or quiesced):
+    /// the slow-start weight times the load share.
     pub fn weight(&self) -> u32 {
-        self.weight
+        match self.state {
+            State::Alive => self.effective(),
+            _ => 0,
+        }
+    }
+
+    fn effective(&self) -> u32 {
+        if self.weight == 0 || self.share == 0 {
+            0
+        } else {
+            (self.weight * self.share / 100).max(1)
+        }
+    }
+
+    /// Tell the table the weight if it changed.
+    fn report(&mut self) {
+        let w = self.effective();
+        if self.state == State::Alive && w != self.reported {
+            self.reported = w;
+            self.actions.push(Action::SetWeight(w));
+        }
+    }
+
+    /// The real server's load allows this share of its weight, in percent
+    /// (an agent's `N%`; 0 drains it). 100 when its load cannot be read.
+    pub fn set_share(&mut self, pct: u32) {
+        self.share = pct;
+        self.report();
+    }
+
+    /// The share of its weight the server's load allows, in percent.
+    pub fn share(&self) -> u32 {
+        self.share
     }
 
     /// The last probe result and when it came.
@@ -318,6 +359,7 @@ impl Checker {
         let from = self.state;
         self.state = State::Dead;
         self.weight = 0;
+        self.reported = 0;
         self.ok_since = None;
         self.ok_run = 0;
         self.actions.push(if self.params.quiesce {
@@ -338,7 +380,7 @@ impl Checker {
     fn ramp_up(&mut self) {
         if self.weight < self.params.weight {
             self.weight = (self.weight * 2).min(self.params.weight);
-            self.actions.push(Action::SetWeight(self.weight));
+            self.report();
         }
     }
 }

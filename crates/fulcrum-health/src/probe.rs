@@ -19,6 +19,108 @@ pub enum Expect {
     Regex(regex::bytes::Regex),
 }
 
+/// An agent's answer (HAProxy's agent-check protocol): every category
+/// optional, the last word of each category winning.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentReply {
+    /// `N%` or `weight:N%`: the share of the configured weight wanted.
+    pub weight_pct: Option<u32>,
+    /// `up` (true) or `down`/`fail`/`stopped` (false).
+    pub up: Option<bool>,
+    /// `ready`, `drain` or `maint`.
+    pub admin: Option<String>,
+    /// What follows `#`.
+    pub reason: Option<String>,
+}
+
+impl AgentReply {
+    /// Parse one line. Unknown words are ignored, as HAProxy records them
+    /// only as an error message.
+    pub fn parse(line: &str) -> AgentReply {
+        let line = line.split(['\r', '\n']).next().unwrap_or("");
+        let (words, reason) = match line.split_once('#') {
+            Some((w, r)) => (w, Some(r.trim().to_string()).filter(|r| !r.is_empty())),
+            None => (line, None),
+        };
+        let mut r = AgentReply {
+            reason,
+            ..Default::default()
+        };
+        for w in words.split([' ', '\t', ',']).filter(|w| !w.is_empty()) {
+            let w = w.to_ascii_lowercase();
+            let pct = w.strip_prefix("weight:").unwrap_or(&w);
+            if let Some(n) = pct.strip_suffix('%').and_then(|n| n.parse::<u32>().ok()) {
+                r.weight_pct = Some(n.min(256));
+                continue;
+            }
+            match w.as_str() {
+                "up" => r.up = Some(true),
+                "down" | "fail" | "stopped" => r.up = Some(false),
+                "ready" | "drain" | "maint" => r.admin = Some(w),
+                _ => {}
+            }
+        }
+        r
+    }
+
+    /// As a health verdict: `maint` and `down`/`fail`/`stopped` are
+    /// failures, with the agent's reason.
+    pub fn health(&self) -> Result<(), String> {
+        let why = |w: &str| match &self.reason {
+            Some(r) => format!("agent says {w}: {r}"),
+            None => format!("agent says {w}"),
+        };
+        if self.admin.as_deref() == Some("maint") {
+            return Err(why("maint"));
+        }
+        if self.up == Some(false) {
+            return Err(why("down"));
+        }
+        Ok(())
+    }
+
+    /// The share of the configured weight wanted, in percent: 0 for
+    /// `drain`, the agent's figure otherwise, else 100.
+    pub fn share(&self) -> u32 {
+        if self.admin.as_deref() == Some("drain") {
+            0
+        } else {
+            self.weight_pct.unwrap_or(100)
+        }
+    }
+}
+
+/// Ask an agent (e.g. `fulcrum agent`) for its line.
+pub async fn ask_agent(addr: SocketAddr, timeout: Duration) -> Result<AgentReply, String> {
+    let ask = async {
+        let mut s = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("agent {addr}: {e}"))?;
+        let mut buf = Vec::with_capacity(128);
+        let mut chunk = [0u8; 128];
+        while !buf.contains(&b'\n') && buf.len() < 1024 {
+            let n = s
+                .read(&mut chunk)
+                .await
+                .map_err(|e| format!("agent {addr}: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        if !buf.contains(&b'\n') {
+            return Err(format!("agent {addr}: incomplete line"));
+        }
+        Ok(AgentReply::parse(&String::from_utf8_lossy(&buf)))
+    };
+    tokio::time::timeout(timeout, ask).await.map_err(|_| {
+        format!(
+            "agent {addr}: no answer within {:.1}s",
+            timeout.as_secs_f64()
+        )
+    })?
+}
+
 /// A probe of one real server.
 #[derive(Debug, Clone)]
 pub enum Probe {
@@ -35,6 +137,19 @@ pub enum Probe {
         /// What the reply must look like.
         expect: Expect,
     },
+    /// TCP: the real server's agent answers a line saying it is up (and
+    /// which share of its weight it wants).
+    Agent(SocketAddr),
+}
+
+/// What one round of checking a real server found.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The health verdict.
+    pub health: Result<(), String>,
+    /// The share of its weight the server's agent asked for, in percent,
+    /// or why the agent could not be read; `None` when it was not asked.
+    pub share: Option<Result<u32, String>>,
 }
 
 impl Probe {
@@ -57,8 +172,33 @@ impl Probe {
                 Probe::TcpConnect(_) => format!("connect timeout after {secs:.1}s"),
                 Probe::UdpConnect(_) => unreachable!("UDP probes time out as success"),
                 Probe::Negotiate { .. } => format!("no complete reply within {secs:.1}s"),
+                Probe::Agent(_) => format!("agent: no answer within {secs:.1}s"),
             }),
         }
+    }
+
+    /// Run the probe and, when it passes and `load_from` names an agent,
+    /// ask the agent for the server's share of its weight. An agent probe
+    /// reads both from the one answer.
+    pub async fn run_with_load(&self, timeout: Duration, load_from: Option<SocketAddr>) -> Outcome {
+        if let Probe::Agent(addr) = self {
+            return match ask_agent(*addr, timeout).await {
+                Ok(reply) => Outcome {
+                    health: reply.health(),
+                    share: Some(Ok(reply.share())),
+                },
+                Err(e) => Outcome {
+                    health: Err(e),
+                    share: None,
+                },
+            };
+        }
+        let health = self.run(timeout).await;
+        let share = match (load_from, &health) {
+            (Some(addr), Ok(())) => Some(ask_agent(addr, timeout).await.map(|r| r.share())),
+            _ => None,
+        };
+        Outcome { health, share }
     }
 
     async fn run_inner(&self, timeout: Duration) -> Result<(), String> {
@@ -68,6 +208,7 @@ impl Probe {
                 .map(|_| ())
                 .map_err(|e| format!("connect: {e}")),
             Probe::UdpConnect(a) => udp_probe(*a, timeout).await,
+            Probe::Agent(a) => ask_agent(*a, timeout).await?.health(),
             Probe::Negotiate { addr, send, expect } => {
                 let mut s = TcpStream::connect(addr)
                     .await
@@ -144,6 +285,39 @@ async fn udp_probe(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
 mod tests {
     use super::*;
     use tokio::net::TcpListener;
+
+    #[test]
+    fn agent_grammar() {
+        let r = AgentReply::parse("up ready 75%\n");
+        assert_eq!(
+            (r.up, r.admin.as_deref(), r.weight_pct, r.share()),
+            (Some(true), Some("ready"), Some(75), 75)
+        );
+        let r = AgentReply::parse("DRAIN, weight:30% # rolling upgrade\r\n");
+        assert_eq!(
+            (r.share(), r.reason.as_deref()),
+            (0, Some("rolling upgrade"))
+        );
+        assert_eq!(
+            AgentReply::parse("10% 20%").weight_pct,
+            Some(20),
+            "last word wins"
+        );
+        assert_eq!(
+            AgentReply::parse("down # disk full").health(),
+            Err("agent says down: disk full".into())
+        );
+        assert_eq!(
+            AgentReply::parse("maint").health(),
+            Err("agent says maint".into())
+        );
+        assert_eq!(
+            AgentReply::parse("fail stopped up").health(),
+            Ok(()),
+            "last health word wins"
+        );
+        assert_eq!(AgentReply::parse("hello").share(), 100);
+    }
 
     /// A server that answers after reading a request, or at once with a
     /// banner (as SSH and SMTP do).

@@ -260,3 +260,26 @@ fn weight_and_quiesce_change_without_losing_health_state() {
         "dies quiesced, as updated"
     );
 }
+
+#[test]
+fn load_share_scales_the_weight_and_zero_drains() {
+    let mut c = Checker::new(params(10), s(0));
+    replay(&mut c, s(0), s(1), |_| true);
+    c.set_share(50);
+    assert_eq!(
+        (c.weight(), c.poll_action()),
+        (5, Some(Action::SetWeight(5)))
+    );
+    c.set_share(50);
+    assert_eq!(c.poll_action(), None, "no change, nothing to tell");
+    c.set_share(0);
+    assert_eq!(c.poll_action(), Some(Action::SetWeight(0)));
+    c.set_share(1);
+    assert_eq!(
+        c.poll_action(),
+        Some(Action::SetWeight(1)),
+        "a tiny share still gets weight 1"
+    );
+    c.set_share(100);
+    assert_eq!(c.poll_action(), Some(Action::SetWeight(10)));
+}

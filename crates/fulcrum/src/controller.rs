@@ -334,14 +334,7 @@ impl Controller {
         for due in self.monitor.due(now) {
             let tx = self.health_tx.clone();
             tokio::spawn(async move {
-                let result = due.probe.run(due.timeout).await;
-                let _ = tx
-                    .send(HealthResult {
-                        dest: due.dest,
-                        generation: due.generation,
-                        result,
-                    })
-                    .await;
+                let _ = tx.send(HealthResult::of(due).await).await;
             });
         }
         self.apply_health();
@@ -354,14 +347,7 @@ impl Controller {
         let now = self.now();
         let mut set = tokio::task::JoinSet::new();
         for due in self.monitor.due(now) {
-            set.spawn(async move {
-                let result = due.probe.run(due.timeout).await;
-                HealthResult {
-                    dest: due.dest,
-                    generation: due.generation,
-                    result,
-                }
-            });
+            set.spawn(HealthResult::of(due));
         }
         while let Some(Ok(r)) = set.join_next().await {
             let now = self.now();

@@ -24,6 +24,21 @@ pub struct HealthResult {
     pub generation: u64,
     /// The outcome.
     pub result: Result<(), String>,
+    /// The load share the server's agent reported, if it was asked.
+    pub share: Option<Result<u32, String>>,
+}
+
+impl HealthResult {
+    /// Run a due probe (and ask for the load where configured).
+    pub async fn of(due: DueProbe) -> HealthResult {
+        let out = due.probe.run_with_load(due.timeout, due.load_from).await;
+        HealthResult {
+            dest: due.dest,
+            generation: due.generation,
+            result: out.health,
+            share: out.share,
+        }
+    }
 }
 
 /// A probe to start.
@@ -37,6 +52,8 @@ pub struct DueProbe {
     pub probe: Probe,
     /// How long it may take.
     pub timeout: Duration,
+    /// The agent to ask for the server's load after a good probe.
+    pub load_from: Option<SocketAddr>,
 }
 
 /// A change to the table.
@@ -67,12 +84,19 @@ struct Entry {
     checker: Checker,
     probe: Option<Probe>,
     generation: u64,
+    /// The agent's load could not be read and this was logged (once per
+    /// outage, not per probe).
+    load_unreadable: bool,
 }
 
 fn probe_for(spec: &CheckSpec) -> Result<Option<Probe>, String> {
     let addr = SocketAddr::new(spec.dest.addr, spec.dest.port);
     Ok(match (spec.kind, spec.udp) {
         (CheckType::Off, _) => None,
+        (CheckType::Agent, _) => Some(Probe::Agent(
+            spec.agent
+                .ok_or("checktype `agent` needs the agent's address")?,
+        )),
         (_, true) => Some(Probe::UdpConnect(addr)),
         (CheckType::Connect, false) => Some(Probe::TcpConnect(addr)),
         (CheckType::Negotiate, false) => {
@@ -142,11 +166,31 @@ impl Monitor {
             // its check; a new weight or quiesce mode is taken in place.
             let same_check = |a: &CheckSpec, b: &CheckSpec| {
                 (
-                    a.kind, &a.send, &a.expect, a.regex, a.udp, a.interval, a.timeout, a.reentry,
-                    a.rise, a.fall,
+                    a.kind,
+                    &a.send,
+                    &a.expect,
+                    a.regex,
+                    a.udp,
+                    a.interval,
+                    a.timeout,
+                    a.reentry,
+                    a.rise,
+                    a.fall,
+                    a.agent,
+                    a.agent_weights,
                 ) == (
-                    b.kind, &b.send, &b.expect, b.regex, b.udp, b.interval, b.timeout, b.reentry,
-                    b.rise, b.fall,
+                    b.kind,
+                    &b.send,
+                    &b.expect,
+                    b.regex,
+                    b.udp,
+                    b.interval,
+                    b.timeout,
+                    b.reentry,
+                    b.rise,
+                    b.fall,
+                    b.agent,
+                    b.agent_weights,
                 )
             };
             let entry = match self.entries.remove(&key) {
@@ -162,6 +206,7 @@ impl Monitor {
                         spec,
                         probe,
                         generation: self.generation,
+                        load_unreadable: false,
                     }
                 }
             };
@@ -274,6 +319,10 @@ impl Monitor {
                     generation: e.generation,
                     probe: probe.clone(),
                     timeout,
+                    load_from: e
+                        .spec
+                        .agent
+                        .filter(|_| e.spec.agent_weights && e.spec.kind != CheckType::Agent),
                 });
             }
         }
@@ -285,6 +334,22 @@ impl Monitor {
         if let Some(e) = self.entries.get_mut(&r.dest)
             && e.generation == r.generation
         {
+            // The share first, so a server coming back enters at it.
+            match r.share {
+                Some(Ok(pct)) => {
+                    e.load_unreadable = false;
+                    e.checker.set_share(pct);
+                }
+                Some(Err(why)) => {
+                    if !e.load_unreadable {
+                        tracing::warn!(service = %e.spec.service_name, server = %e.spec.server_name, error = %why,
+                            "load cannot be read: the configured weight applies until the agent answers");
+                        e.load_unreadable = true;
+                    }
+                    e.checker.set_share(100);
+                }
+                None => {}
+            }
             e.checker.handle_result(now, r.result);
         }
     }
@@ -352,7 +417,17 @@ impl Monitor {
             ),
             None => "no check yet".into(),
         };
-        Some(format!("{state} ({} check; {last})", e.spec.kind.name()))
+        let load = if !e.spec.agent_weights {
+            String::new()
+        } else if e.load_unreadable {
+            "; load unreadable, configured weight applies".into()
+        } else {
+            format!("; agent asks {}% of weight", e.checker.share())
+        };
+        Some(format!(
+            "{state} ({} check; {last}{load})",
+            e.spec.kind.name()
+        ))
     }
 
     /// The checked real servers of a service, sorted.

@@ -559,3 +559,86 @@ fn proxy_protocol_v1_and_v2_tell_nginx_the_client_address() {
         );
     }
 }
+
+/// The weight `adm -L -n` lists for a real server, if it is in the table.
+fn listed_weight(listing: &str, rs: &str) -> Option<u32> {
+    listing.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.first() == Some(&"->") && f.get(1) == Some(&rs)).then(|| f[3].parse().unwrap())
+    })
+}
+
+fn agent(listen: &str, state: &std::path::Path) -> Proc {
+    let p = Proc(
+        Command::new(BIN)
+            .args(["agent", "--listen", listen, "--state-file"])
+            .arg(state)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let a: SocketAddr = listen.parse().unwrap();
+    wait_until("the agent", || TcpStream::connect(a).is_ok());
+    p
+}
+
+#[test]
+fn agents_set_weights_and_take_servers_out() {
+    let _rs = realservers(32, 2);
+    let cfg = "virtual web {\n address = 127.32.0.1\n active = 1\n port = 8080\n scheduler = wrr\n\
+               load_monitor = agent\n agent_port = 9777\n check_interval = 0.2\n fall = 1\n reentry = 0\n timeout = 2\n\
+               server rs1 {\n  address = 127.32.0.11\n  port = 8081\n  active = 1\n  weight = 100\n }\n\
+               server rs2 {\n  address = 127.32.0.12\n  port = 8081\n  active = 1\n  weight = 100\n  checktype = agent\n }\n}\n";
+    let states = TempDir::new("agent-states");
+    let (a, b) = (states.0.join("a"), states.0.join("b"));
+    std::fs::write(&a, "up 100%\n").unwrap();
+    std::fs::write(&b, "up\n").unwrap();
+    let agent_a = agent("127.32.0.11:9777", &a);
+    let _agent_b = agent("127.32.0.12:9777", &b);
+    let d = Director::start("agents", cfg);
+    let weights = || {
+        let l = d.ok("-L -n");
+        (
+            listed_weight(&l, "127.32.0.11:8081"),
+            listed_weight(&l, "127.32.0.12:8081"),
+        )
+    };
+    wait_until("both servers at full weight", || {
+        weights() == (Some(100), Some(100))
+    });
+
+    // load_monitor = agent: the agent's share scales the configured weight.
+    std::fs::write(&a, "up 50%\n").unwrap();
+    wait_until("rs1 at half weight", || weights().0 == Some(50));
+    assert!(
+        d.run("status", &[]).1.contains("agent asks 50% of weight"),
+        "status shows the share"
+    );
+    std::fs::write(&a, "drain\n").unwrap();
+    wait_until("rs1 drained", || weights().0 == Some(0));
+
+    // An agent that stops answering: the connect check still passes, so
+    // the server stays in at its configured weight, and status says why.
+    drop(agent_a);
+    wait_until("rs1 back at its configured weight", || {
+        weights().0 == Some(100)
+    });
+    assert!(d.run("status", &[]).1.contains("load unreadable"));
+
+    // checktype = agent: the agent's line is the health check.
+    std::fs::write(&b, "down # disk full\n").unwrap();
+    wait_until("rs2 out of the table", || weights().1.is_none());
+    let status = d.run("status", &[]).1;
+    assert!(
+        status.contains("disk full"),
+        "status gives the agent's reason: {status}"
+    );
+    std::fs::write(&b, "up 25%\n").unwrap();
+    wait_until("rs2 back at a quarter weight", || weights().1 == Some(25));
+    // Traffic follows: rs1 100 to rs2 25 under wrr.
+    let names: Vec<String> = (0..50).map(|_| get("127.32.0.1:8080")).collect();
+    assert_eq!(
+        counts(&names),
+        HashMap::from([("rs1".into(), 40), ("rs2".into(), 10)])
+    );
+}
