@@ -118,7 +118,8 @@ pub struct CheckSpec {
     pub dest: DestSpec,
     /// Connect, negotiate or off.
     pub kind: CheckType,
-    /// For negotiate: what to send.
+    /// For negotiate: what to send; for external: the `send_program`
+    /// command line.
     pub send: Vec<u8>,
     /// For negotiate: what to expect (`None` with nothing sent: any reply;
     /// the port-80 default is filled in).
@@ -139,6 +140,9 @@ pub struct CheckSpec {
     pub fall: u32,
     /// `quiesce_server`.
     pub quiesce: bool,
+    /// `misc_dynamic`: an external check's exit code 2..=255 sets the
+    /// weight to code − 2.
+    pub misc_dynamic: bool,
     /// Where the real server's agent answers, when it is asked (`checktype
     /// = agent` or `load_monitor = agent`).
     pub agent: Option<std::net::SocketAddr>,
@@ -176,13 +180,20 @@ impl Config {
                 let server = v.servers.iter().find(|s| &s.name == name);
                 let has_exchange = v.send.is_some() || v.expect.is_some();
                 let kind = server.and_then(|s| s.checktype).or(v.checktype).unwrap_or(
-                    if has_exchange || v.effective_port() == 80 {
+                    if v.send_program.is_some() {
+                        CheckType::External
+                    } else if has_exchange || v.effective_port() == 80 {
                         CheckType::Negotiate
                     } else {
                         CheckType::Connect
                     },
                 );
-                let (send, expect) = if !has_exchange && kind == CheckType::Negotiate {
+                let (send, expect) = if kind == CheckType::External {
+                    (
+                        v.send_program.clone().unwrap_or_default().into_bytes(),
+                        v.expect.clone(),
+                    )
+                } else if !has_exchange && kind == CheckType::Negotiate {
                     (b"GET / HTTP/1.0\r\n\r\n".to_vec(), Some("HTTP".to_string()))
                 } else {
                     (
@@ -206,6 +217,7 @@ impl Config {
                     rise: v.rise.unwrap_or(1),
                     fall: v.fall.unwrap_or(0),
                     quiesce: v.quiesce_server.unwrap_or(false),
+                    misc_dynamic: v.misc_dynamic.unwrap_or(false),
                     agent: (kind == CheckType::Agent || v.load_monitor == Some(LoadMonitor::Agent))
                         .then(|| {
                             std::net::SocketAddr::new(

@@ -82,6 +82,7 @@ pub const VIRTUAL_KEYS: &[&str] = &[
     "rise",
     "fall",
     "agent_port",
+    "misc_dynamic",
 ];
 
 /// Keys of a `server` block.
@@ -310,16 +311,17 @@ const CHECKTYPES: &[(&str, CheckType)] = &[
     ("connect", CheckType::Connect),
     ("negotiate", CheckType::Negotiate),
     ("agent", CheckType::Agent),
+    ("external", CheckType::External),
     ("off", CheckType::Off),
 ];
 
 impl Assign<'_> {
     fn checktype(&self) -> Res<CheckType> {
         let v = &self.one()?.text;
-        if matches!(v.as_str(), "ping" | "http_get" | "https_get" | "external") {
+        if matches!(v.as_str(), "ping" | "http_get" | "https_get") {
             return Err(self.err(
                 format!("checktype `{v}` is not available in this version of Fulcrum"),
-                "use `connect`, `negotiate` (send/expect), `agent`, or `off`",
+                "use `connect`, `negotiate` (send/expect), `agent`, `external` (send_program), or `off`",
             ));
         }
         self.word("checktype", CHECKTYPES)
@@ -637,6 +639,7 @@ fn lower_virtual_key(a: &Assign, v: &mut VirtualServer, diags: &mut Vec<Diagnost
         "rise" => put(&mut v.rise, a.number(1, 1000, "count"), d),
         "fall" => put(&mut v.fall, a.number(0, 1000, "count"), d),
         "agent_port" => put(&mut v.agent_port, a.number(1, 65535, "port"), d),
+        "misc_dynamic" => put(&mut v.misc_dynamic, a.bool(), d),
         "client_monitor" => put(&mut v.client_monitor, a.string(), d),
         "master" => put(&mut v.master, a.string(), d),
         "dirs" => put(&mut v.dirs, a.string(), d),
@@ -992,10 +995,20 @@ fn check_virtuals(cfg: &Config, infos: &[VirtualInfo], diags: &mut Vec<Diagnosti
                 .hint("use an address of the same family as `address`"),
             );
         }
-        if v.send_program.is_some() && v.checktype.is_none() {
+        let external = v.checktype == Some(CheckType::External)
+            || v.servers
+                .iter()
+                .any(|s| s.checktype == Some(CheckType::External));
+        if external && v.send_program.is_none() {
             diags.push(
-                Diagnostic::warning(at("send_program"), "`send_program` checks are not available in this version: the real servers are checked with a TCP connect")
-                    .hint("set `checktype = connect` (or `negotiate` with send/expect) to say so and silence this"),
+                Diagnostic::error(at("checktype"), format!("virtual server `{}` has external checks but no `send_program`", v.name))
+                    .hint("add `send_program = \"/path/to/check %h %p\"` (%h: the real server's address, %p: its port)"),
+            );
+        }
+        if v.misc_dynamic == Some(true) && v.expect.is_some() && v.send_program.is_some() {
+            diags.push(
+                Diagnostic::warning(at("misc_dynamic"), "`misc_dynamic` has no effect when `expect` is set: the program's output decides, not its exit code")
+                    .hint("remove `expect` to let the exit code set the weight"),
             );
         }
         if matches!(v.load_monitor, Some(ref m) if !matches!(m, LoadMonitor::None | LoadMonitor::Agent))

@@ -169,6 +169,10 @@ pub enum CheckType {
     /// Ask the real server's agent (`fulcrum agent`, HAProxy's agent-check
     /// protocol): `down`/`fail`/`stopped`/`maint` fail.
     Agent,
+    /// Run `send_program` (Piranha) / a MISC_CHECK (keepalived): its
+    /// output is compared with `expect`, or without `expect` its exit
+    /// code decides.
+    External,
     /// No checking: the real server is always in service.
     Off,
 }
@@ -180,6 +184,7 @@ impl CheckType {
             CheckType::Connect => "connect",
             CheckType::Negotiate => "negotiate",
             CheckType::Agent => "agent",
+            CheckType::External => "external",
             CheckType::Off => "off",
         }
     }
@@ -349,6 +354,7 @@ pub struct VirtualServer {
     pub rise: Option<u32>,
     pub fall: Option<u32>,
     pub agent_port: Option<u16>,
+    pub misc_dynamic: Option<bool>,
     pub client_monitor: Option<String>,
     pub master: Option<String>,
     pub dirs: Option<String>,

@@ -163,6 +163,7 @@ pub fn write(cfg: &Config) -> String {
         o.kv("rise", v.rise.map(|r| r.to_string()));
         o.kv("fall", v.fall.map(|f| f.to_string()));
         o.kv("agent_port", v.agent_port.map(|p| p.to_string()));
+        o.kv("misc_dynamic", v.misc_dynamic.map(|b| bool01(b).into()));
         o.kv("client_monitor", v.client_monitor.as_deref().map(quote));
         o.kv("master", v.master.as_deref().map(quote));
         o.kv("dirs", v.dirs.as_deref().map(quote));

@@ -184,6 +184,25 @@ fn agent_checks_and_load_monitor() {
 }
 
 #[test]
+fn send_program_makes_external_checks() {
+    let src = "virtual web {\n address = 10.0.0.1\n active = 1\n port = 80\n send_program = \"/bin/check %h %p\"\n misc_dynamic = 1\n server a {\n  address = 10.1.0.1\n  active = 1\n }\n server b {\n  address = 10.1.0.2\n  active = 1\n  checktype = connect\n }\n}\n";
+    let p = parse(src);
+    assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+    let c = p.config.checks();
+    assert_eq!(
+        (c[0].kind, c[0].send.as_slice(), c[0].misc_dynamic),
+        (CheckType::External, b"/bin/check %h %p".as_slice(), true),
+        "send_program is the check, even on port 80"
+    );
+    assert_eq!(c[1].kind, CheckType::Connect, "a server may choose its own");
+    let e = errors(
+        "virtual web {\n address = 10.0.0.1\n active = 1\n server a {\n  address = 10.1.0.1\n  active = 1\n  checktype = external\n }\n}\n",
+    );
+    assert_eq!(e.len(), 1);
+    assert!(e[0].contains("no `send_program`"), "{e:?}");
+}
+
+#[test]
 fn inactive_servers_and_virtuals_are_left_out_of_the_table() {
     let cfg = ok(
         "virtual a {\n address = 10.0.0.1\n active = 0\n}\nvirtual b {\n address = 10.0.0.2\n active = 1\n server x {\n  address = 10.1.0.1\n  active = 0\n }\n server y {\n  address = 10.1.0.2\n  active = 1\n }\n}\n",
@@ -431,6 +450,7 @@ mod roundtrip {
                         send,
                         load_monitor: Some(LoadMonitor::None),
                         agent_port: Some(9000 + i as u16),
+                        misc_dynamic: Some(i.is_multiple_of(2)),
                         servers,
                         ..Default::default()
                     }

@@ -140,6 +140,18 @@ pub enum Probe {
     /// TCP: the real server's agent answers a line saying it is up (and
     /// which share of its weight it wants).
     Agent(SocketAddr),
+    /// A program run by `/bin/sh -c` (Piranha's `send_program`, keepalived's
+    /// MISC_CHECK): with `expect`, its output must match; without, exit 0
+    /// passes and 1 fails, and 2..=255 fails — or, `dynamic`, passes with
+    /// weight code − 2.
+    External {
+        /// The command line, `%h` and `%p` already substituted.
+        command: String,
+        /// What its output must look like.
+        expect: Option<Expect>,
+        /// keepalived's `misc_dynamic`.
+        dynamic: bool,
+    },
 }
 
 /// What one round of checking a real server found.
@@ -150,6 +162,116 @@ pub struct Outcome {
     /// The share of its weight the server's agent asked for, in percent,
     /// or why the agent could not be read; `None` when it was not asked.
     pub share: Option<Result<u32, String>>,
+    /// The weight an external check's exit code set (`misc_dynamic`).
+    pub weight: Option<u32>,
+}
+
+/// Substitute `%h` (the real server's address) and `%p` (its port) in a
+/// `send_program` command line; `%%` is a literal `%`.
+pub fn expand_program(template: &str, addr: SocketAddr) -> String {
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut chars = template.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('h') => out.push_str(&addr.ip().to_string()),
+            Some('p') => out.push_str(&addr.port().to_string()),
+            Some('%') => out.push('%'),
+            Some(other) => {
+                out.push('%');
+                out.push(other);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
+/// Whether a reply matches what is expected, in words when it does not.
+fn judge(expect: &Expect, got: &[u8]) -> Result<(), String> {
+    let shown = || String::from_utf8_lossy(got).escape_debug().to_string();
+    match expect {
+        Expect::Anything if !got.is_empty() => Ok(()),
+        Expect::Anything => Err("no reply".into()),
+        Expect::Prefix(p) if got.starts_with(p) => Ok(()),
+        Expect::Prefix(p) => {
+            let p = String::from_utf8_lossy(p).escape_debug().to_string();
+            if got.is_empty() {
+                Err(format!("expected \"{p}\" got nothing"))
+            } else {
+                Err(format!("expected \"{p}\" got \"{}\"", shown()))
+            }
+        }
+        Expect::Regex(re) if re.is_match(got) => Ok(()),
+        Expect::Regex(re) => Err(format!(
+            "reply \"{}\" does not match /{}/",
+            shown(),
+            re.as_str()
+        )),
+    }
+}
+
+/// Run an external check, killing its whole process group if it is still
+/// running at `timeout`.
+async fn run_external(
+    command: &str,
+    expect: Option<&Expect>,
+    dynamic: bool,
+    timeout: Duration,
+) -> (Result<(), String>, Option<u32>) {
+    let mut cmd = tokio::process::Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(command)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return (Err(format!("cannot run `{command}`: {e}")), None),
+    };
+    let group = child.id();
+    let stdout = child.stdout.take();
+    let work = async {
+        let mut got = Vec::new();
+        if let Some(out) = stdout {
+            // At most 64 KiB of output is read; `expect` looks at the start.
+            let _ = out.take(64 * 1024).read_to_end(&mut got).await;
+        }
+        (got, child.wait().await)
+    };
+    let (got, status) = match tokio::time::timeout(timeout, work).await {
+        Ok(r) => r,
+        Err(_) => {
+            if let Some(pid) = group.and_then(|g| rustix::process::Pid::from_raw(g as i32)) {
+                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            }
+            return (
+                Err(format!(
+                    "`{command}` still running after {:.1}s: killed",
+                    timeout.as_secs_f64()
+                )),
+                None,
+            );
+        }
+    };
+    let status = match status {
+        Ok(s) => s,
+        Err(e) => return (Err(format!("`{command}`: {e}")), None),
+    };
+    if let Some(expect) = expect {
+        return (judge(expect, &got).map_err(|e| format!("output {e}")), None);
+    }
+    match status.code() {
+        Some(0) => (Ok(()), None),
+        Some(c @ 2..=255) if dynamic => (Ok(()), Some(c as u32 - 2)),
+        Some(c) => (Err(format!("`{command}` exited with {c}")), None),
+        None => (Err(format!("`{command}` was killed by a signal")), None),
+    }
 }
 
 impl Probe {
@@ -173,6 +295,9 @@ impl Probe {
                 Probe::UdpConnect(_) => unreachable!("UDP probes time out as success"),
                 Probe::Negotiate { .. } => format!("no complete reply within {secs:.1}s"),
                 Probe::Agent(_) => format!("agent: no answer within {secs:.1}s"),
+                Probe::External { command, .. } => {
+                    format!("`{command}` still running after {secs:.1}s: killed")
+                }
             }),
         }
     }
@@ -186,11 +311,30 @@ impl Probe {
                 Ok(reply) => Outcome {
                     health: reply.health(),
                     share: Some(Ok(reply.share())),
+                    weight: None,
                 },
                 Err(e) => Outcome {
                     health: Err(e),
                     share: None,
+                    weight: None,
                 },
+            };
+        }
+        if let Probe::External {
+            command,
+            expect,
+            dynamic,
+        } = self
+        {
+            let (health, weight) = run_external(command, expect.as_ref(), *dynamic, timeout).await;
+            let share = match (load_from, &health) {
+                (Some(addr), Ok(())) => Some(ask_agent(addr, timeout).await.map(|r| r.share())),
+                _ => None,
+            };
+            return Outcome {
+                health,
+                share,
+                weight,
             };
         }
         let health = self.run(timeout).await;
@@ -198,7 +342,11 @@ impl Probe {
             (Some(addr), Ok(())) => Some(ask_agent(addr, timeout).await.map(|r| r.share())),
             _ => None,
         };
-        Outcome { health, share }
+        Outcome {
+            health,
+            share,
+            weight: None,
+        }
     }
 
     async fn run_inner(&self, timeout: Duration) -> Result<(), String> {
@@ -209,6 +357,15 @@ impl Probe {
                 .map_err(|e| format!("connect: {e}")),
             Probe::UdpConnect(a) => udp_probe(*a, timeout).await,
             Probe::Agent(a) => ask_agent(*a, timeout).await?.health(),
+            Probe::External {
+                command,
+                expect,
+                dynamic,
+            } => {
+                run_external(command, expect.as_ref(), *dynamic, timeout)
+                    .await
+                    .0
+            }
             Probe::Negotiate { addr, send, expect } => {
                 let mut s = TcpStream::connect(addr)
                     .await
@@ -233,25 +390,7 @@ impl Probe {
                     }
                     got.extend_from_slice(&buf[..n]);
                 }
-                let shown = String::from_utf8_lossy(&got).escape_debug().to_string();
-                match expect {
-                    Expect::Anything if !got.is_empty() => Ok(()),
-                    Expect::Anything => Err("no reply".into()),
-                    Expect::Prefix(p) if got.starts_with(p) => Ok(()),
-                    Expect::Prefix(p) => {
-                        let p = String::from_utf8_lossy(p).escape_debug().to_string();
-                        if got.is_empty() {
-                            Err(format!("expected \"{p}\" got nothing"))
-                        } else {
-                            Err(format!("expected \"{p}\" got \"{shown}\""))
-                        }
-                    }
-                    Expect::Regex(re) if re.is_match(&got) => Ok(()),
-                    Expect::Regex(re) => Err(format!(
-                        "reply \"{shown}\" does not match /{}/",
-                        re.as_str()
-                    )),
-                }
+                judge(expect, &got)
             }
         }
     }
@@ -401,5 +540,98 @@ mod tests {
         let silent = server(b"").await;
         let e = Probe::http_default(silent).run(t).await.unwrap_err();
         assert_eq!(e, "expected \"HTTP\" got nothing");
+    }
+
+    #[test]
+    fn program_substitution() {
+        let a: SocketAddr = "10.0.0.2:8080".parse().unwrap();
+        assert_eq!(
+            expand_program("/bin/check -h %h -p %p 100%% %x", a),
+            "/bin/check -h 10.0.0.2 -p 8080 100% %x"
+        );
+        let a6: SocketAddr = "[2001:db8::2]:80".parse().unwrap();
+        assert_eq!(expand_program("%h/%p%", a6), "2001:db8::2/80%");
+    }
+
+    async fn external(command: &str, expect: Option<Expect>, dynamic: bool) -> Outcome {
+        Probe::External {
+            command: command.into(),
+            expect,
+            dynamic,
+        }
+        .run_with_load(Duration::from_secs(2), None)
+        .await
+    }
+
+    #[tokio::test]
+    async fn external_exit_codes_output_and_dynamic_weights() {
+        let o = external("exit 0", None, false).await;
+        assert_eq!((o.health, o.weight), (Ok(()), None));
+        let o = external("exit 1", None, true).await;
+        assert_eq!(
+            o.health,
+            Err("`exit 1` exited with 1".into()),
+            "1 always fails"
+        );
+        let o = external("exit 52", None, false).await;
+        assert!(o.health.is_err(), "2..255 fail without misc_dynamic");
+        let o = external("exit 52", None, true).await;
+        assert_eq!((o.health, o.weight), (Ok(()), Some(50)));
+        let o = external("exit 2", None, true).await;
+        assert_eq!((o.health, o.weight), (Ok(()), Some(0)), "2 means weight 0");
+        // With `expect`, the output decides, whatever the exit code.
+        let o = external(
+            "echo OK; exit 3",
+            Some(Expect::Prefix(b"OK".to_vec())),
+            false,
+        )
+        .await;
+        assert_eq!(o.health, Ok(()));
+        let o = external("echo busy", Some(Expect::Prefix(b"OK".to_vec())), false).await;
+        assert_eq!(
+            o.health,
+            Err("output expected \"OK\" got \"busy\\n\"".into())
+        );
+        let o = external("/nonexistent/check", None, false).await;
+        assert_eq!(o.health, Err("`/nonexistent/check` exited with 127".into()));
+    }
+
+    #[tokio::test]
+    async fn a_hanging_external_check_is_killed_with_its_children() {
+        let dir = std::env::temp_dir().join(format!("fulcrum-ext-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pidfile = dir.join("pid");
+        let cmd = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
+        let t = std::time::Instant::now();
+        let o = Probe::External {
+            command: cmd.clone(),
+            expect: None,
+            dynamic: false,
+        }
+        .run_with_load(Duration::from_millis(300), None)
+        .await;
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "the probe does not wait for the program"
+        );
+        assert_eq!(
+            o.health,
+            Err(format!("`{cmd}` still running after 0.3s: killed"))
+        );
+        let pid = std::fs::read_to_string(&pidfile).unwrap();
+        // The grandchild is gone (or a zombie awaiting its reaper).
+        let mut gone = false;
+        for _ in 0..50 {
+            match std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())) {
+                Err(_) => gone = true,
+                Ok(stat) => gone = stat.split(") ").nth(1).is_some_and(|r| r.starts_with('Z')),
+            }
+            if gone {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(gone, "the program's child `sleep 30` was killed");
     }
 }

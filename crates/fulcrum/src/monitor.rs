@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use fulcrum_config::{CheckSpec, CheckType, SorrySpec};
 use fulcrum_core::{DestSpec, ServiceKey};
-use fulcrum_health::probe::{Expect, Probe};
+use fulcrum_health::probe::{Expect, Probe, expand_program};
 use fulcrum_health::{Action, CheckParams, Checker, SorryAction, SorryServer, State, Transition};
 
 /// A real server of a virtual service.
@@ -26,6 +26,8 @@ pub struct HealthResult {
     pub result: Result<(), String>,
     /// The load share the server's agent reported, if it was asked.
     pub share: Option<Result<u32, String>>,
+    /// The weight an external check's exit code set (`misc_dynamic`).
+    pub weight: Option<u32>,
 }
 
 impl HealthResult {
@@ -37,6 +39,7 @@ impl HealthResult {
             generation: due.generation,
             result: out.health,
             share: out.share,
+            weight: out.weight,
         }
     }
 }
@@ -89,33 +92,42 @@ struct Entry {
     load_unreadable: bool,
 }
 
+/// What `expect` (with `use_regex`) asks of a reply.
+fn expectation(spec: &CheckSpec) -> Result<Expect, String> {
+    Ok(match (&spec.expect, spec.regex) {
+        (None, _) => Expect::Anything,
+        (Some(e), _) if e == "*" => Expect::Anything,
+        (Some(e), true) => Expect::Regex(
+            regex::bytes::Regex::new(e)
+                .map_err(|err| format!("`expect` is not a valid regular expression: {err}"))?,
+        ),
+        (Some(e), false) => Expect::Prefix(e.clone().into_bytes()),
+    })
+}
+
 fn probe_for(spec: &CheckSpec) -> Result<Option<Probe>, String> {
     let addr = SocketAddr::new(spec.dest.addr, spec.dest.port);
     Ok(match (spec.kind, spec.udp) {
         (CheckType::Off, _) => None,
+        (CheckType::External, _) => Some(Probe::External {
+            command: expand_program(&String::from_utf8_lossy(&spec.send), addr),
+            expect: match spec.expect {
+                Some(_) => Some(expectation(spec)?),
+                None => None,
+            },
+            dynamic: spec.misc_dynamic,
+        }),
         (CheckType::Agent, _) => Some(Probe::Agent(
             spec.agent
                 .ok_or("checktype `agent` needs the agent's address")?,
         )),
         (_, true) => Some(Probe::UdpConnect(addr)),
         (CheckType::Connect, false) => Some(Probe::TcpConnect(addr)),
-        (CheckType::Negotiate, false) => {
-            let expect = match (&spec.expect, spec.regex) {
-                (None, _) => Expect::Anything,
-                (Some(e), _) if e == "*" => Expect::Anything,
-                (Some(e), true) => {
-                    Expect::Regex(regex::bytes::Regex::new(e).map_err(|err| {
-                        format!("`expect` is not a valid regular expression: {err}")
-                    })?)
-                }
-                (Some(e), false) => Expect::Prefix(e.clone().into_bytes()),
-            };
-            Some(Probe::Negotiate {
-                addr,
-                send: spec.send.clone(),
-                expect,
-            })
-        }
+        (CheckType::Negotiate, false) => Some(Probe::Negotiate {
+            addr,
+            send: spec.send.clone(),
+            expect: expectation(spec)?,
+        }),
     })
 }
 
@@ -165,33 +177,34 @@ impl Monitor {
             // Only what changes how the server is probed or judged restarts
             // its check; a new weight or quiesce mode is taken in place.
             let same_check = |a: &CheckSpec, b: &CheckSpec| {
-                (
-                    a.kind,
-                    &a.send,
-                    &a.expect,
-                    a.regex,
-                    a.udp,
-                    a.interval,
-                    a.timeout,
-                    a.reentry,
-                    a.rise,
-                    a.fall,
-                    a.agent,
-                    a.agent_weights,
-                ) == (
-                    b.kind,
-                    &b.send,
-                    &b.expect,
-                    b.regex,
-                    b.udp,
-                    b.interval,
-                    b.timeout,
-                    b.reentry,
-                    b.rise,
-                    b.fall,
-                    b.agent,
-                    b.agent_weights,
-                )
+                a.misc_dynamic == b.misc_dynamic
+                    && (
+                        a.kind,
+                        &a.send,
+                        &a.expect,
+                        a.regex,
+                        a.udp,
+                        a.interval,
+                        a.timeout,
+                        a.reentry,
+                        a.rise,
+                        a.fall,
+                        a.agent,
+                        a.agent_weights,
+                    ) == (
+                        b.kind,
+                        &b.send,
+                        &b.expect,
+                        b.regex,
+                        b.udp,
+                        b.interval,
+                        b.timeout,
+                        b.reentry,
+                        b.rise,
+                        b.fall,
+                        b.agent,
+                        b.agent_weights,
+                    )
             };
             let entry = match self.entries.remove(&key) {
                 Some(mut old) if same_check(&old.spec, &spec) => {
@@ -349,6 +362,9 @@ impl Monitor {
                     e.checker.set_share(100);
                 }
                 None => {}
+            }
+            if let Some(w) = r.weight {
+                e.checker.update_params(w, e.spec.quiesce);
             }
             e.checker.handle_result(now, r.result);
         }

@@ -642,3 +642,49 @@ fn agents_set_weights_and_take_servers_out() {
         HashMap::from([("rs1".into(), 40), ("rs2".into(), 10)])
     );
 }
+
+#[test]
+fn external_checks_decide_health_and_dynamic_weights() {
+    let _rs = realservers(33, 2);
+    let dir = TempDir::new("external-codes");
+    // Each real server's exit code is in a file named after its address.
+    let code = |rs: &str, c: &str| std::fs::write(dir.0.join(rs), c).unwrap();
+    code("127.33.0.11", "0");
+    code("127.33.0.12", "0");
+    let cfg = format!(
+        "virtual web {{\n address = 127.33.0.1\n active = 1\n port = 8080\n scheduler = wrr\n\
+         send_program = \"exit $(cat {}/%h)\"\n misc_dynamic = 1\n check_interval = 0.2\n fall = 1\n reentry = 0\n timeout = 2\n\
+         server rs1 {{\n  address = 127.33.0.11\n  port = 8081\n  active = 1\n  weight = 10\n }}\n\
+         server rs2 {{\n  address = 127.33.0.12\n  port = 8081\n  active = 1\n  weight = 10\n }}\n}}\n",
+        dir.0.display()
+    );
+    let d = Director::start("external", &cfg);
+    let weights = || {
+        let l = d.ok("-L -n");
+        (
+            listed_weight(&l, "127.33.0.11:8081"),
+            listed_weight(&l, "127.33.0.12:8081"),
+        )
+    };
+    wait_until("both servers in at their weight", || {
+        weights() == (Some(10), Some(10))
+    });
+    // misc_dynamic: exit 2..255 sets the weight to code - 2.
+    code("127.33.0.11", "32");
+    wait_until("rs1 at weight 30", || weights() == (Some(30), Some(10)));
+    let names: Vec<String> = (0..40).map(|_| get("127.33.0.1:8080")).collect();
+    assert_eq!(
+        counts(&names),
+        HashMap::from([("rs1".into(), 30), ("rs2".into(), 10)])
+    );
+    // Exit 1 fails: out of the table, and status gives the reason.
+    code("127.33.0.12", "1");
+    wait_until("rs2 out", || weights().1.is_none());
+    let status = d.run("status", &[]).1;
+    assert!(
+        status.contains("exited with 1"),
+        "status gives the reason: {status}"
+    );
+    code("127.33.0.12", "0");
+    wait_until("rs2 back", || weights().1.is_some());
+}
