@@ -143,12 +143,32 @@ pub struct CheckSpec {
     /// `misc_dynamic`: an external check's exit code 2..=255 sets the
     /// weight to code − 2.
     pub misc_dynamic: bool,
+    /// For http_get and https_get: what to fetch and what to accept.
+    pub http: HttpSpec,
     /// Where the real server's agent answers, when it is asked (`checktype
     /// = agent` or `load_monitor = agent`).
     pub agent: Option<std::net::SocketAddr>,
     /// Its answers set the weight (`load_monitor = agent`, or `checktype =
     /// agent`, where the agent's line is the whole check).
     pub agent_weights: bool,
+}
+
+/// What an HTTP check fetches and accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSpec {
+    /// `request`: the path (default `/`).
+    pub path: String,
+    /// `virtualhost`: the Host header and TLS server name.
+    pub virtualhost: Option<String>,
+    /// `status_code` (default 200-299).
+    pub status: StatusCodes,
+    /// `digest`: the body's MD5, lowercase hex.
+    pub digest: Option<String>,
+    /// `receive`: a regular expression the body must match.
+    pub receive: Option<String>,
+    /// `tls_ca`: verify the server's certificate against these CAs (PEM);
+    /// without it the certificate is not verified, as keepalived's SSL_GET.
+    pub tls_ca: Option<String>,
 }
 
 /// The port `fulcrum agent` answers on unless `agent_port` says otherwise.
@@ -218,6 +238,14 @@ impl Config {
                     fall: v.fall.unwrap_or(0),
                     quiesce: v.quiesce_server.unwrap_or(false),
                     misc_dynamic: v.misc_dynamic.unwrap_or(false),
+                    http: HttpSpec {
+                        path: v.request.clone().unwrap_or_else(|| "/".into()),
+                        virtualhost: v.virtualhost.clone(),
+                        status: v.status_code.clone().unwrap_or_default(),
+                        digest: v.digest.clone(),
+                        receive: v.receive.clone(),
+                        tls_ca: v.tls_ca.clone(),
+                    },
                     agent: (kind == CheckType::Agent || v.load_monitor == Some(LoadMonitor::Agent))
                         .then(|| {
                             std::net::SocketAddr::new(

@@ -83,6 +83,12 @@ pub const VIRTUAL_KEYS: &[&str] = &[
     "fall",
     "agent_port",
     "misc_dynamic",
+    "request",
+    "receive",
+    "digest",
+    "status_code",
+    "virtualhost",
+    "tls_ca",
 ];
 
 /// Keys of a `server` block.
@@ -312,16 +318,18 @@ const CHECKTYPES: &[(&str, CheckType)] = &[
     ("negotiate", CheckType::Negotiate),
     ("agent", CheckType::Agent),
     ("external", CheckType::External),
+    ("http_get", CheckType::HttpGet),
+    ("https_get", CheckType::HttpsGet),
     ("off", CheckType::Off),
 ];
 
 impl Assign<'_> {
     fn checktype(&self) -> Res<CheckType> {
         let v = &self.one()?.text;
-        if matches!(v.as_str(), "ping" | "http_get" | "https_get") {
+        if matches!(v.as_str(), "ping") {
             return Err(self.err(
                 format!("checktype `{v}` is not available in this version of Fulcrum"),
-                "use `connect`, `negotiate` (send/expect), `agent`, `external` (send_program), or `off`",
+                "use `connect`, `negotiate` (send/expect), `http_get`, `https_get`, `agent`, `external` (send_program), or `off`",
             ));
         }
         self.word("checktype", CHECKTYPES)
@@ -424,6 +432,98 @@ impl Assign<'_> {
             format!("invalid address `{s}` for `{}`", self.key()),
             "write ADDRESS or ADDRESS:PORT ([ADDRESS]:PORT for IPv6)",
         ))
+    }
+
+    /// The single value, if `valid` accepts it; otherwise the error
+    /// `problem(value)` with `hint`.
+    fn one_that(
+        &self,
+        valid: impl Fn(&str) -> bool,
+        problem: impl Fn(&str) -> String,
+        hint: &str,
+    ) -> Res<String> {
+        let v = &self.one()?.text;
+        if valid(v) {
+            Ok(v.clone())
+        } else {
+            Err(self.err(problem(v), hint))
+        }
+    }
+
+    fn request(&self) -> Res<String> {
+        self.one_that(
+            |v| {
+                v.starts_with('/')
+                    && !v
+                        .bytes()
+                        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+            },
+            |v| format!("invalid request path `{v}` for `request`"),
+            "write the path to fetch, starting with `/`, e.g. /health or /index.html?check=1",
+        )
+    }
+
+    fn digest(&self) -> Res<String> {
+        self.one_that(
+            |v| v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()),
+            |v| format!("invalid digest `{v}`: an MD5 digest is 32 hexadecimal digits"),
+            "print the digest of the page with `fulcrum genhash -s ADDRESS -p PORT -u PATH`",
+        )
+        .map(|d| d.to_ascii_lowercase())
+    }
+
+    fn status_codes(&self) -> Res<StatusCodes> {
+        let v = self.text();
+        let bad = || {
+            self.err(
+                format!("invalid status codes `{v}` for `status_code`"),
+                "list codes or ranges from 100 to 599, e.g. 200-299,301",
+            )
+        };
+        let code = |s: &str| {
+            s.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|c| (100..=599).contains(c))
+        };
+        let mut out = Vec::new();
+        for part in v.split([',', ' ']).filter(|p| !p.trim().is_empty()) {
+            let (lo, hi) = match part.split_once('-') {
+                Some((a, b)) => (code(a).ok_or_else(bad)?, code(b).ok_or_else(bad)?),
+                None => {
+                    let c = code(part).ok_or_else(bad)?;
+                    (c, c)
+                }
+            };
+            if lo > hi {
+                return Err(bad());
+            }
+            out.push((lo, hi));
+        }
+        if out.is_empty() {
+            return Err(bad());
+        }
+        Ok(StatusCodes(out))
+    }
+
+    fn virtualhost(&self) -> Res<String> {
+        self.one_that(
+            valid_hostname,
+            |v| format!("invalid virtual host `{v}`"),
+            "write the host name the real servers serve, e.g. www.example.com",
+        )
+    }
+
+    fn absolute_path(&self) -> Res<String> {
+        let v = self.text();
+        if v.starts_with('/') {
+            Ok(v)
+        } else {
+            Err(self.err(
+                format!("`{}` must be an absolute path, not `{v}`", self.key()),
+                "write the full path, e.g. /etc/fulcrum/ca.pem",
+            ))
+        }
     }
 
     fn load_monitor(&self) -> Res<LoadMonitor> {
@@ -640,6 +740,12 @@ fn lower_virtual_key(a: &Assign, v: &mut VirtualServer, diags: &mut Vec<Diagnost
         "fall" => put(&mut v.fall, a.number(0, 1000, "count"), d),
         "agent_port" => put(&mut v.agent_port, a.number(1, 65535, "port"), d),
         "misc_dynamic" => put(&mut v.misc_dynamic, a.bool(), d),
+        "request" => put(&mut v.request, a.request(), d),
+        "receive" => put(&mut v.receive, a.string(), d),
+        "digest" => put(&mut v.digest, a.digest(), d),
+        "status_code" => put(&mut v.status_code, a.status_codes(), d),
+        "virtualhost" => put(&mut v.virtualhost, a.virtualhost(), d),
+        "tls_ca" => put(&mut v.tls_ca, a.absolute_path(), d),
         "client_monitor" => put(&mut v.client_monitor, a.string(), d),
         "master" => put(&mut v.master, a.string(), d),
         "dirs" => put(&mut v.dirs, a.string(), d),
@@ -1004,6 +1110,39 @@ fn check_virtuals(cfg: &Config, infos: &[VirtualInfo], diags: &mut Vec<Diagnosti
                 Diagnostic::error(at("checktype"), format!("virtual server `{}` has external checks but no `send_program`", v.name))
                     .hint("add `send_program = \"/path/to/check %h %p\"` (%h: the real server's address, %p: its port)"),
             );
+        }
+        let http = [CheckType::HttpGet, CheckType::HttpsGet];
+        let http_checked = v.checktype.is_some_and(|c| http.contains(&c))
+            || v.servers
+                .iter()
+                .any(|s| s.checktype.is_some_and(|c| http.contains(&c)));
+        if http_checked && v.effective_protocol() != fulcrum_core::Protocol::Tcp {
+            diags.push(
+                Diagnostic::error(at("checktype"), format!("virtual server `{}` is not TCP, so its real servers cannot have HTTP checks", v.name))
+                    .hint("use `checktype = connect`, or `external` with a program that speaks the protocol"),
+            );
+        }
+        if !http_checked {
+            let keys = [
+                "request",
+                "receive",
+                "digest",
+                "status_code",
+                "virtualhost",
+                "tls_ca",
+            ];
+            if let Some(k) = keys.iter().find(|k| info.keys.get(k).is_some()) {
+                diags.push(
+                    Diagnostic::warning(
+                        at(k),
+                        format!(
+                            "`{k}` is used only by HTTP checks, and no real server of `{}` has one",
+                            v.name
+                        ),
+                    )
+                    .hint("set `checktype = http_get` (or `https_get`)"),
+                );
+            }
         }
         if v.misc_dynamic == Some(true) && v.expect.is_some() && v.send_program.is_some() {
             diags.push(

@@ -173,8 +173,47 @@ pub enum CheckType {
     /// output is compared with `expect`, or without `expect` its exit
     /// code decides.
     External,
+    /// An HTTP GET (`request`, `status_code`, `digest`, `receive`,
+    /// `virtualhost`): keepalived's HTTP_GET, ldirectord's http check.
+    HttpGet,
+    /// The same over TLS (keepalived's SSL_GET, ldirectord's https).
+    HttpsGet,
     /// No checking: the real server is always in service.
     Off,
+}
+
+/// The HTTP status codes an HTTP check accepts (`status_code = 200-299,301`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusCodes(pub Vec<(u16, u16)>);
+
+impl StatusCodes {
+    /// Whether a status is accepted.
+    pub fn accepts(&self, status: u16) -> bool {
+        self.0.iter().any(|(lo, hi)| (*lo..=*hi).contains(&status))
+    }
+}
+
+impl Default for StatusCodes {
+    /// keepalived's default: any 2xx.
+    fn default() -> Self {
+        StatusCodes(vec![(200, 299)])
+    }
+}
+
+impl std::fmt::Display for StatusCodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (lo, hi)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            if lo == hi {
+                write!(f, "{lo}")?;
+            } else {
+                write!(f, "{lo}-{hi}")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl CheckType {
@@ -185,6 +224,8 @@ impl CheckType {
             CheckType::Negotiate => "negotiate",
             CheckType::Agent => "agent",
             CheckType::External => "external",
+            CheckType::HttpGet => "http_get",
+            CheckType::HttpsGet => "https_get",
             CheckType::Off => "off",
         }
     }
@@ -355,6 +396,12 @@ pub struct VirtualServer {
     pub fall: Option<u32>,
     pub agent_port: Option<u16>,
     pub misc_dynamic: Option<bool>,
+    pub request: Option<String>,
+    pub receive: Option<String>,
+    pub digest: Option<String>,
+    pub status_code: Option<StatusCodes>,
+    pub virtualhost: Option<String>,
+    pub tls_ca: Option<String>,
     pub client_monitor: Option<String>,
     pub master: Option<String>,
     pub dirs: Option<String>,

@@ -164,6 +164,12 @@ pub fn write(cfg: &Config) -> String {
         o.kv("fall", v.fall.map(|f| f.to_string()));
         o.kv("agent_port", v.agent_port.map(|p| p.to_string()));
         o.kv("misc_dynamic", v.misc_dynamic.map(|b| bool01(b).into()));
+        o.kv("request", v.request.clone());
+        o.kv("receive", v.receive.as_deref().map(quote));
+        o.kv("digest", v.digest.clone());
+        o.kv("status_code", v.status_code.as_ref().map(|s| s.to_string()));
+        o.kv("virtualhost", v.virtualhost.clone());
+        o.kv("tls_ca", v.tls_ca.as_deref().map(quote));
         o.kv("client_monitor", v.client_monitor.as_deref().map(quote));
         o.kv("master", v.master.as_deref().map(quote));
         o.kv("dirs", v.dirs.as_deref().map(quote));

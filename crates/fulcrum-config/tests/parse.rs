@@ -203,6 +203,51 @@ fn send_program_makes_external_checks() {
 }
 
 #[test]
+fn http_check_keys() {
+    let src = "virtual web {\n address = 10.0.0.1\n active = 1\n port = 443\n checktype = https_get\n request = /health?full=1\n digest = B0DE18193E2244FAADBB22B1CC770490\n status_code = 200-299, 301\n virtualhost = www.example.com\n tls_ca = /etc/fulcrum/ca.pem\n receive = \"^ok\"\n server a {\n  address = 10.1.0.1\n  active = 1\n }\n}\n";
+    let p = parse(src);
+    assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+    let h = &p.config.checks()[0].http;
+    assert_eq!(
+        (
+            h.path.as_str(),
+            h.digest.as_deref(),
+            h.status.to_string(),
+            h.virtualhost.as_deref()
+        ),
+        (
+            "/health?full=1",
+            Some("b0de18193e2244faadbb22b1cc770490"),
+            "200-299,301".into(),
+            Some("www.example.com")
+        )
+    );
+    assert!(h.status.accepts(301) && !h.status.accepts(302));
+    let bad = |key: &str| {
+        errors(&format!(
+            "virtual web {{\n address = 10.0.0.1\n checktype = http_get\n {key}\n}}\n"
+        ))
+    };
+    assert!(bad("digest = 1234")[0].contains("32 hexadecimal digits"));
+    assert!(bad("status_code = 200-99")[0].contains("invalid status codes"));
+    assert!(bad("status_code = 700")[0].contains("invalid status codes"));
+    assert!(bad("request = health")[0].contains("invalid request path"));
+    assert!(bad("tls_ca = ca.pem")[0].contains("absolute path"));
+    assert!(bad("protocol = udp")[0].contains("cannot have HTTP checks"));
+    let w = parse(
+        "virtual web {\n address = 10.0.0.1\n digest = b0de18193e2244faadbb22b1cc770490\n}\n",
+    );
+    assert!(!w.has_errors());
+    assert!(
+        w.diagnostics
+            .iter()
+            .any(|d| d.message.contains("used only by HTTP checks")),
+        "{:?}",
+        w.diagnostics
+    );
+}
+
+#[test]
 fn inactive_servers_and_virtuals_are_left_out_of_the_table() {
     let cfg = ok(
         "virtual a {\n address = 10.0.0.1\n active = 0\n}\nvirtual b {\n address = 10.0.0.2\n active = 1\n server x {\n  address = 10.1.0.1\n  active = 0\n }\n server y {\n  address = 10.1.0.2\n  active = 1\n }\n}\n",

@@ -8,6 +8,7 @@
 //! [`Checker::poll_action`] says to the table. Time is always passed in.
 //! [`SorryServer`] tracks whether a virtual server needs its sorry server.
 
+pub mod http;
 pub mod probe;
 
 use std::time::Duration;

@@ -140,6 +140,13 @@ pub enum Probe {
     /// TCP: the real server's agent answers a line saying it is up (and
     /// which share of its weight it wants).
     Agent(SocketAddr),
+    /// HTTP(S): a GET whose reply passes the verdict.
+    Http {
+        /// What to fetch, and how.
+        request: crate::http::Request,
+        /// What the reply must be.
+        verdict: crate::http::Verdict,
+    },
     /// A program run by `/bin/sh -c` (Piranha's `send_program`, keepalived's
     /// MISC_CHECK): with `expect`, its output must match; without, exit 0
     /// passes and 1 fails, and 2..=255 fails — or, `dynamic`, passes with
@@ -295,6 +302,7 @@ impl Probe {
                 Probe::UdpConnect(_) => unreachable!("UDP probes time out as success"),
                 Probe::Negotiate { .. } => format!("no complete reply within {secs:.1}s"),
                 Probe::Agent(_) => format!("agent: no answer within {secs:.1}s"),
+                Probe::Http { .. } => format!("no complete reply within {secs:.1}s"),
                 Probe::External { command, .. } => {
                     format!("`{command}` still running after {secs:.1}s: killed")
                 }
@@ -357,6 +365,7 @@ impl Probe {
                 .map_err(|e| format!("connect: {e}")),
             Probe::UdpConnect(a) => udp_probe(*a, timeout).await,
             Probe::Agent(a) => ask_agent(*a, timeout).await?.health(),
+            Probe::Http { request, verdict } => verdict.judge(&request.fetch(timeout).await?),
             Probe::External {
                 command,
                 expect,

@@ -85,3 +85,61 @@ pub fn run(path: &Path, save: bool) -> ExitCode {
     }
     ExitCode::SUCCESS
 }
+
+/// What `fulcrum genhash` fetches.
+#[derive(Debug)]
+pub struct Genhash {
+    /// The real server.
+    pub addr: std::net::SocketAddr,
+    /// The path.
+    pub path: String,
+    /// Over TLS.
+    pub tls: bool,
+    /// The Host header.
+    pub virtualhost: Option<String>,
+    /// Name the virtual host in SNI.
+    pub sni: bool,
+    /// Print the header too.
+    pub verbose: bool,
+    /// Seconds to wait.
+    pub timeout: f64,
+}
+
+/// `fulcrum genhash`: fetch a page and print its body's MD5 digest, the
+/// value for `digest` in lvs.cf (keepalived's genhash prints the same).
+pub async fn genhash(g: Genhash) -> i32 {
+    use fulcrum_health::http::{Request, Tls};
+    let Ok(timeout) = std::time::Duration::try_from_secs_f64(g.timeout) else {
+        eprintln!(
+            "fulcrum genhash: invalid timeout {}: give seconds, e.g. 5",
+            g.timeout
+        );
+        return 2;
+    };
+    let req = Request {
+        addr: g.addr,
+        path: g.path.clone(),
+        virtualhost: g.virtualhost,
+        tls: g.tls.then(Tls::unverified),
+        sni: g.sni,
+    };
+    match req.fetch(timeout).await {
+        Ok(reply) => {
+            if g.verbose {
+                print!("{}", String::from_utf8_lossy(&reply.head));
+            }
+            println!("{}", reply.digest());
+            if !(200..300).contains(&reply.status) {
+                eprintln!(
+                    "fulcrum genhash: note: the status is {}; an HTTP check accepts 200-299 unless `status_code` says otherwise",
+                    reply.status
+                );
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("fulcrum genhash: {} {}: {e}", g.addr, g.path);
+            1
+        }
+    }
+}

@@ -96,6 +96,34 @@ enum Command {
         #[arg(long, value_enum, default_value = "cpu")]
         source: AgentSource,
     },
+    /// Print the MD5 digest of a page's body for `digest` in lvs.cf, as
+    /// keepalived's genhash does (same options).
+    Genhash {
+        /// The real server's address.
+        #[arg(short = 's', long = "server", value_name = "ADDRESS")]
+        server: std::net::IpAddr,
+        /// Its port.
+        #[arg(short = 'p', long = "port", default_value_t = 80)]
+        port: u16,
+        /// The path to fetch.
+        #[arg(short = 'u', long = "url", value_name = "PATH")]
+        url: String,
+        /// Use TLS (the certificate is not verified).
+        #[arg(short = 'S', long = "use-ssl")]
+        ssl: bool,
+        /// Send this host name as the Host header (and, with -I, in SNI).
+        #[arg(short = 'V', long = "use-virtualhost", value_name = "HOST")]
+        virtualhost: Option<String>,
+        /// Send the virtual host in SNI (TLS only).
+        #[arg(short = 'I', long = "use-sni")]
+        sni: bool,
+        /// Also print the reply's header.
+        #[arg(short = 'v', long)]
+        verbose: bool,
+        /// Give up after this many seconds.
+        #[arg(short = 't', long, default_value_t = 5.0)]
+        timeout: f64,
+    },
     /// A director on 127.0.0.1:8080 in front of three local real servers
     /// (weights 2, 1, 1, wlc). No root needed; Ctrl-C stops it.
     Demo {
@@ -195,6 +223,26 @@ fn main() -> ExitCode {
             };
             code(runtime().block_on(fulcrum::agent::run(listen, state_file, source)))
         }
+        Command::Genhash {
+            server,
+            port,
+            url,
+            ssl,
+            virtualhost,
+            sni,
+            verbose,
+            timeout,
+        } => code(
+            runtime().block_on(fulcrum::check::genhash(fulcrum::check::Genhash {
+                addr: SocketAddr::new(server, port),
+                path: url,
+                tls: ssl,
+                virtualhost,
+                sni,
+                verbose,
+                timeout,
+            })),
+        ),
         Command::Demo { listen } => {
             fulcrum::run::init_logging();
             code(runtime().block_on(fulcrum::demo::run(listen)))

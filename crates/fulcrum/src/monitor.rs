@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use fulcrum_config::{CheckSpec, CheckType, SorrySpec};
 use fulcrum_core::{DestSpec, ServiceKey};
+use fulcrum_health::http::{Request, Tls, Verdict};
 use fulcrum_health::probe::{Expect, Probe, expand_program};
 use fulcrum_health::{Action, CheckParams, Checker, SorryAction, SorryServer, State, Transition};
 
@@ -121,6 +122,34 @@ fn probe_for(spec: &CheckSpec) -> Result<Option<Probe>, String> {
             spec.agent
                 .ok_or("checktype `agent` needs the agent's address")?,
         )),
+        (CheckType::HttpGet | CheckType::HttpsGet, false) => {
+            let h = &spec.http;
+            let tls = match (spec.kind, &h.tls_ca) {
+                (CheckType::HttpGet, _) => None,
+                (_, None) => Some(Tls::unverified()),
+                (_, Some(ca)) => Some(Tls::verified_by(ca)?),
+            };
+            let receive = match &h.receive {
+                Some(r) => Some(regex::bytes::Regex::new(r).map_err(|err| {
+                    format!("`receive` is not a valid regular expression: {err}")
+                })?),
+                None => None,
+            };
+            Some(Probe::Http {
+                request: Request {
+                    addr,
+                    path: h.path.clone(),
+                    virtualhost: h.virtualhost.clone(),
+                    tls,
+                    sni: true,
+                },
+                verdict: Verdict {
+                    status: h.status.0.clone(),
+                    digest: h.digest.clone(),
+                    receive,
+                },
+            })
+        }
         (_, true) => Some(Probe::UdpConnect(addr)),
         (CheckType::Connect, false) => Some(Probe::TcpConnect(addr)),
         (CheckType::Negotiate, false) => Some(Probe::Negotiate {
@@ -178,6 +207,7 @@ impl Monitor {
             // its check; a new weight or quiesce mode is taken in place.
             let same_check = |a: &CheckSpec, b: &CheckSpec| {
                 a.misc_dynamic == b.misc_dynamic
+                    && a.http == b.http
                     && (
                         a.kind,
                         &a.send,

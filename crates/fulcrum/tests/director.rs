@@ -91,7 +91,7 @@ impl Director {
                 control.to_str().unwrap(),
             ])
             .env("FULCRUM_LOG", "warn")
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.0.join("director.log")).unwrap())
             .spawn()
             .unwrap();
         let d = Director {
@@ -99,7 +99,15 @@ impl Director {
             dir,
             control,
         };
-        wait_until("the control socket", || d.adm("-L -n").0 == 0);
+        let t = Instant::now();
+        while d.adm("-L -n").0 != 0 {
+            let log = std::fs::read_to_string(d.dir.0.join("director.log")).unwrap_or_default();
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "the director did not start; its log:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         d
     }
 
@@ -507,19 +515,21 @@ fn invoked_as_ipvsadm_it_is_fulcrum_adm() {
 }
 
 /// Real servers learn the client's address through the PROXY protocol:
-/// nginx, listening with `proxy_protocol`, answers with the address it read
-/// from the header (v1 for one real server, v2 for the other).
-#[test]
-fn proxy_protocol_v1_and_v2_tell_nginx_the_client_address() {
-    if Command::new("nginx").arg("-v").output().is_err() {
-        use std::io::Write as _;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED proxy_protocol test: nginx is not installed (.ci/run installs nginx-light)"
-        );
-        return;
+/// Whether a peer program is installed; says SKIPPED when it is not.
+fn have(program: &str, test: &str) -> bool {
+    if Command::new(program).arg("-v").output().is_ok() {
+        return true;
     }
-    let dir = TempDir::new("pp-nginx");
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: {program} is not installed (.ci/run installs it)"
+    );
+    false
+}
+
+/// nginx in the foreground with these `server` blocks, its files in `dir`.
+fn nginx(dir: &TempDir, servers: &str) -> Proc {
     let d = dir.0.display();
     std::fs::create_dir_all(dir.0.join("tmp")).unwrap();
     std::fs::write(
@@ -528,18 +538,31 @@ fn proxy_protocol_v1_and_v2_tell_nginx_the_client_address() {
             "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log warn;\n\
              events {{ worker_connections 64; }}\n\
              http {{ access_log off; client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp; uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;\n\
-               server {{ listen 127.29.0.11:8081 proxy_protocol; location / {{ return 200 \"$proxy_protocol_addr:$proxy_protocol_port\\n\"; }} }}\n\
-               server {{ listen 127.29.0.12:8081 proxy_protocol; location / {{ return 200 \"$proxy_protocol_addr:$proxy_protocol_port\\n\"; }} }}\n\
-             }}\n"
+             {servers} }}\n"
         ),
     )
     .unwrap();
-    let _nginx = Proc(
+    Proc(
         Command::new("nginx")
             .args(["-c", &format!("{d}/nginx.conf"), "-p", &d.to_string()])
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
+    )
+}
+
+/// nginx, listening with `proxy_protocol`, answers with the address it read
+/// from the header (v1 for one real server, v2 for the other).
+#[test]
+fn proxy_protocol_v1_and_v2_tell_nginx_the_client_address() {
+    if !have("nginx", "proxy_protocol test") {
+        return;
+    }
+    let dir = TempDir::new("pp-nginx");
+    let _nginx = nginx(
+        &dir,
+        "server { listen 127.29.0.11:8081 proxy_protocol; location / { return 200 \"$proxy_protocol_addr:$proxy_protocol_port\\n\"; } }\n\
+         server { listen 127.29.0.12:8081 proxy_protocol; location / { return 200 \"$proxy_protocol_addr:$proxy_protocol_port\\n\"; } }\n",
     );
     wait_until("nginx", || TcpStream::connect("127.29.0.12:8081").is_ok());
     let cfg = "virtual one {\n address = 127.29.0.1\n active = 1\n port = 8080\n server a {\n  address = 127.29.0.11\n  port = 8081\n  active = 1\n  proxy_protocol = v1\n }\n}\nvirtual two {\n address = 127.29.0.2\n active = 1\n port = 8080\n server b {\n  address = 127.29.0.12\n  port = 8081\n  active = 1\n  proxy_protocol = v2\n }\n}\n";
@@ -687,4 +710,213 @@ fn external_checks_decide_health_and_dynamic_weights() {
     );
     code("127.33.0.12", "0");
     wait_until("rs2 back", || weights().1.is_some());
+}
+
+/// A test CA and a certificate for `rs.test` signed by it, made with
+/// openssl: (ca.pem, rs.pem, rs.key).
+fn test_certificates(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Fulcrum test CA",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "rs.key",
+            "-out",
+            "rs.csr",
+            "-subj",
+            "/CN=rs.test",
+        ],
+    ]
+    .concat());
+    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:rs.test\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "rs.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "rs.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    (dir.join("ca.pem"), dir.join("rs.pem"), dir.join("rs.key"))
+}
+
+/// nginx serving `dir/www` over HTTP on 127.NET.0.11:8081 and HTTPS (the
+/// `rs.test` certificate) on 127.NET.0.11:8443.
+fn https_nginx(dir: &TempDir, net: u8) -> (Proc, PathBuf) {
+    let (ca, cert, key) = test_certificates(&dir.0);
+    let www = dir.0.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("health"), "ok\n").unwrap();
+    let p = nginx(
+        dir,
+        &format!(
+            "server {{ listen 127.{net}.0.11:8081; root {w}; }}\n\
+             server {{ listen 127.{net}.0.11:8443 ssl; ssl_certificate {c}; ssl_certificate_key {k}; root {w}; }}\n",
+            w = www.display(),
+            c = cert.display(),
+            k = key.display()
+        ),
+    );
+    wait_until("nginx", || {
+        TcpStream::connect(format!("127.{net}.0.11:8443")).is_ok()
+    });
+    (p, ca)
+}
+
+#[test]
+fn genhash_prints_what_keepalived_genhash_prints() {
+    if !have("nginx", "genhash test")
+        || !have("openssl", "genhash test")
+        || Command::new("genhash").arg("-h").output().is_err()
+    {
+        eprintln!(
+            "SKIPPED genhash test: nginx, openssl and keepalived's genhash are needed (.ci/run installs them)"
+        );
+        return;
+    }
+    let dir = TempDir::new("genhash-peer");
+    let (_nginx, _) = https_nginx(&dir, 35);
+    std::fs::write(
+        dir.0.join("www/page.html"),
+        "<h1>Fulcrum</h1>\n".repeat(500),
+    )
+    .unwrap();
+    for (port, tls) in [("8081", false), ("8443", true)] {
+        let mut args = vec!["-s", "127.35.0.11", "-p", port, "-u", "/page.html"];
+        if tls {
+            args.insert(0, "-S");
+        }
+        let ours = Command::new(BIN)
+            .arg("genhash")
+            .args(&args)
+            .output()
+            .unwrap();
+        let theirs = Command::new("genhash").args(&args).output().unwrap();
+        let ours = String::from_utf8(ours.stdout).unwrap();
+        let theirs = String::from_utf8(theirs.stdout).unwrap();
+        assert_eq!(ours.trim().len(), 32, "a digest: {ours}");
+        assert_eq!(
+            ours.trim(),
+            theirs.trim(),
+            "port {port}: the same digest as keepalived"
+        );
+        assert_eq!(
+            ours.trim(),
+            fulcrum_health::http::md5_hex("<h1>Fulcrum</h1>\n".repeat(500).as_bytes())
+        );
+    }
+    let (code, _, err) = {
+        let o = Command::new(BIN)
+            .args(["genhash", "-s", "127.35.0.11", "-p", "9", "-u", "/"])
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            o.stdout,
+            String::from_utf8(o.stderr).unwrap(),
+        )
+    };
+    assert_eq!(code, Some(1));
+    assert!(err.contains("Connection refused"), "{err}");
+}
+
+#[test]
+fn http_checks_judge_status_digest_and_certificates() {
+    if !have("nginx", "http check test") || !have("openssl", "http check test") {
+        return;
+    }
+    let dir = TempDir::new("httpcheck-peer");
+    let (_nginx, ca) = https_nginx(&dir, 34);
+    let ok_digest = fulcrum_health::http::md5_hex(b"ok\n");
+    let common =
+        "active = 1\n port = 8080\n check_interval = 0.2\n fall = 1\n reentry = 0\n timeout = 2\n";
+    let cfg = format!(
+        "virtual plain {{\n address = 127.34.0.1\n {common} checktype = http_get\n request = /health\n digest = {ok_digest}\n\
+           server a {{\n  address = 127.34.0.11\n  port = 8081\n  active = 1\n }}\n}}\n\
+         virtual tls {{\n address = 127.34.0.2\n {common} checktype = https_get\n request = /health\n virtualhost = rs.test\n tls_ca = {ca}\n receive = \"^ok\"\n\
+           server a {{\n  address = 127.34.0.11\n  port = 8443\n  active = 1\n }}\n}}\n\
+         virtual wrongname {{\n address = 127.34.0.3\n {common} checktype = https_get\n request = /health\n virtualhost = other.test\n tls_ca = {ca}\n\
+           server a {{\n  address = 127.34.0.11\n  port = 8443\n  active = 1\n }}\n}}\n\
+         virtual missing {{\n address = 127.34.0.4\n {common} checktype = http_get\n request = /nothing-here\n\
+           server a {{\n  address = 127.34.0.11\n  port = 8081\n  active = 1\n }}\n}}\n",
+        ca = ca.display()
+    );
+    let d = Director::start("httpcheck", &cfg);
+    let listed = |vip: &str, rs: &str| {
+        let l = d.ok(&format!("-L -n -t {vip}"));
+        listed_weight(&l, rs).is_some()
+    };
+    wait_until("the good checks", || {
+        listed("127.34.0.1:8080", "127.34.0.11:8081")
+            && listed("127.34.0.2:8080", "127.34.0.11:8443")
+    });
+    let status = d.run("status", &[]).1;
+    assert!(
+        !listed("127.34.0.3:8080", "127.34.0.11:8443"),
+        "a certificate for another name fails"
+    );
+    assert!(status.contains("TLS handshake"), "{status}");
+    assert!(!listed("127.34.0.4:8080", "127.34.0.11:8081"));
+    assert!(status.contains("status 404 (expected 200-299)"), "{status}");
+    // The page changes: the digest no longer matches and the server leaves.
+    std::fs::write(dir.0.join("www/health"), "ok, but different\n").unwrap();
+    wait_until("the digest failure", || {
+        !listed("127.34.0.1:8080", "127.34.0.11:8081")
+    });
+    let status = d.run("status", &[]).1;
+    assert!(
+        status.contains(&format!("(expected {ok_digest})")),
+        "{status}"
+    );
+    assert!(
+        listed("127.34.0.2:8080", "127.34.0.11:8443"),
+        "the regex still matches"
+    );
+    std::fs::write(dir.0.join("www/health"), "ok\n").unwrap();
+    wait_until("the server's return", || {
+        listed("127.34.0.1:8080", "127.34.0.11:8081")
+    });
 }
