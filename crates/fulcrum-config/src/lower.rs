@@ -320,18 +320,12 @@ const CHECKTYPES: &[(&str, CheckType)] = &[
     ("external", CheckType::External),
     ("http_get", CheckType::HttpGet),
     ("https_get", CheckType::HttpsGet),
+    ("ping", CheckType::Ping),
     ("off", CheckType::Off),
 ];
 
 impl Assign<'_> {
     fn checktype(&self) -> Res<CheckType> {
-        let v = &self.one()?.text;
-        if matches!(v.as_str(), "ping") {
-            return Err(self.err(
-                format!("checktype `{v}` is not available in this version of Fulcrum"),
-                "use `connect`, `negotiate` (send/expect), `http_get`, `https_get`, `agent`, `external` (send_program), or `off`",
-            ));
-        }
         self.word("checktype", CHECKTYPES)
     }
 }

@@ -178,6 +178,9 @@ pub enum CheckType {
     HttpGet,
     /// The same over TLS (keepalived's SSL_GET, ldirectord's https).
     HttpsGet,
+    /// An ICMP echo (v4 or v6) to the real server's address: the host is
+    /// up, whatever its services do (ldirectord's `ping`).
+    Ping,
     /// No checking: the real server is always in service.
     Off,
 }
@@ -226,6 +229,7 @@ impl CheckType {
             CheckType::External => "external",
             CheckType::HttpGet => "http_get",
             CheckType::HttpsGet => "https_get",
+            CheckType::Ping => "ping",
             CheckType::Off => "off",
         }
     }

@@ -140,6 +140,8 @@ pub enum Probe {
     /// TCP: the real server's agent answers a line saying it is up (and
     /// which share of its weight it wants).
     Agent(SocketAddr),
+    /// ICMP: an echo request draws a reply.
+    Ping(std::net::IpAddr),
     /// HTTP(S): a GET whose reply passes the verdict.
     Http {
         /// What to fetch, and how.
@@ -303,6 +305,7 @@ impl Probe {
                 Probe::Negotiate { .. } => format!("no complete reply within {secs:.1}s"),
                 Probe::Agent(_) => format!("agent: no answer within {secs:.1}s"),
                 Probe::Http { .. } => format!("no complete reply within {secs:.1}s"),
+                Probe::Ping(_) => format!("no echo reply within {secs:.1}s"),
                 Probe::External { command, .. } => {
                     format!("`{command}` still running after {secs:.1}s: killed")
                 }
@@ -365,6 +368,7 @@ impl Probe {
                 .map_err(|e| format!("connect: {e}")),
             Probe::UdpConnect(a) => udp_probe(*a, timeout).await,
             Probe::Agent(a) => ask_agent(*a, timeout).await?.health(),
+            Probe::Ping(ip) => ping(*ip, timeout).await,
             Probe::Http { request, verdict } => verdict.judge(&request.fetch(timeout).await?),
             Probe::External {
                 command,
@@ -402,6 +406,28 @@ impl Probe {
                 judge(expect, &got)
             }
         }
+    }
+}
+
+/// One ICMP echo request (raw socket, or an unprivileged ICMP socket where
+/// the host allows it); a reply within `timeout` passes.
+async fn ping(ip: std::net::IpAddr, timeout: Duration) -> Result<(), String> {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    use surge_ping::{Client, Config, ICMP, PingIdentifier, PingSequence, SurgeError};
+    static NEXT_IDENT: AtomicU16 = AtomicU16::new(1);
+    let kind = if ip.is_ipv4() { ICMP::V4 } else { ICMP::V6 };
+    let client = Client::new(&Config::builder().kind(kind).build())
+        .map_err(|e| format!("ping: cannot open an ICMP socket (needs CAP_NET_RAW): {e}"))?;
+    let ident = PingIdentifier(NEXT_IDENT.fetch_add(1, Ordering::Relaxed));
+    let mut pinger = client.pinger(ip, ident).await;
+    pinger.timeout(timeout.mul_f32(0.95));
+    match pinger.ping(PingSequence(0), &[0x46; 16]).await {
+        Ok(_) => Ok(()),
+        Err(SurgeError::Timeout { .. }) => Err(format!(
+            "no echo reply within {:.1}s",
+            timeout.as_secs_f64()
+        )),
+        Err(e) => Err(format!("ping: {e}")),
     }
 }
 
@@ -642,5 +668,21 @@ mod tests {
         }
         let _ = std::fs::remove_dir_all(&dir);
         assert!(gone, "the program's child `sleep 30` was killed");
+    }
+
+    #[tokio::test]
+    async fn ping_loopback() {
+        for ip in ["127.0.0.1", "::1"] {
+            match Probe::Ping(ip.parse().unwrap())
+                .run(Duration::from_secs(1))
+                .await
+            {
+                Ok(()) => {}
+                Err(e) if e.contains("cannot open an ICMP socket") => {
+                    eprintln!("SKIPPED ping_loopback {ip}: {e}");
+                }
+                Err(e) => panic!("ping {ip}: {e}"),
+            }
+        }
     }
 }

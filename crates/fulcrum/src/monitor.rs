@@ -150,6 +150,7 @@ fn probe_for(spec: &CheckSpec) -> Result<Option<Probe>, String> {
                 },
             })
         }
+        (CheckType::Ping, _) => Some(Probe::Ping(spec.dest.addr)),
         (_, true) => Some(Probe::UdpConnect(addr)),
         (CheckType::Connect, false) => Some(Probe::TcpConnect(addr)),
         (CheckType::Negotiate, false) => Some(Probe::Negotiate {

@@ -66,6 +66,20 @@ fn start_realservers(net: &mut FiveNode) {
     }
 }
 
+/// `fulcrum run` in the director's namespace, once its control socket is up.
+fn start_director(net: &FiveNode, cf: &str, control: &str) -> Bg {
+    let d = net.spawn(
+        "dir",
+        BIN,
+        &["run", "--config", cf, "--control", control],
+        &[],
+    );
+    wait_for("the director", 10, || {
+        std::path::Path::new(control).exists()
+    });
+    d
+}
+
 fn adm(control: &str, args: &str) -> String {
     sh(&format!("{BIN} adm --control {control} {args}"))
 }
@@ -161,15 +175,7 @@ fn an_address_the_host_already_has_is_left_alone() {
     let cf = tmp.file("lvs.cf");
     std::fs::write(&cf, seed_config("rr", [1, 1, 1])).unwrap();
     let control = tmp.file("control.sock");
-    let mut director = net.spawn(
-        "dir",
-        BIN,
-        &["run", "--config", &cf, "--control", &control],
-        &[],
-    );
-    wait_for("the director", 10, || {
-        std::path::Path::new(&control).exists()
-    });
+    let mut director = start_director(&net, &cf, &control);
     let out = net.exec(
         "cli",
         &format!("sh -c 'for i in 1 2 3; do curl -s --max-time 3 http://{VIP}/; done'"),
@@ -208,15 +214,8 @@ fn ldirectord_drives_fulcrum_as_ipvsadm() {
     let cf = tmp.file("empty.cf");
     std::fs::write(&cf, "# the table comes from ldirectord\n").unwrap();
     let control = tmp.file("control.sock");
-    net.procs.push(net.spawn(
-        "dir",
-        BIN,
-        &["run", "--config", &cf, "--control", &control],
-        &[],
-    ));
-    wait_for("the director", 10, || {
-        std::path::Path::new(&control).exists()
-    });
+    let d = start_director(&net, &cf, &control);
+    net.procs.push(d);
 
     let ld_cf = tmp.file(&format!("ld{}.cf", std::process::id()));
     std::fs::write(
@@ -309,15 +308,7 @@ fn five_node_wlc_quiesce_sighup_reload_and_udp() {
     );
     std::fs::write(&cf, format!("{}{udp}", seed_config("wlc", [2, 1, 1]))).unwrap();
     let control = tmp.file("control.sock");
-    let mut director = net.spawn(
-        "dir",
-        BIN,
-        &["run", "--config", &cf, "--control", &control],
-        &[],
-    );
-    wait_for("the director", 10, || {
-        std::path::Path::new(&control).exists()
-    });
+    let mut director = start_director(&net, &cf, &control);
 
     // 40 kept-alive connections, held until a file appears, then used again.
     let go = tmp.file("go");
@@ -488,15 +479,7 @@ fn five_node_health_checks_remove_and_restore_real_servers() {
     };
     std::fs::write(&cf, cfg(0)).unwrap();
     let control = tmp.file("control.sock");
-    let mut director = net.spawn(
-        "dir",
-        BIN,
-        &["run", "--config", &cf, "--control", &control],
-        &[],
-    );
-    wait_for("the director", 10, || {
-        std::path::Path::new(&control).exists()
-    });
+    let mut director = start_director(&net, &cf, &control);
     let listing = || adm(&control, "-L -n");
     let has = |rs: &str| listing().contains(&format!("{rs}:80"));
     assert!(
@@ -588,5 +571,45 @@ fn five_node_health_checks_remove_and_restore_real_servers() {
         !sorry_in() && listing().contains(&format!("  -> {}:80                Masq    1 ", RS[0]))
     });
     assert_eq!(get(2), "rs1\nrs1\n");
+    assert_eq!(director.signal_and_wait("TERM"), Some(0));
+}
+
+#[test]
+fn five_node_ping_checks_follow_the_hosts() {
+    if !enabled("five_node_ping_checks_follow_the_hosts") {
+        return;
+    }
+    let mut net = FiveNode::new("p");
+    start_realservers(&mut net);
+    let tmp = Dir::new("ping");
+    let cf = tmp.file("lvs.cf");
+    // ICMP from a fresh namespace: raw sockets (datagram ICMP is refused
+    // there, platform.md §4.2).
+    std::fs::write(
+        &cf,
+        seed_config("rr", [1, 1, 1]).replace(
+            " scheduler = rr\n",
+            " scheduler = rr\n checktype = ping\n check_interval = 0.2\n timeout = 1\n reentry = 0\n",
+        ),
+    )
+    .unwrap();
+    let control = tmp.file("control.sock");
+    let mut director = start_director(&net, &cf, &control);
+    let has = |rs: &str| adm(&control, "-L -n").contains(&format!("{rs}:80"));
+    wait_for("all three hosts answering pings", 5, || {
+        RS.iter().all(|r| has(r))
+    });
+    // rs3's service stops but the host still answers: ping keeps it in.
+    net.procs.remove(2);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(has(RS[2]), "ping checks the host, not the service");
+    // rs2's link goes down: no echo replies, out within timeout + interval.
+    let rs2 = net.ns("rs2");
+    sh(&format!("ip -n {rs2} link set eth0 down"));
+    wait_for("rs2 to leave the table", 5, || !has(RS[1]));
+    let status = sh(&format!("{BIN} status --control {control}"));
+    assert!(status.contains("no echo reply"), "{status}");
+    sh(&format!("ip -n {rs2} link set eth0 up"));
+    wait_for("rs2 to return", 10, || has(RS[1]));
     assert_eq!(director.signal_and_wait("TERM"), Some(0));
 }
