@@ -337,7 +337,9 @@ impl Probe {
             dynamic,
         } = self
         {
-            let (health, weight) = run_external(command, expect.as_ref(), *dynamic, timeout).await;
+            // Boxed: the rarer, larger probes do not size every probe's future.
+            let (health, weight) =
+                Box::pin(run_external(command, expect.as_ref(), *dynamic, timeout)).await;
             let share = match (load_from, &health) {
                 (Some(addr), Ok(())) => Some(ask_agent(addr, timeout).await.map(|r| r.share())),
                 _ => None,
@@ -368,14 +370,16 @@ impl Probe {
                 .map_err(|e| format!("connect: {e}")),
             Probe::UdpConnect(a) => udp_probe(*a, timeout).await,
             Probe::Agent(a) => ask_agent(*a, timeout).await?.health(),
-            Probe::Ping(ip) => ping(*ip, timeout).await,
-            Probe::Http { request, verdict } => verdict.judge(&request.fetch(timeout).await?),
+            Probe::Ping(ip) => Box::pin(ping(*ip, timeout)).await,
+            Probe::Http { request, verdict } => {
+                verdict.judge(&Box::pin(request.fetch(timeout)).await?)
+            }
             Probe::External {
                 command,
                 expect,
                 dynamic,
             } => {
-                run_external(command, expect.as_ref(), *dynamic, timeout)
+                Box::pin(run_external(command, expect.as_ref(), *dynamic, timeout))
                     .await
                     .0
             }

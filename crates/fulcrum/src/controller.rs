@@ -328,6 +328,18 @@ impl Controller {
         }
     }
 
+    /// When the checks next need attention, on a 10 ms grid so that the
+    /// probes of many real servers falling due together start in one tick.
+    fn health_deadline(&self) -> Option<tokio::time::Instant> {
+        const GRID: u128 = 10_000_000; // ns
+        let d = self.monitor.next_deadline()?;
+        let ns = d.as_nanos().div_ceil(GRID) * GRID;
+        let d = Duration::from_nanos(u64::try_from(ns).ok()?);
+        self.started
+            .checked_add(d)
+            .map(tokio::time::Instant::from_std)
+    }
+
     /// Start the probes that are due and apply what timed out.
     fn health_tick(&mut self) {
         let now = self.now();
@@ -662,12 +674,11 @@ impl Controller {
         let Some(mut health) = self.health_rx.take() else {
             return;
         };
+        // The checks' next deadline changes only when the monitor does: it
+        // is recomputed after health work and control requests, never per
+        // data-plane event.
+        let mut deadline = self.health_deadline();
         loop {
-            let deadline = self
-                .monitor
-                .next_deadline()
-                .and_then(|d| self.started.checked_add(d))
-                .map(tokio::time::Instant::from_std);
             let sleep = tokio::time::sleep_until(
                 deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600)),
             );
@@ -676,9 +687,17 @@ impl Controller {
                 Some(r) = health.recv() => {
                     let now = self.now();
                     self.monitor.on_result(r, now);
+                    // Take every result already waiting, then decide once.
+                    while let Ok(r) = health.try_recv() {
+                        self.monitor.on_result(r, now);
+                    }
                     self.apply_health();
+                    deadline = self.health_deadline();
                 }
-                _ = sleep, if deadline.is_some() => self.health_tick(),
+                _ = sleep, if deadline.is_some() => {
+                    self.health_tick();
+                    deadline = self.health_deadline();
+                }
                 Some(msg) = control.recv() => {
                     let resp = match msg.request {
                         Request::Adm { args, stdin } => self.adm(&args, &stdin),
@@ -686,6 +705,7 @@ impl Controller {
                         Request::Reload => self.reload(),
                     };
                     let _ = msg.reply.send(resp);
+                    deadline = self.health_deadline();
                 }
                 _ = est.tick() => self.table.tick_estimators(),
                 _ = expire.tick() => { self.table.expire(self.now()); }

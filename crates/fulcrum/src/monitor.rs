@@ -91,6 +91,8 @@ struct Entry {
     /// The agent's load could not be read and this was logged (once per
     /// outage, not per probe).
     load_unreadable: bool,
+    /// Its place in the configuration order.
+    pos: usize,
 }
 
 /// What `expect` (with `use_regex`) asks of a reply.
@@ -182,6 +184,10 @@ pub struct Monitor {
     order: Vec<DestKey>,
     sorry: HashMap<ServiceKey, (SorryServer, DestSpec)>,
     generation: u64,
+    /// The checks (by place in `order`) that may have decided something
+    /// since the last [`collect`](Self::collect), so that collecting costs
+    /// what changed, not the number of real servers.
+    touched: std::collections::BTreeSet<usize>,
 }
 
 impl Monitor {
@@ -199,9 +205,12 @@ impl Monitor {
     ) -> Result<(), String> {
         let mut next = HashMap::new();
         self.order.clear();
+        self.touched.clear();
         for spec in specs {
             let key = (spec.key, spec.dest.addr, spec.dest.port);
+            let pos = self.order.len();
             self.order.push(key);
+            self.touched.insert(pos);
             let probe = probe_for(&spec)
                 .map_err(|e| format!("virtual server `{}`: {e}", spec.service_name))?;
             // Only what changes how the server is probed or judged restarts
@@ -241,6 +250,7 @@ impl Monitor {
                 Some(mut old) if same_check(&old.spec, &spec) => {
                     old.checker.update_params(spec.dest.weight, spec.quiesce);
                     old.spec = spec;
+                    old.pos = pos;
                     old
                 }
                 _ => {
@@ -251,6 +261,7 @@ impl Monitor {
                         probe,
                         generation: self.generation,
                         load_unreadable: false,
+                        pos,
                     }
                 }
             };
@@ -351,7 +362,11 @@ impl Monitor {
         let mut out = Vec::new();
         for (k, e) in &mut self.entries {
             let Some(probe) = &e.probe else { continue };
+            let before = e.checker.state();
             e.checker.handle_timeout(now);
+            if e.checker.state() != before {
+                self.touched.insert(e.pos);
+            }
             if e.checker.poll_probe(now) {
                 let timeout = e
                     .spec
@@ -378,6 +393,7 @@ impl Monitor {
         if let Some(e) = self.entries.get_mut(&r.dest)
             && e.generation == r.generation
         {
+            self.touched.insert(e.pos);
             // The share first, so a server coming back enters at it.
             match r.share {
                 Some(Ok(pct)) => {
@@ -405,7 +421,10 @@ impl Monitor {
     pub fn collect(&mut self) -> (Vec<TableOp>, Vec<Logged>) {
         let mut ops = Vec::new();
         let mut logs = Vec::new();
-        for k in &self.order {
+        for pos in std::mem::take(&mut self.touched) {
+            let Some(k) = self.order.get(pos) else {
+                continue;
+            };
             let Some(e) = self.entries.get_mut(k) else {
                 continue;
             };
