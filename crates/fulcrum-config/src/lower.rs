@@ -321,6 +321,12 @@ const CHECKTYPES: &[(&str, CheckType)] = &[
     ("http_get", CheckType::HttpGet),
     ("https_get", CheckType::HttpsGet),
     ("ping", CheckType::Ping),
+    ("smtp", CheckType::Smtp),
+    ("ftp", CheckType::Ftp),
+    ("pop", CheckType::Pop),
+    ("imap", CheckType::Imap),
+    ("nntp", CheckType::Nntp),
+    ("dns", CheckType::Dns),
     ("off", CheckType::Off),
 ];
 
@@ -447,13 +453,11 @@ impl Assign<'_> {
     fn request(&self) -> Res<String> {
         self.one_that(
             |v| {
-                v.starts_with('/')
-                    && !v
-                        .bytes()
-                        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+                !v.bytes()
+                    .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
             },
-            |v| format!("invalid request path `{v}` for `request`"),
-            "write the path to fetch, starting with `/`, e.g. /health or /index.html?check=1",
+            |v| format!("invalid request `{v}`"),
+            "write the path an HTTP check fetches (e.g. /health) or the name a DNS check resolves",
         )
     }
 
@@ -1105,38 +1109,71 @@ fn check_virtuals(cfg: &Config, infos: &[VirtualInfo], diags: &mut Vec<Diagnosti
                     .hint("add `send_program = \"/path/to/check %h %p\"` (%h: the real server's address, %p: its port)"),
             );
         }
-        let http = [CheckType::HttpGet, CheckType::HttpsGet];
-        let http_checked = v.checktype.is_some_and(|c| http.contains(&c))
-            || v.servers
-                .iter()
-                .any(|s| s.checktype.is_some_and(|c| http.contains(&c)));
-        if http_checked && v.effective_protocol() != fulcrum_core::Protocol::Tcp {
+        let uses = |kinds: &[CheckType]| {
+            v.checktype.is_some_and(|c| kinds.contains(&c))
+                || v.servers
+                    .iter()
+                    .any(|s| s.checktype.is_some_and(|c| kinds.contains(&c)))
+        };
+        let http_checked = uses(&[CheckType::HttpGet, CheckType::HttpsGet]);
+        let dns_checked = uses(&[CheckType::Dns]);
+        let tcp_only = [
+            CheckType::HttpGet,
+            CheckType::HttpsGet,
+            CheckType::Smtp,
+            CheckType::Ftp,
+            CheckType::Pop,
+            CheckType::Imap,
+            CheckType::Nntp,
+        ];
+        if uses(&tcp_only) && v.effective_protocol() != fulcrum_core::Protocol::Tcp {
             diags.push(
-                Diagnostic::error(at("checktype"), format!("virtual server `{}` is not TCP, so its real servers cannot have HTTP checks", v.name))
+                Diagnostic::error(at("checktype"), format!("virtual server `{}` is not TCP, so its real servers cannot have HTTP, SMTP, FTP, POP, IMAP or NNTP checks", v.name))
                     .hint("use `checktype = connect`, or `external` with a program that speaks the protocol"),
             );
         }
-        if !http_checked {
-            let keys = [
+        if http_checked && v.request.as_ref().is_some_and(|r| !r.starts_with('/')) {
+            diags.push(
+                Diagnostic::error(
+                    at("request"),
+                    "an HTTP check's `request` is a path starting with `/`",
+                )
+                .hint("write the path to fetch, e.g. /health or /index.html?check=1"),
+            );
+        }
+        if dns_checked {
+            match &v.request {
+                None => diags.push(
+                    Diagnostic::error(at("checktype"), format!("virtual server `{}` has DNS checks but no `request`", v.name))
+                        .hint("add `request = NAME`, the name the real servers must resolve, e.g. www.example.com"),
+                ),
+                Some(r) if !valid_hostname(r.trim_end_matches('.')) => diags.push(
+                    Diagnostic::error(at("request"), format!("a DNS check's `request` is a name to resolve, not `{r}`"))
+                        .hint("write a domain name, e.g. www.example.com"),
+                ),
+                Some(_) => {}
+            }
+        }
+        let unused: &[&str] = match (http_checked, dns_checked) {
+            (true, _) => &[],
+            (false, true) => &["digest", "status_code", "virtualhost", "tls_ca"],
+            (false, false) => &[
                 "request",
                 "receive",
                 "digest",
                 "status_code",
                 "virtualhost",
                 "tls_ca",
-            ];
-            if let Some(k) = keys.iter().find(|k| info.keys.get(k).is_some()) {
-                diags.push(
-                    Diagnostic::warning(
-                        at(k),
-                        format!(
-                            "`{k}` is used only by HTTP checks, and no real server of `{}` has one",
-                            v.name
-                        ),
-                    )
-                    .hint("set `checktype = http_get` (or `https_get`)"),
-                );
-            }
+            ],
+        };
+        if let Some(k) = unused.iter().find(|k| info.keys.get(k).is_some()) {
+            diags.push(
+                Diagnostic::warning(
+                    at(k),
+                    format!("`{k}` is used only by HTTP (and, for `request` and `receive`, DNS) checks, and no real server of `{}` has one", v.name),
+                )
+                .hint("set `checktype = http_get` (or `https_get`, or `dns`)"),
+            );
         }
         if v.misc_dynamic == Some(true) && v.expect.is_some() && v.send_program.is_some() {
             diags.push(

@@ -181,6 +181,19 @@ pub enum CheckType {
     /// An ICMP echo (v4 or v6) to the real server's address: the host is
     /// up, whatever its services do (ldirectord's `ping`).
     Ping,
+    /// SMTP greeting and QUIT (ldirectord's `service = smtp`).
+    Smtp,
+    /// FTP greeting and QUIT.
+    Ftp,
+    /// POP3 greeting and QUIT.
+    Pop,
+    /// IMAP greeting and LOGOUT.
+    Imap,
+    /// NNTP greeting and QUIT.
+    Nntp,
+    /// A DNS query for `request` (type A) answered with records
+    /// (containing `receive`, when set).
+    Dns,
     /// No checking: the real server is always in service.
     Off,
 }
@@ -230,6 +243,12 @@ impl CheckType {
             CheckType::HttpGet => "http_get",
             CheckType::HttpsGet => "https_get",
             CheckType::Ping => "ping",
+            CheckType::Smtp => "smtp",
+            CheckType::Ftp => "ftp",
+            CheckType::Pop => "pop",
+            CheckType::Imap => "imap",
+            CheckType::Nntp => "nntp",
+            CheckType::Dns => "dns",
             CheckType::Off => "off",
         }
     }

@@ -231,9 +231,21 @@ fn http_check_keys() {
     assert!(bad("digest = 1234")[0].contains("32 hexadecimal digits"));
     assert!(bad("status_code = 200-99")[0].contains("invalid status codes"));
     assert!(bad("status_code = 700")[0].contains("invalid status codes"));
-    assert!(bad("request = health")[0].contains("invalid request path"));
+    assert!(bad("request = health")[0].contains("a path starting with `/`"));
     assert!(bad("tls_ca = ca.pem")[0].contains("absolute path"));
-    assert!(bad("protocol = udp")[0].contains("cannot have HTTP checks"));
+    assert!(bad("protocol = udp")[0].contains("cannot have HTTP, SMTP"));
+    let dns = |extra: &str| {
+        errors(&format!(
+            "virtual ns {{\n address = 10.0.0.1\n protocol = udp\n port = 53\n checktype = dns\n {extra}\n}}\n"
+        ))
+    };
+    assert!(dns("")[0].contains("DNS checks but no `request`"));
+    assert!(dns("request = /health")[0].contains("a name to resolve"));
+    assert!(dns("request = www.example.com.\n receive = 10.0.0.7").is_empty());
+    assert!(
+        errors("virtual m {\n address = 10.0.0.1\n protocol = udp\n server a {\n  address = 10.1.0.1\n  checktype = smtp\n }\n}\n")[0]
+            .contains("is not TCP")
+    );
     let w = parse(
         "virtual web {\n address = 10.0.0.1\n digest = b0de18193e2244faadbb22b1cc770490\n}\n",
     );
@@ -241,7 +253,7 @@ fn http_check_keys() {
     assert!(
         w.diagnostics
             .iter()
-            .any(|d| d.message.contains("used only by HTTP checks")),
+            .any(|d| d.message.contains("used only by HTTP")),
         "{:?}",
         w.diagnostics
     );

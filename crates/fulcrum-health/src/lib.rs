@@ -10,6 +10,7 @@
 
 pub mod http;
 pub mod probe;
+pub mod service;
 
 use std::time::Duration;
 

@@ -140,6 +140,10 @@ pub enum Probe {
     /// TCP: the real server's agent answers a line saying it is up (and
     /// which share of its weight it wants).
     Agent(SocketAddr),
+    /// TCP: the greeting and goodbye of SMTP, FTP, POP3, IMAP or NNTP.
+    Service(crate::service::Dialogue, SocketAddr),
+    /// UDP: a DNS query is answered.
+    Dns(crate::service::DnsCheck),
     /// ICMP: an echo request draws a reply.
     Ping(std::net::IpAddr),
     /// HTTP(S): a GET whose reply passes the verdict.
@@ -306,6 +310,10 @@ impl Probe {
                 Probe::Agent(_) => format!("agent: no answer within {secs:.1}s"),
                 Probe::Http { .. } => format!("no complete reply within {secs:.1}s"),
                 Probe::Ping(_) => format!("no echo reply within {secs:.1}s"),
+                Probe::Service(d, _) => {
+                    format!("{}: no complete reply within {secs:.1}s", d.name())
+                }
+                Probe::Dns(_) => format!("dns: no answer within {secs:.1}s"),
                 Probe::External { command, .. } => {
                     format!("`{command}` still running after {secs:.1}s: killed")
                 }
@@ -371,6 +379,8 @@ impl Probe {
             Probe::UdpConnect(a) => udp_probe(*a, timeout).await,
             Probe::Agent(a) => ask_agent(*a, timeout).await?.health(),
             Probe::Ping(ip) => Box::pin(ping(*ip, timeout)).await,
+            Probe::Service(d, addr) => Box::pin(d.check(*addr)).await,
+            Probe::Dns(c) => Box::pin(c.check(timeout)).await,
             Probe::Http { request, verdict } => {
                 verdict.judge(&Box::pin(request.fetch(timeout)).await?)
             }
@@ -435,19 +445,25 @@ async fn ping(ip: std::net::IpAddr, timeout: Duration) -> Result<(), String> {
     }
 }
 
+/// A UDP socket connected to `addr`, from an ephemeral port of its family.
+pub(crate) async fn udp_to(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let any = SocketAddr::new(
+        match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+        },
+        0,
+    );
+    let s = UdpSocket::bind(any).await?;
+    s.connect(addr).await?;
+    Ok(s)
+}
+
 /// A datagram to a closed UDP port draws an ICMP port-unreachable, which a
 /// connected socket reports as `ECONNREFUSED` on the next receive. Silence
 /// (or any reply) within the timeout counts as alive, as nanny counts it.
 async fn udp_probe(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
-    let any: SocketAddr = if addr.is_ipv4() {
-        "0.0.0.0:0".parse().expect("valid")
-    } else {
-        "[::]:0".parse().expect("valid")
-    };
-    let s = UdpSocket::bind(any)
-        .await
-        .map_err(|e| format!("udp: {e}"))?;
-    s.connect(addr).await.map_err(|e| format!("udp: {e}"))?;
+    let s = udp_to(addr).await.map_err(|e| format!("udp: {e}"))?;
     s.send(b"\n").await.map_err(|e| format!("udp send: {e}"))?;
     let mut buf = [0u8; 64];
     match tokio::time::timeout(timeout.mul_f32(0.9), s.recv(&mut buf)).await {

@@ -10,6 +10,7 @@ use fulcrum_config::{CheckSpec, CheckType, SorrySpec};
 use fulcrum_core::{DestSpec, ServiceKey};
 use fulcrum_health::http::{Request, Tls, Verdict};
 use fulcrum_health::probe::{Expect, Probe, expand_program};
+use fulcrum_health::service::{Dialogue, DnsCheck};
 use fulcrum_health::{Action, CheckParams, Checker, SorryAction, SorryServer, State, Transition};
 
 /// A real server of a virtual service.
@@ -153,6 +154,16 @@ fn probe_for(spec: &CheckSpec) -> Result<Option<Probe>, String> {
             })
         }
         (CheckType::Ping, _) => Some(Probe::Ping(spec.dest.addr)),
+        (CheckType::Dns, _) => Some(Probe::Dns(DnsCheck {
+            addr,
+            name: spec.http.path.clone(),
+            receive: spec.http.receive.clone(),
+        })),
+        (CheckType::Smtp, false) => Some(Probe::Service(Dialogue::Smtp, addr)),
+        (CheckType::Ftp, false) => Some(Probe::Service(Dialogue::Ftp, addr)),
+        (CheckType::Pop, false) => Some(Probe::Service(Dialogue::Pop, addr)),
+        (CheckType::Imap, false) => Some(Probe::Service(Dialogue::Imap, addr)),
+        (CheckType::Nntp, false) => Some(Probe::Service(Dialogue::Nntp, addr)),
         (_, true) => Some(Probe::UdpConnect(addr)),
         (CheckType::Connect, false) => Some(Probe::TcpConnect(addr)),
         (CheckType::Negotiate, false) => Some(Probe::Negotiate {

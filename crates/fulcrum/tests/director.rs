@@ -920,3 +920,143 @@ fn http_checks_judge_status_digest_and_certificates() {
         listed("127.34.0.1:8080", "127.34.0.11:8081")
     });
 }
+
+/// Real SMTP, FTP, POP3, IMAP and DNS servers from Debian on 127.37.0.x:
+/// dnsmasq (.11:5353 UDP), vsftpd (.12:2121), dovecot (.13: IMAP 1143,
+/// POP3 1110), OpenSMTPD (.14:2525). `None` (and SKIPPED) when one is
+/// missing.
+fn service_peers(dir: &TempDir) -> Option<Vec<Proc>> {
+    for p in ["dnsmasq", "vsftpd", "dovecot", "smtpd"] {
+        let found = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+            .iter()
+            .any(|d| std::path::Path::new(d).join(p).exists());
+        if !found {
+            eprintln!(
+                "SKIPPED service checks test: {p} is not installed (.ci/run installs dnsmasq-base, vsftpd, dovecot-imapd, dovecot-pop3d, opensmtpd)"
+            );
+            return None;
+        }
+    }
+    let d = dir.0.display();
+    let spawn = |prog: &str, args: &[&str]| {
+        Proc(
+            Command::new(prog)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mut procs = vec![spawn(
+        "dnsmasq",
+        &[
+            "-k",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--listen-address=127.37.0.11",
+            "--bind-interfaces",
+            "--port=5353",
+            "--address=/check.test/10.0.0.7",
+            "--user=root",
+            &format!("--pid-file={d}/dnsmasq.pid"),
+        ],
+    )];
+    std::fs::create_dir_all(dir.0.join("empty")).unwrap();
+    std::fs::write(
+        dir.0.join("vsftpd.conf"),
+        format!("listen=YES\nlisten_ipv6=NO\nlisten_address=127.37.0.12\nlisten_port=2121\nbackground=NO\nanonymous_enable=NO\nlocal_enable=YES\nseccomp_sandbox=NO\nsecure_chroot_dir={d}/empty\nxferlog_enable=NO\n"),
+    )
+    .unwrap();
+    procs.push(spawn("vsftpd", &[&format!("{d}/vsftpd.conf")]));
+    std::fs::create_dir_all(dir.0.join("dovecot")).unwrap();
+    std::fs::write(
+        dir.0.join("dovecot.conf"),
+        format!(
+            "protocols = imap pop3\nlisten = 127.37.0.13\nbase_dir = {d}/dovecot\nstate_dir = {d}/dovecot\nlog_path = {d}/dovecot/log\nssl = no\n\
+             default_internal_user = dovecot\ndefault_internal_group = dovecot\ndefault_login_user = dovenull\n\
+             service imap-login {{\n inet_listener imap {{\n  port = 1143\n }}\n inet_listener imaps {{\n  port = 0\n }}\n}}\n\
+             service pop3-login {{\n inet_listener pop3 {{\n  port = 1110\n }}\n inet_listener pop3s {{\n  port = 0\n }}\n}}\n\
+             passdb {{\n driver = static\n args = password=unused\n}}\nuserdb {{\n driver = static\n args = uid=dovecot gid=dovecot home={d}/dovecot\n}}\n"
+        ),
+    )
+    .unwrap();
+    procs.push(spawn(
+        "dovecot",
+        &["-F", "-c", &format!("{d}/dovecot.conf")],
+    ));
+    std::fs::write(
+        dir.0.join("smtpd.conf"),
+        "listen on 127.37.0.14 port 2525\naction \"local\" mbox\nmatch from any for domain \"check.test\" action \"local\"\n",
+    )
+    .unwrap();
+    procs.push(spawn("smtpd", &["-d", "-f", &format!("{d}/smtpd.conf")]));
+    for a in [
+        "127.37.0.12:2121",
+        "127.37.0.13:1143",
+        "127.37.0.13:1110",
+        "127.37.0.14:2525",
+    ] {
+        wait_until(a, || TcpStream::connect(a).is_ok());
+    }
+    Some(procs)
+}
+
+#[test]
+fn protocol_checks_against_real_mail_ftp_and_dns_servers() {
+    let dir = TempDir::new("service-peers");
+    let Some(_peers) = service_peers(&dir) else {
+        return;
+    };
+    let common = "active = 1\n check_interval = 0.2\n fall = 1\n reentry = 0\n timeout = 2\n";
+    let vs = |name: &str, n: u8, port: u16, check: &str, rs: &str, rport: u16| {
+        format!(
+            "virtual {name} {{\n address = 127.37.0.{n}\n port = {port}\n {common} {check}\n server a {{\n  address = {rs}\n  port = {rport}\n  active = 1\n }}\n}}\n"
+        )
+    };
+    let cfg = [
+        vs(
+            "dns",
+            1,
+            8053,
+            "protocol = udp\n checktype = dns\n request = check.test\n receive = 10.0.0.7",
+            "127.37.0.11",
+            5353,
+        ),
+        vs(
+            "nxdns",
+            2,
+            8053,
+            "protocol = udp\n checktype = dns\n request = missing.test",
+            "127.37.0.11",
+            5353,
+        ),
+        vs("ftp", 3, 21, "checktype = ftp", "127.37.0.12", 2121),
+        vs("imap", 4, 143, "checktype = imap", "127.37.0.13", 1143),
+        vs("pop", 5, 110, "checktype = pop", "127.37.0.13", 1110),
+        vs("smtp", 6, 25, "checktype = smtp", "127.37.0.14", 2525),
+        vs("notftp", 7, 21, "checktype = ftp", "127.37.0.13", 1110),
+    ]
+    .concat();
+    let d = Director::start("services", &cfg);
+    let listed = |proto: &str, vip: &str, rs: &str| {
+        let l = d.ok(&format!("-L -n {proto} {vip}"));
+        listed_weight(&l, rs).is_some()
+    };
+    wait_until("every good check", || {
+        listed("-u", "127.37.0.1:8053", "127.37.0.11:5353")
+            && listed("-t", "127.37.0.3:21", "127.37.0.12:2121")
+            && listed("-t", "127.37.0.4:143", "127.37.0.13:1143")
+            && listed("-t", "127.37.0.5:110", "127.37.0.13:1110")
+            && listed("-t", "127.37.0.6:25", "127.37.0.14:2525")
+    });
+    assert!(!listed("-u", "127.37.0.2:8053", "127.37.0.11:5353"));
+    assert!(!listed("-t", "127.37.0.7:21", "127.37.0.13:1110"));
+    let status = d.run("status", &[]).1;
+    assert!(status.contains("dns: missing.test answered"), "{status}");
+    assert!(
+        status.contains("ftp: expected a greeting starting with 220, got \"+OK"),
+        "a POP3 server is not an FTP server: {status}"
+    );
+}
