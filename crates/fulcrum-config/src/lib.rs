@@ -145,6 +145,11 @@ pub struct CheckSpec {
     pub misc_dynamic: bool,
     /// For http_get and https_get: what to fetch and what to accept.
     pub http: HttpSpec,
+    /// The command that prints the real server's load average (`%h` is
+    /// its address): `load_monitor = uptime`, `rup`, `ruptime` or a program.
+    pub load_command: Option<String>,
+    /// How often the load is read (`load_interval`; nanny: about 20 s).
+    pub load_interval: std::time::Duration,
     /// Where the real server's agent answers, when it is asked (`checktype
     /// = agent` or `load_monitor = agent`).
     pub agent: Option<std::net::SocketAddr>,
@@ -169,6 +174,24 @@ pub struct HttpSpec {
     /// `tls_ca`: verify the server's certificate against these CAs (PEM);
     /// without it the certificate is not verified, as keepalived's SSL_GET.
     pub tls_ca: Option<String>,
+}
+
+/// How often nanny reads the load: about every 20 seconds.
+pub const DEFAULT_LOAD_INTERVAL: Seconds = Seconds(std::time::Duration::from_secs(20));
+
+/// The command that reads a real server's load average, `%h` for its
+/// address.
+fn load_command(m: Option<&LoadMonitor>, rsh: Option<RshCommand>) -> Option<String> {
+    Some(match m? {
+        LoadMonitor::None | LoadMonitor::Agent => return None,
+        LoadMonitor::Uptime => match rsh.unwrap_or(RshCommand::Rsh) {
+            RshCommand::Ssh => "ssh -o BatchMode=yes -o ConnectTimeout=5 %h uptime".into(),
+            RshCommand::Rsh => "rsh %h uptime".into(),
+        },
+        LoadMonitor::Rup => "rup %h".into(),
+        LoadMonitor::Ruptime => "ruptime %h".into(),
+        LoadMonitor::Program(p) => format!("'{}' %h", p.replace('\'', "'\\''")),
+    })
 }
 
 /// The port `fulcrum agent` answers on unless `agent_port` says otherwise.
@@ -238,6 +261,8 @@ impl Config {
                     fall: v.fall.unwrap_or(0),
                     quiesce: v.quiesce_server.unwrap_or(false),
                     misc_dynamic: v.misc_dynamic.unwrap_or(false),
+                    load_command: load_command(v.load_monitor.as_ref(), self.global.rsh_command),
+                    load_interval: v.load_interval.unwrap_or(DEFAULT_LOAD_INTERVAL).0,
                     http: HttpSpec {
                         path: v.request.clone().unwrap_or_else(|| "/".into()),
                         virtualhost: v.virtualhost.clone(),

@@ -83,6 +83,7 @@ pub const VIRTUAL_KEYS: &[&str] = &[
     "fall",
     "agent_port",
     "misc_dynamic",
+    "load_interval",
     "request",
     "receive",
     "digest",
@@ -738,6 +739,7 @@ fn lower_virtual_key(a: &Assign, v: &mut VirtualServer, diags: &mut Vec<Diagnost
         "fall" => put(&mut v.fall, a.number(0, 1000, "count"), d),
         "agent_port" => put(&mut v.agent_port, a.number(1, 65535, "port"), d),
         "misc_dynamic" => put(&mut v.misc_dynamic, a.bool(), d),
+        "load_interval" => put(&mut v.load_interval, a.seconds(false), d),
         "request" => put(&mut v.request, a.request(), d),
         "receive" => put(&mut v.receive, a.string(), d),
         "digest" => put(&mut v.digest, a.digest(), d),
@@ -1179,13 +1181,6 @@ fn check_virtuals(cfg: &Config, infos: &[VirtualInfo], diags: &mut Vec<Diagnosti
             diags.push(
                 Diagnostic::warning(at("misc_dynamic"), "`misc_dynamic` has no effect when `expect` is set: the program's output decides, not its exit code")
                     .hint("remove `expect` to let the exit code set the weight"),
-            );
-        }
-        if matches!(v.load_monitor, Some(ref m) if !matches!(m, LoadMonitor::None | LoadMonitor::Agent))
-        {
-            diags.push(
-                Diagnostic::warning(at("load_monitor"), "this load monitor is not available in this version: the configured weights apply statically")
-                    .hint("this is what Piranha does when the load cannot be read; `load_monitor = agent` with `fulcrum agent` on the real servers is available; `none` silences this"),
             );
         }
         check_servers(cfg, v, info, family, diags);

@@ -419,6 +419,7 @@ pub struct VirtualServer {
     pub fall: Option<u32>,
     pub agent_port: Option<u16>,
     pub misc_dynamic: Option<bool>,
+    pub load_interval: Option<Seconds>,
     pub request: Option<String>,
     pub receive: Option<String>,
     pub digest: Option<String>,

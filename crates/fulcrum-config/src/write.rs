@@ -164,6 +164,7 @@ pub fn write(cfg: &Config) -> String {
         o.kv("fall", v.fall.map(|f| f.to_string()));
         o.kv("agent_port", v.agent_port.map(|p| p.to_string()));
         o.kv("misc_dynamic", v.misc_dynamic.map(|b| bool01(b).into()));
+        o.kv("load_interval", v.load_interval.map(|s| s.to_string()));
         o.kv("request", v.request.clone());
         o.kv("receive", v.receive.as_deref().map(quote));
         o.kv("digest", v.digest.clone());

@@ -10,6 +10,51 @@
 
 pub mod http;
 pub mod probe;
+
+/// nanny's weight from a real server's 1-minute load average `load`
+/// (Red Hat Piranha, scale 10): below 1 the weight climbs by up to half the
+/// configured weight per adjustment, to at most 10 times it; above 1 it
+/// falls back, never below the configured weight; exactly 1 or an error
+/// (negative) leaves it. A change of less than a quarter of the configured
+/// weight is not made.
+pub fn load_adjusted_weight(last: u32, weight: u32, load: f64) -> u32 {
+    const SCALE: f64 = 10.0;
+    let (last_f, w) = (f64::from(last), f64::from(weight));
+    let scale_factor = w / 2.0;
+    let diff_thresh = w / 4.0;
+    #[allow(
+        clippy::float_cmp,
+        reason = "nanny's own test: exactly 1 means no change"
+    )]
+    if load < 0.0 || load == 1.0 || !load.is_finite() {
+        return last;
+    }
+    let new = if load < 1.0 {
+        (last_f + scale_factor * (1.0 - load).cbrt()).min(SCALE * w)
+    } else {
+        (last_f - scale_factor * (load - 1.0).cbrt()).max(w)
+    };
+    // Truncated, as nanny's double-to-int assignment does.
+    let new = new as u32;
+    if (f64::from(new) - last_f).abs() >= diff_thresh {
+        new
+    } else {
+        last
+    }
+}
+
+/// The 1-minute load average in the output of `uptime`, `rup` or
+/// `ruptime`: the first number after the word "load".
+pub fn parse_load(output: &str) -> Option<f64> {
+    let lower = output.to_ascii_lowercase();
+    let rest = &output[lower.find("load")? + 4..];
+    let start = rest.find(|c: char| c.is_ascii_digit())?;
+    let num: String = rest[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    num.parse().ok()
+}
 pub mod service;
 
 use std::time::Duration;
@@ -118,6 +163,9 @@ pub struct Checker {
     weight: u32,
     /// The share of it the real server's load allows, in percent.
     share: u32,
+    /// The weight nanny's load formula set (`load_monitor = uptime`…),
+    /// once slow start is over.
+    load_weight: Option<u32>,
     /// The weight the table was last told.
     reported: u32,
     started: Duration,
@@ -142,6 +190,7 @@ impl Checker {
             fail_run: 0,
             weight: 0,
             share: 100,
+            load_weight: None,
             reported: 0,
             started: now,
             last_result: None,
@@ -185,11 +234,28 @@ impl Checker {
     }
 
     fn effective(&self) -> u32 {
-        if self.weight == 0 || self.share == 0 {
+        let base = match self.load_weight {
+            Some(w) if self.weight >= self.params.weight && self.weight > 0 => w,
+            _ => self.weight,
+        };
+        if base == 0 || self.share == 0 {
             0
         } else {
-            (self.weight * self.share / 100).max(1)
+            (base * self.share / 100).max(1)
         }
+    }
+
+    /// The weight the load formula works from: the current weight once
+    /// slow start is over, `None` while it ramps or out of service.
+    pub fn load_base(&self) -> Option<u32> {
+        (self.state == State::Alive && self.weight >= self.params.weight && self.weight > 0)
+            .then(|| self.load_weight.unwrap_or(self.params.weight))
+    }
+
+    /// Set (or, `None`, drop) the weight the load formula computed.
+    pub fn set_load_weight(&mut self, w: Option<u32>) {
+        self.load_weight = w;
+        self.report();
     }
 
     /// Tell the table the weight if it changed.
@@ -361,6 +427,7 @@ impl Checker {
         let from = self.state;
         self.state = State::Dead;
         self.weight = 0;
+        self.load_weight = None;
         self.reported = 0;
         self.ok_since = None;
         self.ok_run = 0;

@@ -235,46 +235,9 @@ async fn run_external(
     dynamic: bool,
     timeout: Duration,
 ) -> (Result<(), String>, Option<u32>) {
-    let mut cmd = tokio::process::Command::new("/bin/sh");
-    cmd.arg("-c")
-        .arg(command)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => return (Err(format!("cannot run `{command}`: {e}")), None),
-    };
-    let group = child.id();
-    let stdout = child.stdout.take();
-    let work = async {
-        let mut got = Vec::new();
-        if let Some(out) = stdout {
-            // At most 64 KiB of output is read; `expect` looks at the start.
-            let _ = out.take(64 * 1024).read_to_end(&mut got).await;
-        }
-        (got, child.wait().await)
-    };
-    let (got, status) = match tokio::time::timeout(timeout, work).await {
+    let (got, status) = match run_program(command, timeout).await {
         Ok(r) => r,
-        Err(_) => {
-            if let Some(pid) = group.and_then(|g| rustix::process::Pid::from_raw(g as i32)) {
-                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-            }
-            return (
-                Err(format!(
-                    "`{command}` still running after {:.1}s: killed",
-                    timeout.as_secs_f64()
-                )),
-                None,
-            );
-        }
-    };
-    let status = match status {
-        Ok(s) => s,
-        Err(e) => return (Err(format!("`{command}`: {e}")), None),
+        Err(e) => return (Err(e), None),
     };
     if let Some(expect) = expect {
         return (judge(expect, &got).map_err(|e| format!("output {e}")), None);
@@ -284,6 +247,72 @@ async fn run_external(
         Some(c @ 2..=255) if dynamic => (Ok(()), Some(c as u32 - 2)),
         Some(c) => (Err(format!("`{command}` exited with {c}")), None),
         None => (Err(format!("`{command}` was killed by a signal")), None),
+    }
+}
+
+/// Run `command` under `/bin/sh -c` in a process group of its own; its
+/// output (the first 64 KiB) and exit status. Still running at `timeout`,
+/// the whole group is killed.
+///
+/// # Errors
+/// The program could not be started, or was killed for taking too long.
+pub async fn run_program(
+    command: &str,
+    timeout: Duration,
+) -> Result<(Vec<u8>, std::process::ExitStatus), String> {
+    let mut cmd = tokio::process::Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(command)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run `{command}`: {e}"))?;
+    let group = child.id();
+    let stdout = child.stdout.take();
+    let work = async {
+        let mut got = Vec::new();
+        if let Some(out) = stdout {
+            let _ = out.take(64 * 1024).read_to_end(&mut got).await;
+        }
+        (got, child.wait().await)
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok((got, Ok(status))) => Ok((got, status)),
+        Ok((_, Err(e))) => Err(format!("`{command}`: {e}")),
+        Err(_) => {
+            if let Some(pid) = group.and_then(|g| rustix::process::Pid::from_raw(g as i32)) {
+                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            }
+            Err(format!(
+                "`{command}` still running after {:.1}s: killed",
+                timeout.as_secs_f64()
+            ))
+        }
+    }
+}
+
+/// Read a real server's 1-minute load average by running `command`
+/// (`ssh HOST uptime`, `rup HOST`, …).
+///
+/// # Errors
+/// The program failed, or its output holds no load average.
+pub async fn read_load(command: &str, timeout: Duration) -> Result<f64, String> {
+    let (out, status) = Box::pin(run_program(command, timeout)).await?;
+    let text = String::from_utf8_lossy(&out);
+    match crate::parse_load(&text) {
+        Some(l) if status.success() => Ok(l),
+        _ => Err(format!(
+            "`{command}` gave no load average ({status}): \"{}\"",
+            text.trim()
+                .chars()
+                .take(80)
+                .collect::<String>()
+                .escape_debug()
+        )),
     }
 }
 

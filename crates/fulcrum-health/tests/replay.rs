@@ -283,3 +283,64 @@ fn load_share_scales_the_weight_and_zero_drains() {
     c.set_share(100);
     assert_eq!(c.poll_action(), Some(Action::SetWeight(10)));
 }
+
+#[test]
+fn nanny_load_formula() {
+    use fulcrum_health::load_adjusted_weight as adj;
+    // Idle: up by half the weight times the cube root of (1 - L).
+    assert_eq!(adj(100, 100, 0.0), 150);
+    assert_eq!(adj(100, 100, 0.5), 139); // 100 + 50 * 0.7937, truncated
+    assert_eq!(adj(960, 100, 0.0), 1000, "at most 10x the weight");
+    // Loaded: down, never below the configured weight.
+    assert_eq!(adj(300, 100, 9.0), 200); // 300 - 50 * 2
+    assert_eq!(
+        adj(120, 100, 9.0),
+        120,
+        "a step under a quarter of the weight is not made"
+    );
+    assert_eq!(adj(150, 100, 9.0), 100);
+    // Exactly 1, or an error: unchanged.
+    assert_eq!(adj(150, 100, 1.0), 150);
+    assert_eq!(adj(150, 100, -1.0), 150);
+    assert_eq!(
+        adj(1, 1, 0.0),
+        1,
+        "weight 1 never moves (1.5 truncates to 1)"
+    );
+}
+
+#[test]
+fn load_from_uptime_rup_and_ruptime() {
+    use fulcrum_health::parse_load;
+    assert_eq!(
+        parse_load(" 02:22:01 up  1:58,  0 user,  load average: 1.64, 2.32, 1.75\n"),
+        Some(1.64)
+    );
+    assert_eq!(
+        parse_load("rs1.example.com   up 12 days, 3:04,  load average: 0.00, 0.01, 0.05"),
+        Some(0.0)
+    );
+    assert_eq!(
+        parse_load("rs1  up 12+03:04,  2 users,  load 0.25, 0.30, 0.28"),
+        Some(0.25)
+    );
+    assert_eq!(
+        parse_load("ssh: connect to host rs1 port 22: Connection refused"),
+        None
+    );
+}
+
+#[test]
+fn load_weight_applies_after_slow_start_and_is_dropped_on_death() {
+    let mut c = Checker::new(params(10), Duration::ZERO);
+    assert_eq!(c.load_base(), None, "not in service yet");
+    assert!(c.poll_probe(Duration::ZERO));
+    c.handle_result(Duration::ZERO, Ok(()));
+    assert_eq!(c.load_base(), Some(10));
+    c.set_load_weight(Some(25));
+    assert_eq!(c.weight(), 25);
+    while c.poll_action().is_some() {}
+    c.handle_timeout(Duration::from_secs(100));
+    assert_eq!(c.weight(), 0);
+    assert_eq!(c.load_base(), None);
+}

@@ -9,7 +9,8 @@ use std::time::Duration;
 use fulcrum_config::{CheckSpec, CheckType, SorrySpec};
 use fulcrum_core::{DestSpec, ServiceKey};
 use fulcrum_health::http::{Request, Tls, Verdict};
-use fulcrum_health::probe::{Expect, Probe, expand_program};
+use fulcrum_health::load_adjusted_weight;
+use fulcrum_health::probe::{Expect, Probe, expand_program, read_load};
 use fulcrum_health::service::{Dialogue, DnsCheck};
 use fulcrum_health::{Action, CheckParams, Checker, SorryAction, SorryServer, State, Transition};
 
@@ -30,13 +31,22 @@ pub struct HealthResult {
     pub share: Option<Result<u32, String>>,
     /// The weight an external check's exit code set (`misc_dynamic`).
     pub weight: Option<u32>,
+    /// The load average read (`load_monitor = uptime`…), or why not.
+    pub load: Option<Result<f64, String>>,
 }
 
 impl HealthResult {
     /// Run a due probe (and ask for the load where configured).
     pub async fn of(due: DueProbe) -> HealthResult {
         let out = due.probe.run_with_load(due.timeout, due.load_from).await;
+        let load = match (&due.load_command, &out.health) {
+            (Some(cmd), Ok(())) => {
+                Some(read_load(cmd, due.timeout.max(Duration::from_secs(5))).await)
+            }
+            _ => None,
+        };
         HealthResult {
+            load,
             dest: due.dest,
             generation: due.generation,
             result: out.health,
@@ -59,6 +69,8 @@ pub struct DueProbe {
     pub timeout: Duration,
     /// The agent to ask for the server's load after a good probe.
     pub load_from: Option<SocketAddr>,
+    /// The command that prints the server's load average, when it is due.
+    pub load_command: Option<String>,
 }
 
 /// A change to the table.
@@ -94,6 +106,9 @@ struct Entry {
     load_unreadable: bool,
     /// Its place in the configuration order.
     pos: usize,
+    /// When the load was last asked for, and what it was.
+    load_asked: Option<Duration>,
+    load_avg: Option<f64>,
 }
 
 /// What `expect` (with `use_regex`) asks of a reply.
@@ -228,6 +243,7 @@ impl Monitor {
             // its check; a new weight or quiesce mode is taken in place.
             let same_check = |a: &CheckSpec, b: &CheckSpec| {
                 a.misc_dynamic == b.misc_dynamic
+                    && (&a.load_command, a.load_interval) == (&b.load_command, b.load_interval)
                     && a.http == b.http
                     && (
                         a.kind,
@@ -273,6 +289,8 @@ impl Monitor {
                         generation: self.generation,
                         load_unreadable: false,
                         pos,
+                        load_asked: None,
+                        load_avg: None,
                     }
                 }
             };
@@ -384,7 +402,19 @@ impl Monitor {
                     .interval
                     .min(e.spec.timeout)
                     .max(Duration::from_millis(100));
+                let load_command = match &e.spec.load_command {
+                    Some(cmd)
+                        if e.checker.load_base().is_some()
+                            && e.load_asked
+                                .is_none_or(|t| now.saturating_sub(t) >= e.spec.load_interval) =>
+                    {
+                        e.load_asked = Some(now);
+                        Some(expand_program(cmd, SocketAddr::new(k.1, k.2)))
+                    }
+                    _ => None,
+                };
                 out.push(DueProbe {
+                    load_command,
                     dest: *k,
                     generation: e.generation,
                     probe: probe.clone(),
@@ -423,6 +453,28 @@ impl Monitor {
             }
             if let Some(w) = r.weight {
                 e.checker.update_params(w, e.spec.quiesce);
+            }
+            match r.load {
+                Some(Ok(load)) => {
+                    e.load_unreadable = false;
+                    e.load_avg = Some(load);
+                    if let Some(base) = e.checker.load_base() {
+                        let new = load_adjusted_weight(base, e.spec.dest.weight, load);
+                        if new != base {
+                            e.checker.set_load_weight(Some(new));
+                        }
+                    }
+                }
+                Some(Err(why)) => {
+                    if !e.load_unreadable {
+                        tracing::warn!(service = %e.spec.service_name, server = %e.spec.server_name, error = %why,
+                            "load cannot be read: the configured weight applies until it can");
+                        e.load_unreadable = true;
+                    }
+                    e.load_avg = None;
+                    e.checker.set_load_weight(None);
+                }
+                None => {}
             }
             e.checker.handle_result(now, r.result);
         }
@@ -494,7 +546,13 @@ impl Monitor {
             ),
             None => "no check yet".into(),
         };
-        let load = if !e.spec.agent_weights {
+        let load = if e.spec.load_command.is_some() {
+            match (e.load_unreadable, e.load_avg) {
+                (true, _) => "; load unreadable, configured weight applies".into(),
+                (false, Some(l)) => format!("; load {l:.2}, weight {}", e.checker.weight()),
+                (false, None) => String::new(),
+            }
+        } else if !e.spec.agent_weights {
             String::new()
         } else if e.load_unreadable {
             "; load unreadable, configured weight applies".into()

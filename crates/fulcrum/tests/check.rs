@@ -27,7 +27,7 @@ fn seed_examples_print_their_tables() {
         assert_eq!(code, 0, "{err}");
         assert_eq!(out, want, "{f}");
         assert!(
-            err.contains("OK: 1 virtual server with 3 real servers active (1 warning)"),
+            err.contains("OK: 1 virtual server with 3 real servers active (0 warnings)"),
             "{err}"
         );
     }

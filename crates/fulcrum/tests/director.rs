@@ -1060,3 +1060,61 @@ fn protocol_checks_against_real_mail_ftp_and_dns_servers() {
         "a POP3 server is not an FTP server: {status}"
     );
 }
+
+#[test]
+fn load_monitor_program_drives_nannys_weight_formula() {
+    let _rs = realservers(38, 2);
+    let dir = TempDir::new("load-programs");
+    let script = dir.0.join("load");
+    // rs1's load comes from a file; rs2's is this host's own `uptime`.
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncase \"$1\" in\n 127.38.0.11) [ -s {d}/rs1 ] || exit 1; printf ' 10:00:00 up 3 days,  2 users,  load average: %s, 0.50, 0.50\\n' \"$(cat {d}/rs1)\" ;;\n *) exec uptime ;;\nesac\n",
+            d = dir.0.display()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
+    std::fs::write(dir.0.join("rs1"), "0.00").unwrap();
+    let cfg = format!(
+        "virtual web {{\n address = 127.38.0.1\n active = 1\n port = 8080\n scheduler = wrr\n\
+         load_monitor = {s}\n load_interval = 0.2\n check_interval = 0.2\n reentry = 0\n\
+         server rs1 {{\n  address = 127.38.0.11\n  port = 8081\n  active = 1\n  weight = 100\n }}\n\
+         server rs2 {{\n  address = 127.38.0.12\n  port = 8081\n  active = 1\n  weight = 100\n }}\n}}\n",
+        s = script.display()
+    );
+    let d = Director::start("loadmon", &cfg);
+    let weight = |rs: &str| listed_weight(&d.ok("-L -n"), rs);
+    // Idle: nanny's formula raises the weight by half of it per reading, up
+    // to ten times the configured weight.
+    wait_until("rs1 at ten times its weight", || {
+        weight("127.38.0.11:8081") == Some(1000)
+    });
+    let w2 = weight("127.38.0.12:8081").unwrap();
+    assert!(
+        (100..=1000).contains(&w2),
+        "rs2 follows this host's real uptime: {w2}"
+    );
+    let status = d.run("status", &[]).1;
+    assert!(status.contains("load 0.00, weight 1000"), "{status}");
+    // Loaded: back down, never below the configured weight.
+    std::fs::write(dir.0.join("rs1"), "9.00").unwrap();
+    wait_until("rs1 back at its weight", || {
+        weight("127.38.0.11:8081") == Some(100)
+    });
+    // Unreadable: the configured weight applies and status says so.
+    std::fs::write(dir.0.join("rs1"), "0.00").unwrap();
+    wait_until("rs1 climbing again", || {
+        weight("127.38.0.11:8081") > Some(100)
+    });
+    std::fs::write(dir.0.join("rs1"), "").unwrap();
+    wait_until("rs1 at its configured weight", || {
+        weight("127.38.0.11:8081") == Some(100)
+    });
+    assert!(d.run("status", &[]).1.contains("load unreadable"));
+}
