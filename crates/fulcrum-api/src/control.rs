@@ -25,6 +25,8 @@ pub enum Request {
     Status,
     /// Re-read the configuration file and apply what changed.
     Reload,
+    /// Counters and health in the Prometheus text format.
+    Metrics,
 }
 
 /// The answer: what a command-line tool prints and returns.

@@ -559,6 +559,170 @@ impl Controller {
         }
     }
 
+    /// Counters, weights and health in the Prometheus text format.
+    pub fn metrics(&self) -> String {
+        use crate::metrics::Exposition;
+        let mut m = Exposition::default();
+        let svc_name = |k: &ServiceKey| self.names.get(k).cloned().unwrap_or_default();
+        m.family(
+            "fulcrum_up_seconds",
+            "gauge",
+            "Seconds since the director started.",
+        );
+        m.sample("fulcrum_up_seconds", &[], self.started.elapsed().as_secs());
+        m.family(
+            "fulcrum_connection_entries",
+            "gauge",
+            "Entries in the connection table.",
+        );
+        m.sample("fulcrum_connection_entries", &[], self.table.conns().len());
+        let services = self.table.services();
+        type Get = fn(&fulcrum_core::estimator::Counters) -> u64;
+        let counters: [(&str, &str, Get); 3] = [
+            ("connections_total", "Connections scheduled.", |c| c.conns),
+            (
+                "in_bytes_total",
+                "Bytes from clients to real servers.",
+                |c| c.inbytes,
+            ),
+            (
+                "out_bytes_total",
+                "Bytes from real servers to clients.",
+                |c| c.outbytes,
+            ),
+        ];
+        for (suffix, help, get) in counters {
+            let name = format!("fulcrum_service_{suffix}");
+            m.family(&name, "counter", help);
+            for s in services {
+                let (k, n) = (s.key.to_string(), svc_name(&s.key));
+                m.sample(
+                    &name,
+                    &[("service", &k), ("virtual_server", &n)],
+                    get(&s.stats.counters),
+                );
+            }
+        }
+        m.family(
+            "fulcrum_service_refused_total",
+            "counter",
+            "Connections refused: no real server available.",
+        );
+        for s in services {
+            let (k, n) = (s.key.to_string(), svc_name(&s.key));
+            let refused = self.nodest.get(&s.key).map_or(0, |n| n.total);
+            m.sample(
+                "fulcrum_service_refused_total",
+                &[("service", &k), ("virtual_server", &n)],
+                refused,
+            );
+        }
+        type DestGet = fn(&fulcrum_core::Dest) -> u64;
+        let dest_metrics: [(&str, &str, &str, DestGet); 5] = [
+            (
+                "weight",
+                "gauge",
+                "The real server's weight in the table.",
+                |d| u64::from(d.weight),
+            ),
+            (
+                "active_connections",
+                "gauge",
+                "Established connections.",
+                |d| u64::from(d.activeconns),
+            ),
+            (
+                "inactive_connections",
+                "gauge",
+                "Connections in other states.",
+                |d| u64::from(d.inactconns),
+            ),
+            (
+                "connections_total",
+                "counter",
+                "Connections scheduled to it.",
+                |d| d.stats.counters.conns,
+            ),
+            (
+                "in_bytes_total",
+                "counter",
+                "Bytes from clients to it.",
+                |d| d.stats.counters.inbytes,
+            ),
+        ];
+        for (suffix, kind, help, get) in dest_metrics {
+            let name = format!("fulcrum_real_server_{suffix}");
+            m.family(&name, kind, help);
+            for s in services {
+                let (k, n) = (s.key.to_string(), svc_name(&s.key));
+                for d in &s.dests {
+                    let rs = format!("{}", std::net::SocketAddr::new(d.addr, d.port));
+                    m.sample(
+                        &name,
+                        &[
+                            ("service", &k),
+                            ("virtual_server", &n),
+                            ("real_server", &rs),
+                        ],
+                        get(d),
+                    );
+                }
+            }
+        }
+        let rows = self.monitor.health_rows();
+        type RowGet = fn(&crate::monitor::HealthRow) -> u64;
+        let health: [(&str, &str, &str, RowGet); 5] = [
+            (
+                "fulcrum_real_server_alive",
+                "gauge",
+                "1 when the real server's checks keep it in service.",
+                |r| u64::from(r.alive),
+            ),
+            (
+                "fulcrum_health_checks_passed_total",
+                "counter",
+                "Health checks that passed.",
+                |r| r.counts.checks_ok,
+            ),
+            (
+                "fulcrum_health_checks_failed_total",
+                "counter",
+                "Health checks that failed.",
+                |r| r.counts.checks_failed,
+            ),
+            (
+                "fulcrum_real_server_up_transitions_total",
+                "counter",
+                "Times the real server entered service.",
+                |r| r.counts.ups,
+            ),
+            (
+                "fulcrum_real_server_down_transitions_total",
+                "counter",
+                "Times the real server left service.",
+                |r| r.counts.downs,
+            ),
+        ];
+        for (name, kind, help, get) in health {
+            m.family(name, kind, help);
+            for r in &rows {
+                let k = r.dest.0.to_string();
+                let rs = format!("{}", std::net::SocketAddr::new(r.dest.1, r.dest.2));
+                m.sample(
+                    name,
+                    &[
+                        ("service", &k),
+                        ("virtual_server", &r.service),
+                        ("real_server", &rs),
+                        ("name", &r.server),
+                    ],
+                    get(r),
+                );
+            }
+        }
+        m.finish()
+    }
+
     /// The director's state, for people.
     pub fn status(&self) -> String {
         let mut o = String::new();
@@ -703,6 +867,7 @@ impl Controller {
                         Request::Adm { args, stdin } => self.adm(&args, &stdin),
                         Request::Status => Response { stdout: self.status(), ..Default::default() },
                         Request::Reload => self.reload(),
+                        Request::Metrics => Response { stdout: self.metrics(), ..Default::default() },
                     };
                     let _ = msg.reply.send(resp);
                     deadline = self.health_deadline();

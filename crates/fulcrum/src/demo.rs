@@ -69,6 +69,7 @@ pub async fn run(listen: SocketAddr) -> i32 {
         "built in (fulcrum demo)",
         control,
         crate::controller::default_workers(),
+        None,
         banner,
     )
     .await

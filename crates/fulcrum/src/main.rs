@@ -33,6 +33,9 @@ enum Command {
         /// Data-plane worker threads (default: one per CPU).
         #[arg(long, value_name = "N")]
         workers: Option<usize>,
+        /// Serve Prometheus metrics at http://ADDR:PORT/metrics.
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics: Option<SocketAddr>,
     },
     /// Administer the running director with ipvsadm's commands, options and
     /// output (`fulcrum adm -L -n`, `fulcrum adm -a -t VIP:80 -r RIP -m`).
@@ -182,6 +185,7 @@ fn main() -> ExitCode {
             config,
             control,
             workers,
+            metrics,
         } => {
             fulcrum::run::init_logging();
             let Some(cfg) = fulcrum::run::load(&config) else {
@@ -195,6 +199,7 @@ fn main() -> ExitCode {
                 "",
                 control,
                 workers,
+                metrics,
                 |_| {},
             )))
         }

@@ -214,6 +214,37 @@ pub struct Monitor {
     /// since the last [`collect`](Self::collect), so that collecting costs
     /// what changed, not the number of real servers.
     touched: std::collections::BTreeSet<usize>,
+    /// Counted per real server since the director started (kept across
+    /// reloads): checks passed and failed, times it came up and went down.
+    counts: HashMap<DestKey, HealthCounts>,
+}
+
+/// What the monitor has counted for one real server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HealthCounts {
+    /// Checks that passed.
+    pub checks_ok: u64,
+    /// Checks that failed.
+    pub checks_failed: u64,
+    /// Times it entered service.
+    pub ups: u64,
+    /// Times it left service.
+    pub downs: u64,
+}
+
+/// One real server's health, for metrics.
+#[derive(Debug, Clone)]
+pub struct HealthRow {
+    /// Virtual server name.
+    pub service: String,
+    /// Real server name.
+    pub server: String,
+    /// Which real server.
+    pub dest: DestKey,
+    /// In service by its checks.
+    pub alive: bool,
+    /// Its counts.
+    pub counts: HealthCounts,
 }
 
 impl Monitor {
@@ -435,6 +466,12 @@ impl Monitor {
             && e.generation == r.generation
         {
             self.touched.insert(e.pos);
+            let c = self.counts.entry(r.dest).or_default();
+            if r.result.is_ok() {
+                c.checks_ok += 1;
+            } else {
+                c.checks_failed += 1;
+            }
             // The share first, so a server coming back enters at it.
             match r.share {
                 Some(Ok(pct)) => {
@@ -506,6 +543,12 @@ impl Monitor {
                 });
             }
             while let Some(t) = e.checker.poll_transition() {
+                let c = self.counts.entry(*k).or_default();
+                if t.to == State::Alive {
+                    c.ups += 1;
+                } else if t.to == State::Dead {
+                    c.downs += 1;
+                }
                 logs.push(Logged {
                     service: e.spec.service_name.clone(),
                     server: e.spec.server_name.clone(),
@@ -563,6 +606,25 @@ impl Monitor {
             "{state} ({} check; {last}{load})",
             e.spec.kind.name()
         ))
+    }
+
+    /// Every checked real server's health and counts, in configuration
+    /// order.
+    pub fn health_rows(&self) -> Vec<HealthRow> {
+        self.order
+            .iter()
+            .filter_map(|k| {
+                let e = self.entries.get(k)?;
+                e.probe.as_ref()?;
+                Some(HealthRow {
+                    service: e.spec.service_name.clone(),
+                    server: e.spec.server_name.clone(),
+                    dest: *k,
+                    alive: e.checker.state() == State::Alive,
+                    counts: self.counts.get(k).copied().unwrap_or_default(),
+                })
+            })
+            .collect()
     }
 
     /// The checked real servers of a service, sorted.

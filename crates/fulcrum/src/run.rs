@@ -52,8 +52,21 @@ pub async fn director(
     origin: &str,
     control: PathBuf,
     workers: usize,
+    metrics: Option<std::net::SocketAddr>,
     banner: impl FnOnce(&Path),
 ) -> i32 {
+    let metrics_listener = match metrics {
+        None => None,
+        Some(a) => match tokio::net::TcpListener::bind(a).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!(
+                    "fulcrum: cannot serve metrics on {a}: {e}; choose another --metrics address"
+                );
+                return 1;
+            }
+        },
+    };
     let (plane, plane_rx) = controller::plane(Duration::from_secs(300), workers);
     let name = config_path
         .as_ref()
@@ -109,6 +122,10 @@ pub async fn director(
     let (ctl_tx, ctl_rx) = mpsc::channel::<ControlMsg>(64);
     let (stop_tx, stop_rx) = oneshot::channel();
     let server = tokio::spawn(socket.serve(ctl_tx.clone()));
+    let metrics_task = metrics_listener.map(|l| {
+        tracing::info!(metrics = ?metrics, "metrics at /metrics");
+        tokio::spawn(crate::metrics::serve(l, ctl_tx.clone()))
+    });
     let ctl_task = tokio::spawn(ctl.run(plane_rx, ctl_rx, stop_rx));
 
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
@@ -136,6 +153,9 @@ pub async fn director(
     let _ = ctl_task.await;
     server.abort();
     let _ = server.await; // drops the socket, removing its file
+    if let Some(t) = metrics_task {
+        t.abort();
+    }
     stop_addresses(addr_tx).await;
     addr_task.abort();
     tracing::info!("stopped");

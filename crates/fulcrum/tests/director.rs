@@ -78,6 +78,10 @@ struct Director {
 
 impl Director {
     fn start(tag: &str, config: &str) -> Director {
+        Director::start_with(tag, config, &[])
+    }
+
+    fn start_with(tag: &str, config: &str, extra: &[&str]) -> Director {
         let dir = TempDir::new(tag);
         let cf = dir.0.join("lvs.cf");
         std::fs::write(&cf, config).unwrap();
@@ -90,6 +94,7 @@ impl Director {
                 "--control",
                 control.to_str().unwrap(),
             ])
+            .args(extra)
             .env("FULCRUM_LOG", "warn")
             .stderr(std::fs::File::create(dir.0.join("director.log")).unwrap())
             .spawn()
@@ -1117,4 +1122,80 @@ fn load_monitor_program_drives_nannys_weight_formula() {
         weight("127.38.0.11:8081") == Some(100)
     });
     assert!(d.run("status", &[]).1.contains("load unreadable"));
+}
+
+/// A Prometheus scrape: the body of `GET /metrics`.
+fn scrape(addr: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut r = String::new();
+    s.read_to_string(&mut r).unwrap();
+    assert!(
+        r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200"),
+        "{r}"
+    );
+    r.split_once("\r\n\r\n").unwrap().1.to_string()
+}
+
+#[test]
+fn metrics_count_traffic_checks_and_transitions() {
+    let mut rs = realservers(39, 2);
+    let cfg = cluster(
+        39,
+        "rr",
+        &[1, 1],
+        " check_interval = 0.2\n fall = 1\n reentry = 0\n",
+    );
+    let d = Director::start_with("metrics", &cfg, &["--metrics", "127.39.0.1:9100"]);
+    for _ in 0..4 {
+        get("127.39.0.1:8080");
+    }
+    let labels = |rs: &str, name: &str| {
+        format!(
+            "{{service=\"tcp 127.39.0.1:8080\",virtual_server=\"web\",real_server=\"{rs}\",name=\"{name}\"}}"
+        )
+    };
+    wait_until("the four connections counted", || {
+        scrape("127.39.0.1:9100")
+            .contains("fulcrum_service_connections_total{service=\"tcp 127.39.0.1:8080\",virtual_server=\"web\"} 4")
+    });
+    rs.remove(1);
+    wait_until("rs2's departure counted", || {
+        scrape("127.39.0.1:9100").contains(&format!(
+            "fulcrum_real_server_down_transitions_total{} 1",
+            labels("127.39.0.12:8081", "rs2")
+        ))
+    });
+    let m = scrape("127.39.0.1:9100");
+    assert!(
+        m.contains("# TYPE fulcrum_health_checks_failed_total counter"),
+        "{m}"
+    );
+    assert!(
+        m.contains(&format!(
+            "fulcrum_real_server_alive{} 0",
+            labels("127.39.0.12:8081", "rs2")
+        )),
+        "{m}"
+    );
+    assert!(
+        m.contains(&format!(
+            "fulcrum_real_server_alive{} 1",
+            labels("127.39.0.11:8081", "rs1")
+        )),
+        "{m}"
+    );
+    assert!(
+        m.contains(&format!(
+            "fulcrum_real_server_up_transitions_total{} 1",
+            labels("127.39.0.11:8081", "rs1")
+        )),
+        "{m}"
+    );
+    assert!(
+        m.contains("fulcrum_real_server_weight{service=\"tcp 127.39.0.1:8080\",virtual_server=\"web\",real_server=\"127.39.0.11:8081\"} 1"),
+        "{m}"
+    );
+    drop(d);
 }
