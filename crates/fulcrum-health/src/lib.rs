@@ -408,6 +408,10 @@ impl Checker {
             self.params.weight
         };
         self.weight = w;
+        // It enters at its weight as the load share (or load formula)
+        // scales it, and the table is told exactly that.
+        let w = self.effective();
+        self.reported = w;
         // A quiesced server is still in the table: only its weight returns.
         let action = if from == State::Dead && self.params.quiesce {
             Action::SetWeight(w)

@@ -344,3 +344,23 @@ fn load_weight_applies_after_slow_start_and_is_dropped_on_death() {
     assert_eq!(c.weight(), 0);
     assert_eq!(c.load_base(), None);
 }
+
+#[test]
+fn the_share_applies_from_the_first_check_and_any_change_after_it_is_told() {
+    // Regression: entering did not record the weight the table was told,
+    // so a share of 0 right after entering was never passed on.
+    let mut c = Checker::new(params(100), Duration::ZERO);
+    assert!(c.poll_probe(Duration::ZERO));
+    c.set_share(100);
+    c.handle_result(Duration::ZERO, Ok(()));
+    assert_eq!(c.poll_action(), Some(Action::Add { weight: 100 }));
+    c.set_share(0);
+    assert_eq!(c.poll_action(), Some(Action::SetWeight(0)), "drain is told");
+    // A server whose agent says 50% from the start enters at half weight.
+    let mut c = Checker::new(params(100), Duration::ZERO);
+    assert!(c.poll_probe(Duration::ZERO));
+    c.set_share(50);
+    c.handle_result(Duration::ZERO, Ok(()));
+    assert_eq!(c.poll_action(), Some(Action::Add { weight: 50 }));
+    assert_eq!(c.poll_action(), None);
+}

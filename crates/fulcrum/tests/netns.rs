@@ -613,3 +613,71 @@ fn five_node_ping_checks_follow_the_hosts() {
     wait_for("rs2 to return", 10, || has(RS[1]));
     assert_eq!(director.signal_and_wait("TERM"), Some(0));
 }
+
+#[test]
+fn five_node_dynamic_weights_follow_the_agents() {
+    if !enabled("five_node_dynamic_weights_follow_the_agents") {
+        return;
+    }
+    let mut net = FiveNode::new("w");
+    start_realservers(&mut net);
+    let tmp = Dir::new("agents");
+    // `fulcrum agent` on every real server, each with a state file.
+    for (i, addr) in RS.iter().enumerate() {
+        let state = tmp.file(&format!("rs{}", i + 1));
+        std::fs::write(&state, "up 100%\n").unwrap();
+        let listen = format!("{addr}:9777");
+        let p = net.spawn(
+            &format!("rs{}", i + 1),
+            BIN,
+            &["agent", "--listen", &listen, "--state-file", &state],
+            &[],
+        );
+        net.procs.push(p);
+    }
+    let cf = tmp.file("lvs.cf");
+    std::fs::write(
+        &cf,
+        seed_config("wrr", [100, 100, 100]).replace(
+            " scheduler = wrr\n",
+            " scheduler = wrr\n load_monitor = agent\n check_interval = 0.2\n",
+        ),
+    )
+    .unwrap();
+    let control = tmp.file("control.sock");
+    let mut director = start_director(&net, &cf, &control);
+    let weight = |rs: &str| {
+        adm(&control, "-L -n").lines().find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.first() == Some(&"->") && f.get(1) == Some(&format!("{rs}:80").as_str()))
+                .then(|| f[3].parse::<u32>().unwrap())
+        })
+    };
+    wait_for("full weights", 5, || {
+        RS.iter().all(|r| weight(r) == Some(100))
+    });
+    // rs1 reports load: a quarter of its weight; rs3 drains.
+    std::fs::write(tmp.file("rs1"), "up 25%\n").unwrap();
+    std::fs::write(tmp.file("rs3"), "drain # rolling upgrade\n").unwrap();
+    let t = std::time::Instant::now();
+    while !(weight(RS[0]) == Some(25) && weight(RS[2]) == Some(0)) {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "the weights did not follow the agents:\n{}",
+            sh(&format!("{BIN} status --control {control}"))
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Traffic follows: 25:100 between rs1 and rs2, nothing to rs3.
+    let cli = net.ns("cli");
+    let out = sh(&format!(
+        "ip netns exec {cli} sh -c 'for i in $(seq 25); do curl -s --max-time 3 http://{VIP}/; done'"
+    ));
+    let count = |n: &str| out.lines().filter(|l| *l == n).count();
+    assert_eq!(
+        (count("rs1"), count("rs2"), count("rs3")),
+        (5, 20, 0),
+        "{out}"
+    );
+    assert_eq!(director.signal_and_wait("TERM"), Some(0));
+}
