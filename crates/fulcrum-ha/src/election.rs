@@ -1,0 +1,389 @@
+//! The VRRP election of one virtual router (RFC 5798 §6.4; RFC 3768 for
+//! version 2's skew), sans-IO: adverts and time go in, adverts to send and
+//! state changes come out. The caller owns the sockets and the clock.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::vrrp::{Advert, Auth, Version};
+
+/// How this router takes part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterConfig {
+    /// Version 2 or 3.
+    pub version: Version,
+    /// Virtual router id.
+    pub vrid: u8,
+    /// 1..=254, or 255 for the owner of the addresses.
+    pub priority: u8,
+    /// Our advertisement interval, centiseconds.
+    pub interval_cs: u16,
+    /// A higher-priority backup takes over from a lower-priority master.
+    pub preempt: bool,
+    /// The virtual addresses.
+    pub addrs: Vec<IpAddr>,
+    /// Our own address (ties between equal priorities go to the higher).
+    pub local: IpAddr,
+    /// Version 2's authentication.
+    pub auth: Auth,
+}
+
+/// The router's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Not started, or shut down.
+    Initialize,
+    /// Watching the master.
+    Backup,
+    /// Owning the addresses.
+    Master,
+}
+
+/// What the caller must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send this advert.
+    Send(Advert),
+    /// The state changed: take the addresses (Master) or give them up.
+    StateChanged {
+        /// Before.
+        from: State,
+        /// Now.
+        to: State,
+        /// Why, in words for the log.
+        reason: String,
+    },
+}
+
+/// One virtual router's election.
+#[derive(Debug, Clone)]
+pub struct Router {
+    cfg: RouterConfig,
+    state: State,
+    /// The master's advertisement interval as last heard (centiseconds).
+    master_interval_cs: u16,
+    adver_timer: Option<Duration>,
+    master_down_timer: Option<Duration>,
+    out: VecDeque<Output>,
+}
+
+fn cs(c: u32) -> Duration {
+    Duration::from_millis(u64::from(c) * 10)
+}
+
+impl Router {
+    /// A router in Initialize; call [`start`](Self::start).
+    pub fn new(cfg: RouterConfig) -> Router {
+        Router {
+            master_interval_cs: cfg.interval_cs,
+            cfg,
+            state: State::Initialize,
+            adver_timer: None,
+            master_down_timer: None,
+            out: VecDeque::new(),
+        }
+    }
+
+    /// The state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Skew_Time: lower priorities wait a little longer.
+    fn skew(&self) -> Duration {
+        let p = 256 - u32::from(self.cfg.priority);
+        match self.cfg.version {
+            Version::V2 => cs(p * 100 / 256),
+            Version::V3 => cs(p * u32::from(self.master_interval_cs) / 256),
+        }
+    }
+
+    /// Master_Down_Interval: three intervals of silence plus the skew.
+    fn master_down_interval(&self) -> Duration {
+        cs(3 * u32::from(self.master_interval_cs)) + self.skew()
+    }
+
+    fn advert(&self, priority: u8) -> Advert {
+        Advert {
+            version: self.cfg.version,
+            vrid: self.cfg.vrid,
+            priority,
+            interval_cs: self.cfg.interval_cs,
+            addrs: self.cfg.addrs.clone(),
+            auth: self.cfg.auth,
+        }
+    }
+
+    fn become_(&mut self, to: State, reason: String) {
+        let from = self.state;
+        self.state = to;
+        self.out
+            .push_back(Output::StateChanged { from, to, reason });
+    }
+
+    fn become_master(&mut self, now: Duration, reason: String) {
+        self.out
+            .push_back(Output::Send(self.advert(self.cfg.priority)));
+        self.adver_timer = Some(now + cs(u32::from(self.cfg.interval_cs)));
+        self.master_down_timer = None;
+        self.become_(State::Master, reason);
+    }
+
+    fn become_backup(&mut self, now: Duration, reason: String) {
+        self.adver_timer = None;
+        self.master_down_timer = Some(now + self.master_down_interval());
+        self.become_(State::Backup, reason);
+    }
+
+    /// Startup: the owner (priority 255) becomes master at once, every
+    /// other router backup.
+    pub fn start(&mut self, now: Duration) {
+        if self.state != State::Initialize {
+            return;
+        }
+        self.master_interval_cs = self.cfg.interval_cs;
+        if self.cfg.priority == 255 {
+            self.become_master(now, "priority 255: owner of the addresses".into());
+        } else {
+            self.become_backup(now, "started".into());
+        }
+    }
+
+    /// Shutdown: a master says priority 0 so a backup takes over at once.
+    pub fn shutdown(&mut self) {
+        if self.state == State::Master {
+            self.out.push_back(Output::Send(self.advert(0)));
+        }
+        self.adver_timer = None;
+        self.master_down_timer = None;
+        if self.state != State::Initialize {
+            self.become_(State::Initialize, "shut down".into());
+        }
+    }
+
+    /// An advert for our virtual router arrived from `from`.
+    pub fn handle_advert(&mut self, now: Duration, from: IpAddr, a: &Advert) {
+        if a.vrid != self.cfg.vrid || a.version != self.cfg.version {
+            return;
+        }
+        match self.state {
+            State::Initialize => {}
+            State::Backup => {
+                if a.priority == 0 {
+                    self.master_down_timer = Some(now + self.skew());
+                } else if !self.cfg.preempt || a.priority >= self.cfg.priority {
+                    self.master_interval_cs = a.interval_cs.max(1);
+                    self.master_down_timer = Some(now + self.master_down_interval());
+                }
+                // A lower priority with preemption: ignored, so our
+                // Master_Down timer runs out and we take over.
+            }
+            State::Master => {
+                if a.priority == 0 {
+                    self.out
+                        .push_back(Output::Send(self.advert(self.cfg.priority)));
+                    self.adver_timer = Some(now + cs(u32::from(self.cfg.interval_cs)));
+                } else if a.priority > self.cfg.priority
+                    || (a.priority == self.cfg.priority && from > self.cfg.local)
+                {
+                    self.master_interval_cs = a.interval_cs.max(1);
+                    self.become_backup(
+                        now,
+                        format!(
+                            "{from} advertises priority {} (ours {})",
+                            a.priority, self.cfg.priority
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Time passed.
+    pub fn handle_timeout(&mut self, now: Duration) {
+        match self.state {
+            State::Backup if self.master_down_timer.is_some_and(|t| now >= t) => {
+                let waited = self.master_down_interval();
+                self.become_master(
+                    now,
+                    format!("no advert from a master for {:.2}s", waited.as_secs_f64()),
+                );
+            }
+            State::Master if self.adver_timer.is_some_and(|t| now >= t) => {
+                self.out
+                    .push_back(Output::Send(self.advert(self.cfg.priority)));
+                self.adver_timer = Some(now + cs(u32::from(self.cfg.interval_cs)));
+            }
+            _ => {}
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is next due.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        match self.state {
+            State::Backup => self.master_down_timer,
+            State::Master => self.adver_timer,
+            State::Initialize => None,
+        }
+    }
+
+    /// The next thing to do.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(x: u64) -> Duration {
+        Duration::from_millis(x)
+    }
+
+    fn router(priority: u8, local: &str, preempt: bool) -> Router {
+        Router::new(RouterConfig {
+            version: Version::V3,
+            vrid: 51,
+            priority,
+            interval_cs: 100,
+            preempt,
+            addrs: vec!["10.0.0.100".parse().unwrap()],
+            local: local.parse().unwrap(),
+            auth: Auth::None,
+        })
+    }
+
+    /// Two routers on a shared wire, advanced in 10 ms steps; `alive`
+    /// says whether each is running at a given time.
+    struct Wire {
+        r: [Router; 2],
+        up: [bool; 2],
+        now: Duration,
+        changes: Vec<(Duration, usize, State)>,
+        /// When each router's last advert was delivered.
+        heard: [Duration; 2],
+    }
+
+    impl Wire {
+        fn new(a: Router, b: Router) -> Wire {
+            let mut w = Wire {
+                r: [a, b],
+                up: [true, true],
+                now: Duration::ZERO,
+                changes: vec![],
+                heard: [Duration::ZERO; 2],
+            };
+            for i in 0..2 {
+                w.r[i].start(Duration::ZERO);
+            }
+            w.deliver();
+            w
+        }
+
+        fn deliver(&mut self) {
+            loop {
+                let mut any = false;
+                for i in 0..2 {
+                    while let Some(o) = self.r[i].poll_output() {
+                        any = true;
+                        match o {
+                            Output::Send(a) if self.up[i] && self.up[1 - i] => {
+                                let from = self.r[i].cfg.local;
+                                self.heard[i] = self.now;
+                                self.r[1 - i].handle_advert(self.now, from, &a);
+                            }
+                            Output::Send(_) => {}
+                            Output::StateChanged { to, .. } => self.changes.push((self.now, i, to)),
+                        }
+                    }
+                }
+                if !any {
+                    break;
+                }
+            }
+        }
+
+        fn run_until(&mut self, until: Duration) {
+            while self.now < until {
+                self.now += ms(10);
+                for i in 0..2 {
+                    if self.up[i] {
+                        self.r[i].handle_timeout(self.now);
+                    }
+                }
+                self.deliver();
+            }
+        }
+
+        fn masters(&self) -> Vec<usize> {
+            (0..2)
+                .filter(|&i| self.up[i] && self.r[i].state() == State::Master)
+                .collect()
+        }
+    }
+
+    #[test]
+    fn the_higher_priority_wins_and_a_silent_master_is_replaced_within_master_down() {
+        let mut w = Wire::new(router(150, "10.0.0.1", true), router(100, "10.0.0.2", true));
+        w.run_until(ms(5000));
+        assert_eq!(w.masters(), vec![0]);
+        // The master dies silently: the backup takes over after
+        // 3 x 1 s + skew ((256 - 100) / 256 s = 0.61 s).
+        w.up[0] = false;
+        let died = w.now;
+        w.run_until(died + ms(5000));
+        assert_eq!(w.masters(), vec![1]);
+        let took = w.changes.last().unwrap().0 - w.heard[0];
+        assert!(
+            took >= ms(3600) && took <= ms(3620),
+            "took over {took:?} after the last advert"
+        );
+    }
+
+    #[test]
+    fn a_clean_shutdown_hands_over_within_the_skew() {
+        let mut w = Wire::new(router(150, "10.0.0.1", true), router(100, "10.0.0.2", true));
+        w.run_until(ms(3000));
+        let t = w.now;
+        w.r[0].shutdown();
+        w.deliver();
+        w.up[0] = false;
+        w.run_until(t + ms(2000));
+        assert_eq!(w.masters(), vec![1]);
+        let took = w.changes.last().unwrap().0 - t;
+        assert!(took <= ms(700), "priority 0 means now-ish: {took:?}");
+    }
+
+    #[test]
+    fn a_returning_primary_takes_over_with_preempt_and_not_without() {
+        for preempt in [true, false] {
+            let mut w = Wire::new(
+                router(150, "10.0.0.1", preempt),
+                router(100, "10.0.0.2", preempt),
+            );
+            w.up[0] = false;
+            w.run_until(ms(6000));
+            assert_eq!(w.masters(), vec![1], "the backup holds the addresses");
+            w.up[0] = true;
+            w.r[0] = router(150, "10.0.0.1", preempt);
+            w.r[0].start(w.now);
+            let back = w.now;
+            w.run_until(back + ms(6000));
+            let want = if preempt { vec![0] } else { vec![1] };
+            assert_eq!(w.masters(), want, "preempt = {preempt}");
+        }
+    }
+
+    #[test]
+    fn equal_priorities_elect_the_higher_address_and_the_owner_starts_as_master() {
+        let mut w = Wire::new(router(100, "10.0.0.1", true), router(100, "10.0.0.2", true));
+        w.run_until(ms(8000));
+        assert_eq!(w.masters(), vec![1]);
+        let mut owner = router(255, "10.0.0.9", true);
+        owner.start(Duration::ZERO);
+        assert_eq!(owner.state(), State::Master);
+        assert!(matches!(owner.poll_output(), Some(Output::Send(a)) if a.priority == 255));
+    }
+}
