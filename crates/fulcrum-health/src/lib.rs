@@ -235,7 +235,7 @@ impl Checker {
 
     fn effective(&self) -> u32 {
         let base = match self.load_weight {
-            Some(w) if self.weight >= self.params.weight && self.weight > 0 => w,
+            Some(w) if self.ramped() => w,
             _ => self.weight,
         };
         if base == 0 || self.share == 0 {
@@ -245,10 +245,15 @@ impl Checker {
         }
     }
 
+    /// Slow start is over: the server is at its configured weight.
+    fn ramped(&self) -> bool {
+        self.weight > 0 && self.weight >= self.params.weight
+    }
+
     /// The weight the load formula works from: the current weight once
     /// slow start is over, `None` while it ramps or out of service.
     pub fn load_base(&self) -> Option<u32> {
-        (self.state == State::Alive && self.weight >= self.params.weight && self.weight > 0)
+        (self.state == State::Alive && self.ramped())
             .then(|| self.load_weight.unwrap_or(self.params.weight))
     }
 

@@ -177,6 +177,18 @@ pub struct Outcome {
     pub share: Option<Result<u32, String>>,
     /// The weight an external check's exit code set (`misc_dynamic`).
     pub weight: Option<u32>,
+    /// The load average a command printed, or why it could not be read;
+    /// `None` when it was not asked.
+    pub load: Option<Result<f64, String>>,
+}
+
+/// Where a real server's load is read after a good check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadFrom {
+    /// Its agent: the share of its weight it asks for.
+    Agent(SocketAddr),
+    /// A command that prints its load average (`ssh HOST uptime`, …).
+    Command(String),
 }
 
 /// Substitute `%h` (the real server's address) and `%p` (its port) in a
@@ -300,7 +312,7 @@ pub async fn run_program(
 ///
 /// # Errors
 /// The program failed, or its output holds no load average.
-pub async fn read_load(command: &str, timeout: Duration) -> Result<f64, String> {
+async fn read_load(command: &str, timeout: Duration) -> Result<f64, String> {
     let (out, status) = Box::pin(run_program(command, timeout)).await?;
     let text = String::from_utf8_lossy(&out);
     match crate::parse_load(&text) {
@@ -350,52 +362,44 @@ impl Probe {
         }
     }
 
-    /// Run the probe and, when it passes and `load_from` names an agent,
-    /// ask the agent for the server's share of its weight. An agent probe
-    /// reads both from the one answer.
-    pub async fn run_with_load(&self, timeout: Duration, load_from: Option<SocketAddr>) -> Outcome {
-        if let Probe::Agent(addr) = self {
-            return match ask_agent(*addr, timeout).await {
-                Ok(reply) => Outcome {
-                    health: reply.health(),
-                    share: Some(Ok(reply.share())),
-                    weight: None,
-                },
-                Err(e) => Outcome {
-                    health: Err(e),
-                    share: None,
-                    weight: None,
-                },
-            };
-        }
-        if let Probe::External {
-            command,
-            expect,
-            dynamic,
-        } = self
-        {
+    /// Run the probe and, when it passes and `load_from` says where, read
+    /// the server's load: its agent's share of the weight, or the load
+    /// average a command prints. An agent probe reads its share from the
+    /// one answer.
+    pub async fn run_with_load(&self, timeout: Duration, load_from: Option<LoadFrom>) -> Outcome {
+        let (health, weight, share) = match self {
+            Probe::Agent(addr) => match ask_agent(*addr, timeout).await {
+                Ok(reply) => (reply.health(), None, Some(Ok(reply.share()))),
+                Err(e) => (Err(e), None, None),
+            },
             // Boxed: the rarer, larger probes do not size every probe's future.
-            let (health, weight) =
-                Box::pin(run_external(command, expect.as_ref(), *dynamic, timeout)).await;
-            let share = match (load_from, &health) {
-                (Some(addr), Ok(())) => Some(ask_agent(addr, timeout).await.map(|r| r.share())),
-                _ => None,
-            };
-            return Outcome {
-                health,
+            Probe::External {
+                command,
+                expect,
+                dynamic,
+            } => {
+                let (health, weight) =
+                    Box::pin(run_external(command, expect.as_ref(), *dynamic, timeout)).await;
+                (health, weight, None)
+            }
+            _ => (self.run(timeout).await, None, None),
+        };
+        let (share, load) = match (load_from, &health) {
+            (Some(LoadFrom::Agent(addr)), Ok(())) => (
+                Some(ask_agent(addr, timeout).await.map(|r| r.share())),
+                None,
+            ),
+            (Some(LoadFrom::Command(cmd)), Ok(())) => (
                 share,
-                weight,
-            };
-        }
-        let health = self.run(timeout).await;
-        let share = match (load_from, &health) {
-            (Some(addr), Ok(())) => Some(ask_agent(addr, timeout).await.map(|r| r.share())),
-            _ => None,
+                Some(read_load(&cmd, timeout.max(Duration::from_secs(5))).await),
+            ),
+            _ => (share, None),
         };
         Outcome {
             health,
             share,
-            weight: None,
+            weight,
+            load,
         }
     }
 

@@ -20,11 +20,11 @@ use crate::splice::{End, Meter, one_way};
 /// How often long connections report their traffic, so rates stay live.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
 
-/// A listening socket for a virtual service, bound with `IP_FREEBIND`, and
-/// with `SO_REUSEPORT` when several workers share the address. Returned as
-/// a std listener so the worker that serves it registers it.
-pub(crate) fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
-    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+/// A non-blocking socket for a virtual service, bound to `addr` with
+/// `SO_REUSEADDR` (and `SO_REUSEPORT` when asked) and `IP_FREEBIND`, so a
+/// virtual address the host does not hold yet can be served.
+pub(crate) fn service_socket(addr: SocketAddr, ty: Type, reuse_port: bool) -> io::Result<Socket> {
+    let s = Socket::new(Domain::for_address(addr), ty, None)?;
     s.set_reuse_address(true)?;
     if reuse_port {
         s.set_reuse_port(true)?;
@@ -37,6 +37,14 @@ pub(crate) fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net:
     }
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
+    Ok(s)
+}
+
+/// A listening socket for a virtual service, bound with `IP_FREEBIND`, and
+/// with `SO_REUSEPORT` when several workers share the address. Returned as
+/// a std listener so the worker that serves it registers it.
+pub(crate) fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
+    let s = service_socket(addr, Type::STREAM, reuse_port)?;
     s.listen(4096)?;
     Ok(s.into())
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use fulcrum_core::conn::ConnId;
 use fulcrum_core::state::Direction;
 use fulcrum_core::{Protocol, ServiceKey};
-use socket2::{Domain, Socket, Type};
+use socket2::Type;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
@@ -24,16 +24,7 @@ const MAX_DATAGRAM: usize = 65_535;
 
 /// A UDP socket for a virtual service, bound with `IP_FREEBIND`.
 pub(crate) fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
-    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
-    s.set_reuse_address(true)?;
-    if addr.is_ipv6() {
-        s.set_only_v6(true)?;
-        s.set_freebind_v6(true)?;
-    } else {
-        s.set_freebind_v4(true)?;
-    }
-    s.set_nonblocking(true)?;
-    s.bind(&addr.into())?;
+    let s = crate::tcp::service_socket(addr, Type::DGRAM, false)?;
     UdpSocket::from_std(s.into())
 }
 

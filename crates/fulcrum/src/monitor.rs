@@ -10,7 +10,7 @@ use fulcrum_config::{CheckSpec, CheckType, SorrySpec};
 use fulcrum_core::{DestSpec, ServiceKey};
 use fulcrum_health::http::{Request, Tls, Verdict};
 use fulcrum_health::load_adjusted_weight;
-use fulcrum_health::probe::{Expect, Probe, expand_program, read_load};
+use fulcrum_health::probe::{Expect, LoadFrom, Probe, expand_program};
 use fulcrum_health::service::{Dialogue, DnsCheck};
 use fulcrum_health::{Action, CheckParams, Checker, SorryAction, SorryServer, State, Transition};
 
@@ -39,14 +39,8 @@ impl HealthResult {
     /// Run a due probe (and ask for the load where configured).
     pub async fn of(due: DueProbe) -> HealthResult {
         let out = due.probe.run_with_load(due.timeout, due.load_from).await;
-        let load = match (&due.load_command, &out.health) {
-            (Some(cmd), Ok(())) => {
-                Some(read_load(cmd, due.timeout.max(Duration::from_secs(5))).await)
-            }
-            _ => None,
-        };
         HealthResult {
-            load,
+            load: out.load,
             dest: due.dest,
             generation: due.generation,
             result: out.health,
@@ -67,10 +61,8 @@ pub struct DueProbe {
     pub probe: Probe,
     /// How long it may take.
     pub timeout: Duration,
-    /// The agent to ask for the server's load after a good probe.
-    pub load_from: Option<SocketAddr>,
-    /// The command that prints the server's load average, when it is due.
-    pub load_command: Option<String>,
+    /// Where to read the server's load after a good probe, when it is due.
+    pub load_from: Option<LoadFrom>,
 }
 
 /// A change to the table.
@@ -433,27 +425,31 @@ impl Monitor {
                     .interval
                     .min(e.spec.timeout)
                     .max(Duration::from_millis(100));
-                let load_command = match &e.spec.load_command {
-                    Some(cmd)
+                let agent = e
+                    .spec
+                    .agent
+                    .filter(|_| e.spec.agent_weights && e.spec.kind != CheckType::Agent);
+                let load_from = match (&e.spec.load_command, agent) {
+                    (_, Some(addr)) => Some(LoadFrom::Agent(addr)),
+                    (Some(cmd), None)
                         if e.checker.load_base().is_some()
                             && e.load_asked
                                 .is_none_or(|t| now.saturating_sub(t) >= e.spec.load_interval) =>
                     {
                         e.load_asked = Some(now);
-                        Some(expand_program(cmd, SocketAddr::new(k.1, k.2)))
+                        Some(LoadFrom::Command(expand_program(
+                            cmd,
+                            SocketAddr::new(k.1, k.2),
+                        )))
                     }
                     _ => None,
                 };
                 out.push(DueProbe {
-                    load_command,
                     dest: *k,
                     generation: e.generation,
                     probe: probe.clone(),
                     timeout,
-                    load_from: e
-                        .spec
-                        .agent
-                        .filter(|_| e.spec.agent_weights && e.spec.kind != CheckType::Agent),
+                    load_from,
                 });
             }
         }
