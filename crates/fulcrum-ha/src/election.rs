@@ -27,6 +27,13 @@ pub struct RouterConfig {
     pub local: IpAddr,
     /// Version 2's authentication.
     pub auth: Auth,
+    /// Piranha's `deadtime`: when set, a backup takes over after at most
+    /// this long without adverts (`deadtime` − interval + skew) instead of
+    /// VRRP's three intervals + skew.
+    pub deadtime: Option<Duration>,
+    /// With preemption, how long a lower-priority master is tolerated
+    /// before taking over from it.
+    pub preempt_delay: Duration,
 }
 
 /// The router's state.
@@ -45,6 +52,10 @@ pub enum State {
 pub enum Output {
     /// Send this advert.
     Send(Advert),
+    /// Another master was heard while we are master with a higher
+    /// priority (a healed partition): announce the addresses again so
+    /// neighbour caches converge on us.
+    Reannounce,
     /// The state changed: take the addresses (Master) or give them up.
     StateChanged {
         /// Before.
@@ -65,6 +76,8 @@ pub struct Router {
     master_interval_cs: u16,
     adver_timer: Option<Duration>,
     master_down_timer: Option<Duration>,
+    /// When a lower-priority master was first heard (preempt delay).
+    lower_since: Option<Duration>,
     out: VecDeque<Output>,
 }
 
@@ -81,6 +94,7 @@ impl Router {
             state: State::Initialize,
             adver_timer: None,
             master_down_timer: None,
+            lower_since: None,
             out: VecDeque::new(),
         }
     }
@@ -99,9 +113,28 @@ impl Router {
         }
     }
 
-    /// Master_Down_Interval: three intervals of silence plus the skew.
+    /// Master_Down_Interval: three intervals of silence plus the skew, or
+    /// with a `deadtime`, one interval less than it plus the skew (so
+    /// backups still take over in priority order, all within `deadtime`).
     fn master_down_interval(&self) -> Duration {
-        cs(3 * u32::from(self.master_interval_cs)) + self.skew()
+        let interval = cs(u32::from(self.master_interval_cs));
+        match self.cfg.deadtime {
+            Some(d) => d.saturating_sub(interval) + self.skew(),
+            None => interval * 3 + self.skew(),
+        }
+    }
+
+    /// Our configuration.
+    pub fn config(&self) -> &RouterConfig {
+        &self.cfg
+    }
+
+    /// New settings (a reload), keeping the state: the next advert carries
+    /// the new priority, interval and addresses, and the election follows
+    /// (a backup that now outranks the master takes over if it preempts; a
+    /// master that no longer outranks a preempting backup is replaced).
+    pub fn reconfigure(&mut self, cfg: RouterConfig) {
+        self.cfg = cfg;
     }
 
     fn advert(&self, priority: u8) -> Advert {
@@ -132,6 +165,7 @@ impl Router {
 
     fn become_backup(&mut self, now: Duration, reason: String) {
         self.adver_timer = None;
+        self.lower_since = None;
         self.master_down_timer = Some(now + self.master_down_interval());
         self.become_(State::Backup, reason);
     }
@@ -157,6 +191,7 @@ impl Router {
         }
         self.adver_timer = None;
         self.master_down_timer = None;
+        self.lower_since = None;
         if self.state != State::Initialize {
             self.become_(State::Initialize, "shut down".into());
         }
@@ -170,14 +205,24 @@ impl Router {
         match self.state {
             State::Initialize => {}
             State::Backup => {
-                if a.priority == 0 {
+                let lower = self.cfg.preempt && a.priority < self.cfg.priority;
+                if lower && a.priority != 0 {
+                    // Preempt delay: a lower-priority master counts as a
+                    // master until the delay has passed since first heard.
+                    let since = *self.lower_since.get_or_insert(now);
+                    if now < since + self.cfg.preempt_delay {
+                        self.master_interval_cs = a.interval_cs.max(1);
+                        self.master_down_timer = Some(now + self.master_down_interval());
+                    }
+                    // Otherwise ignored, so our Master_Down timer runs out
+                    // and we take over.
+                } else if a.priority == 0 {
                     self.master_down_timer = Some(now + self.skew());
-                } else if !self.cfg.preempt || a.priority >= self.cfg.priority {
+                } else {
+                    self.lower_since = None;
                     self.master_interval_cs = a.interval_cs.max(1);
                     self.master_down_timer = Some(now + self.master_down_interval());
                 }
-                // A lower priority with preemption: ignored, so our
-                // Master_Down timer runs out and we take over.
             }
             State::Master => {
                 if a.priority == 0 {
@@ -195,6 +240,14 @@ impl Router {
                             a.priority, self.cfg.priority
                         ),
                     );
+                } else {
+                    // Two masters (a partition healed): answer at once so
+                    // the other yields within one advert, and announce the
+                    // addresses again.
+                    self.out
+                        .push_back(Output::Send(self.advert(self.cfg.priority)));
+                    self.adver_timer = Some(now + cs(u32::from(self.cfg.interval_cs)));
+                    self.out.push_back(Output::Reannounce);
                 }
             }
         }
@@ -252,6 +305,8 @@ mod tests {
             addrs: vec!["10.0.0.100".parse().unwrap()],
             local: local.parse().unwrap(),
             auth: Auth::None,
+            deadtime: None,
+            preempt_delay: Duration::ZERO,
         })
     }
 
@@ -264,6 +319,10 @@ mod tests {
         changes: Vec<(Duration, usize, State)>,
         /// When each router's last advert was delivered.
         heard: [Duration; 2],
+        /// The wire is cut (a partition): nothing is delivered.
+        cut: bool,
+        /// Reannounce outputs seen, per router.
+        reannounced: [u32; 2],
     }
 
     impl Wire {
@@ -274,6 +333,8 @@ mod tests {
                 now: Duration::ZERO,
                 changes: vec![],
                 heard: [Duration::ZERO; 2],
+                cut: false,
+                reannounced: [0; 2],
             };
             for i in 0..2 {
                 w.r[i].start(Duration::ZERO);
@@ -289,11 +350,12 @@ mod tests {
                     while let Some(o) = self.r[i].poll_output() {
                         any = true;
                         match o {
-                            Output::Send(a) if self.up[i] && self.up[1 - i] => {
+                            Output::Send(a) if self.up[i] && self.up[1 - i] && !self.cut => {
                                 let from = self.r[i].cfg.local;
                                 self.heard[i] = self.now;
                                 self.r[1 - i].handle_advert(self.now, from, &a);
                             }
+                            Output::Reannounce => self.reannounced[i] += 1,
                             Output::Send(_) => {}
                             Output::StateChanged { to, .. } => self.changes.push((self.now, i, to)),
                         }
@@ -385,5 +447,75 @@ mod tests {
         owner.start(Duration::ZERO);
         assert_eq!(owner.state(), State::Master);
         assert!(matches!(owner.poll_output(), Some(Output::Send(a)) if a.priority == 255));
+    }
+
+    #[test]
+    fn deadtime_bounds_the_take_over_and_keeps_priority_order() {
+        // keepalive 0.1 s, deadtime 0.35 s: a backup at priority 100 takes
+        // over 0.35 - 0.1 + 0.061 = 0.31 s after the last advert.
+        let mk = |p, local: &str| {
+            let mut r = router(p, local, true);
+            r.cfg.interval_cs = 10;
+            r.cfg.deadtime = Some(ms(350));
+            Router::new(r.cfg)
+        };
+        let mut w = Wire::new(mk(150, "10.0.0.1"), mk(100, "10.0.0.2"));
+        w.run_until(ms(2000));
+        assert_eq!(w.masters(), vec![0]);
+        w.up[0] = false;
+        let died = w.now;
+        w.run_until(died + ms(1000));
+        assert_eq!(w.masters(), vec![1]);
+        let took = w.changes.last().unwrap().0 - w.heard[0];
+        assert!(took >= ms(300) && took <= ms(350), "{took:?}");
+    }
+
+    #[test]
+    fn preempt_delay_tolerates_a_lower_master_for_that_long() {
+        let mut w = Wire::new(router(150, "10.0.0.1", true), router(100, "10.0.0.2", true));
+        w.up[0] = false;
+        w.run_until(ms(6000));
+        assert_eq!(w.masters(), vec![1]);
+        let mut cfg = router(150, "10.0.0.1", true).cfg;
+        cfg.preempt_delay = ms(5000);
+        w.r[0] = Router::new(cfg);
+        w.up[0] = true;
+        w.r[0].start(w.now);
+        let back = w.now;
+        w.run_until(back + ms(6000));
+        assert_eq!(w.masters(), vec![1], "still within the preempt delay");
+        w.run_until(back + ms(10_000));
+        assert_eq!(w.masters(), vec![0], "took over after the delay");
+        let took = w.changes.last().unwrap().0 - back;
+        assert!(took >= ms(5000) && took <= ms(9000), "{took:?}");
+    }
+
+    #[test]
+    fn a_healed_partition_leaves_one_master_within_one_advert_and_reannounces() {
+        let mut w = Wire::new(router(150, "10.0.0.1", true), router(100, "10.0.0.2", true));
+        w.run_until(ms(5000));
+        w.cut = true;
+        w.run_until(ms(10_000));
+        assert_eq!(w.masters(), vec![0, 1], "split brain while cut");
+        w.cut = false;
+        let healed = w.now;
+        w.run_until(healed + ms(1010));
+        assert_eq!(w.masters(), vec![0]);
+        let (t, who, to) = *w.changes.last().unwrap();
+        assert_eq!((who, to), (1, State::Backup));
+        assert!(t - healed <= ms(1010), "{:?}", t - healed);
+        assert!(w.reannounced[0] >= 1, "the winner announces again");
+    }
+
+    #[test]
+    fn a_reload_lowering_the_masters_priority_hands_over_to_a_preempting_backup() {
+        let mut w = Wire::new(router(150, "10.0.0.1", true), router(100, "10.0.0.2", true));
+        w.run_until(ms(5000));
+        assert_eq!(w.masters(), vec![0]);
+        let mut cfg = w.r[0].config().clone();
+        cfg.priority = 50;
+        w.r[0].reconfigure(cfg);
+        w.run_until(ms(10_000));
+        assert_eq!(w.masters(), vec![1]);
     }
 }
