@@ -48,7 +48,21 @@ pub const GLOBAL_KEYS: &[&str] = &[
     "tcpfin_timeout",
     "udp_timeout",
     "dataplane",
+    "priority",
+    "preempt",
+    "nice_failback",
+    "preempt_delay",
+    "vrrp_version",
+    "virtual_router_id",
+    "peer",
+    "auth_key_file",
+    "notify_script",
+    "garp_count",
+    "garp_delay",
 ];
+
+/// Keys that may be given more than once (each adds to a list).
+const REPEATABLE_KEYS: &[&str] = &["peer"];
 
 /// Keys of a `virtual` block.
 pub const VIRTUAL_KEYS: &[&str] = &[
@@ -313,6 +327,7 @@ const PROTOCOLS: &[(&str, Protocol)] = &[
     ("sctp", Protocol::Sctp),
 ];
 const DATAPLANES: &[(&str, Dataplane)] = &[("proxy", Dataplane::Proxy), ("xdp", Dataplane::Xdp)];
+const VRRP_VERSIONS: &[(&str, VrrpVersion)] = &[("2", VrrpVersion::V2), ("3", VrrpVersion::V3)];
 const RSH: &[(&str, RshCommand)] = &[("rsh", RshCommand::Rsh), ("ssh", RshCommand::Ssh)];
 const CHECKTYPES: &[(&str, CheckType)] = &[
     ("connect", CheckType::Connect),
@@ -637,6 +652,9 @@ fn admit(
         diags.push(d);
         return false;
     }
+    if REPEATABLE_KEYS.contains(&k) {
+        return true;
+    }
     if let Some(first) = seen.get(k) {
         diags.push(
             Diagnostic::error(a.key.span, format!("`{k}` is set twice in {scope}"))
@@ -698,6 +716,39 @@ fn lower_global(a: &Assign, g: &mut Global, diags: &mut Vec<Diagnostic>) {
         "tcpfin_timeout" => put(&mut g.tcpfin_timeout, a.number(0, MAX_TIMEOUT.into(), "timeout"), d),
         "udp_timeout" => put(&mut g.udp_timeout, a.number(0, MAX_TIMEOUT.into(), "timeout"), d),
         "dataplane" => put(&mut g.dataplane, a.word("data plane", DATAPLANES), d),
+        "priority" => put(&mut g.priority, a.number(1, 255, "priority"), d),
+        "preempt" => put(&mut g.preempt, a.bool(), d),
+        "nice_failback" => put(&mut g.nice_failback, a.bool(), d),
+        "preempt_delay" => match a.seconds(true) {
+            Ok(s) if s.0 > Duration::from_secs(1000) => d.push(a.err(
+                format!("`preempt_delay` is {s} s; the limit is 1000"),
+                "use a delay from 0 to 1000 seconds",
+            )),
+            r => put(&mut g.preempt_delay, r, d),
+        },
+        "vrrp_version" => put(&mut g.vrrp_version, a.word("VRRP version", VRRP_VERSIONS), d),
+        "virtual_router_id" => put(&mut g.virtual_router_id, a.number(1, 255, "virtual router id"), d),
+        "peer" => {
+            for t in a.values {
+                match a.ip(t) {
+                    Ok(ip) => g.peer.push(ip),
+                    Err(e) => d.push(e),
+                }
+            }
+            if a.values.is_empty() {
+                d.push(a.err("`peer` needs an address", "write `peer = ADDRESS`, one line per other director"));
+            }
+        }
+        "auth_key_file" => put(&mut g.auth_key_file, a.string(), d),
+        "notify_script" => put(&mut g.notify_script, a.string(), d),
+        "garp_count" => put(&mut g.garp_count, a.number(1, 100, "announcement count"), d),
+        "garp_delay" => match a.seconds(true) {
+            Ok(s) if s.0 > Duration::from_secs(3600) => d.push(a.err(
+                format!("`garp_delay` is {s} s; the limit is 3600"),
+                "use 0 (no repeat) up to 3600 seconds",
+            )),
+            r => put(&mut g.garp_delay, r, d),
+        },
         _ => unreachable!("admit() filters unknown keys"),
     }
 }
@@ -953,6 +1004,7 @@ fn check_global(g: &Global, seen: &KeySpans, diags: &mut Vec<Diagnostic>) {
                 .hint("otherwise the backup takes over between two heartbeats; make deadtime several keepalives long"),
         );
     }
+    check_failover(g, seen, diags);
     if g.dataplane == Some(Dataplane::Xdp)
         && let Some(sp) = seen.get("dataplane")
     {
@@ -960,6 +1012,91 @@ fn check_global(g: &Global, seen: &KeySpans, diags: &mut Vec<Diagnostic>) {
             Diagnostic::warning(sp, "the `xdp` data plane is not available in this version of Fulcrum")
                 .hint("`fulcrum run` will refuse this file until it is; `proxy` (the default) is available"),
         );
+    }
+}
+
+/// The failover keys, when `backup_active = 1`.
+fn check_failover(g: &Global, seen: &KeySpans, diags: &mut Vec<Diagnostic>) {
+    let at = |k: &str| seen.get(k).or_else(|| seen.get("backup_active"));
+    if let (Some(p), Some(n), Some(sp)) = (g.preempt, g.nice_failback, seen.get("nice_failback"))
+        && p == n
+    {
+        diags.push(
+            Diagnostic::error(
+                sp,
+                format!(
+                    "`preempt = {}` and `nice_failback = {}` contradict each other",
+                    u8::from(p),
+                    u8::from(n)
+                ),
+            )
+            .hint("`nice_failback = 1` means `preempt = 0`; keep one of the two keys"),
+        );
+    }
+    if !g.failover() {
+        return;
+    }
+    if g.primary.is_none()
+        && let Some(sp) = at("primary")
+    {
+        diags.push(
+            Diagnostic::error(sp, "`backup_active = 1` but no `primary` is given")
+                .hint("set `primary = ADDRESS` (the primary director's heartbeat address) and `backup = ADDRESS`"),
+        );
+    }
+    if g.backup.is_none()
+        && g.peer.is_empty()
+        && let Some(sp) = at("backup")
+    {
+        diags.push(
+            Diagnostic::error(sp, "`backup_active = 1` but no `backup` or `peer` is given")
+                .hint("set `backup = ADDRESS` to the backup director's heartbeat address"),
+        );
+    }
+    let k = g.effective_keepalive().0;
+    let sp = at("keepalive");
+    match g.vrrp_version.unwrap_or_default() {
+        VrrpVersion::V2 => {
+            if (k.subsec_nanos() != 0 || k.as_secs() == 0 || k.as_secs() > 255)
+                && let Some(sp) = sp
+            {
+                diags.push(
+                    Diagnostic::error(sp, format!("`keepalive` ({}) cannot be carried by VRRP version 2", Seconds(k)))
+                        .hint("version 2 adverts are whole seconds from 1 to 255; use `vrrp_version = 3` for sub-second intervals"),
+                );
+            }
+            if let Some(a) = g.primary.iter().chain(&g.backup).find_map(|h| match h {
+                Host::Addr(a @ IpAddr::V6(_)) => Some(*a),
+                _ => None,
+            }) && let Some(sp) = seen.get("vrrp_version")
+            {
+                diags.push(
+                    Diagnostic::error(
+                        sp,
+                        format!("VRRP version 2 is IPv4 only, and director {a} is IPv6"),
+                    )
+                    .hint("use `vrrp_version = 3`"),
+                );
+            }
+        }
+        VrrpVersion::V3 => {
+            if (k < Duration::from_millis(10)
+                || k > Duration::from_millis(40_950)
+                || !k.as_nanos().is_multiple_of(10_000_000))
+                && let Some(sp) = sp
+            {
+                diags.push(
+                    Diagnostic::error(
+                        sp,
+                        format!(
+                            "`keepalive` ({}) cannot be carried by VRRP version 3",
+                            Seconds(k)
+                        ),
+                    )
+                    .hint("version 3 adverts are in hundredths of a second, from 0.01 to 40.95"),
+                );
+            }
+        }
     }
 }
 

@@ -361,6 +361,28 @@ pub struct Global {
     pub tcpfin_timeout: Option<u32>,
     pub udp_timeout: Option<u32>,
     pub dataplane: Option<Dataplane>,
+    pub priority: Option<u8>,
+    pub preempt: Option<bool>,
+    pub nice_failback: Option<bool>,
+    pub preempt_delay: Option<Seconds>,
+    pub vrrp_version: Option<VrrpVersion>,
+    pub virtual_router_id: Option<u8>,
+    /// Every `peer` line, in file order.
+    pub peer: Vec<IpAddr>,
+    pub auth_key_file: Option<String>,
+    pub notify_script: Option<String>,
+    pub garp_count: Option<u32>,
+    pub garp_delay: Option<Seconds>,
+}
+
+/// `vrrp_version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VrrpVersion {
+    /// RFC 3768: whole-second adverts, IPv4 only.
+    V2,
+    /// RFC 5798: centisecond adverts (the default).
+    #[default]
+    V3,
 }
 
 /// A `server NAME { … }` block.
@@ -479,6 +501,49 @@ impl Global {
     /// `deadtime`, defaulting to 5 s.
     pub fn effective_deadtime(&self) -> Seconds {
         self.deadtime.unwrap_or(DEFAULT_DEADTIME)
+    }
+
+    /// Whether this file asks for director failover: `backup_active = 1`
+    /// (and `heartbeat` not turned off).
+    pub fn failover(&self) -> bool {
+        self.backup_active == Some(true) && self.heartbeat != Some(false)
+    }
+
+    /// Whether a returning higher-priority director takes the active role
+    /// back: `preempt`, else the opposite of `nice_failback`, else yes
+    /// (Piranha's rule: the primary always wins).
+    pub fn effective_preempt(&self) -> bool {
+        self.preempt
+            .or(self.nice_failback.map(|n| !n))
+            .unwrap_or(true)
+    }
+
+    /// `garp_count`: announcements in each burst, defaulting to 5.
+    pub fn effective_garp_count(&self) -> u32 {
+        self.garp_count.unwrap_or(5)
+    }
+
+    /// `garp_delay`: the second burst's delay, defaulting to 5 s (0: none).
+    pub fn effective_garp_delay(&self) -> Seconds {
+        self.garp_delay.unwrap_or(Seconds::from_secs(5))
+    }
+
+    /// Every director's heartbeat address, when given as addresses:
+    /// `primary`, `backup`, then each `peer`.
+    pub fn directors(&self) -> Vec<IpAddr> {
+        let mut v: Vec<IpAddr> = [&self.primary, &self.backup]
+            .into_iter()
+            .filter_map(|h| match h {
+                Some(Host::Addr(a)) => Some(*a),
+                _ => None,
+            })
+            .collect();
+        for p in &self.peer {
+            if !v.contains(p) {
+                v.push(*p);
+            }
+        }
+        v
     }
 }
 

@@ -124,6 +124,28 @@ pub fn write(cfg: &Config) -> String {
     o.kv("tcpfin_timeout", g.tcpfin_timeout.map(|v| v.to_string()));
     o.kv("udp_timeout", g.udp_timeout.map(|v| v.to_string()));
     o.kv("dataplane", g.dataplane.map(|d| d.name().into()));
+    o.kv("priority", g.priority.map(|v| v.to_string()));
+    o.kv("preempt", g.preempt.map(|b| bool01(b).into()));
+    o.kv("nice_failback", g.nice_failback.map(|b| bool01(b).into()));
+    o.kv("preempt_delay", g.preempt_delay.map(|v| v.to_string()));
+    o.kv(
+        "vrrp_version",
+        g.vrrp_version.map(|v| match v {
+            VrrpVersion::V2 => "2".into(),
+            VrrpVersion::V3 => "3".into(),
+        }),
+    );
+    o.kv(
+        "virtual_router_id",
+        g.virtual_router_id.map(|v| v.to_string()),
+    );
+    for p in &g.peer {
+        o.kv("peer", Some(p.to_string()));
+    }
+    o.kv("auth_key_file", g.auth_key_file.as_deref().map(quote));
+    o.kv("notify_script", g.notify_script.as_deref().map(quote));
+    o.kv("garp_count", g.garp_count.map(|v| v.to_string()));
+    o.kv("garp_delay", g.garp_delay.map(|v| v.to_string()));
 
     for v in &cfg.virtuals {
         let _ = writeln!(o.s, "\nvirtual {} {{", v.name);

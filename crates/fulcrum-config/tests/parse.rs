@@ -334,6 +334,59 @@ fn validation_rules() {
 }
 
 #[test]
+fn failover_keys() {
+    let c = ok(
+        "primary = 10.0.0.1\nbackup = 10.0.0.2\nbackup_active = 1\nkeepalive = 0.1\ndeadtime = 0.35\n\
+                priority = 120\nnice_failback = 1\npreempt_delay = 2.5\nvrrp_version = 3\nvirtual_router_id = 7\n\
+                peer = 10.0.0.3\npeer = 10.0.0.4\nauth_key_file = /etc/fulcrum/key\nnotify_script = /usr/local/bin/n\n\
+                garp_count = 2\ngarp_delay = 0\n",
+    );
+    let g = &c.global;
+    assert!(g.failover());
+    assert_eq!(g.priority, Some(120));
+    assert!(
+        !g.effective_preempt(),
+        "nice_failback = 1 turns preemption off"
+    );
+    assert_eq!(g.preempt_delay, Some(Seconds(Duration::from_millis(2500))));
+    assert_eq!(g.vrrp_version, Some(VrrpVersion::V3));
+    assert_eq!(g.virtual_router_id, Some(7));
+    let ips: Vec<IpAddr> = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+    assert_eq!(g.directors(), ips);
+    assert_eq!(g.effective_garp_count(), 2);
+    assert!(g.effective_garp_delay().0.is_zero());
+    // Piranha's rule by default: the primary takes the active role back.
+    assert!(ok("primary = 10.0.0.1\n").global.effective_preempt());
+    assert!(!ok("primary = 10.0.0.1\n").global.failover());
+
+    let base = "primary = 10.0.0.1\nbackup = 10.0.0.2\nbackup_active = 1\n";
+    let e = errors(&format!("{base}vrrp_version = 2\nkeepalive = 0.5\n"));
+    assert!(
+        e[0].contains("`keepalive` (0.5) cannot be carried by VRRP version 2"),
+        "{e:?}"
+    );
+    let e = errors(&format!("{base}keepalive = 0.005\n"));
+    assert!(
+        e[0].contains("cannot be carried by VRRP version 3"),
+        "{e:?}"
+    );
+    let e = errors(&format!("{base}preempt = 1\nnice_failback = 1\n"));
+    assert!(e[0].contains("contradict"), "{e:?}");
+    let e = errors("backup_active = 1\nprimary = 10.0.0.1\n");
+    assert!(e[0].contains("no `backup` or `peer`"), "{e:?}");
+    let e = errors(&format!(
+        "{base}priority = 0\nvirtual_router_id = 256\npeer = nowhere\npreempt_delay = 1001\n"
+    ));
+    assert_eq!(e.len(), 4, "{e:?}");
+    assert!(e[0].contains("invalid priority `0`"), "{e:?}");
+    assert!(e[2].contains("invalid IP address `nowhere`"), "{e:?}");
+    assert!(e[3].contains("the limit is 1000"), "{e:?}");
+}
+
+#[test]
 fn warnings_do_not_fail() {
     let p = parse(
         "virtual a {\n address = 10.0.0.1\n load_monitor = rup\n server s {\n  address = 10.1.0.1\n }\n}\n",
@@ -379,7 +432,7 @@ mod roundtrip {
                 any::<u32>().prop_map(|a| Host::Addr(Ipv4Addr::from(a).into())),
                 "[a-z][a-z0-9-]{0,10}(\\.[a-z][a-z0-9]{0,5}){0,2}".prop_map(Host::Name),
             ]),
-            backup_active in proptest::option::of(any::<bool>()),
+            backup_active in proptest::option::of(Just(false)), // true needs backup and a carried keepalive,
             hb_port in proptest::option::of(1u16..),
             keepalive in proptest::option::of(pos_secs()),
             network in proptest::option::of(routing()),
@@ -389,7 +442,16 @@ mod roundtrip {
             syncd_id in proptest::option::of(any::<u8>()),
             tcp in proptest::option::of(0u32..=2_678_400),
             dataplane in proptest::option::of(prop_oneof![Just(Dataplane::Proxy), Just(Dataplane::Xdp)]),
+            ha in (
+                proptest::option::of(1u8..),
+                proptest::option::of(any::<bool>()),
+                proptest::option::of(0u64..=1000),
+                proptest::collection::vec(any::<u32>(), 0..3),
+                proptest::option::of(text()),
+                proptest::option::of(1u32..=100),
+            ),
         ) -> Global {
+            let (priority, preempt, preempt_delay, peers, notify, garp) = ha;
             Global {
                 serial_no: serial,
                 primary,
@@ -405,6 +467,13 @@ mod roundtrip {
                 syncd_id,
                 tcp_timeout: tcp,
                 dataplane,
+                priority,
+                preempt,
+                preempt_delay: preempt_delay.map(Seconds::from_secs),
+                vrrp_version: preempt.map(|_| VrrpVersion::V3),
+                peer: peers.into_iter().map(|a| Ipv4Addr::from(a).into()).collect(),
+                notify_script: notify,
+                garp_count: garp,
                 ..Default::default()
             }
         }
