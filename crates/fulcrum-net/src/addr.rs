@@ -205,6 +205,25 @@ impl AddressManager {
         Ok(true)
     }
 
+    /// Take charge of an address the host already has (left by an earlier
+    /// run, say), so that [`remove`](Self::remove) and
+    /// [`remove_all`](Self::remove_all) will take it down. False when the
+    /// host does not have it.
+    ///
+    /// # Errors
+    /// Netlink failures.
+    pub async fn adopt(&mut self, addr: &IpAddr) -> Result<bool, NetError> {
+        if self.added.iter().any(|m| addr_of(m) == Some(*addr)) {
+            return Ok(true);
+        }
+        let found = self
+            .all_addresses()
+            .await?
+            .into_iter()
+            .find(|m| addr_of(m) == Some(*addr));
+        Ok(found.map(|m| self.added.push(m)).is_some())
+    }
+
     /// Remove every address this manager added, newest first.
     pub async fn remove_all(&mut self) -> Vec<(IpAddr, Result<(), NetError>)> {
         let mut out = Vec::new();

@@ -94,6 +94,33 @@ impl Drop for Bg {
     }
 }
 
+/// A scratch directory for a test's files, removed when dropped.
+#[derive(Debug)]
+pub struct Scratch {
+    path: std::path::PathBuf,
+}
+
+impl Scratch {
+    /// A fresh directory named after the test and the process.
+    pub fn new(tag: &str) -> Scratch {
+        let path = std::env::temp_dir().join(format!("fulcrum-netns-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("the scratch directory can be made");
+        Scratch { path }
+    }
+
+    /// A file's path inside it.
+    pub fn file(&self, name: &str) -> String {
+        self.path.join(name).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
 /// The five-node network of the Red Hat LVS guide (§9), with private
 /// addresses:
 ///
@@ -119,43 +146,99 @@ pub const NAT_ROUTER: &str = "10.200.2.254";
 pub const RS: [&str; 3] = ["10.200.2.3", "10.200.2.4", "10.200.2.5"];
 /// The client's address.
 pub const CLIENT: &str = "10.200.1.10";
+/// The directors' public addresses (`eth0`), in order `dir`, `dir2`, `dir3`.
+pub const DIRECTOR_PUBLIC: [&str; 3] = ["10.200.1.2", "10.200.1.3", "10.200.1.4"];
+/// The directors' private addresses (`eth1`).
+pub const DIRECTOR_PRIVATE: [&str; 3] = ["10.200.2.1", "10.200.2.2", "10.200.2.6"];
+
+/// The namespace name of director `i` (0-based): `dir`, `dir2`, `dir3`.
+pub fn director_name(i: usize) -> String {
+    if i == 0 {
+        "dir".into()
+    } else {
+        format!("dir{}", i + 1)
+    }
+}
+
+/// The bridge port of director `i`: `p-dir`, `p-dir2`, `p-dir3`.
+pub fn port_name(i: usize) -> String {
+    format!("p-{}", director_name(i))
+}
 
 impl FiveNode {
     /// Build the network. `tag` names the test (namespace names stay short).
     pub fn new(tag: &str) -> FiveNode {
+        FiveNode::with_directors(tag, 1)
+    }
+
+    /// The network with `n` directors (1 to 3) named `dir`, `dir2`, `dir3`,
+    /// on addresses [`DIRECTOR_PUBLIC`] and [`DIRECTOR_PRIVATE`]. With more
+    /// than one, the public side is a bridge in namespace `pub` whose ports
+    /// are `p-cli`, `p-dir`, `p-dir2`, `p-dir3`; on the private bridge the
+    /// directors' ports are `p-dir`, `p-dir2`, `p-dir3`.
+    pub fn with_directors(tag: &str, n: usize) -> FiveNode {
+        assert!((1..=3).contains(&n), "one to three directors");
         let prefix = format!("f{}{}", tag, std::process::id() % 100_000);
         let t = FiveNode {
             prefix,
             procs: Vec::new(),
         };
-        let (cli, dir, lan) = (t.ns("cli"), t.ns("dir"), t.ns("lan"));
-        for ns in [&cli, &dir, &lan] {
+        let (cli, lan) = (t.ns("cli"), t.ns("lan"));
+        let dirs: Vec<String> = (0..n).map(|i| t.ns(&director_name(i))).collect();
+        for ns in [&cli, &lan].into_iter().chain(&dirs) {
             sh(&format!("ip netns add {ns} && ip -n {ns} link set lo up"));
         }
-        // Public side: a veth pair straight from the client to the director.
-        sh(&format!(
-            "ip link add eth0 netns {cli} type veth peer name eth0 netns {dir}"
-        ));
+        if n == 1 {
+            // Public side: a veth pair straight from the client to the director.
+            sh(&format!(
+                "ip -n {cli} link add eth0 type veth peer name eth0 netns {}",
+                dirs[0]
+            ));
+        } else {
+            // Public side: a bridge, so the directors hear each other.
+            let pubn = t.ns("pub");
+            sh(&format!(
+                "ip netns add {pubn} && ip -n {pubn} link set lo up && ip -n {pubn} link add br0 type bridge && ip -n {pubn} link set br0 up"
+            ));
+            sh(&format!(
+                "ip link add p-cli netns {pubn} type veth peer name eth0 netns {cli}"
+            ));
+            sh(&format!("ip -n {pubn} link set p-cli master br0 up"));
+            for (i, d) in dirs.iter().enumerate() {
+                let port = port_name(i);
+                sh(&format!(
+                    "ip link add {port} netns {pubn} type veth peer name eth0 netns {d}"
+                ));
+                sh(&format!("ip -n {pubn} link set {port} master br0 up"));
+            }
+        }
         sh(&format!(
             "ip -n {cli} addr add {CLIENT}/24 dev eth0 && ip -n {cli} link set eth0 up"
         ));
-        sh(&format!(
-            "ip -n {dir} addr add 10.200.1.2/24 dev eth0 && ip -n {dir} link set eth0 up"
-        ));
+        for (i, d) in dirs.iter().enumerate() {
+            sh(&format!(
+                "ip -n {d} addr add {}/24 dev eth0 && ip -n {d} link set eth0 up",
+                DIRECTOR_PUBLIC[i]
+            ));
+        }
         // Private side: a bridge in its own namespace.
         sh(&format!(
             "ip -n {lan} link add br0 type bridge && ip -n {lan} link set br0 up"
         ));
-        sh(&format!(
-            "ip link add p-dir netns {lan} type veth peer name eth1 netns {dir}"
-        ));
-        sh(&format!("ip -n {lan} link set p-dir master br0 up"));
-        sh(&format!(
-            "ip -n {dir} addr add 10.200.2.1/24 dev eth1 && ip -n {dir} link set eth1 up"
-        ));
-        sh(&format!(
-            "ip netns exec {dir} sysctl -qw net.ipv4.ip_forward=1"
-        ));
+        for (i, d) in dirs.iter().enumerate() {
+            let port = port_name(i);
+            sh(&format!(
+                "ip link add {port} netns {lan} type veth peer name eth1 netns {d}"
+            ));
+            sh(&format!("ip -n {lan} link set {port} master br0 up"));
+            sh(&format!(
+                "ip -n {d} addr add {}/24 dev eth1 && ip -n {d} link set eth1 up",
+                DIRECTOR_PRIVATE[i]
+            ));
+            sh(&format!(
+                "ip netns exec {d} sysctl -qw net.ipv4.ip_forward=1"
+            ));
+        }
         for (i, addr) in RS.iter().enumerate() {
             let rs = t.ns(&format!("rs{}", i + 1));
             sh(&format!("ip netns add {rs} && ip -n {rs} link set lo up"));
@@ -197,6 +280,32 @@ impl FiveNode {
         Bg(c.spawn().expect("ip netns exec runs"))
     }
 
+    /// Start `fulcrum realserver` (program `bin`) on rs1..rs3 port 80 and
+    /// wait until the first director reaches each.
+    pub fn start_realservers(&mut self, bin: &str) {
+        for (i, addr) in RS.iter().enumerate() {
+            let name = format!("rs{}", i + 1);
+            let listen = format!("{addr}:80");
+            let p = self.spawn(
+                &name,
+                bin,
+                &["realserver", "--listen", &listen, "--name", &name],
+                &[],
+            );
+            self.procs.push(p);
+        }
+        let dir = self.ns("dir");
+        for addr in RS {
+            wait_for(&format!("real server {addr}"), 10, || {
+                try_sh(&format!(
+                    "ip netns exec {dir} curl -s --max-time 1 http://{addr}/"
+                ))
+                .status
+                .success()
+            });
+        }
+    }
+
     /// Addresses on a namespace's device, as `ip -o addr` prints them.
     pub fn addrs(&self, ns: &str, dev: &str) -> String {
         sh(&format!("ip -n {} -o addr show dev {dev}", self.ns(ns)))
@@ -206,7 +315,9 @@ impl FiveNode {
 impl Drop for FiveNode {
     fn drop(&mut self) {
         self.procs.clear();
-        for n in ["cli", "dir", "lan", "rs1", "rs2", "rs3"] {
+        for n in [
+            "cli", "dir", "dir2", "dir3", "pub", "lan", "rs1", "rs2", "rs3",
+        ] {
             let _ = try_sh(&format!("ip netns del {}", self.ns(n)));
         }
     }

@@ -1,6 +1,7 @@
 //! The floating addresses of the active director: brought up (unless the
 //! host already has them), announced, kept in step with reloads, and
-//! removed on exit — only those the director added.
+//! removed on exit — only those the director added. With failover, they
+//! are up only while this director is the active one.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -10,35 +11,66 @@ use fulcrum_net::addr::{Added, AddressManager, FloatingAddr};
 use fulcrum_net::announce;
 use tokio::sync::{mpsc, oneshot};
 
-/// Gratuitous ARPs / NAs sent when an address comes up, and their spacing.
-const ANNOUNCE_COUNT: u32 = 3;
-const ANNOUNCE_GAP: Duration = Duration::from_millis(200);
+/// The spacing of gratuitous ARPs / NAs within a burst.
+const ANNOUNCE_GAP: Duration = Duration::from_millis(20);
+
+/// How addresses are announced when they come up: a burst, and the same
+/// burst again after a delay (`garp_count`, `garp_delay`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Announce {
+    /// Gratuitous ARPs / unsolicited NAs per burst.
+    pub count: u32,
+    /// When the second burst goes; zero for none.
+    pub repeat_after: Duration,
+}
+
+impl Default for Announce {
+    fn default() -> Announce {
+        Announce {
+            count: 5,
+            repeat_after: Duration::from_secs(5),
+        }
+    }
+}
 
 /// A message to the address task.
 #[derive(Debug)]
 pub enum AddrMsg {
     /// Make the floating addresses these.
     Want(Vec<Floating>),
+    /// Become the active director (bring the addresses up) or stop being
+    /// it (take them down); answered once done.
+    Active(bool, oneshot::Sender<()>),
+    /// Announce every address again (a healed partition).
+    Reannounce,
     /// Remove what was added, then answer.
     RemoveAll(oneshot::Sender<()>),
 }
 
-fn announce_soon(dev: String, addr: IpAddr) {
+fn announce_soon(dev: String, addr: IpAddr, how: Announce) {
     tokio::spawn(async move {
-        for i in 0..ANNOUNCE_COUNT {
-            let r = match addr {
-                IpAddr::V4(a) => announce::gratuitous_arp(&dev, a),
-                IpAddr::V6(a) => announce::unsolicited_na(&dev, a),
-            };
-            if let Err(e) = r {
-                tracing::warn!(%addr, %dev, error = %e, "cannot announce the address");
-                return;
+        for burst in 0..2 {
+            if burst == 1 {
+                if how.repeat_after.is_zero() {
+                    return;
+                }
+                tokio::time::sleep(how.repeat_after).await;
             }
-            if i + 1 < ANNOUNCE_COUNT {
-                tokio::time::sleep(ANNOUNCE_GAP).await;
+            for i in 0..how.count {
+                let r = match addr {
+                    IpAddr::V4(a) => announce::gratuitous_arp(&dev, a),
+                    IpAddr::V6(a) => announce::unsolicited_na(&dev, a),
+                };
+                if let Err(e) = r {
+                    tracing::warn!(%addr, %dev, error = %e, "cannot announce the address");
+                    return;
+                }
+                if i + 1 < how.count {
+                    tokio::time::sleep(ANNOUNCE_GAP).await;
+                }
             }
+            tracing::info!(%addr, %dev, count = how.count, "announced");
         }
-        tracing::info!(%addr, %dev, "announced");
     });
 }
 
@@ -46,6 +78,13 @@ fn announce_soon(dev: String, addr: IpAddr) {
 #[derive(Debug)]
 pub struct Addresses {
     mgr: AddressManager,
+    /// What the configuration asks for.
+    want: Vec<Floating>,
+    /// Whether this director is the active one (always, without failover).
+    active: bool,
+    announce: Announce,
+    /// The device each added address went on, for announcing again.
+    devices: Vec<(IpAddr, String)>,
 }
 
 impl Addresses {
@@ -56,7 +95,39 @@ impl Addresses {
     pub fn new() -> Result<Addresses, String> {
         Ok(Addresses {
             mgr: AddressManager::new().map_err(|e| e.to_string())?,
+            want: Vec::new(),
+            active: true,
+            announce: Announce::default(),
+            devices: Vec::new(),
         })
+    }
+
+    /// Start as a standby director: nothing comes up until
+    /// [`AddrMsg::Active`]. Failover owns the floating addresses, so any
+    /// already on the host (left by a director that was killed) go.
+    pub async fn standby(&mut self, want: Vec<Floating>) {
+        for f in &want {
+            if f.addr.is_loopback() {
+                continue;
+            }
+            match self.mgr.adopt(&f.addr).await {
+                Ok(true) => {
+                    tracing::warn!(addr = %f.addr, what = %f.what, "floating address already on this host (left by an earlier run?); removing it until this director is active")
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(addr = %f.addr, error = %e, "cannot look at the host's addresses")
+                }
+            }
+        }
+        self.remove_all().await;
+        self.want = want;
+        self.active = false;
+    }
+
+    /// How to announce.
+    pub fn set_announce(&mut self, how: Announce) {
+        self.announce = how;
     }
 
     /// Bring up what is wanted and take down what this director added and
@@ -65,6 +136,7 @@ impl Addresses {
     /// # Errors
     /// The first address that could not be brought up.
     pub async fn apply(&mut self, want: &[Floating]) -> Result<(), String> {
+        self.want = want.to_vec();
         for a in self.mgr.added() {
             if !want.iter().any(|f| f.addr == a) {
                 match self.mgr.remove(&a).await {
@@ -94,7 +166,9 @@ impl Addresses {
                         None => self.mgr.link_name(ifindex).await.unwrap_or_default(),
                     };
                     tracing::info!(addr = %f.addr, %dev, label = f.label.as_deref().unwrap_or(""), what = %f.what, "address added");
-                    announce_soon(dev, f.addr);
+                    self.devices.retain(|(a, _)| *a != f.addr);
+                    self.devices.push((f.addr, dev.clone()));
+                    announce_soon(dev, f.addr, self.announce);
                 }
                 Err(e) => {
                     let hint = if e.to_string().contains("ermission")
@@ -126,9 +200,30 @@ impl Addresses {
     pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<AddrMsg>) {
         while let Some(m) = rx.recv().await {
             match m {
+                AddrMsg::Want(w) if !self.active => self.want = w,
                 AddrMsg::Want(w) => {
                     if let Err(e) = self.apply(&w).await {
                         tracing::error!(error = %e, "floating addresses not all up");
+                    }
+                }
+                AddrMsg::Active(on, done) => {
+                    self.active = on;
+                    if on {
+                        let want = std::mem::take(&mut self.want);
+                        if let Err(e) = self.apply(&want).await {
+                            tracing::error!(error = %e, "floating addresses not all up");
+                        }
+                    } else {
+                        self.remove_all().await;
+                    }
+                    let _ = done.send(());
+                }
+                AddrMsg::Reannounce => {
+                    let added = self.mgr.added();
+                    for (a, dev) in &self.devices {
+                        if added.contains(a) {
+                            announce_soon(dev.clone(), *a, self.announce);
+                        }
                     }
                 }
                 AddrMsg::RemoveAll(done) => {

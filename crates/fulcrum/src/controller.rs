@@ -54,6 +54,10 @@ pub struct Controller {
     nodest: HashMap<ServiceKey, NoDest>,
     unreachable: u64,
     addresses: Option<mpsc::UnboundedSender<AddrMsg>>,
+    /// Failover's state, when `backup_active = 1`, and where new settings
+    /// go on reload.
+    failover: Option<tokio::sync::watch::Receiver<crate::ha::HaStatus>>,
+    failover_tx: Option<mpsc::UnboundedSender<crate::ha::HaSettings>>,
     /// Plane options of real servers, from the configuration.
     dest_options: HashMap<(ServiceKey, std::net::IpAddr, u16), DestOptions>,
     /// The health checks (nanny).
@@ -124,6 +128,8 @@ impl Controller {
             nodest: HashMap::new(),
             unreachable: 0,
             addresses: None,
+            failover: None,
+            failover_tx: None,
             dest_options: HashMap::new(),
             monitor: Monitor::default(),
             health_tx,
@@ -134,6 +140,40 @@ impl Controller {
     /// Keep the floating addresses in step with every applied configuration.
     pub fn follow_addresses(&mut self, tx: mpsc::UnboundedSender<AddrMsg>) {
         self.addresses = Some(tx);
+    }
+
+    /// Show failover's state in status and metrics, and send it new
+    /// settings on reload.
+    pub fn follow_failover(
+        &mut self,
+        rx: tokio::sync::watch::Receiver<crate::ha::HaStatus>,
+        tx: mpsc::UnboundedSender<crate::ha::HaSettings>,
+    ) {
+        self.failover = Some(rx);
+        self.failover_tx = Some(tx);
+    }
+
+    /// The failover settings a reload would bring, checked against the
+    /// running ones: turning failover on or off, or moving this director's
+    /// address, needs a restart.
+    fn failover_settings(&self, cfg: &Config) -> Result<Option<crate::ha::HaSettings>, String> {
+        let new = crate::ha::HaSettings::from_config(cfg)?;
+        match (&self.failover, &new) {
+            (None, None) => Ok(None),
+            (Some(_), None) => Err("the new file turns failover off (`backup_active`); that needs a restart of the director".into()),
+            (None, Some(_)) => Err("the new file turns failover on (`backup_active = 1`); that needs a restart of the director".into()),
+            (Some(st), Some(n)) => {
+                let local = st.borrow().local;
+                if n.local == local {
+                    Ok(new)
+                } else {
+                    Err(format!(
+                        "this director's heartbeat address would change from {local} to {}; that needs a restart of the director",
+                        n.local
+                    ))
+                }
+            }
+        }
     }
 
     fn now(&self) -> Duration {
@@ -404,8 +444,22 @@ impl Controller {
                 ..Default::default()
             };
         }
+        let failover = match self.failover_settings(&parsed.config) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(config = %name, error = %e, "reload refused; nothing changed");
+                return Response {
+                    stderr: format!("{diags}{name}: {e}; nothing changed\n"),
+                    exit_code: 1,
+                    ..Default::default()
+                };
+            }
+        };
         match self.apply_config(&parsed.config) {
             Ok(summary) => {
+                if let (Some(f), Some(tx)) = (failover, &self.failover_tx) {
+                    let _ = tx.send(f);
+                }
                 tracing::info!(config = %name, %summary, "reloaded");
                 Response {
                     stdout: format!("{name}: reloaded: {summary}\n"),
@@ -720,6 +774,39 @@ impl Controller {
                 );
             }
         }
+        if let Some(f) = &self.failover {
+            let f = f.borrow();
+            let vrid = f.vrid.to_string();
+            let labels = [("virtual_router", vrid.as_str())];
+            m.family(
+                "fulcrum_failover_master",
+                "gauge",
+                "1 while this director is the active one (VRRP master).",
+            );
+            m.sample(
+                "fulcrum_failover_master",
+                &labels,
+                u8::from(f.state == "MASTER"),
+            );
+            m.family(
+                "fulcrum_failover_priority",
+                "gauge",
+                "This director's VRRP priority.",
+            );
+            m.sample("fulcrum_failover_priority", &labels, f.priority);
+            m.family(
+                "fulcrum_failover_transitions_total",
+                "counter",
+                "Failover state changes.",
+            );
+            m.sample("fulcrum_failover_transitions_total", &labels, f.transitions);
+            m.family(
+                "fulcrum_failover_adverts_refused_total",
+                "counter",
+                "Adverts dropped: unknown sender, wrong TTL, malformed or failed authentication.",
+            );
+            m.sample("fulcrum_failover_adverts_refused_total", &labels, f.refused);
+        }
         m.finish()
     }
 
@@ -738,6 +825,26 @@ impl Controller {
             (Some(p), Some(s)) => _ = writeln!(o, "configuration: {} (serial {s})", p.display()),
             (Some(p), None) => _ = writeln!(o, "configuration: {}", p.display()),
             (None, _) => _ = writeln!(o, "configuration: {}", self.origin),
+        }
+        if let Some(f) = &self.failover {
+            let f = f.borrow();
+            let peers: Vec<String> = f.peers.iter().map(ToString::to_string).collect();
+            let _ = writeln!(
+                o,
+                "failover: {} for {}s ({}); priority {}, virtual router {}, {} with {}{}",
+                f.state,
+                f.since.elapsed().as_secs(),
+                f.reason,
+                f.priority,
+                f.vrid,
+                f.local,
+                peers.join(", "),
+                if f.refused > 0 {
+                    format!("; {} adverts refused (see the log)", f.refused)
+                } else {
+                    String::new()
+                }
+            );
         }
         let (t, f, u) = self.table.timeouts().triple();
         let _ = writeln!(

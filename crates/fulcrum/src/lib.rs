@@ -8,6 +8,7 @@ pub mod check;
 pub mod control;
 pub mod controller;
 pub mod demo;
+pub mod ha;
 pub mod metrics;
 pub mod monitor;
 pub mod paths;

@@ -7,9 +7,10 @@ use fulcrum_config::Config;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::addresses::{AddrMsg, Addresses};
+use crate::addresses::{AddrMsg, Addresses, Announce};
 use crate::control::ControlSocket;
 use crate::controller::{self, ControlMsg, Controller};
+use crate::ha::{Ha, HaSettings};
 
 /// Log to stderr, one line per event; `FULCRUM_LOG` takes a tracing filter
 /// (default `info`).
@@ -81,12 +82,28 @@ pub async fn director(
             return 1;
         }
     };
-    if let Some(cfg) = &config
-        && let Err(e) = addrs.apply(&cfg.floating_addresses()).await
-    {
-        eprintln!("fulcrum: {e}");
-        addrs.remove_all().await;
-        return 1;
+    let ha = match config.as_ref().map(HaSettings::from_config).transpose() {
+        Ok(h) => h.flatten(),
+        Err(e) => {
+            eprintln!("fulcrum: {name}: {e}");
+            return 1;
+        }
+    };
+    if let Some(cfg) = &config {
+        addrs.set_announce(Announce {
+            count: cfg.global.effective_garp_count(),
+            repeat_after: cfg.global.effective_garp_delay().0,
+        });
+    }
+    if let Some(cfg) = &config {
+        if ha.is_some() {
+            // A standby keeps everything ready but the addresses.
+            addrs.standby(cfg.floating_addresses()).await;
+        } else if let Err(e) = addrs.apply(&cfg.floating_addresses()).await {
+            eprintln!("fulcrum: {e}");
+            addrs.remove_all().await;
+            return 1;
+        }
     }
     let (addr_tx, addr_rx) = mpsc::unbounded_channel();
     let addr_task = tokio::spawn(addrs.run(addr_rx));
@@ -107,6 +124,22 @@ pub async fn director(
         }
     }
     ctl.follow_addresses(addr_tx.clone());
+    let mut failover = None;
+    if let Some(settings) = ha {
+        match Ha::new(settings, addr_tx.clone()) {
+            Ok((ha, status)) => {
+                let (settings_tx, settings_rx) = mpsc::unbounded_channel();
+                ctl.follow_failover(status, settings_tx);
+                let (tx, rx) = oneshot::channel();
+                failover = Some((tx, tokio::spawn(ha.run(rx, settings_rx))));
+            }
+            Err(e) => {
+                eprintln!("fulcrum: {e}");
+                stop_addresses(addr_tx).await;
+                return 1;
+            }
+        }
+    }
     // The first round of health checks decides which real servers serve.
     ctl.initial_checks().await;
     let socket = match ControlSocket::bind(&control).await {
@@ -148,6 +181,12 @@ pub async fn director(
                 }
             }
         }
+    }
+    // Hand over first (a priority-0 advert), so a backup takes the
+    // addresses while this director still drains.
+    if let Some((tx, task)) = failover {
+        let _ = tx.send(());
+        let _ = task.await;
     }
     let _ = stop_tx.send(());
     let _ = ctl_task.await;

@@ -1,7 +1,9 @@
 //! The director in the seed's five-node network (network namespaces; root).
 //! Runs when FULCRUM_NETNS_TESTS=1, otherwise prints that it was skipped.
 
-use fulcrum_testbed::{Bg, CLIENT, FiveNode, NAT_ROUTER, RS, VIP, enabled, sh, wait_for};
+use fulcrum_testbed::{
+    Bg, CLIENT, FiveNode, NAT_ROUTER, RS, Scratch as Dir, VIP, enabled, sh, wait_for,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fulcrum");
 
@@ -20,50 +22,8 @@ fn seed_config(sched: &str, weights: [u32; 3]) -> String {
     s
 }
 
-struct Dir {
-    path: std::path::PathBuf,
-}
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let path = std::env::temp_dir().join(format!("fulcrum-netns-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        Dir { path }
-    }
-    fn file(&self, name: &str) -> String {
-        self.path.join(name).to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
 fn start_realservers(net: &mut FiveNode) {
-    for (i, addr) in RS.iter().enumerate() {
-        let name = format!("rs{}", i + 1);
-        let listen = format!("{addr}:80");
-        let p = net.spawn(
-            &name,
-            BIN,
-            &["realserver", "--listen", &listen, "--name", &name],
-            &[],
-        );
-        net.procs.push(p);
-    }
-    let dir = net.ns("dir");
-    for addr in RS {
-        wait_for(&format!("real server {addr}"), 10, || {
-            fulcrum_testbed::try_sh(&format!(
-                "ip netns exec {dir} curl -s --max-time 1 http://{addr}/"
-            ))
-            .status
-            .success()
-        });
-    }
+    net.start_realservers(BIN);
 }
 
 /// `fulcrum run` in the director's namespace, once its control socket is up.

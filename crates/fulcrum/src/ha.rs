@@ -1,0 +1,682 @@
+//! Director failover (`backup_active = 1`): this director's VRRP virtual
+//! router, spoken over raw IP protocol 112 unicast to the other directors
+//! named in lvs.cf (`primary`, `backup`, `peer`). The election itself is
+//! `fulcrum_ha::election`; this task owns the socket, the clock and the
+//! consequences: the floating addresses (through the address task), the
+//! `active_cmd` / `inactive_cmd` / `notify_script` commands, link
+//! monitoring, and the status shown by `fulcrum status` and the metrics.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, ToSocketAddrs as _};
+use std::time::{Duration, Instant};
+
+use fulcrum_config::{Config, Host, VrrpVersion};
+use fulcrum_ha::auth::Authenticator;
+use fulcrum_ha::election::{Output, Router, RouterConfig, State};
+use fulcrum_ha::vrrp::{self, Advert, Auth, Version};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::addresses::AddrMsg;
+
+/// VRRP's IP protocol number.
+const IPPROTO_VRRP: i32 = 112;
+/// The virtual router id when `virtual_router_id` is not given.
+pub const DEFAULT_VRID: u8 = 51;
+/// Role priorities when `priority` is not given: the primary wins.
+pub const PRIMARY_PRIORITY: u8 = 200;
+/// The backup's and every peer's default priority.
+pub const BACKUP_PRIORITY: u8 = 100;
+/// How often links are looked at with `monitor_links = 1`.
+const LINK_POLL: Duration = Duration::from_millis(100);
+/// How long a command may run before it is killed.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+/// At most one warning per sender in this time, for refused adverts.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// What `fulcrum status` and the metrics show.
+#[derive(Debug, Clone)]
+pub struct HaStatus {
+    /// `MASTER`, `BACKUP`, `FAULT` (a monitored link is down) or `INIT`.
+    pub state: &'static str,
+    /// Our priority.
+    pub priority: u8,
+    /// The virtual router id.
+    pub vrid: u8,
+    /// Our heartbeat address.
+    pub local: Ipv4Addr,
+    /// The other directors.
+    pub peers: Vec<Ipv4Addr>,
+    /// When the state last changed.
+    pub since: Instant,
+    /// Why.
+    pub reason: String,
+    /// State changes so far.
+    pub transitions: u64,
+    /// Adverts refused (bad TTL, unknown sender, malformed, failed
+    /// authentication).
+    pub refused: u64,
+}
+
+/// Failover as lvs.cf describes it, resolved for this host.
+#[derive(Debug, Clone)]
+pub struct HaSettings {
+    /// The election's settings.
+    pub router: RouterConfig,
+    /// Our heartbeat address.
+    pub local: Ipv4Addr,
+    /// The other directors' addresses.
+    pub peers: Vec<Ipv4Addr>,
+    /// The `auth_key_file` secret.
+    pub key: Option<Vec<u8>>,
+    /// Devices whose link state decides whether we may be active.
+    pub links: Vec<String>,
+    /// `active_cmd`.
+    pub active_cmd: Option<String>,
+    /// `inactive_cmd`.
+    pub inactive_cmd: Option<String>,
+    /// `notify_script`.
+    pub notify_script: Option<String>,
+}
+
+fn resolve(h: &Host) -> Result<IpAddr, String> {
+    match h {
+        Host::Addr(a) => Ok(*a),
+        Host::Name(n) => (n.as_str(), 0)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut it| it.next())
+            .map(|s| s.ip())
+            .ok_or_else(|| format!("cannot resolve director `{n}`; write its address instead")),
+    }
+}
+
+/// Whether an address is one of this host's (it can be bound).
+fn is_local(a: IpAddr) -> bool {
+    std::net::UdpSocket::bind((a, 0)).is_ok()
+}
+
+fn centiseconds(d: Duration) -> u16 {
+    u16::try_from(d.as_millis() / 10).unwrap_or(u16::MAX)
+}
+
+/// Read `auth_key_file`: at least 16 bytes of secret, surrounding
+/// whitespace ignored.
+fn read_key(path: &str) -> Result<Vec<u8>, String> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        format!("auth_key_file {path}: {e}; create it with e.g. `head -c 32 /dev/urandom | base64 > {path}` and copy it to every director")
+    })?;
+    let key = bytes.trim_ascii().to_vec();
+    if key.len() < 16 {
+        return Err(format!(
+            "auth_key_file {path}: the key is {} bytes; use at least 16 (e.g. `head -c 32 /dev/urandom | base64 > {path}`)",
+            key.len()
+        ));
+    }
+    if let Ok(m) = std::fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt as _;
+        if m.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                file = path,
+                "auth_key_file is readable by other users; chmod 600 it"
+            );
+        }
+    }
+    Ok(key)
+}
+
+impl HaSettings {
+    /// `None` without `backup_active = 1`.
+    ///
+    /// # Errors
+    /// A director cannot be resolved, none or several of them are on this
+    /// host, or the key file cannot be read.
+    pub fn from_config(cfg: &Config) -> Result<Option<HaSettings>, String> {
+        let g = &cfg.global;
+        if !g.failover() {
+            return Ok(None);
+        }
+        let primary = g.primary.as_ref().map(resolve).transpose()?;
+        let backup = g.backup.as_ref().map(resolve).transpose()?;
+        let mut all: Vec<(IpAddr, u8)> = Vec::new();
+        for (a, prio) in primary
+            .map(|a| (a, PRIMARY_PRIORITY))
+            .into_iter()
+            .chain(backup.map(|a| (a, BACKUP_PRIORITY)))
+            .chain(g.peer.iter().map(|a| (*a, BACKUP_PRIORITY)))
+        {
+            if !all.iter().any(|(b, _)| *b == a) {
+                all.push((a, prio));
+            }
+        }
+        let mut v4 = Vec::new();
+        for (a, p) in &all {
+            match a {
+                IpAddr::V4(a) => v4.push((*a, *p)),
+                IpAddr::V6(a) => {
+                    return Err(format!(
+                        "director {a}: failover runs over IPv4 in this version; give `primary`, `backup` and `peer` IPv4 addresses"
+                    ));
+                }
+            }
+        }
+        let listed = || {
+            v4.iter()
+                .map(|(a, _)| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let locals: Vec<(Ipv4Addr, u8)> = v4
+            .iter()
+            .copied()
+            .filter(|(a, _)| is_local((*a).into()))
+            .collect();
+        let (local, role_priority) = match locals.as_slice() {
+            [one] => *one,
+            [] => {
+                return Err(format!(
+                    "none of the directors ({}) is an address of this host; put this director's heartbeat address on an interface, or list it as `primary`, `backup` or `peer`",
+                    listed()
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "several directors ({}) are addresses of this host; each director must have its own heartbeat address",
+                    locals
+                        .iter()
+                        .map(|(a, _)| a.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        };
+        let peers: Vec<Ipv4Addr> = v4.iter().map(|(a, _)| *a).filter(|a| *a != local).collect();
+        let version = match g.vrrp_version.unwrap_or_default() {
+            VrrpVersion::V2 => Version::V2,
+            VrrpVersion::V3 => Version::V3,
+        };
+        let interval = g.effective_keepalive().0;
+        let interval_cs = match version {
+            Version::V2 => u16::try_from(interval.as_secs()).unwrap_or(255) * 100,
+            Version::V3 => centiseconds(interval),
+        };
+        let addrs: Vec<IpAddr> = cfg
+            .floating_addresses()
+            .iter()
+            .map(|f| f.addr)
+            .filter(|a| a.is_ipv4() && !a.is_loopback())
+            .collect();
+        let key = g.auth_key_file.as_deref().map(read_key).transpose()?;
+        let mut links: Vec<String> = Vec::new();
+        if g.monitor_links == Some(true) {
+            for f in cfg.floating_addresses() {
+                if let Some(d) = f.device
+                    && !links.contains(&d)
+                {
+                    links.push(d);
+                }
+            }
+        }
+        Ok(Some(HaSettings {
+            router: RouterConfig {
+                version,
+                vrid: g.virtual_router_id.unwrap_or(DEFAULT_VRID),
+                priority: g.priority.unwrap_or(role_priority),
+                interval_cs,
+                preempt: g.effective_preempt(),
+                addrs,
+                local: local.into(),
+                auth: Auth::None,
+                deadtime: Some(g.effective_deadtime().0),
+                preempt_delay: g.preempt_delay.map_or(Duration::ZERO, |s| s.0),
+            },
+            local,
+            peers,
+            key,
+            links,
+            active_cmd: g.active_cmd.clone(),
+            inactive_cmd: g.inactive_cmd.clone(),
+            notify_script: g.notify_script.clone(),
+        }))
+    }
+}
+
+/// A link is usable when the kernel says it is up (or cannot tell, as for
+/// loopback).
+fn link_up(dev: &str) -> bool {
+    std::fs::read_to_string(format!("/sys/class/net/{dev}/operstate"))
+        .is_ok_and(|s| matches!(s.trim(), "up" | "unknown"))
+}
+
+/// The raw socket for protocol 112, bound to our heartbeat address. Tokio
+/// drives it as a datagram socket: a raw socket reads whole IP datagrams
+/// and sends to an address with port 0, which is all `recv` and `send_to`
+/// need.
+fn open_socket(local: Ipv4Addr) -> Result<UdpSocket, String> {
+    let hint = "run as root (raw sockets need CAP_NET_RAW)";
+    let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(IPPROTO_VRRP)))
+        .map_err(|e| format!("cannot open the VRRP socket: {e}; {hint}"))?;
+    s.bind(&SockAddr::from(SocketAddrV4::new(local, 0)))
+        .map_err(|e| format!("cannot bind the VRRP socket to {local}: {e}"))?;
+    s.set_ttl_v4(255)
+        .and_then(|()| s.set_nonblocking(true))
+        .map_err(|e| format!("cannot set up the VRRP socket: {e}"))?;
+    UdpSocket::from_std(std::net::UdpSocket::from(s))
+        .map_err(|e| format!("cannot register the VRRP socket: {e}"))
+}
+
+/// Split a raw IPv4 datagram: (source, destination, TTL, payload).
+fn ipv4_payload(pkt: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr, u8, &[u8])> {
+    let first = *pkt.first()?;
+    if first >> 4 != 4 {
+        return None;
+    }
+    let ihl = usize::from(first & 0x0f) * 4;
+    if ihl < 20 || pkt.len() < ihl {
+        return None;
+    }
+    let total = usize::from(u16::from_be_bytes([pkt[2], pkt[3]]));
+    let end = if (ihl..=pkt.len()).contains(&total) {
+        total
+    } else {
+        pkt.len()
+    };
+    let src = Ipv4Addr::new(pkt[12], pkt[13], pkt[14], pkt[15]);
+    let dst = Ipv4Addr::new(pkt[16], pkt[17], pkt[18], pkt[19]);
+    Some((src, dst, pkt[8], &pkt[ihl..end]))
+}
+
+/// Sequence numbers start at the wall-clock time in microseconds, so a
+/// restarted director keeps counting upwards.
+fn new_authenticator(key: &[u8]) -> Authenticator {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    Authenticator::new(key, micros)
+}
+
+/// The running failover task.
+pub struct Ha {
+    settings: HaSettings,
+    router: Router,
+    sock: UdpSocket,
+    auth: Option<Authenticator>,
+    addresses: mpsc::UnboundedSender<AddrMsg>,
+    commands: mpsc::UnboundedSender<String>,
+    status: watch::Sender<HaStatus>,
+    epoch: Instant,
+    /// A monitored link is down.
+    fault: Option<String>,
+    warned: HashMap<IpAddr, Instant>,
+}
+
+impl std::fmt::Debug for Ha {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ha")
+            .field("local", &self.settings.local)
+            .field("state", &self.router.state())
+            .finish()
+    }
+}
+
+/// Run commands one after another, in the order of the transitions.
+async fn command_runner(mut rx: mpsc::UnboundedReceiver<String>) {
+    while let Some(cmd) = rx.recv().await {
+        match fulcrum_health::probe::run_program(&cmd, COMMAND_TIMEOUT).await {
+            Ok((_, st)) if st.success() => tracing::info!(command = %cmd, "command done"),
+            Ok((_, st)) => tracing::warn!(command = %cmd, status = %st, "command failed"),
+            Err(e) => tracing::warn!(command = %cmd, error = %e, "command did not run"),
+        }
+    }
+}
+
+impl Ha {
+    /// Open the socket and get ready; nothing is sent before
+    /// [`run`](Self::run).
+    ///
+    /// # Errors
+    /// The raw socket cannot be opened.
+    pub fn new(
+        settings: HaSettings,
+        addresses: mpsc::UnboundedSender<AddrMsg>,
+    ) -> Result<(Ha, watch::Receiver<HaStatus>), String> {
+        let sock = open_socket(settings.local)?;
+        let auth = settings.key.as_deref().map(new_authenticator);
+        let (commands, rx) = mpsc::unbounded_channel();
+        tokio::spawn(command_runner(rx));
+        let (status, status_rx) = watch::channel(HaStatus {
+            state: "INIT",
+            priority: settings.router.priority,
+            vrid: settings.router.vrid,
+            local: settings.local,
+            peers: settings.peers.clone(),
+            since: Instant::now(),
+            reason: "starting".into(),
+            transitions: 0,
+            refused: 0,
+        });
+        Ok((
+            Ha {
+                router: Router::new(settings.router.clone()),
+                settings,
+                sock,
+                auth,
+                addresses,
+                commands,
+                status,
+                epoch: Instant::now(),
+                fault: None,
+                warned: HashMap::new(),
+            },
+            status_rx,
+        ))
+    }
+
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    fn send(&mut self, a: &Advert) {
+        let src = IpAddr::V4(self.settings.local);
+        for peer in self.settings.peers.clone() {
+            let dst = IpAddr::V4(peer);
+            let bytes = match a.encode(src, dst) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot encode an advert");
+                    return;
+                }
+            };
+            let bytes = match &mut self.auth {
+                Some(auth) => auth.seal(src, dst, &bytes),
+                None => bytes,
+            };
+            if let Err(e) = self
+                .sock
+                .try_send_to(&bytes, SocketAddrV4::new(peer, 0).into())
+            {
+                tracing::debug!(%peer, error = %e, "advert not sent");
+            }
+        }
+    }
+
+    fn refuse(&mut self, from: IpAddr, why: &str) {
+        self.status.send_modify(|s| s.refused += 1);
+        let now = Instant::now();
+        let due = self
+            .warned
+            .get(&from)
+            .is_none_or(|t| now.duration_since(*t) >= WARN_EVERY);
+        if due {
+            self.warned.insert(from, now);
+            tracing::warn!(%from, "advert refused: {why}");
+        }
+    }
+
+    fn notify(&self, state: &str) {
+        if let Some(s) = &self.settings.notify_script {
+            let _ = self.commands.send(format!(
+                "{s} INSTANCE fulcrum_{} {state} {}",
+                self.settings.router.vrid, self.settings.router.priority
+            ));
+        }
+    }
+
+    async fn set_active(&self, on: bool) {
+        let (tx, rx) = oneshot::channel();
+        if self.addresses.send(AddrMsg::Active(on, tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Do what the election asks.
+    async fn flush(&mut self) {
+        while let Some(o) = self.router.poll_output() {
+            match o {
+                Output::Send(a) => self.send(&a),
+                Output::Reannounce => {
+                    tracing::warn!("another master was heard: announcing the addresses again");
+                    let _ = self.addresses.send(AddrMsg::Reannounce);
+                }
+                Output::StateChanged { from, to, reason } => {
+                    let name = match (to, &self.fault) {
+                        (State::Master, _) => "MASTER",
+                        (State::Backup, _) => "BACKUP",
+                        (State::Initialize, Some(_)) => "FAULT",
+                        (State::Initialize, None) => "STOP",
+                    };
+                    let reason = match (&self.fault, to) {
+                        (Some(f), State::Initialize) => f.clone(),
+                        _ => reason,
+                    };
+                    tracing::info!(state = name, priority = self.settings.router.priority, %reason, "failover: now {name}");
+                    if to == State::Master {
+                        self.set_active(true).await;
+                        if let Some(c) = &self.settings.active_cmd {
+                            let _ = self.commands.send(c.clone());
+                        }
+                    } else if from == State::Master {
+                        self.set_active(false).await;
+                        if let Some(c) = &self.settings.inactive_cmd {
+                            let _ = self.commands.send(c.clone());
+                        }
+                    }
+                    self.notify(name);
+                    self.status.send_modify(|s| {
+                        s.state = if name == "STOP" { "INIT" } else { name };
+                        s.since = Instant::now();
+                        s.reason = reason;
+                        s.transitions += 1;
+                    });
+                }
+            }
+        }
+    }
+
+    fn receive(&mut self) {
+        let mut buf = [0u8; 2048];
+        loop {
+            let n = match self.sock.try_recv(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "VRRP socket read");
+                    return;
+                }
+            };
+            let Some((src, dst, ttl, payload)) = ipv4_payload(&buf[..n]) else {
+                continue;
+            };
+            let from = IpAddr::V4(src);
+            if src == self.settings.local {
+                continue;
+            }
+            if !self.settings.peers.contains(&src) {
+                self.refuse(
+                    from,
+                    "not a director of this file (`primary`, `backup` or `peer`)",
+                );
+                continue;
+            }
+            if ttl != 255 {
+                self.refuse(from, &format!("TTL {ttl}, not 255: it crossed a router"));
+                continue;
+            }
+            let opened = match &mut self.auth {
+                Some(auth) => auth
+                    .open(from, dst.into(), payload)
+                    .map_err(|e| e.to_string()),
+                None => Ok(payload),
+            };
+            let body = match opened {
+                Ok(b) => b.to_vec(),
+                Err(e) => {
+                    self.refuse(from, &e);
+                    continue;
+                }
+            };
+            match vrrp::Advert::decode(&body, from, dst.into()) {
+                Ok(a) if a.vrid != self.settings.router.vrid => {}
+                Ok(a) if a.version != self.settings.router.version => self.refuse(
+                    from,
+                    &format!(
+                        "VRRP version {} on virtual router {}; set the same `vrrp_version` on every director",
+                        if a.version == Version::V2 { 2 } else { 3 },
+                        a.vrid
+                    ),
+                ),
+                Ok(a) => {
+                    let now = self.now();
+                    self.router.handle_advert(now, from, &a);
+                }
+                Err(e) => self.refuse(from, &format!("malformed: {e}")),
+            }
+        }
+    }
+
+    fn links_fault(&self) -> Option<String> {
+        self.settings
+            .links
+            .iter()
+            .find(|d| !link_up(d))
+            .map(|d| format!("link {d} is down"))
+    }
+
+    /// New settings from a reload (same heartbeat address).
+    fn reconfigure(&mut self, new: HaSettings) {
+        if new.key != self.settings.key {
+            self.auth = new.key.as_deref().map(new_authenticator);
+        }
+        self.router.reconfigure(new.router.clone());
+        self.status.send_modify(|s| {
+            s.priority = new.router.priority;
+            s.vrid = new.router.vrid;
+            s.peers.clone_from(&new.peers);
+        });
+        tracing::info!(priority = new.router.priority, peers = ?new.peers, vrid = new.router.vrid, "failover: settings reloaded");
+        self.settings = new;
+    }
+
+    /// Take part in the election until `stop` fires; then hand over at
+    /// once (a priority-0 advert) and give the addresses up. Settings from
+    /// reloads arrive on `reload`.
+    pub async fn run(
+        mut self,
+        mut stop: oneshot::Receiver<()>,
+        mut reload: mpsc::UnboundedReceiver<HaSettings>,
+    ) {
+        tracing::info!(
+            local = %self.settings.local,
+            peers = ?self.settings.peers,
+            priority = self.settings.router.priority,
+            vrid = self.settings.router.vrid,
+            "failover: joining the election"
+        );
+        self.fault = self.links_fault();
+        if self.fault.is_none() {
+            let now = self.now();
+            self.router.start(now);
+        } else {
+            tracing::warn!(reason = ?self.fault, "failover: not joining while a link is down");
+            self.status.send_modify(|s| {
+                s.state = "FAULT";
+                s.reason = self.fault.clone().unwrap_or_default();
+            });
+        }
+        let mut links = tokio::time::interval(LINK_POLL);
+        links.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let monitor = !self.settings.links.is_empty();
+        loop {
+            self.flush().await;
+            let deadline = self
+                .router
+                .poll_timeout()
+                .map(|t| tokio::time::Instant::from_std(self.epoch + t));
+            tokio::select! {
+                _ = self.sock.readable() => self.receive(),
+                () = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let now = self.now();
+                    self.router.handle_timeout(now);
+                }
+                _ = links.tick(), if monitor => {
+                    let fault = self.links_fault();
+                    match (&self.fault, fault) {
+                        (None, Some(f)) => {
+                            tracing::warn!(reason = %f, "failover: giving up the active role");
+                            self.fault = Some(f);
+                            self.router.shutdown();
+                        }
+                        (Some(_), None) => {
+                            tracing::info!("failover: links are up again; rejoining");
+                            self.fault = None;
+                            let now = self.now();
+                            self.router.start(now);
+                        }
+                        _ => {}
+                    }
+                }
+                Some(new) = reload.recv() => self.reconfigure(new),
+                _ = &mut stop => break,
+            }
+        }
+        self.router.shutdown();
+        self.flush().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_payload_splits_and_refuses_short_headers() {
+        let mut p = vec![
+            0x45, 0, 0, 28, 0, 0, 0, 0, 255, 112, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
+        p.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        let (s, d, ttl, body) = ipv4_payload(&p).unwrap();
+        assert_eq!(
+            (s, d, ttl),
+            (
+                "10.0.0.1".parse().unwrap(),
+                "10.0.0.2".parse().unwrap(),
+                255
+            )
+        );
+        assert_eq!(body, &[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert!(ipv4_payload(&p[..10]).is_none());
+        assert!(ipv4_payload(&[0x41; 30]).is_none(), "IHL below 5");
+        assert!(ipv4_payload(&[0x65; 30]).is_none(), "not version 4");
+        assert!(ipv4_payload(&[]).is_none());
+    }
+
+    #[test]
+    fn settings_follow_the_piranha_keys() {
+        let cf = "primary = 127.0.0.1\nbackup = 192.0.2.77\nbackup_active = 1\nkeepalive = 0.1\ndeadtime = 0.35\n\
+                  virtual web {\n address = 127.40.0.1\n active = 1\n port = 80\n server a {\n address = 127.0.0.1\n active = 1\n }\n}\n";
+        let p = fulcrum_config::parse(cf);
+        assert!(!p.has_errors(), "{}", p.render("t", cf));
+        let s = HaSettings::from_config(&p.config).unwrap().unwrap();
+        assert_eq!(s.local, Ipv4Addr::LOCALHOST);
+        assert_eq!(s.peers, vec!["192.0.2.77".parse::<Ipv4Addr>().unwrap()]);
+        assert_eq!(s.router.priority, PRIMARY_PRIORITY);
+        assert_eq!(s.router.interval_cs, 10);
+        assert_eq!(s.router.deadtime, Some(Duration::from_millis(350)));
+        assert!(s.router.preempt);
+        assert_eq!(s.router.vrid, DEFAULT_VRID);
+
+        let cf2 = cf.replace("primary = 127.0.0.1", "primary = 192.0.2.78");
+        let p = fulcrum_config::parse(&cf2);
+        let e = HaSettings::from_config(&p.config).unwrap_err();
+        assert!(
+            e.contains("none of the directors (192.0.2.78, 192.0.2.77)"),
+            "{e}"
+        );
+    }
+}

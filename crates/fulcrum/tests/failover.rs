@@ -1,0 +1,565 @@
+//! Director failover in the five-node network with two and three directors
+//! (network namespaces; root): take-over on process kill, clean shutdown
+//! and link loss, hand-back with and without preemption, partitions, keys,
+//! and keepalived as the other director. Runs when FULCRUM_NETNS_TESTS=1,
+//! otherwise prints that it was skipped.
+
+use std::time::{Duration, Instant};
+
+use fulcrum_testbed::{
+    Bg, DIRECTOR_PUBLIC, FiveNode, NAT_ROUTER, RS, Scratch, VIP, director_name, enabled, sh,
+    try_sh, wait_for,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_fulcrum");
+
+/// lvs.cf for the directors: `primary` is `dir`, `backup` is `dir2`, each
+/// `peer` a further director; the virtual server balances rs1..rs3.
+fn ha_config(directors: usize, extra: &str) -> String {
+    let mut s = format!(
+        "serial_no = 1\nprimary = {}\nbackup = {}\nbackup_active = 1\nheartbeat = 1\nkeepalive = 0.1\ndeadtime = 0.5\nnetwork = nat\nnat_router = {NAT_ROUTER} eth1:1\n",
+        DIRECTOR_PUBLIC[0], DIRECTOR_PUBLIC[1]
+    );
+    for p in DIRECTOR_PUBLIC.iter().take(directors).skip(2) {
+        s.push_str(&format!("peer = {p}\n"));
+    }
+    s.push_str(extra);
+    s.push_str(&format!(
+        "virtual server vs1 {{\n address = {VIP} eth0:1\n active = 1\n port = 80\n scheduler = rr\n timeout = 3\n check_interval = 0.5\n"
+    ));
+    for (i, rs) in RS.iter().enumerate() {
+        s.push_str(&format!(
+            " server rs{} {{\n  address = {rs}\n  active = 1\n  weight = 1\n }}\n",
+            i + 1
+        ));
+    }
+    s.push_str("}\n");
+    s
+}
+
+/// One director: its namespace, files and process.
+struct Director {
+    ns: String,
+    cf: String,
+    log: String,
+    state: String,
+    control: String,
+    proc: Option<Bg>,
+}
+
+impl Director {
+    /// Write director `i`'s lvs.cf (with a notify script recording each
+    /// state into its own file).
+    fn new(tmp: &Scratch, i: usize, cf: &str) -> Director {
+        let name = director_name(i);
+        let state = tmp.file(&format!("{name}.state"));
+        let script = tmp.file(&format!("{name}.notify"));
+        std::fs::write(&script, format!("#!/bin/sh\necho \"$3 $4\" >> {state}\n")).unwrap();
+        sh(&format!("chmod +x {script}"));
+        let cf_path = tmp.file(&format!("{name}.cf"));
+        std::fs::write(&cf_path, format!("notify_script = {script}\n{cf}")).unwrap();
+        Director {
+            ns: name.clone(),
+            cf: cf_path,
+            log: tmp.file(&format!("{name}.log")),
+            state,
+            control: tmp.file(&format!("{name}.sock")),
+            proc: None,
+        }
+    }
+
+    fn start(&mut self, net: &FiveNode) {
+        let _ = std::fs::remove_file(&self.control);
+        let cmd = format!(
+            "exec {BIN} run --config {} --control {} 2>> {}",
+            self.cf, self.control, self.log
+        );
+        self.proc = Some(net.spawn(&self.ns, "sh", &["-c", &cmd], &[]));
+        let control = self.control.clone();
+        wait_for(&format!("director {}", self.ns), 10, || {
+            std::path::Path::new(&control).exists()
+        });
+    }
+
+    fn signal(&mut self, sig: &str) {
+        if let Some(mut p) = self.proc.take() {
+            p.signal_and_wait(sig);
+        }
+    }
+
+    fn states(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.state)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.split(' ').next().unwrap_or("").to_string())
+            .collect()
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn status(&self) -> String {
+        String::from_utf8_lossy(&try_sh(&format!("{BIN} status --control {}", self.control)).stdout)
+            .into_owned()
+    }
+}
+
+fn has_vip(net: &FiveNode, d: &Director) -> bool {
+    net.addrs(&d.ns, "eth0").contains(&format!("{VIP}/32"))
+}
+
+fn has_nat_router(net: &FiveNode, d: &Director) -> bool {
+    net.addrs(&d.ns, "eth1")
+        .contains(&format!("{NAT_ROUTER}/32"))
+}
+
+/// Wait until, of the running directors, exactly `who` holds the
+/// addresses (a killed director keeps them, as keepalived's does); returns
+/// how long that took.
+fn wait_holder(net: &FiveNode, ds: &[Director], who: usize, secs: u64) -> Duration {
+    let t = Instant::now();
+    let mut ok = false;
+    while t.elapsed() < Duration::from_secs(secs) {
+        if ds
+            .iter()
+            .enumerate()
+            .filter(|(i, d)| d.proc.is_some() || *i == who)
+            .all(|(i, d)| has_vip(net, d) == (i == who) && has_nat_router(net, d) == (i == who))
+        {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if !ok {
+        let logs: Vec<String> = ds
+            .iter()
+            .map(|d| format!("--- {} ---\n{}", d.ns, d.logs()))
+            .collect();
+        panic!(
+            "{} did not become the only holder of {VIP} and {NAT_ROUTER} within {secs}s\n{}",
+            ds[who].ns,
+            logs.join("\n")
+        );
+    }
+    t.elapsed()
+}
+
+/// A client requesting the virtual server every 20 ms, recording each
+/// status (000 for a failure).
+struct Client {
+    out: String,
+    _proc: Bg,
+}
+
+impl Client {
+    fn start(net: &FiveNode, tmp: &Scratch) -> Client {
+        let out = tmp.file("client.out");
+        let script = format!(
+            "while :; do curl -s -o /dev/null --max-time 0.5 -w '%{{http_code}}\\n' http://{VIP}/ >> {out}; sleep 0.02; done"
+        );
+        let proc = net.spawn("cli", "sh", &["-c", &script], &[]);
+        Client { out, _proc: proc }
+    }
+
+    fn results(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// (succeeded, failed) so far.
+    fn counts(&self) -> (usize, usize) {
+        let r = self.results();
+        let ok = r.iter().filter(|s| *s == "200").count();
+        (ok, r.len() - ok)
+    }
+
+    /// Wait for `n` more requests and check they all succeeded.
+    /// The first two are skipped: they may have started before.
+    fn expect_serving(&self, n: usize, when: &str) {
+        let start = self.results().len() + 2;
+        wait_for(&format!("{n} requests {when}"), 20, || {
+            self.results().len() >= start + n
+        });
+        let r = self.results();
+        let recent = &r[start..start + n];
+        assert!(
+            recent.iter().all(|s| s == "200"),
+            "requests {when} failed: {recent:?}"
+        );
+    }
+}
+
+fn network(tag: &str, n: usize) -> FiveNode {
+    let mut net = FiveNode::with_directors(tag, n);
+    net.start_realservers(BIN);
+    net
+}
+
+#[test]
+fn a_killed_primary_is_replaced_within_deadtime_and_takes_over_again_on_return() {
+    if !enabled("a_killed_primary_is_replaced_within_deadtime_and_takes_over_again_on_return") {
+        return;
+    }
+    let net = network("ka", 2);
+    let tmp = Scratch::new("ha-kill");
+    let cf = ha_config(2, "");
+    let mut ds = vec![Director::new(&tmp, 0, &cf), Director::new(&tmp, 1, &cf)];
+    ds[0].start(&net);
+    ds[1].start(&net);
+    wait_holder(&net, &ds, 0, 5);
+    // The backup stays backup (it hears the primary).
+    std::thread::sleep(Duration::from_millis(1500));
+    wait_holder(&net, &ds, 0, 1);
+    assert!(
+        ds[1].status().contains("failover: BACKUP"),
+        "{}",
+        ds[1].status()
+    );
+    assert!(
+        ds[0].status().contains("failover: MASTER"),
+        "{}",
+        ds[0].status()
+    );
+    let client = Client::start(&net, &tmp);
+    client.expect_serving(20, "before the failure");
+
+    // Kill -9: no hand-over advert; the backup waits out deadtime.
+    let killed = Instant::now();
+    ds[0].signal("KILL");
+    while !has_vip(&net, &ds[1]) {
+        assert!(
+            killed.elapsed() < Duration::from_secs(5),
+            "no take-over\n{}",
+            ds[1].logs()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let took = killed.elapsed();
+    eprintln!(
+        "take-over after kill -9: {} ms (deadtime 500 ms)",
+        took.as_millis()
+    );
+    assert!(
+        took < Duration::from_millis(500 + 100 + 400),
+        "took {took:?}, more than deadtime + one advert (+ slack)"
+    );
+    client.expect_serving(20, "after the take-over");
+    let (_, failed_kill) = client.counts();
+
+    // The primary returns (its killed run left the addresses; it clears
+    // them) and, with preemption, takes the active role back.
+    ds[0].start(&net);
+    wait_holder(&net, &ds, 0, 5);
+    client.expect_serving(20, "after the hand-back");
+    let (ok, failed) = client.counts();
+    eprintln!(
+        "requests: {ok} succeeded, {failed_kill} failed around the kill, {} around the hand-back",
+        failed - failed_kill
+    );
+    assert!(
+        failed_kill <= 40,
+        "{failed_kill} requests failed around the kill"
+    );
+    assert!(
+        failed - failed_kill <= 10,
+        "{} requests failed around the hand-back",
+        failed - failed_kill
+    );
+    assert_eq!(
+        ds[1].states(),
+        vec!["BACKUP", "MASTER", "BACKUP"],
+        "{}",
+        ds[1].logs()
+    );
+    let st = ds[0].states();
+    assert_eq!(st.last().map(String::as_str), Some("MASTER"), "{st:?}");
+    assert!(
+        ds[1].status().contains("failover: BACKUP"),
+        "{}",
+        ds[1].status()
+    );
+
+    // A reload lowering the primary's priority below the backup's: the
+    // backup preempts it.
+    let cf0 = std::fs::read_to_string(&ds[0].cf).unwrap();
+    std::fs::write(&ds[0].cf, format!("priority = 50\n{cf0}")).unwrap();
+    sh(&format!("{BIN} reload --control {}", ds[0].control));
+    wait_holder(&net, &ds, 1, 5);
+    assert!(ds[0].status().contains("priority 50"), "{}", ds[0].status());
+    // Turning failover off needs a restart: refused, nothing changes.
+    std::fs::write(
+        &ds[0].cf,
+        cf0.replace("backup_active = 1", "backup_active = 0"),
+    )
+    .unwrap();
+    let out = try_sh(&format!("{BIN} reload --control {}", ds[0].control));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("turns failover off") && err.contains("nothing changed"),
+        "{err}"
+    );
+    client.expect_serving(10, "after the reloads");
+}
+
+#[test]
+fn a_clean_shutdown_hands_over_at_once_and_nice_failback_keeps_the_backup_active() {
+    if !enabled("a_clean_shutdown_hands_over_at_once_and_nice_failback_keeps_the_backup_active") {
+        return;
+    }
+    let net = network("kb", 2);
+    let tmp = Scratch::new("ha-term");
+    let cf = ha_config(2, "nice_failback = 1\nkeepalive = 0.5\n")
+        .replace("keepalive = 0.1\n", "")
+        .replace("deadtime = 0.5", "deadtime = 3");
+    let mut ds = vec![Director::new(&tmp, 0, &cf), Director::new(&tmp, 1, &cf)];
+    ds[0].start(&net);
+    wait_holder(&net, &ds, 0, 8);
+    ds[1].start(&net);
+    std::thread::sleep(Duration::from_millis(1000));
+    wait_holder(&net, &ds, 0, 1);
+    let client = Client::start(&net, &tmp);
+    client.expect_serving(10, "before the shutdown");
+
+    // SIGTERM: a priority-0 advert; the backup does not wait for deadtime (3 s).
+    let stopped = Instant::now();
+    ds[0].signal("TERM");
+    let took = wait_holder(&net, &ds, 1, 3).max(stopped.elapsed());
+    eprintln!(
+        "hand-over on SIGTERM: {} ms (deadtime 3000 ms)",
+        took.as_millis()
+    );
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+    client.expect_serving(10, "after the hand-over");
+
+    // The primary returns but, with nice_failback, does not take over.
+    ds[0].start(&net);
+    std::thread::sleep(Duration::from_millis(4000));
+    wait_holder(&net, &ds, 1, 1);
+    assert!(
+        ds[0].status().contains("failover: BACKUP"),
+        "{}",
+        ds[0].status()
+    );
+    client.expect_serving(10, "with the primary back as backup");
+    let (ok, failed) = client.counts();
+    eprintln!("requests: {ok} succeeded, {failed} failed");
+    assert!(failed <= 10, "{failed} failed");
+}
+
+#[test]
+fn link_loss_moves_the_addresses_and_a_healed_partition_leaves_one_holder() {
+    if !enabled("link_loss_moves_the_addresses_and_a_healed_partition_leaves_one_holder") {
+        return;
+    }
+    let net = network("kc", 2);
+    let tmp = Scratch::new("ha-link");
+    let pubns = net.ns("pub");
+    // dir monitors its links; dir2 does not (so a partition makes two masters).
+    let mut ds = vec![
+        Director::new(&tmp, 0, &ha_config(2, "monitor_links = 1\n")),
+        Director::new(&tmp, 1, &ha_config(2, "")),
+    ];
+    ds[0].start(&net);
+    ds[1].start(&net);
+    wait_holder(&net, &ds, 0, 5);
+    let client = Client::start(&net, &tmp);
+    client.expect_serving(10, "before the link loss");
+
+    // dir's public link goes down: it gives the role up, dir2 takes over.
+    let cut = Instant::now();
+    sh(&format!("ip -n {pubns} link set p-dir down"));
+    let took = wait_holder(&net, &ds, 1, 5).max(cut.elapsed());
+    eprintln!(
+        "take-over on link loss: {} ms (deadtime 500 ms)",
+        took.as_millis()
+    );
+    assert!(took < Duration::from_millis(1000), "took {took:?}");
+    assert!(
+        ds[0].status().contains("failover: FAULT"),
+        "{}",
+        ds[0].status()
+    );
+    client.expect_serving(20, "after the link loss");
+    sh(&format!("ip -n {pubns} link set p-dir up"));
+    wait_holder(&net, &ds, 0, 5);
+    client.expect_serving(10, "after the link returned");
+
+    // A partition: dir2's public link goes down (dir2 does not monitor
+    // links), so it becomes a second master on its side.
+    sh(&format!("ip -n {pubns} link set p-dir2 down"));
+    wait_for("a second master", 5, || has_vip(&net, &ds[1]));
+    assert!(has_vip(&net, &ds[0]), "dir still holds the addresses");
+    let unblock = format!("ip -n {pubns} link set p-dir2 up");
+    // Heal: the lower priority yields within one advert (plus polling).
+    let healed = Instant::now();
+    sh(&unblock);
+    while has_vip(&net, &ds[1]) {
+        assert!(
+            healed.elapsed() < Duration::from_secs(3),
+            "still two holders\n{}",
+            ds[1].logs()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    eprintln!(
+        "split brain over {} ms after the heal (advert 100 ms)",
+        healed.elapsed().as_millis()
+    );
+    assert!(healed.elapsed() < Duration::from_millis(600));
+    wait_holder(&net, &ds, 0, 2);
+    assert!(
+        ds[0].logs().contains("announcing the addresses again"),
+        "{}",
+        ds[0].logs()
+    );
+    client.expect_serving(20, "after the heal");
+}
+
+#[test]
+fn three_directors_elect_by_priority_and_a_wrong_key_is_refused() {
+    if !enabled("three_directors_elect_by_priority_and_a_wrong_key_is_refused") {
+        return;
+    }
+    let net = network("kd", 3);
+    let tmp = Scratch::new("ha-three");
+    let key = tmp.file("key");
+    std::fs::write(&key, "correct horse battery staple 2026\n").unwrap();
+    let bad = tmp.file("bad");
+    std::fs::write(&bad, "another key entirely, not the one\n").unwrap();
+    sh(&format!("chmod 600 {key} {bad}"));
+    let good_cf = ha_config(3, &format!("auth_key_file = {key}\n"));
+    // dir3 is a peer at priority 150, above the backup's 100.
+    let mut ds = vec![
+        Director::new(&tmp, 0, &good_cf),
+        Director::new(&tmp, 1, &good_cf),
+        Director::new(&tmp, 2, &format!("priority = 150\n{good_cf}")),
+    ];
+    for d in &mut ds {
+        d.start(&net);
+    }
+    wait_holder(&net, &ds, 0, 5);
+    let client = Client::start(&net, &tmp);
+    client.expect_serving(10, "with three directors");
+    ds[0].signal("KILL");
+    wait_holder(&net, &ds, 2, 5);
+    client.expect_serving(10, "after the primary died");
+    ds[2].signal("KILL");
+    wait_holder(&net, &ds, 1, 5);
+    client.expect_serving(10, "after the peer died");
+
+    // dir2 restarted with another key: the adverts of dir (back with the
+    // right key) are refused, and said so.
+    ds[1].signal("TERM");
+    std::fs::write(
+        &ds[1].cf,
+        std::fs::read_to_string(&ds[1].cf)
+            .unwrap()
+            .replace(&key, &bad),
+    )
+    .unwrap();
+    ds[0].start(&net);
+    ds[1].start(&net);
+    wait_for("dir2 refusing dir's adverts", 5, || {
+        ds[1].logs().contains("fails authentication")
+    });
+    // Hearing no valid advert, dir2 makes itself master: a wrong key is a
+    // partition, and the refusals are counted.
+    wait_for("dir2 master", 5, || {
+        ds[1].status().contains("failover: MASTER")
+    });
+    let st = ds[1].status();
+    assert!(st.contains("adverts refused"), "{st}");
+}
+
+/// keepalived 2.2 as the other director of the virtual router, in both
+/// roles: Fulcrum above it, then below it.
+#[test]
+fn fulcrum_and_keepalived_elect_each_other_by_priority() {
+    if !enabled("fulcrum_and_keepalived_elect_each_other_by_priority") {
+        return;
+    }
+    if !try_sh("command -v keepalived").status.success() {
+        eprintln!(
+            "SKIPPED fulcrum_and_keepalived_elect_each_other_by_priority: keepalived is not installed"
+        );
+        return;
+    }
+    let net = network("ke", 2);
+    let tmp = Scratch::new("ha-keepalived");
+    let keepalived = |prio: u8| {
+        let conf = tmp.file("keepalived.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "global_defs {{\n router_id kd\n vrrp_garp_master_delay 0\n enable_script_security\n}}\n\
+                 vrrp_instance VI_1 {{\n state BACKUP\n interface eth0\n virtual_router_id 51\n priority {prio}\n advert_int 0.1\n\
+                 version 3\n unicast_src_ip {}\n unicast_peer {{\n  {}\n }}\n\
+                 virtual_ipaddress {{\n  {VIP}/32 dev eth0 label eth0:1\n  {NAT_ROUTER}/32 dev eth1 label eth1:1\n }}\n}}\n",
+                DIRECTOR_PUBLIC[1], DIRECTOR_PUBLIC[0]
+            ),
+        )
+        .unwrap();
+        let p = tmp.file("kd");
+        let cmd = format!(
+            "exec keepalived -n -l -D -P -f {conf} -p {p}.pid -r {p}-vrrp.pid -c {p}-chk.pid >> {p}.log 2>&1"
+        );
+        net.spawn("dir2", "sh", &["-c", &cmd], &[])
+    };
+    let kd_log = || std::fs::read_to_string(tmp.file("kd.log")).unwrap_or_default();
+    let kd_has = |net: &FiveNode| net.addrs("dir2", "eth0").contains(&format!("{VIP}/32"));
+    let fu_has = |net: &FiveNode| net.addrs("dir", "eth0").contains(&format!("{VIP}/32"));
+
+    // Fulcrum is the primary (priority 200), keepalived 100.
+    let mut fu = Director::new(&tmp, 0, &ha_config(2, "vrrp_version = 3\n"));
+    let mut kd = keepalived(100);
+    fu.start(&net);
+    wait_for("Fulcrum master, keepalived backup", 8, || {
+        fu_has(&net) && !kd_has(&net)
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(
+        fu_has(&net) && !kd_has(&net),
+        "keepalived took over from a higher priority\n{}",
+        kd_log()
+    );
+    let client = Client::start(&net, &tmp);
+    client.expect_serving(10, "through Fulcrum");
+    // Fulcrum stops: its priority-0 advert hands over to keepalived.
+    fu.signal("TERM");
+    wait_for("keepalived master", 3, || kd_has(&net) && !fu_has(&net));
+    // Fulcrum returns and preempts keepalived.
+    fu.start(&net);
+    wait_for("Fulcrum master again", 5, || fu_has(&net) && !kd_has(&net));
+    client.expect_serving(10, "through Fulcrum after preempting keepalived");
+    assert!(kd_log().contains("Entering BACKUP STATE"), "{}", kd_log());
+
+    // keepalived above Fulcrum (priority 250 vs 50).
+    fu.signal("TERM");
+    kd.signal_and_wait("TERM");
+    std::fs::write(
+        &fu.cf,
+        format!(
+            "priority = 50\n{}",
+            std::fs::read_to_string(&fu.cf).unwrap()
+        ),
+    )
+    .unwrap();
+    let _ = std::fs::remove_file(&fu.state);
+    let _kd = keepalived(250);
+    wait_for("keepalived master", 8, || kd_has(&net));
+    fu.start(&net);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        kd_has(&net) && !fu_has(&net),
+        "Fulcrum took over from keepalived\n{}",
+        fu.logs()
+    );
+    assert!(fu.status().contains("failover: BACKUP"), "{}", fu.status());
+    assert_eq!(fu.states(), vec!["BACKUP"]);
+}
