@@ -59,10 +59,11 @@ pub const GLOBAL_KEYS: &[&str] = &[
     "notify_script",
     "garp_count",
     "garp_delay",
+    "ping_node",
 ];
 
 /// Keys that may be given more than once (each adds to a list).
-const REPEATABLE_KEYS: &[&str] = &["peer"];
+const REPEATABLE_KEYS: &[&str] = &["peer", "ping_node"];
 
 /// Keys of a `virtual` block.
 pub const VIRTUAL_KEYS: &[&str] = &[
@@ -728,15 +729,19 @@ fn lower_global(a: &Assign, g: &mut Global, diags: &mut Vec<Diagnostic>) {
         },
         "vrrp_version" => put(&mut g.vrrp_version, a.word("VRRP version", VRRP_VERSIONS), d),
         "virtual_router_id" => put(&mut g.virtual_router_id, a.number(1, 255, "virtual router id"), d),
-        "peer" => {
+        "peer" | "ping_node" => {
+            let list = if a.key() == "peer" { &mut g.peer } else { &mut g.ping_node };
             for t in a.values {
                 match a.ip(t) {
-                    Ok(ip) => g.peer.push(ip),
+                    Ok(ip) => list.push(ip),
                     Err(e) => d.push(e),
                 }
             }
             if a.values.is_empty() {
-                d.push(a.err("`peer` needs an address", "write `peer = ADDRESS`, one line per other director"));
+                d.push(a.err(
+                    format!("`{}` needs an address", a.key()),
+                    format!("write `{} = ADDRESS`, one line each", a.key()),
+                ));
             }
         }
         "auth_key_file" => put(&mut g.auth_key_file, a.string(), d),

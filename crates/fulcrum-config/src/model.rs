@@ -373,6 +373,8 @@ pub struct Global {
     pub notify_script: Option<String>,
     pub garp_count: Option<u32>,
     pub garp_delay: Option<Seconds>,
+    /// Every `ping_node` line, in file order.
+    pub ping_node: Vec<IpAddr>,
 }
 
 /// `vrrp_version`.

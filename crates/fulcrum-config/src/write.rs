@@ -146,6 +146,9 @@ pub fn write(cfg: &Config) -> String {
     o.kv("notify_script", g.notify_script.as_deref().map(quote));
     o.kv("garp_count", g.garp_count.map(|v| v.to_string()));
     o.kv("garp_delay", g.garp_delay.map(|v| v.to_string()));
+    for p in &g.ping_node {
+        o.kv("ping_node", Some(p.to_string()));
+    }
 
     for v in &cfg.virtuals {
         let _ = writeln!(o.s, "\nvirtual {} {{", v.name);

@@ -339,7 +339,7 @@ fn failover_keys() {
         "primary = 10.0.0.1\nbackup = 10.0.0.2\nbackup_active = 1\nkeepalive = 0.1\ndeadtime = 0.35\n\
                 priority = 120\nnice_failback = 1\npreempt_delay = 2.5\nvrrp_version = 3\nvirtual_router_id = 7\n\
                 peer = 10.0.0.3\npeer = 10.0.0.4\nauth_key_file = /etc/fulcrum/key\nnotify_script = /usr/local/bin/n\n\
-                garp_count = 2\ngarp_delay = 0\n",
+                garp_count = 2\ngarp_delay = 0\nping_node = 10.0.9.1\nping_node = 10.0.9.2\n",
     );
     let g = &c.global;
     assert!(g.failover());
@@ -357,6 +357,7 @@ fn failover_keys() {
         .collect();
     assert_eq!(g.directors(), ips);
     assert_eq!(g.effective_garp_count(), 2);
+    assert_eq!(g.ping_node.len(), 2);
     assert!(g.effective_garp_delay().0.is_zero());
     // Piranha's rule by default: the primary takes the active role back.
     assert!(ok("primary = 10.0.0.1\n").global.effective_preempt());
@@ -471,6 +472,7 @@ mod roundtrip {
                 preempt,
                 preempt_delay: preempt_delay.map(Seconds::from_secs),
                 vrrp_version: preempt.map(|_| VrrpVersion::V3),
+                ping_node: peers.iter().rev().map(|a| Ipv4Addr::from(*a).into()).collect(),
                 peer: peers.into_iter().map(|a| Ipv4Addr::from(a).into()).collect(),
                 notify_script: notify,
                 garp_count: garp,

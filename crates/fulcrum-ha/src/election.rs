@@ -197,6 +197,15 @@ impl Router {
         }
     }
 
+    /// Give the active role up now (ipfail): a master sends a priority-0
+    /// advert so a backup takes over after its skew, and becomes backup.
+    pub fn step_down(&mut self, now: Duration, reason: String) {
+        if self.state == State::Master {
+            self.out.push_back(Output::Send(self.advert(0)));
+            self.become_backup(now, reason);
+        }
+    }
+
     /// An advert for our virtual router arrived from `from`.
     pub fn handle_advert(&mut self, now: Duration, from: IpAddr, a: &Advert) {
         if a.vrid != self.cfg.vrid || a.version != self.cfg.version {

@@ -1,11 +1,14 @@
-//! High availability for Fulcrum directors. So far, sans-IO: the VRRP
-//! advertisement codec, wire-compatible with keepalived (RFC 3768 version 2
-//! and RFC 5798 version 3, IPv4 and IPv6), and the election of one virtual
-//! router (priorities, preemption, Master_Down with skew, priority-0
-//! hand-over), and the authentication of adverts between Fulcrum directors
-//! (HMAC-SHA256 with replay protection). The sockets, addresses and lvs.cf
-//! keys come next.
+//! High availability for Fulcrum directors, sans-IO: the VRRP advertisement
+//! codec, wire-compatible with keepalived (RFC 3768 version 2 and RFC 5798
+//! version 3, IPv4 and IPv6); the election of one virtual router
+//! (priorities, preemption and its delay, Master_Down with skew or Piranha's
+//! deadtime, priority-0 hand-over, split-brain answer); the authentication
+//! of adverts between Fulcrum directors (HMAC-SHA256 with replay
+//! protection); and the cluster channel beside VRRP (hellos for ipfail's
+//! ping-node comparison and configuration sync). The `fulcrum` binary owns
+//! the sockets and the clock.
 
 pub mod auth;
+pub mod cluster;
 pub mod election;
 pub mod vrrp;

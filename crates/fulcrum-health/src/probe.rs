@@ -458,7 +458,7 @@ impl Probe {
 
 /// One ICMP echo request (raw socket, or an unprivileged ICMP socket where
 /// the host allows it); a reply within `timeout` passes.
-async fn ping(ip: std::net::IpAddr, timeout: Duration) -> Result<(), String> {
+pub async fn ping(ip: std::net::IpAddr, timeout: Duration) -> Result<(), String> {
     use std::sync::atomic::{AtomicU16, Ordering};
     use surge_ping::{Client, Config, ICMP, PingIdentifier, PingSequence, SurgeError};
     static NEXT_IDENT: AtomicU16 = AtomicU16::new(1);

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use fulcrum_config::{Config, Host, VrrpVersion};
 use fulcrum_ha::auth::Authenticator;
+use fulcrum_ha::cluster::{Hello, Ipfail, PeerState, PingNodes, Verdict};
 use fulcrum_ha::election::{Output, Router, RouterConfig, State};
 use fulcrum_ha::vrrp::{self, Advert, Auth, Version};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -34,6 +35,12 @@ const LINK_POLL: Duration = Duration::from_millis(100);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// At most one warning per sender in this time, for refused adverts.
 const WARN_EVERY: Duration = Duration::from_secs(10);
+/// How often each ping node is pinged, and how long a reply may take.
+const PING_EVERY: Duration = Duration::from_secs(1);
+/// Missed pings in a row before a ping node counts as lost.
+const PING_LOSE_AFTER: u32 = 3;
+/// The priority a yielding director advertises.
+const YIELD_PRIORITY: u8 = 1;
 
 /// What `fulcrum status` and the metrics show.
 #[derive(Debug, Clone)]
@@ -78,6 +85,16 @@ pub struct HaSettings {
     pub inactive_cmd: Option<String>,
     /// `notify_script`.
     pub notify_script: Option<String>,
+    /// `ping_node`s (ipfail).
+    pub ping_nodes: Vec<IpAddr>,
+    /// `heartbeat_port`: the cluster channel (hellos, sync).
+    pub heartbeat_port: u16,
+    /// `serial_no` of the configuration (0 when none).
+    pub serial: u64,
+    /// `keepalive`: how often hellos go.
+    pub keepalive: Duration,
+    /// `deadtime`: how long a silent peer still counts.
+    pub deadtime: Duration,
 }
 
 fn resolve(h: &Host) -> Result<IpAddr, String> {
@@ -238,6 +255,11 @@ impl HaSettings {
             active_cmd: g.active_cmd.clone(),
             inactive_cmd: g.inactive_cmd.clone(),
             notify_script: g.notify_script.clone(),
+            ping_nodes: g.ping_node.clone(),
+            heartbeat_port: g.effective_heartbeat_port(),
+            serial: g.serial_no.unwrap_or(0),
+            keepalive: interval,
+            deadtime: g.effective_deadtime().0,
         }))
     }
 }
@@ -309,6 +331,18 @@ pub struct Ha {
     /// A monitored link is down.
     fault: Option<String>,
     warned: HashMap<IpAddr, Instant>,
+    /// The cluster channel (hellos) on `heartbeat_port`.
+    hello_sock: UdpSocket,
+    hello_auth: Option<Authenticator>,
+    pings: PingNodes,
+    ping_tx: mpsc::UnboundedSender<(usize, bool)>,
+    ping_rx: mpsc::UnboundedReceiver<(usize, bool)>,
+    ping_tasks: Vec<tokio::task::JoinHandle<()>>,
+    ipfail: Ipfail,
+    /// ipfail made us yield: we advertise priority 1.
+    yielding: bool,
+    /// The last hello heard from each peer.
+    peer_hellos: HashMap<IpAddr, Hello>,
 }
 
 impl std::fmt::Debug for Ha {
@@ -343,6 +377,17 @@ impl Ha {
     ) -> Result<(Ha, watch::Receiver<HaStatus>), String> {
         let sock = open_socket(settings.local)?;
         let auth = settings.key.as_deref().map(new_authenticator);
+        let hello_auth = settings.key.as_deref().map(new_authenticator);
+        let hello_at = SocketAddrV4::new(settings.local, settings.heartbeat_port);
+        let hello_sock = std::net::UdpSocket::bind(hello_at)
+            .and_then(|s| {
+                s.set_nonblocking(true)?;
+                UdpSocket::from_std(s)
+            })
+            .map_err(|e| {
+                format!("cannot bind the cluster channel on {hello_at} (UDP, `heartbeat_port`): {e}; choose a free heartbeat_port, the same on every director")
+            })?;
+        let (ping_tx, ping_rx) = mpsc::unbounded_channel();
         let (commands, rx) = mpsc::unbounded_channel();
         tokio::spawn(command_runner(rx));
         let (status, status_rx) = watch::channel(HaStatus {
@@ -368,6 +413,15 @@ impl Ha {
                 epoch: Instant::now(),
                 fault: None,
                 warned: HashMap::new(),
+                hello_sock,
+                hello_auth,
+                pings: PingNodes::new(0, PING_LOSE_AFTER),
+                ping_tx,
+                ping_rx,
+                ping_tasks: Vec::new(),
+                ipfail: Ipfail::new(Duration::ZERO, Duration::ZERO),
+                yielding: false,
+                peer_hellos: HashMap::new(),
             },
             status_rx,
         ))
@@ -543,12 +597,159 @@ impl Ha {
             .map(|d| format!("link {d} is down"))
     }
 
+    /// Ping every ping node every second, reporting to the loop; ipfail
+    /// compares reach with the peers' hellos.
+    fn start_pings(&mut self) {
+        for t in self.ping_tasks.drain(..) {
+            t.abort();
+        }
+        self.pings = PingNodes::new(self.settings.ping_nodes.len(), PING_LOSE_AFTER);
+        // A peer must be better for two intervals (ipfail's delay_giveup)
+        // and counts as live for deadtime after its last hello.
+        self.ipfail = Ipfail::new(self.settings.deadtime, self.settings.keepalive * 2);
+        for (i, node) in self.settings.ping_nodes.clone().into_iter().enumerate() {
+            let tx = self.ping_tx.clone();
+            self.ping_tasks.push(tokio::spawn(async move {
+                let mut every = tokio::time::interval(PING_EVERY);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    every.tick().await;
+                    let ok = fulcrum_health::probe::ping(node, PING_EVERY.mul_f32(0.9))
+                        .await
+                        .is_ok();
+                    if tx.send((i, ok)).is_err() {
+                        return;
+                    }
+                }
+            }));
+        }
+    }
+
+    /// The priority to advertise: the configured one, or 1 while ipfail
+    /// makes us yield.
+    fn effective_router(&self) -> RouterConfig {
+        let mut r = self.settings.router.clone();
+        if self.yielding {
+            r.priority = YIELD_PRIORITY;
+        }
+        r
+    }
+
+    fn hello_state(&self) -> PeerState {
+        match (self.router.state(), &self.fault) {
+            (_, Some(_)) => PeerState::Fault,
+            (State::Master, None) => PeerState::Master,
+            (State::Backup, None) => PeerState::Backup,
+            (State::Initialize, None) => PeerState::Init,
+        }
+    }
+
+    /// Say what we see to every peer.
+    fn send_hellos(&mut self) {
+        let hello = Hello {
+            state: self.hello_state(),
+            priority: self.settings.router.priority,
+            reach: self.pings.reach(),
+            nodes: self.pings.nodes(),
+            serial: self.settings.serial,
+        }
+        .encode();
+        let src = IpAddr::V4(self.settings.local);
+        for peer in self.settings.peers.clone() {
+            let bytes = match &mut self.hello_auth {
+                Some(a) => a.seal(src, peer.into(), &hello),
+                None => hello.to_vec(),
+            };
+            let to = SocketAddrV4::new(peer, self.settings.heartbeat_port);
+            if let Err(e) = self.hello_sock.try_send_to(&bytes, to.into()) {
+                tracing::debug!(%peer, error = %e, "hello not sent");
+            }
+        }
+    }
+
+    fn receive_hellos(&mut self) {
+        let mut buf = [0u8; 512];
+        loop {
+            let (n, from) = match self.hello_sock.try_recv_from(&mut buf) {
+                Ok(x) => x,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cluster channel read");
+                    return;
+                }
+            };
+            let from_ip = from.ip();
+            let known = matches!(from_ip, IpAddr::V4(a) if self.settings.peers.contains(&a));
+            if !known {
+                self.refuse(
+                    from_ip,
+                    "hello from an address that is not a director of this file",
+                );
+                continue;
+            }
+            let local = IpAddr::V4(self.settings.local);
+            let opened = match &mut self.hello_auth {
+                Some(a) => a
+                    .open(from_ip, local, &buf[..n])
+                    .map(<[u8]>::to_vec)
+                    .map_err(|e| e.to_string()),
+                None => Ok(buf[..n].to_vec()),
+            };
+            match opened.and_then(|b| Hello::decode(&b).map_err(|e| e.to_string())) {
+                Ok(h) => {
+                    let now = self.now();
+                    self.ipfail.heard(now, from_ip, h.reach);
+                    self.peer_hellos.insert(from_ip, h);
+                }
+                Err(e) => self.refuse(from_ip, &format!("hello: {e}")),
+            }
+        }
+    }
+
+    /// ipfail: yield to a peer that reaches more ping nodes; stop yielding
+    /// when none does.
+    fn judge_ping_nodes(&mut self) {
+        if self.settings.ping_nodes.is_empty() {
+            return;
+        }
+        let now = self.now();
+        let ours = self.pings.reach();
+        match (self.ipfail.judge(now, ours), self.yielding) {
+            (Verdict::Yield { peer, theirs, ours }, false) => {
+                let reason = format!(
+                    "ipfail: {peer} reaches {theirs} of {} ping nodes, this director {ours}",
+                    self.pings.nodes()
+                );
+                tracing::warn!(%reason, "failover: yielding");
+                self.yielding = true;
+                self.router.step_down(now, reason);
+                let r = self.effective_router();
+                self.router.reconfigure(r);
+                self.status.send_modify(|s| s.priority = YIELD_PRIORITY);
+            }
+            (Verdict::Fine, true) => {
+                tracing::info!(
+                    reach = ours,
+                    of = self.pings.nodes(),
+                    "ipfail: no peer reaches more ping nodes; back to the configured priority"
+                );
+                self.yielding = false;
+                let r = self.effective_router();
+                self.router.reconfigure(r);
+                let p = self.settings.router.priority;
+                self.status.send_modify(|s| s.priority = p);
+            }
+            _ => {}
+        }
+    }
+
     /// New settings from a reload (same heartbeat address).
     fn reconfigure(&mut self, new: HaSettings) {
         if new.key != self.settings.key {
             self.auth = new.key.as_deref().map(new_authenticator);
+            self.hello_auth = new.key.as_deref().map(new_authenticator);
         }
-        self.router.reconfigure(new.router.clone());
+        let pings_changed = new.ping_nodes != self.settings.ping_nodes;
         self.status.send_modify(|s| {
             s.priority = new.router.priority;
             s.vrid = new.router.vrid;
@@ -556,6 +757,12 @@ impl Ha {
         });
         tracing::info!(priority = new.router.priority, peers = ?new.peers, vrid = new.router.vrid, "failover: settings reloaded");
         self.settings = new;
+        if pings_changed {
+            self.yielding = false;
+            self.start_pings();
+        }
+        let r = self.effective_router();
+        self.router.reconfigure(r);
     }
 
     /// Take part in the election until `stop` fires; then hand over at
@@ -584,6 +791,9 @@ impl Ha {
                 s.reason = self.fault.clone().unwrap_or_default();
             });
         }
+        self.start_pings();
+        let mut hellos = tokio::time::interval(self.settings.keepalive);
+        hellos.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut links = tokio::time::interval(LINK_POLL);
         links.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let monitor = !self.settings.links.is_empty();
@@ -595,6 +805,19 @@ impl Ha {
                 .map(|t| tokio::time::Instant::from_std(self.epoch + t));
             tokio::select! {
                 _ = self.sock.readable() => self.receive(),
+                _ = self.hello_sock.readable() => self.receive_hellos(),
+                _ = hellos.tick() => {
+                    self.judge_ping_nodes();
+                    self.send_hellos();
+                }
+                Some((i, ok)) = self.ping_rx.recv() => {
+                    let before = self.pings.up(i);
+                    self.pings.record(i, ok);
+                    if before != self.pings.up(i) {
+                        let node = self.settings.ping_nodes.get(i).copied();
+                        tracing::warn!(node = ?node, reachable = self.pings.up(i), reach = self.pings.reach(), of = self.pings.nodes(), "ipfail: ping node changed");
+                    }
+                }
                 () = async {
                     match deadline {
                         Some(d) => tokio::time::sleep_until(d).await,
@@ -627,6 +850,9 @@ impl Ha {
         }
         self.router.shutdown();
         self.flush().await;
+        for t in self.ping_tasks.drain(..) {
+            t.abort();
+        }
     }
 }
 

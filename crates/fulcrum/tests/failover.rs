@@ -25,7 +25,7 @@ fn ha_config(directors: usize, extra: &str) -> String {
     }
     s.push_str(extra);
     s.push_str(&format!(
-        "virtual server vs1 {{\n address = {VIP} eth0:1\n active = 1\n port = 80\n scheduler = rr\n timeout = 3\n check_interval = 0.5\n"
+        "virtual server vs1 {{\n address = {VIP} eth0:1\n active = 1\n port = 80\n scheduler = rr\n timeout = 3\n reentry = 1\n check_interval = 0.5\n"
     ));
     for (i, rs) in RS.iter().enumerate() {
         s.push_str(&format!(
@@ -475,6 +475,57 @@ fn three_directors_elect_by_priority_and_a_wrong_key_is_refused() {
     });
     let st = ds[1].status();
     assert!(st.contains("adverts refused"), "{st}");
+}
+
+#[test]
+fn ipfail_the_director_reaching_fewer_ping_nodes_yields_and_returns() {
+    if !enabled("ipfail_the_director_reaching_fewer_ping_nodes_yields_and_returns") {
+        return;
+    }
+    let net = network("kf", 2);
+    let tmp = Scratch::new("ha-ipfail");
+    let cf = ha_config(
+        2,
+        &format!(
+            "ping_node = {}\nping_node = {}\n",
+            fulcrum_testbed::CLIENT,
+            RS[0]
+        ),
+    );
+    let mut ds = vec![Director::new(&tmp, 0, &cf), Director::new(&tmp, 1, &cf)];
+    ds[0].start(&net);
+    ds[1].start(&net);
+    wait_holder(&net, &ds, 0, 5);
+    let client = Client::start(&net, &tmp);
+    client.expect_serving(10, "with both directors reaching both ping nodes");
+
+    // dir loses its private link: it reaches the client but not rs1, while
+    // dir2 reaches both; after three missed pings dir yields.
+    let lan = net.ns("lan");
+    let cut = Instant::now();
+    sh(&format!("ip -n {lan} link set p-dir down"));
+    wait_holder(&net, &ds, 1, 10);
+    eprintln!(
+        "ipfail hand-over {} ms after the private link went down",
+        cut.elapsed().as_millis()
+    );
+    assert!(ds[0].logs().contains("ipfail"), "{}", ds[0].logs());
+    assert!(ds[0].status().contains("priority 1,"), "{}", ds[0].status());
+    client.expect_serving(20, "after dir yielded");
+
+    // The link returns: dir reaches both again and takes the role back.
+    sh(&format!("ip -n {lan} link set p-dir up"));
+    wait_holder(&net, &ds, 0, 10);
+    assert!(
+        ds[0].status().contains("priority 200,"),
+        "{}",
+        ds[0].status()
+    );
+    // Its real servers re-enter after `reentry` (1 s) of good checks.
+    std::thread::sleep(Duration::from_millis(1500));
+    client.expect_serving(20, "after dir returned");
+    let (ok, failed) = client.counts();
+    eprintln!("ipfail: {ok} requests succeeded, {failed} failed");
 }
 
 /// keepalived 2.2 as the other director of the virtual router, in both
