@@ -1041,6 +1041,15 @@ fn check_failover(g: &Global, seen: &KeySpans, diags: &mut Vec<Diagnostic>) {
     if !g.failover() {
         return;
     }
+    if g.sync == Some(true)
+        && g.auth_key_file.is_none()
+        && let Some(sp) = seen.get("sync")
+    {
+        diags.push(
+            Diagnostic::error(sp, "`sync = 1` sends lvs.cf between the directors, which needs `auth_key_file`")
+                .hint("create a key (`head -c 32 /dev/urandom | base64 > /etc/fulcrum/ha.key`), copy it to every director, and set `auth_key_file`"),
+        );
+    }
     if g.primary.is_none()
         && let Some(sp) = at("primary")
     {

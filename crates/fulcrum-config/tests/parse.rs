@@ -374,6 +374,8 @@ fn failover_keys() {
         e[0].contains("cannot be carried by VRRP version 3"),
         "{e:?}"
     );
+    let e = errors(&format!("{base}sync = 1\n"));
+    assert!(e[0].contains("needs `auth_key_file`"), "{e:?}");
     let e = errors(&format!("{base}preempt = 1\nnice_failback = 1\n"));
     assert!(e[0].contains("contradict"), "{e:?}");
     let e = errors("backup_active = 1\nprimary = 10.0.0.1\n");

@@ -19,7 +19,8 @@ use std::net::IpAddr;
 use ring::hmac;
 
 const MAGIC: &[u8; 4] = b"FLC1";
-const TRAILER: usize = 4 + 8 + 32;
+/// The bytes the trailer adds to a sealed message.
+pub const TRAILER: usize = 4 + 8 + 32;
 
 /// Why an authenticated advert is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

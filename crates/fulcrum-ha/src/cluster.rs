@@ -14,6 +14,15 @@
 //!    4       1        1         1       1          8 (BE)
 //! ```
 
+//! Configuration sync (`sync = 1`) goes over TCP on the same port: the
+//! active director sends its lvs.cf to a peer whose hello shows an older
+//! `serial_no`, and the peer answers (both sealed by [`crate::auth`]):
+//!
+//! ```text
+//! push:  | FLS1 | serial_no (u64) | length (u32) | lvs.cf text (length) |
+//! reply: | FLR1 | outcome (u8)    | length (u16) | message (length)     |
+//! ```
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -106,6 +115,168 @@ impl Hello {
             reach: b[6],
             nodes: b[7],
             serial: u64::from_be_bytes(serial),
+        })
+    }
+}
+
+const PUSH_MAGIC: &[u8; 4] = b"FLS1";
+const REPLY_MAGIC: &[u8; 4] = b"FLR1";
+/// The largest lvs.cf that is synced.
+pub const MAX_CONFIG: usize = 4 << 20;
+
+/// An lvs.cf sent to a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncPush {
+    /// Its `serial_no`.
+    pub serial: u64,
+    /// The file.
+    pub text: String,
+}
+
+/// What the peer did with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncOutcome {
+    /// Written and applied.
+    Applied,
+    /// Invalid: the peer keeps its configuration.
+    Invalid,
+    /// Not newer than the peer's: ignored.
+    NotNewer,
+    /// Valid, but the peer could not write or apply it.
+    Failed,
+}
+
+/// The peer's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncReply {
+    /// What happened.
+    pub outcome: SyncOutcome,
+    /// In words, for the log.
+    pub message: String,
+}
+
+/// Why bytes are not a sync frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SyncError {
+    /// Shorter than its header or its stated length.
+    #[error("truncated sync frame")]
+    Truncated,
+    /// Another protocol.
+    #[error("not a Fulcrum sync frame")]
+    Magic,
+    /// Larger than [`MAX_CONFIG`].
+    #[error("configuration of {0} bytes is larger than the 4 MiB sync limit")]
+    TooLarge(usize),
+    /// The text is not UTF-8.
+    #[error("the configuration is not UTF-8 text")]
+    NotText,
+    /// An unknown outcome byte.
+    #[error("unknown sync outcome {0}")]
+    Outcome(u8),
+}
+
+impl SyncPush {
+    /// The wire form.
+    ///
+    /// # Errors
+    /// The text is larger than [`MAX_CONFIG`].
+    pub fn encode(&self) -> Result<Vec<u8>, SyncError> {
+        let n = self.text.len();
+        if n > MAX_CONFIG {
+            return Err(SyncError::TooLarge(n));
+        }
+        let mut b = Vec::with_capacity(16 + n);
+        b.extend_from_slice(PUSH_MAGIC);
+        b.extend_from_slice(&self.serial.to_be_bytes());
+        b.extend_from_slice(
+            &u32::try_from(n)
+                .map_err(|_| SyncError::TooLarge(n))?
+                .to_be_bytes(),
+        );
+        b.extend_from_slice(self.text.as_bytes());
+        Ok(b)
+    }
+
+    /// How many bytes the whole frame has, once its 16-byte header is in
+    /// (`None` before).
+    pub fn frame_len(header: &[u8]) -> Option<usize> {
+        let len: [u8; 4] = header.get(12..16)?.try_into().ok()?;
+        Some(16 + usize::try_from(u32::from_be_bytes(len)).ok()?)
+    }
+
+    /// Read a push; never panics.
+    ///
+    /// # Errors
+    /// Truncated, wrong magic, too large, or not UTF-8.
+    pub fn decode(b: &[u8]) -> Result<SyncPush, SyncError> {
+        if b.len() < 16 {
+            return Err(SyncError::Truncated);
+        }
+        if &b[..4] != PUSH_MAGIC {
+            return Err(SyncError::Magic);
+        }
+        let total = SyncPush::frame_len(b).ok_or(SyncError::Truncated)?;
+        if total - 16 > MAX_CONFIG {
+            return Err(SyncError::TooLarge(total - 16));
+        }
+        if b.len() != total {
+            return Err(SyncError::Truncated);
+        }
+        let mut serial = [0u8; 8];
+        serial.copy_from_slice(&b[4..12]);
+        let text = std::str::from_utf8(&b[16..]).map_err(|_| SyncError::NotText)?;
+        Ok(SyncPush {
+            serial: u64::from_be_bytes(serial),
+            text: text.to_string(),
+        })
+    }
+}
+
+impl SyncReply {
+    /// The wire form (the message cut to 65,535 bytes).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut msg = self.message.as_bytes();
+        if msg.len() > usize::from(u16::MAX) {
+            msg = &msg[..usize::from(u16::MAX)];
+        }
+        let mut b = Vec::with_capacity(7 + msg.len());
+        b.extend_from_slice(REPLY_MAGIC);
+        b.push(match self.outcome {
+            SyncOutcome::Applied => 0,
+            SyncOutcome::Invalid => 1,
+            SyncOutcome::NotNewer => 2,
+            SyncOutcome::Failed => 3,
+        });
+        b.extend_from_slice(&u16::try_from(msg.len()).unwrap_or(u16::MAX).to_be_bytes());
+        b.extend_from_slice(msg);
+        b
+    }
+
+    /// Read a reply; never panics.
+    ///
+    /// # Errors
+    /// Truncated, wrong magic or outcome.
+    pub fn decode(b: &[u8]) -> Result<SyncReply, SyncError> {
+        if b.len() < 7 {
+            return Err(SyncError::Truncated);
+        }
+        if &b[..4] != REPLY_MAGIC {
+            return Err(SyncError::Magic);
+        }
+        let outcome = match b[4] {
+            0 => SyncOutcome::Applied,
+            1 => SyncOutcome::Invalid,
+            2 => SyncOutcome::NotNewer,
+            3 => SyncOutcome::Failed,
+            o => return Err(SyncError::Outcome(o)),
+        };
+        let n = usize::from(u16::from_be_bytes([b[5], b[6]]));
+        if b.len() != 7 + n {
+            return Err(SyncError::Truncated);
+        }
+        Ok(SyncReply {
+            outcome,
+            message: String::from_utf8_lossy(&b[7..]).into_owned(),
         })
     }
 }
@@ -291,10 +462,46 @@ mod tests {
         assert_eq!(f.judge(ms(1300), 1), Verdict::Fine);
     }
 
+    #[test]
+    fn sync_frames_round_trip_and_refuse_damage() {
+        let p = SyncPush {
+            serial: 7,
+            text: "serial_no = 7\n".into(),
+        };
+        let b = p.encode().unwrap();
+        assert_eq!(SyncPush::frame_len(&b[..16]), Some(b.len()));
+        assert_eq!(SyncPush::decode(&b), Ok(p));
+        assert_eq!(
+            SyncPush::decode(&b[..b.len() - 1]),
+            Err(SyncError::Truncated)
+        );
+        let mut bad = b.clone();
+        bad[16] = 0xff;
+        assert_eq!(SyncPush::decode(&bad), Err(SyncError::NotText));
+        let mut huge = b[..16].to_vec();
+        huge[12..16].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(matches!(
+            SyncPush::decode(&huge),
+            Err(SyncError::TooLarge(_))
+        ));
+        let r = SyncReply {
+            outcome: SyncOutcome::Invalid,
+            message: "2 errors".into(),
+        };
+        assert_eq!(SyncReply::decode(&r.encode()), Ok(r));
+        assert_eq!(
+            SyncReply::decode(b"FLR1\x09\x00\x00"),
+            Err(SyncError::Outcome(9))
+        );
+    }
+
     proptest! {
         #[test]
         fn decode_never_panics(b in proptest::collection::vec(any::<u8>(), 0..40)) {
             let _ = Hello::decode(&b);
+            let _ = SyncPush::decode(&b);
+            let _ = SyncReply::decode(&b);
+            let _ = SyncPush::frame_len(&b);
         }
     }
 }

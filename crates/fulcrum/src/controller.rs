@@ -445,7 +445,10 @@ impl Controller {
             };
         }
         let failover = match self.failover_settings(&parsed.config) {
-            Ok(f) => f,
+            Ok(f) => f.map(|mut f| {
+                f.source = Some((path.clone(), src.as_str().into()));
+                f
+            }),
             Err(e) => {
                 tracing::error!(config = %name, error = %e, "reload refused; nothing changed");
                 return Response {

@@ -66,6 +66,7 @@ pub async fn run(listen: SocketAddr) -> i32 {
     director(
         None,
         Some(parsed.config),
+        None,
         "built in (fulcrum demo)",
         control,
         crate::controller::default_workers(),

@@ -8,18 +8,26 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, ToSocketAddrs as _};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use fulcrum_api::control::Request;
 use fulcrum_config::{Config, Host, VrrpVersion};
 use fulcrum_ha::auth::Authenticator;
-use fulcrum_ha::cluster::{Hello, Ipfail, PeerState, PingNodes, Verdict};
+use fulcrum_ha::cluster::{
+    Hello, Ipfail, MAX_CONFIG, PeerState, PingNodes, SyncOutcome, SyncPush, SyncReply, Verdict,
+};
 use fulcrum_ha::election::{Output, Router, RouterConfig, State};
 use fulcrum_ha::vrrp::{self, Advert, Auth, Version};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::UdpSocket;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::addresses::AddrMsg;
+use crate::controller::ControlMsg;
 
 /// VRRP's IP protocol number.
 const IPPROTO_VRRP: i32 = 112;
@@ -39,6 +47,10 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 const PING_EVERY: Duration = Duration::from_secs(1);
 /// Missed pings in a row before a ping node counts as lost.
 const PING_LOSE_AFTER: u32 = 3;
+/// How long a sync exchange may take.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
+/// How soon the same serial is sent to the same peer again.
+const SYNC_RETRY: Duration = Duration::from_secs(5);
 /// The priority a yielding director advertises.
 const YIELD_PRIORITY: u8 = 1;
 
@@ -95,6 +107,11 @@ pub struct HaSettings {
     pub keepalive: Duration,
     /// `deadtime`: how long a silent peer still counts.
     pub deadtime: Duration,
+    /// `sync = 1`: the active director sends its lvs.cf to peers behind
+    /// its serial.
+    pub sync: bool,
+    /// The file this configuration came from, and its text (for sync).
+    pub source: Option<(PathBuf, Arc<str>)>,
 }
 
 fn resolve(h: &Host) -> Result<IpAddr, String> {
@@ -260,6 +277,8 @@ impl HaSettings {
             serial: g.serial_no.unwrap_or(0),
             keepalive: interval,
             deadtime: g.effective_deadtime().0,
+            sync: g.sync == Some(true),
+            source: None,
         }))
     }
 }
@@ -343,6 +362,17 @@ pub struct Ha {
     yielding: bool,
     /// The last hello heard from each peer.
     peer_hellos: HashMap<IpAddr, Hello>,
+    /// Configuration sync, with `sync = 1`.
+    sync: Option<SyncLink>,
+}
+
+/// Configuration sync's side of the cluster channel.
+struct SyncLink {
+    listener: TcpListener,
+    auth: Arc<Mutex<Authenticator>>,
+    /// The serial last sent to each peer, and when.
+    pushed: HashMap<IpAddr, (u64, Instant)>,
+    control: mpsc::Sender<ControlMsg>,
 }
 
 impl std::fmt::Debug for Ha {
@@ -352,6 +382,199 @@ impl std::fmt::Debug for Ha {
             .field("state", &self.router.state())
             .finish()
     }
+}
+
+/// Send an lvs.cf to a peer and log what it did with it.
+async fn send_config(
+    local: Ipv4Addr,
+    peer: Ipv4Addr,
+    port: u16,
+    auth: Arc<Mutex<Authenticator>>,
+    push: SyncPush,
+) {
+    let serial = push.serial;
+    let r = tokio::time::timeout(SYNC_TIMEOUT, async {
+        let frame = push.encode().map_err(|e| e.to_string())?;
+        let sealed = lock(&auth).seal(local.into(), peer.into(), &frame);
+        let sock = TcpSocket::new_v4().map_err(|e| e.to_string())?;
+        sock.bind(SocketAddrV4::new(local, 0).into())
+            .map_err(|e| e.to_string())?;
+        let mut s = sock
+            .connect(SocketAddrV4::new(peer, port).into())
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        s.write_all(&sealed).await.map_err(|e| e.to_string())?;
+        s.shutdown().await.map_err(|e| e.to_string())?;
+        let mut reply = Vec::new();
+        (&mut s)
+            .take(70_000 + fulcrum_ha::auth::TRAILER as u64)
+            .read_to_end(&mut reply)
+            .await
+            .map_err(|e| e.to_string())?;
+        let body = lock(&auth)
+            .open(peer.into(), local.into(), &reply)
+            .map_err(|e| e.to_string())?
+            .to_vec();
+        SyncReply::decode(&body).map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|_| Err(format!("no answer within {}s", SYNC_TIMEOUT.as_secs())));
+    match r {
+        Ok(SyncReply {
+            outcome: SyncOutcome::Applied,
+            message,
+        }) => tracing::info!(%peer, serial, %message, "configuration sync: applied by the peer"),
+        Ok(SyncReply {
+            outcome: SyncOutcome::NotNewer,
+            message,
+        }) => {
+            tracing::info!(%peer, serial, %message, "configuration sync: the peer has it already")
+        }
+        Ok(SyncReply { outcome, message }) => {
+            tracing::error!(%peer, serial, ?outcome, %message, "configuration sync: the peer kept its configuration")
+        }
+        Err(e) => {
+            tracing::warn!(%peer, serial, error = %e, "configuration sync failed; will retry")
+        }
+    }
+}
+
+fn lock(a: &Mutex<Authenticator>) -> std::sync::MutexGuard<'_, Authenticator> {
+    a.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Receive an lvs.cf from the active director: check it, write it over
+/// ours and reload, or keep ours and say why.
+async fn receive_config(
+    mut stream: TcpStream,
+    from: IpAddr,
+    local: IpAddr,
+    auth: Arc<Mutex<Authenticator>>,
+    own_serial: u64,
+    path: PathBuf,
+    control: mpsc::Sender<ControlMsg>,
+) {
+    let got = tokio::time::timeout(SYNC_TIMEOUT, async {
+        let mut buf = Vec::new();
+        (&mut stream)
+            .take((MAX_CONFIG + 16 + fulcrum_ha::auth::TRAILER) as u64)
+            .read_to_end(&mut buf)
+            .await
+            .map_err(|e| e.to_string())?;
+        let body = lock(&auth)
+            .open(from, local, &buf)
+            .map_err(|e| e.to_string())?
+            .to_vec();
+        SyncPush::decode(&body).map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|_| Err("timed out reading it".into()));
+    let push = match got {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(%from, error = %e, "configuration sync refused");
+            return;
+        }
+    };
+    let reply = apply_pushed(push, from, own_serial, &path, &control).await;
+    let sealed = lock(&auth).seal(local, from, &reply.encode());
+    let _ = tokio::time::timeout(SYNC_TIMEOUT, stream.write_all(&sealed)).await;
+}
+
+async fn apply_pushed(
+    push: SyncPush,
+    from: IpAddr,
+    own_serial: u64,
+    path: &std::path::Path,
+    control: &mpsc::Sender<ControlMsg>,
+) -> SyncReply {
+    let reply = |outcome, message: String| SyncReply { outcome, message };
+    if push.serial <= own_serial {
+        return reply(
+            SyncOutcome::NotNewer,
+            format!("serial {} is not newer than {own_serial}", push.serial),
+        );
+    }
+    let name = path.display().to_string();
+    let parsed = fulcrum_config::parse(&push.text);
+    if parsed.has_errors() {
+        let first = parsed
+            .diagnostics
+            .iter()
+            .find(|d| d.is_error())
+            .map(|d| format!("line {}: {}", d.span.line, d.message))
+            .unwrap_or_default();
+        let msg = format!(
+            "serial {} has {} errors (first: {first}); keeping serial {own_serial}",
+            push.serial,
+            parsed.error_count()
+        );
+        tracing::error!(%from, config = %name, "configuration sync refused: {msg}");
+        return reply(SyncOutcome::Invalid, msg);
+    }
+    if parsed.config.global.serial_no != Some(push.serial) {
+        let msg = format!(
+            "the file says serial_no {:?}, the sync {}; keeping serial {own_serial}",
+            parsed.config.global.serial_no, push.serial
+        );
+        tracing::error!(%from, "configuration sync refused: {msg}");
+        return reply(SyncOutcome::Invalid, msg);
+    }
+    let old = std::fs::read(path).ok();
+    if let Err(e) = replace_file(path, push.text.as_bytes()) {
+        let msg = format!("cannot write {name}: {e}; keeping serial {own_serial}");
+        tracing::error!(%from, "configuration sync failed: {msg}");
+        return reply(SyncOutcome::Failed, msg);
+    }
+    let (tx, rx) = oneshot::channel();
+    let asked = control
+        .send(ControlMsg {
+            request: Request::Reload,
+            reply: tx,
+        })
+        .await;
+    match (asked, rx.await) {
+        (Ok(()), Ok(r)) if r.exit_code == 0 => {
+            tracing::info!(%from, serial = push.serial, config = %name, "configuration sync: applied");
+            reply(
+                SyncOutcome::Applied,
+                format!("serial {} applied", push.serial),
+            )
+        }
+        (asked, r) => {
+            // Put the old file back, so file and running table agree.
+            if let Some(old) = old
+                && let Err(e) = replace_file(path, &old)
+            {
+                tracing::error!(config = %name, error = %e, "configuration sync: cannot restore the previous file");
+            }
+            let why = match (asked, r) {
+                (Ok(()), Ok(r)) => r.stderr.trim().to_string(),
+                _ => "the director is stopping".into(),
+            };
+            let msg = format!(
+                "serial {} could not be applied here ({why}); keeping serial {own_serial}",
+                push.serial
+            );
+            tracing::error!(%from, "configuration sync failed: {msg}");
+            reply(SyncOutcome::Failed, msg)
+        }
+    }
+}
+
+/// Write beside the file, with its permissions, then rename over it.
+fn replace_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("sync-tmp");
+    let r = std::fs::write(&tmp, bytes)
+        .and_then(|()| match std::fs::metadata(path) {
+            Ok(m) => std::fs::set_permissions(&tmp, m.permissions()),
+            Err(_) => Ok(()),
+        })
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
 }
 
 /// Run commands one after another, in the order of the transitions.
@@ -374,6 +597,7 @@ impl Ha {
     pub fn new(
         settings: HaSettings,
         addresses: mpsc::UnboundedSender<AddrMsg>,
+        control: mpsc::Sender<ControlMsg>,
     ) -> Result<(Ha, watch::Receiver<HaStatus>), String> {
         let sock = open_socket(settings.local)?;
         let auth = settings.key.as_deref().map(new_authenticator);
@@ -388,6 +612,23 @@ impl Ha {
                 format!("cannot bind the cluster channel on {hello_at} (UDP, `heartbeat_port`): {e}; choose a free heartbeat_port, the same on every director")
             })?;
         let (ping_tx, ping_rx) = mpsc::unbounded_channel();
+        let sync = match (&settings.key, settings.sync) {
+            (Some(key), true) => {
+                let l = std::net::TcpListener::bind(hello_at)
+                    .and_then(|l| {
+                        l.set_nonblocking(true)?;
+                        TcpListener::from_std(l)
+                    })
+                    .map_err(|e| format!("cannot listen for configuration sync on {hello_at} (TCP, `heartbeat_port`): {e}"))?;
+                Some(SyncLink {
+                    listener: l,
+                    auth: Arc::new(Mutex::new(new_authenticator(key))),
+                    pushed: HashMap::new(),
+                    control,
+                })
+            }
+            _ => None,
+        };
         let (commands, rx) = mpsc::unbounded_channel();
         tokio::spawn(command_runner(rx));
         let (status, status_rx) = watch::channel(HaStatus {
@@ -422,6 +663,7 @@ impl Ha {
                 ipfail: Ipfail::new(Duration::ZERO, Duration::ZERO),
                 yielding: false,
                 peer_hellos: HashMap::new(),
+                sync,
             },
             status_rx,
         ))
@@ -706,6 +948,68 @@ impl Ha {
         }
     }
 
+    /// The active director sends its lvs.cf to every peer whose hello shows
+    /// an older serial (again after a while if it is still behind).
+    fn push_config(&mut self) {
+        let (Some(sync), Some((_, text))) = (&mut self.sync, &self.settings.source) else {
+            return;
+        };
+        if self.router.state() != State::Master {
+            return;
+        }
+        let serial = self.settings.serial;
+        for (peer, h) in &self.peer_hellos {
+            if h.serial >= serial {
+                continue;
+            }
+            let recent = sync
+                .pushed
+                .get(peer)
+                .is_some_and(|(s, at)| *s == serial && at.elapsed() < SYNC_RETRY);
+            if recent {
+                continue;
+            }
+            let IpAddr::V4(to) = *peer else { continue };
+            sync.pushed.insert(*peer, (serial, Instant::now()));
+            tracing::info!(%peer, serial, theirs = h.serial, "configuration sync: sending lvs.cf");
+            tokio::spawn(send_config(
+                self.settings.local,
+                to,
+                self.settings.heartbeat_port,
+                sync.auth.clone(),
+                SyncPush {
+                    serial,
+                    text: text.to_string(),
+                },
+            ));
+        }
+    }
+
+    fn accept_config(&mut self, stream: TcpStream, from: std::net::SocketAddr) {
+        let Some(sync) = &self.sync else { return };
+        let known = matches!(from.ip(), IpAddr::V4(a) if self.settings.peers.contains(&a));
+        if !known {
+            self.refuse(
+                from.ip(),
+                "configuration sync from an address that is not a director of this file",
+            );
+            return;
+        }
+        let Some((path, _)) = &self.settings.source else {
+            tracing::warn!(from = %from.ip(), "configuration sync: this director runs without a configuration file; refused");
+            return;
+        };
+        tokio::spawn(receive_config(
+            stream,
+            from.ip(),
+            IpAddr::V4(self.settings.local),
+            sync.auth.clone(),
+            self.settings.serial,
+            path.clone(),
+            sync.control.clone(),
+        ));
+    }
+
     /// ipfail: yield to a peer that reaches more ping nodes; stop yielding
     /// when none does.
     fn judge_ping_nodes(&mut self) {
@@ -809,7 +1113,14 @@ impl Ha {
                 _ = hellos.tick() => {
                     self.judge_ping_nodes();
                     self.send_hellos();
+                    self.push_config();
                 }
+                Ok((stream, from)) = async {
+                    match &self.sync {
+                        Some(s) => s.listener.accept().await,
+                        None => std::future::pending().await,
+                    }
+                } => self.accept_config(stream, from),
                 Some((i, ok)) = self.ping_rx.recv() => {
                     let before = self.pings.up(i);
                     self.pings.record(i, ok);
@@ -904,5 +1215,73 @@ mod tests {
             e.contains("none of the directors (192.0.2.78, 192.0.2.77)"),
             "{e}"
         );
+    }
+
+    fn cf(serial: u64, extra: &str) -> String {
+        format!(
+            "serial_no = {serial}\n{extra}virtual web {{\n address = 127.40.0.1\n active = 1\n server a {{\n  address = 127.0.0.1\n  active = 1\n }}\n}}\n"
+        )
+    }
+
+    #[tokio::test]
+    async fn a_pushed_configuration_is_validated_before_it_replaces_ours() {
+        let dir = std::env::temp_dir().join(format!("fulcrum-sync-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("lvs.cf");
+        std::fs::write(&path, cf(1, "")).unwrap();
+        let from: IpAddr = "10.0.0.1".parse().unwrap();
+        let (tx, mut rx) = mpsc::channel::<ControlMsg>(4);
+        // The test plays the controller: every reload succeeds.
+        let answered = tokio::spawn(async move {
+            let mut n = 0;
+            while let Some(m) = rx.recv().await {
+                assert_eq!(m.request, Request::Reload);
+                n += 1;
+                let _ = m.reply.send(fulcrum_api::control::Response::default());
+            }
+            n
+        });
+
+        let bad = SyncPush {
+            serial: 2,
+            text: cf(2, "scheduler = fastest\n"),
+        };
+        let r = apply_pushed(bad, from, 1, &path, &tx).await;
+        assert_eq!(r.outcome, SyncOutcome::Invalid, "{}", r.message);
+        assert!(r.message.contains("keeping serial 1"), "{}", r.message);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            cf(1, ""),
+            "ours is untouched"
+        );
+
+        let old = SyncPush {
+            serial: 1,
+            text: cf(1, ""),
+        };
+        assert_eq!(
+            apply_pushed(old, from, 1, &path, &tx).await.outcome,
+            SyncOutcome::NotNewer
+        );
+
+        let lying = SyncPush {
+            serial: 3,
+            text: cf(2, ""),
+        };
+        assert_eq!(
+            apply_pushed(lying, from, 1, &path, &tx).await.outcome,
+            SyncOutcome::Invalid
+        );
+
+        let good = SyncPush {
+            serial: 2,
+            text: cf(2, ""),
+        };
+        let r = apply_pushed(good, from, 1, &path, &tx).await;
+        assert_eq!(r.outcome, SyncOutcome::Applied, "{}", r.message);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), cf(2, ""));
+        drop(tx);
+        assert_eq!(answered.await.unwrap(), 1, "one reload, for the good file");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -188,7 +188,7 @@ fn main() -> ExitCode {
             metrics,
         } => {
             fulcrum::run::init_logging();
-            let Some(cfg) = fulcrum::run::load(&config) else {
+            let Some((cfg, text)) = fulcrum::run::load(&config) else {
                 return ExitCode::from(1);
             };
             let control = control.unwrap_or_else(default_control_path);
@@ -196,6 +196,7 @@ fn main() -> ExitCode {
             code(runtime().block_on(fulcrum::run::director(
                 Some(config),
                 Some(cfg),
+                Some(text),
                 "",
                 control,
                 workers,

@@ -1,6 +1,7 @@
 //! `fulcrum run`: the director daemon.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fulcrum_config::Config;
@@ -26,8 +27,9 @@ pub fn init_logging() {
 }
 
 /// Load and validate a configuration file; diagnostics go to stderr.
-/// `None` when the file cannot be read or has errors (both reported).
-pub fn load(path: &Path) -> Option<Config> {
+/// `None` when the file cannot be read or has errors (both reported);
+/// otherwise the configuration and the text it came from.
+pub fn load(path: &Path) -> Option<(Config, Arc<str>)> {
     let name = path.display().to_string();
     let src = match std::fs::read_to_string(path) {
         Ok(s) => s,
@@ -42,14 +44,19 @@ pub fn load(path: &Path) -> Option<Config> {
         eprintln!("{name}: {} errors; not starting", parsed.error_count());
         return None;
     }
-    Some(parsed.config)
+    Some((parsed.config, src.into()))
 }
 
 /// Run a director until SIGINT or SIGTERM; SIGHUP reloads. Returns the exit
 /// status.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the director's inputs, each from its own command-line option"
+)]
 pub async fn director(
     config_path: Option<PathBuf>,
     config: Option<Config>,
+    text: Option<Arc<str>>,
     origin: &str,
     control: PathBuf,
     workers: usize,
@@ -72,7 +79,7 @@ pub async fn director(
     let name = config_path
         .as_ref()
         .map_or("configuration".to_string(), |p| p.display().to_string());
-    let mut ctl = Controller::new(plane, config_path, origin);
+    let mut ctl = Controller::new(plane, config_path.clone(), origin);
     // The floating addresses come up before serving; failing to add one is
     // fatal at start (later, on reload, it is logged).
     let mut addrs = match Addresses::new() {
@@ -83,7 +90,10 @@ pub async fn director(
         }
     };
     let ha = match config.as_ref().map(HaSettings::from_config).transpose() {
-        Ok(h) => h.flatten(),
+        Ok(h) => h.flatten().map(|mut h| {
+            h.source = config_path.clone().zip(text);
+            h
+        }),
         Err(e) => {
             eprintln!("fulcrum: {name}: {e}");
             return 1;
@@ -124,9 +134,10 @@ pub async fn director(
         }
     }
     ctl.follow_addresses(addr_tx.clone());
+    let (ctl_tx, ctl_rx) = mpsc::channel::<ControlMsg>(64);
     let mut failover = None;
     if let Some(settings) = ha {
-        match Ha::new(settings, addr_tx.clone()) {
+        match Ha::new(settings, addr_tx.clone(), ctl_tx.clone()) {
             Ok((ha, status)) => {
                 let (settings_tx, settings_rx) = mpsc::unbounded_channel();
                 ctl.follow_failover(status, settings_tx);
@@ -152,7 +163,6 @@ pub async fn director(
     };
     tracing::info!(control = %control.display(), "control socket ready");
     banner(&control);
-    let (ctl_tx, ctl_rx) = mpsc::channel::<ControlMsg>(64);
     let (stop_tx, stop_rx) = oneshot::channel();
     let server = tokio::spawn(socket.serve(ctl_tx.clone()));
     let metrics_task = metrics_listener.map(|l| {

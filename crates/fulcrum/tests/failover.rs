@@ -528,6 +528,54 @@ fn ipfail_the_director_reaching_fewer_ping_nodes_yields_and_returns() {
     eprintln!("ipfail: {ok} requests succeeded, {failed} failed");
 }
 
+#[test]
+fn the_active_director_syncs_a_newer_lvs_cf_to_its_peer() {
+    if !enabled("the_active_director_syncs_a_newer_lvs_cf_to_its_peer") {
+        return;
+    }
+    let net = network("kg", 2);
+    let tmp = Scratch::new("ha-sync");
+    let key = tmp.file("key");
+    std::fs::write(&key, "a sync key of more than sixteen bytes\n").unwrap();
+    sh(&format!("chmod 600 {key}"));
+    let cf = ha_config(2, &format!("sync = 1\nauth_key_file = {key}\n"));
+    let mut ds = vec![Director::new(&tmp, 0, &cf), Director::new(&tmp, 1, &cf)];
+    ds[0].start(&net);
+    ds[1].start(&net);
+    wait_holder(&net, &ds, 0, 5);
+    assert!(ds[1].status().contains("(serial 1)"), "{}", ds[1].status());
+
+    // The active director's file moves to serial 2 (wlc instead of rr).
+    let cf0 = std::fs::read_to_string(&ds[0].cf).unwrap();
+    let v2 = cf0
+        .replace("serial_no = 1", "serial_no = 2")
+        .replace("scheduler = rr", "scheduler = wlc");
+    std::fs::write(&ds[0].cf, &v2).unwrap();
+    sh(&format!("{BIN} reload --control {}", ds[0].control));
+    let t = Instant::now();
+    wait_for("dir2 at serial 2", 10, || {
+        ds[1].status().contains("(serial 2)")
+    });
+    eprintln!(
+        "serial 2 applied on the peer {} ms after the reload",
+        t.elapsed().as_millis()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&ds[1].cf).unwrap(),
+        v2,
+        "the peer's file is the active one's"
+    );
+    let table = sh(&format!("{BIN} adm --control {} -L -n", ds[1].control));
+    assert!(table.contains(&format!("TCP  {VIP}:80 wlc")), "{table}");
+    assert!(
+        ds[0].logs().contains("applied by the peer"),
+        "{}",
+        ds[0].logs()
+    );
+    // Both still elect the same way.
+    wait_holder(&net, &ds, 0, 2);
+}
+
 /// keepalived 2.2 as the other director of the virtual router, in both
 /// roles: Fulcrum above it, then below it.
 #[test]
