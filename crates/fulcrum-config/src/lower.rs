@@ -60,10 +60,13 @@ pub const GLOBAL_KEYS: &[&str] = &[
     "garp_count",
     "garp_delay",
     "ping_node",
+    "notify_email",
+    "notify_email_from",
+    "smtp_server",
 ];
 
 /// Keys that may be given more than once (each adds to a list).
-const REPEATABLE_KEYS: &[&str] = &["peer", "ping_node"];
+const REPEATABLE_KEYS: &[&str] = &["peer", "ping_node", "notify_email"];
 
 /// Keys of a `virtual` block.
 pub const VIRTUAL_KEYS: &[&str] = &[
@@ -423,6 +426,21 @@ impl Assign<'_> {
         }
     }
 
+    fn email(&self) -> Res<String> {
+        let t = self.one()?;
+        let ok = t.text.split_once('@').is_some_and(|(l, d)| {
+            !l.is_empty() && !d.is_empty() && !t.text.contains(['<', '>', ',', ' '])
+        });
+        if ok {
+            Ok(t.text.clone())
+        } else {
+            Err(self.err(
+                format!("invalid mail address `{}` for `{}`", t.text, self.key()),
+                "write one address like ops@example.com per line",
+            ))
+        }
+    }
+
     fn host_port(&self) -> Res<HostPort> {
         let t = self.one()?;
         let s = &t.text;
@@ -654,6 +672,7 @@ fn admit(
         return false;
     }
     if REPEATABLE_KEYS.contains(&k) {
+        seen.0.entry(k.to_string()).or_insert(a.key.span);
         return true;
     }
     if let Some(first) = seen.get(k) {
@@ -745,6 +764,12 @@ fn lower_global(a: &Assign, g: &mut Global, diags: &mut Vec<Diagnostic>) {
             }
         }
         "auth_key_file" => put(&mut g.auth_key_file, a.string(), d),
+        "notify_email" => match a.email() {
+            Ok(m) => g.notify_email.push(m),
+            Err(e) => d.push(e),
+        },
+        "notify_email_from" => put(&mut g.notify_email_from, a.email(), d),
+        "smtp_server" => put(&mut g.smtp_server, a.host_port(), d),
         "notify_script" => put(&mut g.notify_script, a.string(), d),
         "garp_count" => put(&mut g.garp_count, a.number(1, 100, "announcement count"), d),
         "garp_delay" => match a.seconds(true) {
@@ -1040,6 +1065,32 @@ fn check_failover(g: &Global, seen: &KeySpans, diags: &mut Vec<Diagnostic>) {
     }
     if !g.failover() {
         return;
+    }
+    if !g.notify_email.is_empty()
+        && g.smtp_server.is_none()
+        && let Some(sp) = seen.get("notify_email")
+    {
+        diags.push(
+            Diagnostic::error(
+                sp,
+                "`notify_email` is set but no `smtp_server` to send through",
+            )
+            .hint(
+                "set `smtp_server = ADDRESS[:PORT]` (a relay that accepts mail from this director)",
+            ),
+        );
+    }
+    if g.smtp_server.is_some()
+        && g.notify_email.is_empty()
+        && let Some(sp) = seen.get("smtp_server")
+    {
+        diags.push(
+            Diagnostic::warning(
+                sp,
+                "`smtp_server` is set but no `notify_email`: no mail will be sent",
+            )
+            .hint("add `notify_email = ADDRESS`, one line per recipient"),
+        );
     }
     if g.sync == Some(true)
         && g.auth_key_file.is_none()

@@ -375,6 +375,10 @@ pub struct Global {
     pub garp_delay: Option<Seconds>,
     /// Every `ping_node` line, in file order.
     pub ping_node: Vec<IpAddr>,
+    /// Every `notify_email` line, in file order.
+    pub notify_email: Vec<String>,
+    pub notify_email_from: Option<String>,
+    pub smtp_server: Option<HostPort>,
 }
 
 /// `vrrp_version`.

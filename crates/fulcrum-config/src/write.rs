@@ -149,6 +149,11 @@ pub fn write(cfg: &Config) -> String {
     for p in &g.ping_node {
         o.kv("ping_node", Some(p.to_string()));
     }
+    for m in &g.notify_email {
+        o.kv("notify_email", Some(m.clone()));
+    }
+    o.kv("notify_email_from", g.notify_email_from.clone());
+    o.kv("smtp_server", g.smtp_server.as_ref().map(host_port));
 
     for v in &cfg.virtuals {
         let _ = writeln!(o.s, "\nvirtual {} {{", v.name);

@@ -339,7 +339,8 @@ fn failover_keys() {
         "primary = 10.0.0.1\nbackup = 10.0.0.2\nbackup_active = 1\nkeepalive = 0.1\ndeadtime = 0.35\n\
                 priority = 120\nnice_failback = 1\npreempt_delay = 2.5\nvrrp_version = 3\nvirtual_router_id = 7\n\
                 peer = 10.0.0.3\npeer = 10.0.0.4\nauth_key_file = /etc/fulcrum/key\nnotify_script = /usr/local/bin/n\n\
-                garp_count = 2\ngarp_delay = 0\nping_node = 10.0.9.1\nping_node = 10.0.9.2\n",
+                garp_count = 2\ngarp_delay = 0\nping_node = 10.0.9.1\nping_node = 10.0.9.2\n\
+                notify_email = ops@example.test\nnotify_email = oncall@example.test\nsmtp_server = 127.0.0.1:2525\n",
     );
     let g = &c.global;
     assert!(g.failover());
@@ -358,6 +359,11 @@ fn failover_keys() {
     assert_eq!(g.directors(), ips);
     assert_eq!(g.effective_garp_count(), 2);
     assert_eq!(g.ping_node.len(), 2);
+    assert_eq!(
+        g.notify_email,
+        vec!["ops@example.test", "oncall@example.test"]
+    );
+    assert_eq!(g.smtp_server.map(|h| h.port), Some(Some(2525)));
     assert!(g.effective_garp_delay().0.is_zero());
     // Piranha's rule by default: the primary takes the active role back.
     assert!(ok("primary = 10.0.0.1\n").global.effective_preempt());
@@ -374,6 +380,12 @@ fn failover_keys() {
         e[0].contains("cannot be carried by VRRP version 3"),
         "{e:?}"
     );
+    let e = errors(&format!("{base}notify_email = ops@example.test\n"));
+    assert!(e[0].contains("no `smtp_server`"), "{e:?}");
+    let e = errors(&format!(
+        "{base}notify_email = not-an-address\nsmtp_server = 127.0.0.1\n"
+    ));
+    assert!(e[0].contains("invalid mail address"), "{e:?}");
     let e = errors(&format!("{base}sync = 1\n"));
     assert!(e[0].contains("needs `auth_key_file`"), "{e:?}");
     let e = errors(&format!("{base}preempt = 1\nnice_failback = 1\n"));
@@ -455,6 +467,7 @@ mod roundtrip {
             ),
         ) -> Global {
             let (priority, preempt, preempt_delay, peers, notify, garp) = ha;
+            let peers_mail: Vec<String> = peers.iter().map(|p| format!("ops{p}@example.test")).collect();
             Global {
                 serial_no: serial,
                 primary,
@@ -476,6 +489,7 @@ mod roundtrip {
                 vrrp_version: preempt.map(|_| VrrpVersion::V3),
                 ping_node: peers.iter().rev().map(|a| Ipv4Addr::from(*a).into()).collect(),
                 peer: peers.into_iter().map(|a| Ipv4Addr::from(a).into()).collect(),
+                notify_email: peers_mail,
                 notify_script: notify,
                 garp_count: garp,
                 ..Default::default()

@@ -112,6 +112,65 @@ pub struct HaSettings {
     pub sync: bool,
     /// The file this configuration came from, and its text (for sync).
     pub source: Option<(PathBuf, Arc<str>)>,
+    /// Mail on every transition (`notify_email`, `smtp_server`).
+    pub mail: Option<MailSettings>,
+}
+
+/// Where alerts go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailSettings {
+    /// The relay.
+    pub server: std::net::SocketAddr,
+    /// `notify_email_from`, or fulcrum@ this host's name.
+    pub from: String,
+    /// `notify_email`.
+    pub to: Vec<String>,
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Send each alert in turn through the relay; failures are logged.
+async fn mailer(m: MailSettings, mut rx: mpsc::UnboundedReceiver<(String, String)>) {
+    use lettre::message::Mailbox;
+    use lettre::transport::smtp::extension::ClientId;
+    use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
+    let transport =
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(m.server.ip().to_string())
+            .port(m.server.port())
+            .timeout(Some(Duration::from_secs(10)))
+            .hello_name(ClientId::Domain(host_name()))
+            .build();
+    while let Some((subject, body)) = rx.recv().await {
+        let built = (|| {
+            let mut b = Message::builder()
+                .from(
+                    m.from
+                        .parse::<Mailbox>()
+                        .map_err(|e| format!("from {}: {e}", m.from))?,
+                )
+                .subject(subject.clone());
+            for t in &m.to {
+                b = b.to(t.parse::<Mailbox>().map_err(|e| format!("to {t}: {e}"))?);
+            }
+            b.body(body).map_err(|e| e.to_string())
+        })();
+        let sent = match built {
+            Ok(msg) => transport.send(msg).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        match sent {
+            Ok(_) => tracing::info!(server = %m.server, to = ?m.to, %subject, "alert mailed"),
+            Err(e) => {
+                tracing::warn!(server = %m.server, error = %e, %subject, "cannot mail the alert")
+            }
+        }
+    }
 }
 
 fn resolve(h: &Host) -> Result<IpAddr, String> {
@@ -279,6 +338,17 @@ impl HaSettings {
             deadtime: g.effective_deadtime().0,
             sync: g.sync == Some(true),
             source: None,
+            mail: match (&g.smtp_server, g.notify_email.is_empty()) {
+                (Some(hp), false) => Some(MailSettings {
+                    server: std::net::SocketAddr::new(hp.addr, hp.port.unwrap_or(25)),
+                    from: g
+                        .notify_email_from
+                        .clone()
+                        .unwrap_or_else(|| format!("fulcrum@{}", host_name())),
+                    to: g.notify_email.clone(),
+                }),
+                _ => None,
+            },
         }))
     }
 }
@@ -364,6 +434,8 @@ pub struct Ha {
     peer_hellos: HashMap<IpAddr, Hello>,
     /// Configuration sync, with `sync = 1`.
     sync: Option<SyncLink>,
+    /// Alerts to the mail task, and the settings it runs with.
+    mail: Option<(MailSettings, mpsc::UnboundedSender<(String, String)>)>,
 }
 
 /// Configuration sync's side of the cluster channel.
@@ -664,6 +736,7 @@ impl Ha {
                 yielding: false,
                 peer_hellos: HashMap::new(),
                 sync,
+                mail: None,
             },
             status_rx,
         ))
@@ -710,7 +783,39 @@ impl Ha {
         }
     }
 
-    fn notify(&self, state: &str) {
+    /// Start, restart or stop the mail task to match the settings.
+    fn follow_mail(&mut self) {
+        if self.mail.as_ref().map(|(m, _)| m) == self.settings.mail.as_ref() {
+            return;
+        }
+        self.mail = self.settings.mail.clone().map(|m| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(mailer(m.clone(), rx));
+            (m, tx)
+        });
+    }
+
+    fn notify(&self, state: &str, reason: &str) {
+        if let Some((_, tx)) = &self.mail {
+            let host = host_name();
+            let subject = format!(
+                "[{host}] Fulcrum director {} is now {state} (virtual router {})",
+                self.settings.local, self.settings.router.vrid
+            );
+            let peers: Vec<String> = self
+                .settings
+                .peers
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            let body = format!(
+                "Director {} ({host}) is now {state}.\nReason: {reason}\nPriority: {}\nOther directors: {}\n",
+                self.settings.local,
+                self.settings.router.priority,
+                peers.join(", ")
+            );
+            let _ = tx.send((subject, body));
+        }
         if let Some(s) = &self.settings.notify_script {
             let _ = self.commands.send(format!(
                 "{s} INSTANCE fulcrum_{} {state} {}",
@@ -758,7 +863,7 @@ impl Ha {
                             let _ = self.commands.send(c.clone());
                         }
                     }
-                    self.notify(name);
+                    self.notify(name, &reason);
                     self.status.send_modify(|s| {
                         s.state = if name == "STOP" { "INIT" } else { name };
                         s.since = Instant::now();
@@ -1061,6 +1166,7 @@ impl Ha {
         });
         tracing::info!(priority = new.router.priority, peers = ?new.peers, vrid = new.router.vrid, "failover: settings reloaded");
         self.settings = new;
+        self.follow_mail();
         if pings_changed {
             self.yielding = false;
             self.start_pings();
@@ -1084,6 +1190,7 @@ impl Ha {
             vrid = self.settings.router.vrid,
             "failover: joining the election"
         );
+        self.follow_mail();
         self.fault = self.links_fault();
         if self.fault.is_none() {
             let now = self.now();

@@ -317,7 +317,26 @@ fn a_clean_shutdown_hands_over_at_once_and_nice_failback_keeps_the_backup_active
     let cf = ha_config(2, "nice_failback = 1\nkeepalive = 0.5\n")
         .replace("keepalive = 0.1\n", "")
         .replace("deadtime = 0.5", "deadtime = 3");
-    let mut ds = vec![Director::new(&tmp, 0, &cf), Director::new(&tmp, 1, &cf)];
+    // dir2 mails its transitions to an SMTP sink (aiosmtpd) in its namespace.
+    let sink_log = tmp.file("smtp.out");
+    let mail = try_sh("/usr/bin/python3 -c 'import aiosmtpd'")
+        .status
+        .success();
+    let _sink = mail.then(|| {
+        let cmd =
+            format!("exec /usr/bin/python3 -u -m aiosmtpd -n -l 127.0.0.1:2525 > {sink_log} 2>&1");
+        net.spawn("dir2", "sh", &["-c", &cmd], &[])
+    });
+    if !mail {
+        eprintln!("SKIPPED the mail part: python3-aiosmtpd is not installed");
+    }
+    let mail_cf = format!(
+        "notify_email = ops@example.test\nnotify_email_from = dir2@example.test\nsmtp_server = 127.0.0.1:2525\n{cf}"
+    );
+    let mut ds = vec![
+        Director::new(&tmp, 0, &cf),
+        Director::new(&tmp, 1, &mail_cf),
+    ];
     ds[0].start(&net);
     wait_holder(&net, &ds, 0, 8);
     ds[1].start(&net);
@@ -334,6 +353,25 @@ fn a_clean_shutdown_hands_over_at_once_and_nice_failback_keeps_the_backup_active
         "hand-over on SIGTERM: {} ms (deadtime 3000 ms)",
         took.as_millis()
     );
+    if mail {
+        wait_for("the MASTER alert in the SMTP sink", 10, || {
+            std::fs::read_to_string(&sink_log).is_ok_and(|m| m.contains("is now MASTER"))
+        });
+        let m = std::fs::read_to_string(&sink_log).unwrap();
+        assert!(
+            m.contains("is now BACKUP"),
+            "the BACKUP alert at start: {m}"
+        );
+        assert!(
+            m.contains("To: ops@example.test") && m.contains("From: dir2@example.test"),
+            "{m}"
+        );
+        assert!(
+            m.contains("Reason: 10.200.1.2 advertises priority 0")
+                || m.contains("Reason: no advert"),
+            "{m}"
+        );
+    }
     assert!(took < Duration::from_millis(1500), "took {took:?}");
     client.expect_serving(10, "after the hand-over");
 
