@@ -182,8 +182,15 @@ pub(crate) fn parse(src: &str, diags: &mut Vec<Diagnostic>) -> Vec<Node> {
                     match l {
                         Lexeme::Tok(t) => values.push(t.clone()),
                         Lexeme::Open(s) | Lexeme::Close(s) | Lexeme::Eq(s) => {
+                            // Spans count characters, not bytes: name the
+                            // character by its kind, never by slicing.
+                            let c = match l {
+                                Lexeme::Open(_) => '{',
+                                Lexeme::Close(_) => '}',
+                                _ => '=',
+                            };
                             diags.push(
-                                Diagnostic::error(*s, format!("unexpected `{}` in the value of `{}`", &text[s.col - 1..s.col - 1 + s.len], key.text))
+                                Diagnostic::error(*s, format!("unexpected `{c}` in the value of `{}`", key.text))
                                     .hint("put blocks on lines of their own; quote the value if the character belongs to it"),
                             );
                             ok = false;

@@ -402,6 +402,20 @@ fn failover_keys() {
 }
 
 #[test]
+fn a_brace_after_multibyte_text_is_reported_not_a_panic() {
+    // Found by the lvs_cf_parse fuzz target: the message sliced the line by
+    // a character column as if it were a byte offset.
+    let e = errors("z=}}=}}\u{791},,, G\u{791},}\"}}}0}G");
+    assert!(
+        e.iter()
+            .any(|m| m.contains("unexpected `}` in the value of `z`")),
+        "{e:?}"
+    );
+    let e = errors("name = caf\u{e9} }\n");
+    assert_eq!(e, vec!["1:13: unexpected `}` in the value of `name`"]);
+}
+
+#[test]
 fn warnings_do_not_fail() {
     let p = parse(
         "virtual a {\n address = 10.0.0.1\n load_monitor = rup\n server s {\n  address = 10.1.0.1\n }\n}\n",
