@@ -70,8 +70,9 @@ impl Director {
 
     fn start(&mut self, net: &FiveNode) {
         let _ = std::fs::remove_file(&self.control);
+        // Every director serves metrics on its own loopback.
         let cmd = format!(
-            "exec {BIN} run --config {} --control {} 2>> {}",
+            "exec {BIN} run --config {} --control {} --metrics 127.0.0.1:9109 2>> {}",
             self.cf, self.control, self.log
         );
         self.proc = Some(net.spawn(&self.ns, "sh", &["-c", &cmd], &[]));
@@ -93,6 +94,10 @@ impl Director {
             .lines()
             .map(|l| l.split(' ').next().unwrap_or("").to_string())
             .collect()
+    }
+
+    fn metrics(&self, net: &FiveNode) -> String {
+        net.exec(&self.ns, "curl -s http://127.0.0.1:9109/metrics")
     }
 
     fn logs(&self) -> String {
@@ -207,7 +212,13 @@ fn a_killed_primary_is_replaced_within_deadtime_and_takes_over_again_on_return()
     }
     let net = network("ka", 2);
     let tmp = Scratch::new("ha-kill");
-    let cf = ha_config(2, "");
+    let cmds = tmp.file("commands");
+    let cf = ha_config(
+        2,
+        &format!(
+            "active_cmd = \"echo active $(hostname) >> {cmds}\"\ninactive_cmd = \"echo inactive >> {cmds}\"\n"
+        ),
+    );
     let mut ds = vec![Director::new(&tmp, 0, &cf), Director::new(&tmp, 1, &cf)];
     ds[0].start(&net);
     ds[1].start(&net);
@@ -269,6 +280,25 @@ fn a_killed_primary_is_replaced_within_deadtime_and_takes_over_again_on_return()
         failed - failed_kill <= 10,
         "{} requests failed around the hand-back",
         failed - failed_kill
+    );
+    // The backup ran active_cmd on taking over and inactive_cmd on handing
+    // back (the killed primary ran active_cmd twice: before and after).
+    let ran = std::fs::read_to_string(&cmds).unwrap_or_default();
+    assert_eq!(ran.matches("inactive").count(), 1, "{ran}");
+    assert_eq!(ran.matches("active ").count(), 3, "{ran}");
+    let m = ds[1].metrics(&net);
+    assert!(
+        m.contains("fulcrum_failover_master{virtual_router=\"51\"} 0"),
+        "{m}"
+    );
+    assert!(
+        m.contains("fulcrum_failover_transitions_total{virtual_router=\"51\"} 3"),
+        "{m}"
+    );
+    let m = ds[0].metrics(&net);
+    assert!(
+        m.contains("fulcrum_failover_master{virtual_router=\"51\"} 1"),
+        "{m}"
     );
     assert_eq!(
         ds[1].states(),
