@@ -58,6 +58,8 @@ pub struct Controller {
     /// go on reload.
     failover: Option<tokio::sync::watch::Receiver<crate::ha::HaStatus>>,
     failover_tx: Option<mpsc::UnboundedSender<crate::ha::HaSettings>>,
+    /// The failover settings in force (what a reload is compared with).
+    failover_now: Option<crate::ha::HaSettings>,
     /// Plane options of real servers, from the configuration.
     dest_options: HashMap<(ServiceKey, std::net::IpAddr, u16), DestOptions>,
     /// The health checks (nanny).
@@ -130,6 +132,7 @@ impl Controller {
             addresses: None,
             failover: None,
             failover_tx: None,
+            failover_now: None,
             dest_options: HashMap::new(),
             monitor: Monitor::default(),
             health_tx,
@@ -148,9 +151,11 @@ impl Controller {
         &mut self,
         rx: tokio::sync::watch::Receiver<crate::ha::HaStatus>,
         tx: mpsc::UnboundedSender<crate::ha::HaSettings>,
+        now: crate::ha::HaSettings,
     ) {
         self.failover = Some(rx);
         self.failover_tx = Some(tx);
+        self.failover_now = Some(now);
     }
 
     /// The failover settings a reload would bring, checked against the
@@ -162,17 +167,20 @@ impl Controller {
             (None, None) => Ok(None),
             (Some(_), None) => Err("the new file turns failover off (`backup_active`); that needs a restart of the director".into()),
             (None, Some(_)) => Err("the new file turns failover on (`backup_active = 1`); that needs a restart of the director".into()),
-            (Some(st), Some(n)) => {
-                let local = st.borrow().local;
-                if n.local == local {
-                    Ok(new)
-                } else {
-                    Err(format!(
-                        "this director's heartbeat address would change from {local} to {}; that needs a restart of the director",
-                        n.local
-                    ))
+            (Some(_), Some(n)) => match &self.failover_now {
+                Some(old) if old.local != n.local => Err(format!(
+                    "this director's heartbeat address would change from {} to {}; that needs a restart of the director",
+                    old.local, n.local
+                )),
+                Some(old) if old.heartbeat_port != n.heartbeat_port => Err(format!(
+                    "`heartbeat_port` would change from {} to {}; that needs a restart of every director",
+                    old.heartbeat_port, n.heartbeat_port
+                )),
+                Some(old) if (old.sync && old.key.is_some()) != (n.sync && n.key.is_some()) => {
+                    Err("the new file turns configuration sync on or off; that needs a restart of the director".into())
                 }
-            }
+                _ => Ok(new),
+            },
         }
     }
 
@@ -461,6 +469,7 @@ impl Controller {
         match self.apply_config(&parsed.config) {
             Ok(summary) => {
                 if let (Some(f), Some(tx)) = (failover, &self.failover_tx) {
+                    self.failover_now = Some(f.clone());
                     let _ = tx.send(f);
                 }
                 tracing::info!(config = %name, %summary, "reloaded");

@@ -137,10 +137,10 @@ pub async fn director(
     let (ctl_tx, ctl_rx) = mpsc::channel::<ControlMsg>(64);
     let mut failover = None;
     if let Some(settings) = ha {
-        match Ha::new(settings, addr_tx.clone(), ctl_tx.clone()) {
+        match Ha::new(settings.clone(), addr_tx.clone(), ctl_tx.clone()) {
             Ok((ha, status)) => {
                 let (settings_tx, settings_rx) = mpsc::unbounded_channel();
-                ctl.follow_failover(status, settings_tx);
+                ctl.follow_failover(status, settings_tx, settings);
                 let (tx, rx) = oneshot::channel();
                 failover = Some((tx, tokio::spawn(ha.run(rx, settings_rx))));
             }

@@ -334,6 +334,13 @@ fn a_killed_primary_is_replaced_within_deadtime_and_takes_over_again_on_return()
         err.contains("turns failover off") && err.contains("nothing changed"),
         "{err}"
     );
+    std::fs::write(&ds[0].cf, format!("heartbeat_port = 1539\n{cf0}")).unwrap();
+    let out = try_sh(&format!("{BIN} reload --control {}", ds[0].control));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("`heartbeat_port` would change"),
+        "{err}"
+    );
     client.expect_serving(10, "after the reloads");
 }
 
