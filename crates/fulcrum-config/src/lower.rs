@@ -63,6 +63,7 @@ pub const GLOBAL_KEYS: &[&str] = &[
     "notify_email",
     "notify_email_from",
     "smtp_server",
+    "vrrp_multicast",
 ];
 
 /// Keys that may be given more than once (each adds to a list).
@@ -770,6 +771,7 @@ fn lower_global(a: &Assign, g: &mut Global, diags: &mut Vec<Diagnostic>) {
         },
         "notify_email_from" => put(&mut g.notify_email_from, a.email(), d),
         "smtp_server" => put(&mut g.smtp_server, a.host_port(), d),
+        "vrrp_multicast" => put(&mut g.vrrp_multicast, a.bool(), d),
         "notify_script" => put(&mut g.notify_script, a.string(), d),
         "garp_count" => put(&mut g.garp_count, a.number(1, 100, "announcement count"), d),
         "garp_delay" => match a.seconds(true) {

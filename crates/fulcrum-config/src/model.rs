@@ -379,6 +379,7 @@ pub struct Global {
     pub notify_email: Vec<String>,
     pub notify_email_from: Option<String>,
     pub smtp_server: Option<HostPort>,
+    pub vrrp_multicast: Option<bool>,
 }
 
 /// `vrrp_version`.

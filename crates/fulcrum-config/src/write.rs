@@ -154,6 +154,7 @@ pub fn write(cfg: &Config) -> String {
     }
     o.kv("notify_email_from", g.notify_email_from.clone());
     o.kv("smtp_server", g.smtp_server.as_ref().map(host_port));
+    o.kv("vrrp_multicast", g.vrrp_multicast.map(|b| bool01(b).into()));
 
     for v in &cfg.virtuals {
         let _ = writeln!(o.s, "\nvirtual {} {{", v.name);

@@ -504,6 +504,7 @@ mod roundtrip {
                 ping_node: peers.iter().rev().map(|a| Ipv4Addr::from(*a).into()).collect(),
                 peer: peers.into_iter().map(|a| Ipv4Addr::from(a).into()).collect(),
                 notify_email: peers_mail,
+                vrrp_multicast: preempt.map(|p| !p),
                 notify_script: notify,
                 garp_count: garp,
                 ..Default::default()

@@ -114,6 +114,9 @@ pub struct HaSettings {
     pub source: Option<(PathBuf, Arc<str>)>,
     /// Mail on every transition (`notify_email`, `smtp_server`).
     pub mail: Option<MailSettings>,
+    /// `vrrp_multicast = 1`: adverts go to 224.0.0.18 instead of to each
+    /// peer.
+    pub multicast: bool,
 }
 
 /// Where alerts go.
@@ -338,6 +341,7 @@ impl HaSettings {
             deadtime: g.effective_deadtime().0,
             sync: g.sync == Some(true),
             source: None,
+            multicast: g.vrrp_multicast == Some(true),
             mail: match (&g.smtp_server, g.notify_email.is_empty()) {
                 (Some(hp), false) => Some(MailSettings {
                     server: std::net::SocketAddr::new(hp.addr, hp.port.unwrap_or(25)),
@@ -364,17 +368,41 @@ fn link_up(dev: &str) -> bool {
 /// drives it as a datagram socket: a raw socket reads whole IP datagrams
 /// and sends to an address with port 0, which is all `recv` and `send_to`
 /// need.
-fn open_socket(local: Ipv4Addr) -> Result<UdpSocket, String> {
+fn open_socket(local: Ipv4Addr, multicast: bool) -> Result<UdpSocket, String> {
     let hint = "run as root (raw sockets need CAP_NET_RAW)";
     let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(IPPROTO_VRRP)))
         .map_err(|e| format!("cannot open the VRRP socket: {e}; {hint}"))?;
     s.bind(&SockAddr::from(SocketAddrV4::new(local, 0)))
         .map_err(|e| format!("cannot bind the VRRP socket to {local}: {e}"))?;
     s.set_ttl_v4(255)
+        .and_then(|()| {
+            if multicast {
+                s.set_multicast_if_v4(&local)?;
+                s.set_multicast_ttl_v4(255)?;
+                s.set_multicast_loop_v4(false)?;
+            }
+            Ok(())
+        })
         .and_then(|()| s.set_nonblocking(true))
         .map_err(|e| format!("cannot set up the VRRP socket: {e}"))?;
     UdpSocket::from_std(std::net::UdpSocket::from(s))
         .map_err(|e| format!("cannot register the VRRP socket: {e}"))
+}
+
+/// VRRP's multicast group.
+const VRRP_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
+
+/// A raw socket that receives the group's adverts on the interface of our
+/// heartbeat address (bound to the group, so it sees nothing else).
+fn open_group_socket(local: Ipv4Addr) -> Result<UdpSocket, String> {
+    let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(IPPROTO_VRRP)))
+        .map_err(|e| format!("cannot open the VRRP group socket: {e}"))?;
+    s.bind(&SockAddr::from(SocketAddrV4::new(VRRP_GROUP, 0)))
+        .and_then(|()| s.join_multicast_v4(&VRRP_GROUP, &local))
+        .and_then(|()| s.set_nonblocking(true))
+        .map_err(|e| format!("cannot join {VRRP_GROUP} on the interface of {local}: {e}"))?;
+    UdpSocket::from_std(std::net::UdpSocket::from(s))
+        .map_err(|e| format!("cannot register the VRRP group socket: {e}"))
 }
 
 /// Split a raw IPv4 datagram: (source, destination, TTL, payload).
@@ -412,6 +440,8 @@ pub struct Ha {
     settings: HaSettings,
     router: Router,
     sock: UdpSocket,
+    /// With `vrrp_multicast = 1`: the group's adverts.
+    group_sock: Option<UdpSocket>,
     auth: Option<Authenticator>,
     addresses: mpsc::UnboundedSender<AddrMsg>,
     commands: mpsc::UnboundedSender<String>,
@@ -671,7 +701,12 @@ impl Ha {
         addresses: mpsc::UnboundedSender<AddrMsg>,
         control: mpsc::Sender<ControlMsg>,
     ) -> Result<(Ha, watch::Receiver<HaStatus>), String> {
-        let sock = open_socket(settings.local)?;
+        let sock = open_socket(settings.local, settings.multicast)?;
+        let group_sock = if settings.multicast {
+            Some(open_group_socket(settings.local)?)
+        } else {
+            None
+        };
         let auth = settings.key.as_deref().map(new_authenticator);
         let hello_auth = settings.key.as_deref().map(new_authenticator);
         let hello_at = SocketAddrV4::new(settings.local, settings.heartbeat_port);
@@ -719,6 +754,7 @@ impl Ha {
                 router: Router::new(settings.router.clone()),
                 settings,
                 sock,
+                group_sock,
                 auth,
                 addresses,
                 commands,
@@ -748,7 +784,12 @@ impl Ha {
 
     fn send(&mut self, a: &Advert) {
         let src = IpAddr::V4(self.settings.local);
-        for peer in self.settings.peers.clone() {
+        let to = if self.settings.multicast {
+            vec![VRRP_GROUP]
+        } else {
+            self.settings.peers.clone()
+        };
+        for peer in to {
             let dst = IpAddr::V4(peer);
             let bytes = match a.encode(src, dst) {
                 Ok(b) => b,
@@ -875,10 +916,16 @@ impl Ha {
         }
     }
 
-    fn receive(&mut self) {
+    /// Read what the socket (or, with `group`, the group socket) holds.
+    fn receive(&mut self, group: bool) {
         let mut buf = [0u8; 2048];
         loop {
-            let n = match self.sock.try_recv(&mut buf) {
+            let sock = match (group, &self.group_sock) {
+                (false, _) => &self.sock,
+                (true, Some(g)) => g,
+                (true, None) => return,
+            };
+            let n = match sock.try_recv(&mut buf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -1215,7 +1262,13 @@ impl Ha {
                 .poll_timeout()
                 .map(|t| tokio::time::Instant::from_std(self.epoch + t));
             tokio::select! {
-                _ = self.sock.readable() => self.receive(),
+                _ = self.sock.readable() => self.receive(false),
+                Ok(()) = async {
+                    match &self.group_sock {
+                        Some(g) => g.readable().await,
+                        None => std::future::pending().await,
+                    }
+                } => self.receive(true),
                 _ = self.hello_sock.readable() => self.receive_hellos(),
                 _ = hellos.tick() => {
                     self.judge_ping_nodes();

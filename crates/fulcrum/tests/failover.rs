@@ -654,17 +654,45 @@ fn the_active_director_syncs_a_newer_lvs_cf_to_its_peer() {
 /// roles: Fulcrum above it, then below it.
 #[test]
 fn fulcrum_and_keepalived_elect_each_other_by_priority() {
-    if !enabled("fulcrum_and_keepalived_elect_each_other_by_priority") {
+    keepalived_interop("fulcrum_and_keepalived_elect_each_other_by_priority", false);
+}
+
+/// The same over multicast (224.0.0.18), keepalived's default.
+#[test]
+fn fulcrum_and_keepalived_elect_each_other_over_multicast() {
+    keepalived_interop(
+        "fulcrum_and_keepalived_elect_each_other_over_multicast",
+        true,
+    );
+}
+
+fn keepalived_interop(test: &str, multicast: bool) {
+    if !enabled(test) {
         return;
     }
     if !try_sh("command -v keepalived").status.success() {
-        eprintln!(
-            "SKIPPED fulcrum_and_keepalived_elect_each_other_by_priority: keepalived is not installed"
-        );
+        eprintln!("SKIPPED {test}: keepalived is not installed");
         return;
     }
-    let net = network("ke", 2);
-    let tmp = Scratch::new("ha-keepalived");
+    let net = network(if multicast { "km" } else { "ke" }, 2);
+    let tmp = Scratch::new(if multicast {
+        "ha-kd-mcast"
+    } else {
+        "ha-keepalived"
+    });
+    let peering = if multicast {
+        String::new()
+    } else {
+        format!(
+            " unicast_src_ip {}\n unicast_peer {{\n  {}\n }}\n",
+            DIRECTOR_PUBLIC[1], DIRECTOR_PUBLIC[0]
+        )
+    };
+    let fulcrum_extra = if multicast {
+        "vrrp_version = 3\nvrrp_multicast = 1\n"
+    } else {
+        "vrrp_version = 3\n"
+    };
     let keepalived = |prio: u8| {
         let conf = tmp.file("keepalived.conf");
         std::fs::write(
@@ -672,9 +700,8 @@ fn fulcrum_and_keepalived_elect_each_other_by_priority() {
             format!(
                 "global_defs {{\n router_id kd\n vrrp_garp_master_delay 0\n enable_script_security\n}}\n\
                  vrrp_instance VI_1 {{\n state BACKUP\n interface eth0\n virtual_router_id 51\n priority {prio}\n advert_int 0.1\n\
-                 version 3\n unicast_src_ip {}\n unicast_peer {{\n  {}\n }}\n\
-                 virtual_ipaddress {{\n  {VIP}/32 dev eth0 label eth0:1\n  {NAT_ROUTER}/32 dev eth1 label eth1:1\n }}\n}}\n",
-                DIRECTOR_PUBLIC[1], DIRECTOR_PUBLIC[0]
+                 version 3\n{peering}\
+                 virtual_ipaddress {{\n  {VIP}/32 dev eth0 label eth0:1\n  {NAT_ROUTER}/32 dev eth1 label eth1:1\n }}\n}}\n"
             ),
         )
         .unwrap();
@@ -689,7 +716,7 @@ fn fulcrum_and_keepalived_elect_each_other_by_priority() {
     let fu_has = |net: &FiveNode| net.addrs("dir", "eth0").contains(&format!("{VIP}/32"));
 
     // Fulcrum is the primary (priority 200), keepalived 100.
-    let mut fu = Director::new(&tmp, 0, &ha_config(2, "vrrp_version = 3\n"));
+    let mut fu = Director::new(&tmp, 0, &ha_config(2, fulcrum_extra));
     let mut kd = keepalived(100);
     fu.start(&net);
     wait_for("Fulcrum master, keepalived backup", 8, || {
