@@ -117,6 +117,19 @@ pub struct HaSettings {
     /// `vrrp_multicast = 1`: adverts go to 224.0.0.18 instead of to each
     /// peer.
     pub multicast: bool,
+    /// Piranha's second heartbeat path (`primary_private`,
+    /// `backup_private`).
+    pub private: Option<PrivatePath>,
+}
+
+/// The private heartbeat path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrivatePath {
+    /// Our private address.
+    pub local: Ipv4Addr,
+    /// Each peer's private address, with the (public) address it stands
+    /// for in the election.
+    pub peers: Vec<(Ipv4Addr, Ipv4Addr)>,
 }
 
 /// Where alerts go.
@@ -288,6 +301,7 @@ impl HaSettings {
             }
         };
         let peers: Vec<Ipv4Addr> = v4.iter().map(|(a, _)| *a).filter(|a| *a != local).collect();
+        let private = private_path(g, primary, backup, local)?;
         let version = match g.vrrp_version.unwrap_or_default() {
             VrrpVersion::V2 => Version::V2,
             VrrpVersion::V3 => Version::V3,
@@ -342,6 +356,7 @@ impl HaSettings {
             sync: g.sync == Some(true),
             source: None,
             multicast: g.vrrp_multicast == Some(true),
+            private,
             mail: match (&g.smtp_server, g.notify_email.is_empty()) {
                 (Some(hp), false) => Some(MailSettings {
                     server: std::net::SocketAddr::new(hp.addr, hp.port.unwrap_or(25)),
@@ -355,6 +370,39 @@ impl HaSettings {
             },
         }))
     }
+}
+
+/// The private heartbeat path, when both `primary_private` and
+/// `backup_private` are given (IPv4) and this director is the primary or
+/// the backup.
+fn private_path(
+    g: &fulcrum_config::Global,
+    primary: Option<IpAddr>,
+    backup: Option<IpAddr>,
+    local: Ipv4Addr,
+) -> Result<Option<PrivatePath>, String> {
+    let (Some(pp), Some(bp)) = (&g.primary_private, &g.backup_private) else {
+        return Ok(None);
+    };
+    let v4 = |h: &Host| match resolve(h)? {
+        IpAddr::V4(a) => Ok(a),
+        IpAddr::V6(a) => Err(format!(
+            "private heartbeat address {a}: failover runs over IPv4 in this version"
+        )),
+    };
+    let (pp, bp) = (v4(pp)?, v4(bp)?);
+    let me = IpAddr::V4(local);
+    Ok(match (primary, backup) {
+        (Some(p), Some(IpAddr::V4(b))) if p == me => Some(PrivatePath {
+            local: pp,
+            peers: vec![(bp, b)],
+        }),
+        (Some(IpAddr::V4(p)), Some(b)) if b == me => Some(PrivatePath {
+            local: bp,
+            peers: vec![(pp, p)],
+        }),
+        _ => None,
+    })
 }
 
 /// A link is usable when the kernel says it is up (or cannot tell, as for
@@ -435,6 +483,17 @@ fn new_authenticator(key: &[u8]) -> Authenticator {
     Authenticator::new(key, micros)
 }
 
+/// Which socket an advert goes out on or came in from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// The heartbeat address (unicast, or sending to the group).
+    Main,
+    /// The group socket (`vrrp_multicast = 1`).
+    Group,
+    /// The private heartbeat path.
+    Private,
+}
+
 /// The running failover task.
 pub struct Ha {
     settings: HaSettings,
@@ -442,6 +501,8 @@ pub struct Ha {
     sock: UdpSocket,
     /// With `vrrp_multicast = 1`: the group's adverts.
     group_sock: Option<UdpSocket>,
+    /// The private heartbeat path's socket.
+    priv_sock: Option<UdpSocket>,
     auth: Option<Authenticator>,
     addresses: mpsc::UnboundedSender<AddrMsg>,
     commands: mpsc::UnboundedSender<String>,
@@ -702,6 +763,10 @@ impl Ha {
         control: mpsc::Sender<ControlMsg>,
     ) -> Result<(Ha, watch::Receiver<HaStatus>), String> {
         let sock = open_socket(settings.local, settings.multicast)?;
+        let priv_sock = match &settings.private {
+            Some(p) => Some(open_socket(p.local, false)?),
+            None => None,
+        };
         let group_sock = if settings.multicast {
             Some(open_group_socket(settings.local)?)
         } else {
@@ -755,6 +820,7 @@ impl Ha {
                 settings,
                 sock,
                 group_sock,
+                priv_sock,
                 auth,
                 addresses,
                 commands,
@@ -783,13 +849,26 @@ impl Ha {
     }
 
     fn send(&mut self, a: &Advert) {
-        let src = IpAddr::V4(self.settings.local);
         let to = if self.settings.multicast {
             vec![VRRP_GROUP]
         } else {
             self.settings.peers.clone()
         };
-        for peer in to {
+        self.send_on(Path::Main, self.settings.local, &to, a);
+        if let Some(p) = self.settings.private.clone() {
+            let to: Vec<Ipv4Addr> = p.peers.iter().map(|(a, _)| *a).collect();
+            self.send_on(Path::Private, p.local, &to, a);
+        }
+    }
+
+    fn send_on(&mut self, path: Path, local: Ipv4Addr, to: &[Ipv4Addr], a: &Advert) {
+        let src = IpAddr::V4(local);
+        let sock = match path {
+            Path::Private => self.priv_sock.as_ref(),
+            _ => Some(&self.sock),
+        };
+        let Some(sock) = sock else { return };
+        for &peer in to {
             let dst = IpAddr::V4(peer);
             let bytes = match a.encode(src, dst) {
                 Ok(b) => b,
@@ -802,10 +881,7 @@ impl Ha {
                 Some(auth) => auth.seal(src, dst, &bytes),
                 None => bytes,
             };
-            if let Err(e) = self
-                .sock
-                .try_send_to(&bytes, SocketAddrV4::new(peer, 0).into())
-            {
+            if let Err(e) = sock.try_send_to(&bytes, SocketAddrV4::new(peer, 0).into()) {
                 tracing::debug!(%peer, error = %e, "advert not sent");
             }
         }
@@ -916,15 +992,16 @@ impl Ha {
         }
     }
 
-    /// Read what the socket (or, with `group`, the group socket) holds.
-    fn receive(&mut self, group: bool) {
+    /// Read what one of the sockets holds.
+    fn receive(&mut self, path: Path) {
         let mut buf = [0u8; 2048];
         loop {
-            let sock = match (group, &self.group_sock) {
-                (false, _) => &self.sock,
-                (true, Some(g)) => g,
-                (true, None) => return,
+            let sock = match path {
+                Path::Main => Some(&self.sock),
+                Path::Group => self.group_sock.as_ref(),
+                Path::Private => self.priv_sock.as_ref(),
             };
+            let Some(sock) = sock else { return };
             let n = match sock.try_recv(&mut buf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
@@ -937,10 +1014,20 @@ impl Ha {
                 continue;
             };
             let from = IpAddr::V4(src);
+            // On the private path a peer speaks from its private address;
+            // the election knows it by its public one.
+            let who = match (&path, &self.settings.private) {
+                (Path::Private, Some(p)) => p
+                    .peers
+                    .iter()
+                    .find(|(p, _)| *p == src)
+                    .map_or(src, |(_, public)| *public),
+                _ => src,
+            };
             if src == self.settings.local {
                 continue;
             }
-            if !self.settings.peers.contains(&src) {
+            if !self.settings.peers.contains(&who) {
                 self.refuse(
                     from,
                     "not a director of this file (`primary`, `backup` or `peer`)",
@@ -976,7 +1063,7 @@ impl Ha {
                 ),
                 Ok(a) => {
                     let now = self.now();
-                    self.router.handle_advert(now, from, &a);
+                    self.router.handle_advert(now, IpAddr::V4(who), &a);
                 }
                 Err(e) => self.refuse(from, &format!("malformed: {e}")),
             }
@@ -1262,13 +1349,19 @@ impl Ha {
                 .poll_timeout()
                 .map(|t| tokio::time::Instant::from_std(self.epoch + t));
             tokio::select! {
-                _ = self.sock.readable() => self.receive(false),
+                _ = self.sock.readable() => self.receive(Path::Main),
                 Ok(()) = async {
                     match &self.group_sock {
                         Some(g) => g.readable().await,
                         None => std::future::pending().await,
                     }
-                } => self.receive(true),
+                } => self.receive(Path::Group),
+                Ok(()) = async {
+                    match &self.priv_sock {
+                        Some(g) => g.readable().await,
+                        None => std::future::pending().await,
+                    }
+                } => self.receive(Path::Private),
                 _ = self.hello_sock.readable() => self.receive_hellos(),
                 _ = hellos.tick() => {
                     self.judge_ping_nodes();

@@ -497,6 +497,55 @@ fn link_loss_moves_the_addresses_and_a_healed_partition_leaves_one_holder() {
 }
 
 #[test]
+fn the_private_heartbeat_path_keeps_one_lost_link_from_making_two_masters() {
+    if !enabled("the_private_heartbeat_path_keeps_one_lost_link_from_making_two_masters") {
+        return;
+    }
+    let net = network("kh", 2);
+    let tmp = Scratch::new("ha-private");
+    let pubns = net.ns("pub");
+    let lan = net.ns("lan");
+    let cf = ha_config(
+        2,
+        &format!(
+            "primary_private = {}\nbackup_private = {}\n",
+            fulcrum_testbed::DIRECTOR_PRIVATE[0],
+            fulcrum_testbed::DIRECTOR_PRIVATE[1]
+        ),
+    );
+    let mut ds = vec![Director::new(&tmp, 0, &cf), Director::new(&tmp, 1, &cf)];
+    ds[0].start(&net);
+    ds[1].start(&net);
+    wait_holder(&net, &ds, 0, 5);
+    // The public path between the directors goes (dir2's port): adverts
+    // still arrive over the private network, so dir2 stays backup.
+    sh(&format!("ip -n {pubns} link set p-dir2 down"));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !has_vip(&net, &ds[1]),
+        "dir2 took over with a heartbeat path left\n{}",
+        ds[1].logs()
+    );
+    assert!(
+        ds[1].status().contains("failover: BACKUP"),
+        "{}",
+        ds[1].status()
+    );
+    // Both paths gone: dir2 takes over within deadtime.
+    let cut = Instant::now();
+    sh(&format!("ip -n {lan} link set p-dir2 down"));
+    wait_for("dir2 taking over", 3, || has_vip(&net, &ds[1]));
+    eprintln!(
+        "take-over with both heartbeat paths cut: {} ms",
+        cut.elapsed().as_millis()
+    );
+    // Paths back: dir (priority 200) is the only master again.
+    sh(&format!("ip -n {pubns} link set p-dir2 up"));
+    sh(&format!("ip -n {lan} link set p-dir2 up"));
+    wait_holder(&net, &ds, 0, 5);
+}
+
+#[test]
 fn three_directors_elect_by_priority_and_a_wrong_key_is_refused() {
     if !enabled("three_directors_elect_by_priority_and_a_wrong_key_is_refused") {
         return;
