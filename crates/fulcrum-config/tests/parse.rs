@@ -402,6 +402,14 @@ fn failover_keys() {
 }
 
 #[test]
+fn the_failover_example_validates() {
+    let g = ok(&std::fs::read_to_string(root("examples/failover.cf")).unwrap()).global;
+    assert!(g.failover() && g.effective_preempt() && g.sync == Some(true));
+    assert_eq!(g.ping_node.len(), 2);
+    assert_eq!(g.notify_email, vec!["ops@example.com"]);
+}
+
+#[test]
 fn a_brace_after_multibyte_text_is_reported_not_a_panic() {
     // Found by the lvs_cf_parse fuzz target: the message sliced the line by
     // a character column as if it were a byte offset.
