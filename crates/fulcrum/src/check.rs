@@ -71,6 +71,25 @@ pub fn run(path: &Path, save: bool) -> ExitCode {
         plural(dests, "real server"),
         plural(warnings, "warning")
     );
+    if parsed.config.global.failover() {
+        // What `fulcrum run` would find on this host; not an error here,
+        // as the file may be checked away from the directors.
+        match crate::ha::HaSettings::from_config(&parsed.config) {
+            Ok(Some(h)) => {
+                let peers: Vec<String> = h.peers.iter().map(ToString::to_string).collect();
+                eprintln!(
+                    "{name}: failover: on this host, director {} at priority {} with {}",
+                    h.local,
+                    h.router.priority,
+                    peers.join(", ")
+                );
+            }
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("{name}: failover: `fulcrum run` would not start on this host: {e}")
+            }
+        }
+    }
     if save {
         let out = ipvsadm::execute(
             &ipvsadm::AdmCommand::Save { numeric: true },

@@ -72,3 +72,26 @@ fn unreadable_file_is_an_error_with_a_hint() {
     assert_eq!(code, 1);
     assert!(err.starts_with("fulcrum: cannot read /nonexistent/lvs.cf: "));
 }
+
+#[test]
+fn failover_files_say_what_this_host_would_be() {
+    let (code, _, err) = check(&["--config", &root("examples/failover.cf")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("failover: `fulcrum run` would not start on this host: none of the directors (1.2.3.2, 1.2.3.3) is an address of this host"),
+        "{err}"
+    );
+    let f = std::env::temp_dir().join(format!("fulcrum-check-ha-{}.cf", std::process::id()));
+    std::fs::write(
+        &f,
+        "primary = 127.0.0.1\nbackup = 192.0.2.1\nbackup_active = 1\nvirtual v {\n address = 127.40.0.9\n active = 1\n server s {\n  address = 127.0.0.1\n  active = 1\n }\n}\n",
+    )
+    .unwrap();
+    let (code, _, err) = check(&["--config", &f.to_string_lossy()]);
+    let _ = std::fs::remove_file(&f);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("failover: on this host, director 127.0.0.1 at priority 200 with 192.0.2.1"),
+        "{err}"
+    );
+}
