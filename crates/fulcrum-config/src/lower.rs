@@ -231,6 +231,17 @@ impl Assign<'_> {
         }
     }
 
+    /// Seconds from 0 to `max`.
+    fn seconds_up_to(&self, max: u64) -> Res<Seconds> {
+        match self.seconds(true)? {
+            s if s.0 > Duration::from_secs(max) => Err(self.err(
+                format!("`{}` is {s} s; the limit is {max}", self.key()),
+                format!("use 0 to {max} seconds"),
+            )),
+            s => Ok(s),
+        }
+    }
+
     fn ipv4_mask(&self) -> Res<Ipv4Addr> {
         let v = &self.one()?.text;
         v.parse::<Ipv4Addr>().map_err(|_| {
@@ -740,13 +751,7 @@ fn lower_global(a: &Assign, g: &mut Global, diags: &mut Vec<Diagnostic>) {
         "priority" => put(&mut g.priority, a.number(1, 255, "priority"), d),
         "preempt" => put(&mut g.preempt, a.bool(), d),
         "nice_failback" => put(&mut g.nice_failback, a.bool(), d),
-        "preempt_delay" => match a.seconds(true) {
-            Ok(s) if s.0 > Duration::from_secs(1000) => d.push(a.err(
-                format!("`preempt_delay` is {s} s; the limit is 1000"),
-                "use a delay from 0 to 1000 seconds",
-            )),
-            r => put(&mut g.preempt_delay, r, d),
-        },
+        "preempt_delay" => put(&mut g.preempt_delay, a.seconds_up_to(1000), d),
         "vrrp_version" => put(&mut g.vrrp_version, a.word("VRRP version", VRRP_VERSIONS), d),
         "virtual_router_id" => put(&mut g.virtual_router_id, a.number(1, 255, "virtual router id"), d),
         "peer" | "ping_node" => {
@@ -774,13 +779,7 @@ fn lower_global(a: &Assign, g: &mut Global, diags: &mut Vec<Diagnostic>) {
         "vrrp_multicast" => put(&mut g.vrrp_multicast, a.bool(), d),
         "notify_script" => put(&mut g.notify_script, a.string(), d),
         "garp_count" => put(&mut g.garp_count, a.number(1, 100, "announcement count"), d),
-        "garp_delay" => match a.seconds(true) {
-            Ok(s) if s.0 > Duration::from_secs(3600) => d.push(a.err(
-                format!("`garp_delay` is {s} s; the limit is 3600"),
-                "use 0 (no repeat) up to 3600 seconds",
-            )),
-            r => put(&mut g.garp_delay, r, d),
-        },
+        "garp_delay" => put(&mut g.garp_delay, a.seconds_up_to(3600), d),
         _ => unreachable!("admit() filters unknown keys"),
     }
 }

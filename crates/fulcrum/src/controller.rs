@@ -18,6 +18,7 @@ use fulcrum_proxy::{DestOptions, PlaneEvent, ProxyPlane, ProxyProtocol};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::addresses::AddrMsg;
+use crate::ha::{HaSettings, HaStatus};
 use crate::monitor::{HealthResult, Monitor, TableOp};
 use crate::resolver::SystemResolver;
 
@@ -40,6 +41,14 @@ struct NoDest {
     last_log: Option<Instant>,
 }
 
+/// The failover task as the controller sees it.
+struct FailoverLink {
+    status: tokio::sync::watch::Receiver<HaStatus>,
+    settings_tx: mpsc::UnboundedSender<HaSettings>,
+    /// The settings in force (what a reload is compared with).
+    now: HaSettings,
+}
+
 /// The director's state.
 pub struct Controller {
     table: Table,
@@ -54,12 +63,8 @@ pub struct Controller {
     nodest: HashMap<ServiceKey, NoDest>,
     unreachable: u64,
     addresses: Option<mpsc::UnboundedSender<AddrMsg>>,
-    /// Failover's state, when `backup_active = 1`, and where new settings
-    /// go on reload.
-    failover: Option<tokio::sync::watch::Receiver<crate::ha::HaStatus>>,
-    failover_tx: Option<mpsc::UnboundedSender<crate::ha::HaSettings>>,
-    /// The failover settings in force (what a reload is compared with).
-    failover_now: Option<crate::ha::HaSettings>,
+    /// The failover task, when `backup_active = 1`.
+    failover: Option<FailoverLink>,
     /// Plane options of real servers, from the configuration.
     dest_options: HashMap<(ServiceKey, std::net::IpAddr, u16), DestOptions>,
     /// The health checks (nanny).
@@ -131,8 +136,6 @@ impl Controller {
             unreachable: 0,
             addresses: None,
             failover: None,
-            failover_tx: None,
-            failover_now: None,
             dest_options: HashMap::new(),
             monitor: Monitor::default(),
             health_tx,
@@ -149,37 +152,28 @@ impl Controller {
     /// settings on reload.
     pub fn follow_failover(
         &mut self,
-        rx: tokio::sync::watch::Receiver<crate::ha::HaStatus>,
-        tx: mpsc::UnboundedSender<crate::ha::HaSettings>,
-        now: crate::ha::HaSettings,
+        status: tokio::sync::watch::Receiver<HaStatus>,
+        settings_tx: mpsc::UnboundedSender<HaSettings>,
+        now: HaSettings,
     ) {
-        self.failover = Some(rx);
-        self.failover_tx = Some(tx);
-        self.failover_now = Some(now);
+        self.failover = Some(FailoverLink {
+            status,
+            settings_tx,
+            now,
+        });
     }
 
     /// The failover settings a reload would bring, checked against the
-    /// running ones: turning failover on or off, or moving this director's
-    /// address, needs a restart.
-    fn failover_settings(&self, cfg: &Config) -> Result<Option<crate::ha::HaSettings>, String> {
-        let new = crate::ha::HaSettings::from_config(cfg)?;
+    /// running ones (see [`HaSettings::needs_restart`]).
+    fn failover_settings(&self, cfg: &Config) -> Result<Option<HaSettings>, String> {
+        let new = HaSettings::from_config(cfg)?;
         match (&self.failover, &new) {
             (None, None) => Ok(None),
             (Some(_), None) => Err("the new file turns failover off (`backup_active`); that needs a restart of the director".into()),
             (None, Some(_)) => Err("the new file turns failover on (`backup_active = 1`); that needs a restart of the director".into()),
-            (Some(_), Some(n)) => match &self.failover_now {
-                Some(old) if old.local != n.local => Err(format!(
-                    "this director's heartbeat address would change from {} to {}; that needs a restart of the director",
-                    old.local, n.local
-                )),
-                Some(old) if old.heartbeat_port != n.heartbeat_port => Err(format!(
-                    "`heartbeat_port` would change from {} to {}; that needs a restart of every director",
-                    old.heartbeat_port, n.heartbeat_port
-                )),
-                Some(old) if (old.sync && old.key.is_some()) != (n.sync && n.key.is_some()) => {
-                    Err("the new file turns configuration sync on or off; that needs a restart of the director".into())
-                }
-                _ => Ok(new),
+            (Some(f), Some(n)) => match f.now.needs_restart(n) {
+                Some(why) => Err(why),
+                None => Ok(new),
             },
         }
     }
@@ -468,9 +462,9 @@ impl Controller {
         };
         match self.apply_config(&parsed.config) {
             Ok(summary) => {
-                if let (Some(f), Some(tx)) = (failover, &self.failover_tx) {
-                    self.failover_now = Some(f.clone());
-                    let _ = tx.send(f);
+                if let (Some(new), Some(f)) = (failover, &mut self.failover) {
+                    f.now = new.clone();
+                    let _ = f.settings_tx.send(new);
                 }
                 tracing::info!(config = %name, %summary, "reloaded");
                 Response {
@@ -787,7 +781,7 @@ impl Controller {
             }
         }
         if let Some(f) = &self.failover {
-            let f = f.borrow();
+            let f = f.status.borrow();
             let vrid = f.vrid.to_string();
             let labels = [("virtual_router", vrid.as_str())];
             m.family(
@@ -839,7 +833,7 @@ impl Controller {
             (None, _) => _ = writeln!(o, "configuration: {}", self.origin),
         }
         if let Some(f) = &self.failover {
-            let f = f.borrow();
+            let f = f.status.borrow();
             let peers: Vec<String> = f.peers.iter().map(ToString::to_string).collect();
             let _ = writeln!(
                 o,

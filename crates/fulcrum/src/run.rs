@@ -104,8 +104,6 @@ pub async fn director(
             count: cfg.global.effective_garp_count(),
             repeat_after: cfg.global.effective_garp_delay().0,
         });
-    }
-    if let Some(cfg) = &config {
         if ha.is_some() {
             // A standby keeps everything ready but the addresses.
             addrs.standby(cfg.floating_addresses()).await;

@@ -180,6 +180,29 @@ fn read_key(path: &str) -> Result<Vec<u8>, String> {
 }
 
 impl HaSettings {
+    /// Why moving from these settings to `new` cannot happen on a reload:
+    /// a change of this director's address, of `heartbeat_port`, or
+    /// turning sync on or off.
+    pub fn needs_restart(&self, new: &HaSettings) -> Option<String> {
+        if self.local != new.local {
+            return Some(format!(
+                "this director's heartbeat address would change from {} to {}; that needs a restart of the director",
+                self.local, new.local
+            ));
+        }
+        if self.heartbeat_port != new.heartbeat_port {
+            return Some(format!(
+                "`heartbeat_port` would change from {} to {}; that needs a restart of every director",
+                self.heartbeat_port, new.heartbeat_port
+            ));
+        }
+        let syncs = |h: &HaSettings| h.sync && h.key.is_some();
+        (syncs(self) != syncs(new)).then(|| {
+            "the new file turns configuration sync on or off; that needs a restart of the director"
+                .into()
+        })
+    }
+
     /// `None` without `backup_active = 1`.
     ///
     /// # Errors
@@ -857,14 +880,16 @@ impl Ha {
         }
     }
 
-    /// The priority to advertise: the configured one, or 1 while ipfail
-    /// makes us yield.
-    fn effective_router(&self) -> RouterConfig {
+    /// Give the election the configured settings, with priority 1 while
+    /// ipfail makes us yield, and show that priority.
+    fn apply_router(&mut self) {
         let mut r = self.settings.router.clone();
         if self.yielding {
             r.priority = YIELD_PRIORITY;
         }
-        r
+        let p = r.priority;
+        self.router.reconfigure(r);
+        self.status.send_modify(|s| s.priority = p);
     }
 
     fn hello_state(&self) -> PeerState {
@@ -1017,9 +1042,7 @@ impl Ha {
                 tracing::warn!(%reason, "failover: yielding");
                 self.yielding = true;
                 self.router.step_down(now, reason);
-                let r = self.effective_router();
-                self.router.reconfigure(r);
-                self.status.send_modify(|s| s.priority = YIELD_PRIORITY);
+                self.apply_router();
             }
             (Verdict::Fine, true) => {
                 tracing::info!(
@@ -1028,10 +1051,7 @@ impl Ha {
                     "ipfail: no peer reaches more ping nodes; back to the configured priority"
                 );
                 self.yielding = false;
-                let r = self.effective_router();
-                self.router.reconfigure(r);
-                let p = self.settings.router.priority;
-                self.status.send_modify(|s| s.priority = p);
+                self.apply_router();
             }
             _ => {}
         }
@@ -1042,10 +1062,12 @@ impl Ha {
         if new.key != self.settings.key {
             self.auth = new.key.as_deref().map(new_authenticator);
             self.hello_auth = new.key.as_deref().map(new_authenticator);
+            if let (Some(sync), Some(key)) = (&mut self.sync, new.key.as_deref()) {
+                sync.auth = Arc::new(Mutex::new(new_authenticator(key)));
+            }
         }
         let pings_changed = new.ping_nodes != self.settings.ping_nodes;
         self.status.send_modify(|s| {
-            s.priority = new.router.priority;
             s.vrid = new.router.vrid;
             s.peers.clone_from(&new.peers);
         });
@@ -1056,8 +1078,7 @@ impl Ha {
             self.yielding = false;
             self.start_pings();
         }
-        let r = self.effective_router();
-        self.router.reconfigure(r);
+        self.apply_router();
     }
 
     /// Take part in the election until `stop` fires; then hand over at
