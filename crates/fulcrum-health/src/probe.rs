@@ -460,7 +460,9 @@ impl Probe {
 /// the host allows it); a reply within `timeout` passes.
 pub async fn ping(ip: std::net::IpAddr, timeout: Duration) -> Result<(), String> {
     use std::sync::atomic::{AtomicU16, Ordering};
-    use surge_ping::{Client, Config, ICMP, PingIdentifier, PingSequence, SurgeError};
+    use surge_ping::{Client, Config, ICMP, IcmpPacket, PingIdentifier, PingSequence, SurgeError};
+    const ICMPV4_ECHO_REPLY: u8 = 0;
+    const ICMPV6_ECHO_REPLY: u8 = 129;
     static NEXT_IDENT: AtomicU16 = AtomicU16::new(1);
     let kind = if ip.is_ipv4() { ICMP::V4 } else { ICMP::V6 };
     let client = Client::new(&Config::builder().kind(kind).build())
@@ -468,8 +470,23 @@ pub async fn ping(ip: std::net::IpAddr, timeout: Duration) -> Result<(), String>
     let ident = PingIdentifier(NEXT_IDENT.fetch_add(1, Ordering::Relaxed));
     let mut pinger = client.pinger(ip, ident).await;
     pinger.timeout(timeout.mul_f32(0.95));
+    // surge-ping also hands back the ICMP errors a request draws
+    // (destination unreachable, time exceeded): only an echo reply passes.
     match pinger.ping(PingSequence(0), &[0x46; 16]).await {
-        Ok(_) => Ok(()),
+        Ok((IcmpPacket::V4(p), _)) if p.get_icmp_type().0 == ICMPV4_ECHO_REPLY => Ok(()),
+        Ok((IcmpPacket::V6(p), _)) if p.get_icmpv6_type().0 == ICMPV6_ECHO_REPLY => Ok(()),
+        Ok((IcmpPacket::V4(p), _)) => Err(format!(
+            "ICMP type {} code {} from {} instead of an echo reply",
+            p.get_icmp_type().0,
+            p.get_icmp_code().0,
+            p.get_source()
+        )),
+        Ok((IcmpPacket::V6(p), _)) => Err(format!(
+            "ICMPv6 type {} code {} from {} instead of an echo reply",
+            p.get_icmpv6_type().0,
+            p.get_icmpv6_code().0,
+            p.get_source()
+        )),
         Err(SurgeError::Timeout { .. }) => Err(format!(
             "no echo reply within {:.1}s",
             timeout.as_secs_f64()
