@@ -645,8 +645,12 @@ fn ipfail_the_director_reaching_fewer_ping_nodes_yields_and_returns() {
         "{}",
         ds[0].status()
     );
-    // Its real servers re-enter after `reentry` (1 s) of good checks.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Its real servers re-enter after `reentry` (1 s) of good checks; the
+    // requests in flight until then are not what this test is about.
+    wait_for("dir's real servers back in service", 10, || {
+        ds[0].status().matches("health: alive").count() == 3
+    });
+    std::thread::sleep(Duration::from_millis(600));
     client.expect_serving(20, "after dir returned");
     let (ok, failed) = client.counts();
     eprintln!("ipfail: {ok} requests succeeded, {failed} failed");
