@@ -24,6 +24,16 @@ pub struct Announce {
     pub repeat_after: Duration,
 }
 
+impl Announce {
+    /// `garp_count` and `garp_delay`.
+    pub fn from_config(g: &fulcrum_config::Global) -> Announce {
+        Announce {
+            count: g.effective_garp_count(),
+            repeat_after: g.effective_garp_delay().0,
+        }
+    }
+}
+
 impl Default for Announce {
     fn default() -> Announce {
         Announce {
@@ -36,8 +46,8 @@ impl Default for Announce {
 /// A message to the address task.
 #[derive(Debug)]
 pub enum AddrMsg {
-    /// Make the floating addresses these.
-    Want(Vec<Floating>),
+    /// Make the floating addresses these, announced so.
+    Want(Vec<Floating>, Announce),
     /// Become the active director (bring the addresses up) or stop being
     /// it (take them down); answered once done.
     Active(bool, oneshot::Sender<()>),
@@ -200,8 +210,12 @@ impl Addresses {
     pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<AddrMsg>) {
         while let Some(m) = rx.recv().await {
             match m {
-                AddrMsg::Want(w) if !self.active => self.want = w,
-                AddrMsg::Want(w) => {
+                AddrMsg::Want(w, how) if !self.active => {
+                    self.announce = how;
+                    self.want = w;
+                }
+                AddrMsg::Want(w, how) => {
+                    self.announce = how;
                     if let Err(e) = self.apply(&w).await {
                         tracing::error!(error = %e, "floating addresses not all up");
                     }

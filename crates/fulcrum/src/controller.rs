@@ -285,7 +285,10 @@ impl Controller {
             })
             .collect();
         if let Some(tx) = &self.addresses {
-            let _ = tx.send(AddrMsg::Want(cfg.floating_addresses()));
+            let _ = tx.send(AddrMsg::Want(
+                cfg.floating_addresses(),
+                crate::addresses::Announce::from_config(&cfg.global),
+            ));
         }
         Ok(format!(
             "virtual servers: {added} added, {removed} removed, {changed} changed"

@@ -100,10 +100,7 @@ pub async fn director(
         }
     };
     if let Some(cfg) = &config {
-        addrs.set_announce(Announce {
-            count: cfg.global.effective_garp_count(),
-            repeat_after: cfg.global.effective_garp_delay().0,
-        });
+        addrs.set_announce(Announce::from_config(&cfg.global));
         if ha.is_some() {
             // A standby keeps everything ready but the addresses.
             addrs.standby(cfg.floating_addresses()).await;
