@@ -6,24 +6,30 @@
 //! router address. Everything is built with iproute2 in namespaces named
 //! after the test and the process, and removed by [`Drop`], also on panic.
 //!
-//! Tests that need root run only when `FULCRUM_NETNS_TESTS=1`; otherwise
-//! [`enabled`] prints one line saying they were skipped and why.
+//! Tests that need root are compiled as ignored unless the build sees
+//! `FULCRUM_NETNS_TESTS=1` (each test crate's build script sets the
+//! `netns_tests` cfg), so the runner reports them as ignored, not passed.
 
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// Whether namespace tests should run. Prints the skip line when not.
-pub fn enabled(test: &str) -> bool {
-    if std::env::var("FULCRUM_NETNS_TESTS").as_deref() == Ok("1") {
-        return true;
-    }
+/// A peer program a test needs is missing. Where the full suite runs
+/// (`FULCRUM_NETNS_TESTS=1`, as `.ci/run` sets after installing every peer)
+/// that is a failure; elsewhere one line says what was skipped and why.
+///
+/// # Panics
+/// When the full suite runs.
+pub fn missing_peer(test: &str, what: &str) {
+    assert!(
+        std::env::var("FULCRUM_NETNS_TESTS").as_deref() != Ok("1"),
+        "{test}: {what} is not installed; .ci/run installs it"
+    );
     // Straight to the stderr handle: the test harness captures print!/eprint!.
     use std::io::Write as _;
     let _ = writeln!(
         std::io::stderr(),
-        "SKIPPED {test}: network-namespace test; set FULCRUM_NETNS_TESTS=1 and run as root"
+        "SKIPPED {test}: {what} is not installed (.ci/run installs it)"
     );
-    false
 }
 
 /// Run a command, panicking with its output when it fails.

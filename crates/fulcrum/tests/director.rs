@@ -522,17 +522,13 @@ fn invoked_as_ipvsadm_it_is_fulcrum_adm() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot reach the Fulcrum director"));
 }
 
-/// Real servers learn the client's address through the PROXY protocol:
-/// Whether a peer program is installed; says SKIPPED when it is not.
+/// Whether a peer program is installed (see
+/// [`fulcrum_testbed::missing_peer`] for when it is not).
 fn have(program: &str, test: &str) -> bool {
     if Command::new(program).arg("-v").output().is_ok() {
         return true;
     }
-    use std::io::Write as _;
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED {test}: {program} is not installed (.ci/run installs it)"
-    );
+    fulcrum_testbed::missing_peer(test, program);
     false
 }
 
@@ -816,13 +812,11 @@ fn https_nginx(dir: &TempDir, net: u8) -> (Proc, PathBuf) {
 
 #[test]
 fn genhash_prints_what_keepalived_genhash_prints() {
-    if !have("nginx", "genhash test")
-        || !have("openssl", "genhash test")
-        || Command::new("genhash").arg("-h").output().is_err()
-    {
-        eprintln!(
-            "SKIPPED genhash test: nginx, openssl and keepalived's genhash are needed (.ci/run installs them)"
-        );
+    if !have("nginx", "genhash test") || !have("openssl", "genhash test") {
+        return;
+    }
+    if Command::new("genhash").arg("-h").output().is_err() {
+        fulcrum_testbed::missing_peer("genhash test", "keepalived's genhash");
         return;
     }
     let dir = TempDir::new("genhash-peer");
@@ -931,17 +925,14 @@ fn http_checks_judge_status_digest_and_certificates() {
 
 /// Real SMTP, FTP, POP3, IMAP and DNS servers from Debian on 127.37.0.x:
 /// dnsmasq (.11:5353 UDP), vsftpd (.12:2121), dovecot (.13: IMAP 1143,
-/// POP3 1110), OpenSMTPD (.14:2525). `None` (and SKIPPED) when one is
-/// missing.
+/// POP3 1110), OpenSMTPD (.14:2525). `None` when one is missing.
 fn service_peers(dir: &TempDir) -> Option<Vec<Proc>> {
     for p in ["dnsmasq", "vsftpd", "dovecot", "smtpd"] {
         let found = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
             .iter()
             .any(|d| std::path::Path::new(d).join(p).exists());
         if !found {
-            eprintln!(
-                "SKIPPED service checks test: {p} is not installed (.ci/run installs dnsmasq-base, vsftpd, dovecot-imapd, dovecot-pop3d, opensmtpd)"
-            );
+            fulcrum_testbed::missing_peer("service checks test", p);
             return None;
         }
     }

@@ -1,14 +1,14 @@
 //! Director failover in the five-node network with two and three directors
 //! (network namespaces; root): take-over on process kill, clean shutdown
 //! and link loss, hand-back with and without preemption, partitions, keys,
-//! and keepalived as the other director. Runs when FULCRUM_NETNS_TESTS=1,
-//! otherwise prints that it was skipped.
+//! and keepalived as the other director. Runs when built with
+//! FULCRUM_NETNS_TESTS=1; otherwise reported as ignored.
 
 use std::time::{Duration, Instant};
 
 use fulcrum_testbed::{
-    Bg, DIRECTOR_PUBLIC, FiveNode, NAT_ROUTER, RS, Scratch, VIP, director_name, enabled, sh,
-    try_sh, wait_for,
+    Bg, DIRECTOR_PUBLIC, FiveNode, NAT_ROUTER, RS, Scratch, VIP, director_name, sh, try_sh,
+    wait_for,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_fulcrum");
@@ -205,11 +205,12 @@ fn network(tag: &str, n: usize) -> FiveNode {
     net
 }
 
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "network-namespace test: run as root with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
 #[test]
 fn a_killed_primary_is_replaced_within_deadtime_and_takes_over_again_on_return() {
-    if !enabled("a_killed_primary_is_replaced_within_deadtime_and_takes_over_again_on_return") {
-        return;
-    }
     let net = network("ka", 2);
     let tmp = Scratch::new("ha-kill");
     let cmds = tmp.file("commands");
@@ -344,11 +345,12 @@ fn a_killed_primary_is_replaced_within_deadtime_and_takes_over_again_on_return()
     client.expect_serving(10, "after the reloads");
 }
 
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "network-namespace test: run as root with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
 #[test]
 fn a_clean_shutdown_hands_over_at_once_and_nice_failback_keeps_the_backup_active() {
-    if !enabled("a_clean_shutdown_hands_over_at_once_and_nice_failback_keeps_the_backup_active") {
-        return;
-    }
     let net = network("kb", 2);
     let tmp = Scratch::new("ha-term");
     let cf = ha_config(2, "nice_failback = 1\nkeepalive = 0.5\n")
@@ -365,7 +367,7 @@ fn a_clean_shutdown_hands_over_at_once_and_nice_failback_keeps_the_backup_active
         net.spawn("dir2", "sh", &["-c", &cmd], &[])
     });
     if !mail {
-        eprintln!("SKIPPED the mail part: python3-aiosmtpd is not installed");
+        fulcrum_testbed::missing_peer("the mail part", "python3-aiosmtpd");
     }
     let mail_cf = format!(
         "notify_email = ops@example.test\nnotify_email_from = dir2@example.test\nsmtp_server = 127.0.0.1:2525\n{cf}"
@@ -427,11 +429,12 @@ fn a_clean_shutdown_hands_over_at_once_and_nice_failback_keeps_the_backup_active
     assert!(failed <= 10, "{failed} failed");
 }
 
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "network-namespace test: run as root with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
 #[test]
 fn link_loss_moves_the_addresses_and_a_healed_partition_leaves_one_holder() {
-    if !enabled("link_loss_moves_the_addresses_and_a_healed_partition_leaves_one_holder") {
-        return;
-    }
     let net = network("kc", 2);
     let tmp = Scratch::new("ha-link");
     let pubns = net.ns("pub");
@@ -496,11 +499,12 @@ fn link_loss_moves_the_addresses_and_a_healed_partition_leaves_one_holder() {
     client.expect_serving(20, "after the heal");
 }
 
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "network-namespace test: run as root with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
 #[test]
 fn the_private_heartbeat_path_keeps_one_lost_link_from_making_two_masters() {
-    if !enabled("the_private_heartbeat_path_keeps_one_lost_link_from_making_two_masters") {
-        return;
-    }
     let net = network("kh", 2);
     let tmp = Scratch::new("ha-private");
     let pubns = net.ns("pub");
@@ -545,11 +549,12 @@ fn the_private_heartbeat_path_keeps_one_lost_link_from_making_two_masters() {
     wait_holder(&net, &ds, 0, 5);
 }
 
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "network-namespace test: run as root with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
 #[test]
 fn three_directors_elect_by_priority_and_a_wrong_key_is_refused() {
-    if !enabled("three_directors_elect_by_priority_and_a_wrong_key_is_refused") {
-        return;
-    }
     let net = network("kd", 3);
     let tmp = Scratch::new("ha-three");
     let key = tmp.file("key");
@@ -601,11 +606,12 @@ fn three_directors_elect_by_priority_and_a_wrong_key_is_refused() {
     assert!(st.contains("adverts refused"), "{st}");
 }
 
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "network-namespace test: run as root with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
 #[test]
 fn ipfail_the_director_reaching_fewer_ping_nodes_yields_and_returns() {
-    if !enabled("ipfail_the_director_reaching_fewer_ping_nodes_yields_and_returns") {
-        return;
-    }
     let net = network("kf", 2);
     let tmp = Scratch::new("ha-ipfail");
     let cf = ha_config(
@@ -656,11 +662,12 @@ fn ipfail_the_director_reaching_fewer_ping_nodes_yields_and_returns() {
     eprintln!("ipfail: {ok} requests succeeded, {failed} failed");
 }
 
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "network-namespace test: run as root with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
 #[test]
 fn the_active_director_syncs_a_newer_lvs_cf_to_its_peer() {
-    if !enabled("the_active_director_syncs_a_newer_lvs_cf_to_its_peer") {
-        return;
-    }
     let net = network("kg", 2);
     let tmp = Scratch::new("ha-sync");
     let key = tmp.file("key");
@@ -705,12 +712,20 @@ fn the_active_director_syncs_a_newer_lvs_cf_to_its_peer() {
 
 /// keepalived 2.2 as the other director of the virtual router, in both
 /// roles: Fulcrum above it, then below it.
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "network-namespace test: run as root with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
 #[test]
 fn fulcrum_and_keepalived_elect_each_other_by_priority() {
     keepalived_interop("fulcrum_and_keepalived_elect_each_other_by_priority", false);
 }
 
 /// The same over multicast (224.0.0.18), keepalived's default.
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "network-namespace test: run as root with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
 #[test]
 fn fulcrum_and_keepalived_elect_each_other_over_multicast() {
     keepalived_interop(
@@ -720,11 +735,8 @@ fn fulcrum_and_keepalived_elect_each_other_over_multicast() {
 }
 
 fn keepalived_interop(test: &str, multicast: bool) {
-    if !enabled(test) {
-        return;
-    }
     if !try_sh("command -v keepalived").status.success() {
-        eprintln!("SKIPPED {test}: keepalived is not installed");
+        fulcrum_testbed::missing_peer(test, "keepalived");
         return;
     }
     let net = network(if multicast { "km" } else { "ke" }, 2);
