@@ -8,6 +8,7 @@
 //! connection in IPVS's own terms (TCP segments by direction), so listings
 //! and the connection-counting schedulers behave as in the kernel.
 
+pub mod accept;
 mod events;
 pub mod proxy_header;
 mod splice;

@@ -61,16 +61,13 @@ pub(crate) async fn serve(
     key: ServiceKey,
     events: mpsc::Sender<PlaneEvent>,
 ) {
+    let mut backoff = crate::accept::AcceptBackoff::new(format!("virtual service {key}"));
     loop {
         match listener.accept().await {
             Ok((client, peer)) => {
                 tokio::spawn(handle(client, peer, key, events.clone()));
             }
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(service = %key, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            Err(e) => backoff.failed(&e).await,
         }
     }
 }

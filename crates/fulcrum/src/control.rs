@@ -2,11 +2,11 @@
 //! [`fulcrum_api::control`], one JSON line per request and per answer.
 
 use std::io;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use fulcrum_api::control::{Request, Response, decode, encode};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
@@ -26,73 +26,153 @@ impl Drop for ControlSocket {
 }
 
 impl ControlSocket {
-    /// Bind at `path`, creating its directory. A stale socket file is
-    /// replaced; a live one means another director runs there.
+    /// Bind at `path`, creating its directory (0700). The directory must
+    /// be ours and private; a stale socket of ours is replaced, a live one
+    /// means another director runs there, and anything else at `path` is
+    /// refused and left alone. The socket is created with mode 0600 (no
+    /// window under a looser umask).
     ///
     /// # Errors
     /// A message saying what to do.
     pub async fn bind(path: &Path) -> Result<ControlSocket, String> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        }
-        if path.exists() {
+        crate::paths::prepare_socket_dir(path)?;
+        if crate::paths::existing_socket(path)? == crate::paths::Existing::Socket {
             if UnixStream::connect(path).await.is_ok() {
                 return Err(format!(
                     "another director is already running with control socket {}; stop it, or give this one another --control path",
                     path.display()
                 ));
             }
-            let _ = std::fs::remove_file(path);
+            std::fs::remove_file(path)
+                .map_err(|e| format!("cannot remove the stale socket {}: {e}", path.display()))?;
         }
-        let listener = UnixListener::bind(path)
-            .map_err(|e| format!("cannot bind the control socket {}: {e}", path.display()))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| format!("cannot restrict {} to mode 0600: {e}", path.display()))?;
+        // The umask is the process's; nothing else creates files while the
+        // director starts.
+        let old = rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o177));
+        let bound = UnixListener::bind(path);
+        rustix::process::umask(old);
+        let listener =
+            bound.map_err(|e| format!("cannot bind the control socket {}: {e}", path.display()))?;
         Ok(ControlSocket {
             listener,
             path: path.to_path_buf(),
         })
     }
 
-    /// Serve requests, passing each to the controller.
+    /// Serve requests, passing each to the controller. Each connection may
+    /// take [`REQUEST_TIMEOUT`] to send a request of at most
+    /// [`MAX_REQUEST`] bytes; at most [`MAX_CLIENTS`] are served at once.
     pub async fn serve(self, controller: mpsc::Sender<ControlMsg>) {
+        let clients = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
+        let mut backoff = fulcrum_proxy::accept::AcceptBackoff::new("control socket");
         loop {
-            let Ok((stream, _)) = self.listener.accept().await else {
+            let stream = match self.listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    backoff.failed(&e).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = clients.clone().try_acquire_owned() else {
+                let mut stream = stream;
+                let busy = Response {
+                    stderr: format!(
+                        "the director is serving {MAX_CLIENTS} control connections already; try again\n"
+                    ),
+                    exit_code: 2,
+                    ..Default::default()
+                };
+                let _ = tokio::time::timeout(
+                    Duration::from_millis(100),
+                    stream.write_all(encode(&busy).as_bytes()),
+                )
+                .await;
                 continue;
             };
             let controller = controller.clone();
             tokio::spawn(async move {
-                let (r, mut w) = stream.into_split();
-                let mut lines = BufReader::new(r).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let resp = match decode::<Request>(&line) {
-                        Ok(request) => {
-                            let (tx, rx) = oneshot::channel();
-                            if controller
-                                .send(ControlMsg { request, reply: tx })
-                                .await
-                                .is_err()
-                            {
-                                return;
-                            }
-                            rx.await.unwrap_or_else(|_| Response {
-                                stderr: "the director is shutting down\n".into(),
-                                exit_code: 1,
-                                ..Default::default()
-                            })
-                        }
-                        Err(e) => Response {
-                            stderr: format!("bad control request: {e}\n"),
-                            exit_code: 2,
-                            ..Default::default()
-                        },
-                    };
-                    if w.write_all(encode(&resp).as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
+                let _permit = permit;
+                serve_client(stream, controller).await;
             });
+        }
+    }
+}
+
+/// The longest a control request may be: a `-R` restore of a large table
+/// fits many times over.
+pub const MAX_REQUEST: usize = 16 << 20;
+/// How long a client may take to send one whole request.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Control connections served at once.
+pub const MAX_CLIENTS: usize = 32;
+
+/// Answer one control connection's requests, one line each.
+async fn serve_client(stream: UnixStream, controller: mpsc::Sender<ControlMsg>) {
+    let (r, mut w) = stream.into_split();
+    let mut r = BufReader::new(r);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let read = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            (&mut r)
+                .take(MAX_REQUEST as u64 + 1)
+                .read_until(b'\n', &mut line),
+        )
+        .await;
+        let refuse = match read {
+            Err(_) => Some(format!(
+                "no complete request within {}s; closing\n",
+                REQUEST_TIMEOUT.as_secs()
+            )),
+            Ok(Err(e)) => Some(format!("cannot read the request: {e}\n")),
+            Ok(Ok(0)) => return,
+            Ok(Ok(_)) if line.len() > MAX_REQUEST => Some(format!(
+                "request longer than {MAX_REQUEST} bytes; closing\n"
+            )),
+            Ok(Ok(_)) if line.last() != Some(&b'\n') => {
+                Some("the request ended without a newline; closing\n".into())
+            }
+            Ok(Ok(_)) => None,
+        };
+        if let Some(stderr) = refuse {
+            let resp = Response {
+                stderr,
+                exit_code: 2,
+                ..Default::default()
+            };
+            let _ = tokio::time::timeout(
+                Duration::from_secs(1),
+                w.write_all(encode(&resp).as_bytes()),
+            )
+            .await;
+            return;
+        }
+        let text = String::from_utf8_lossy(&line);
+        let resp = match decode::<Request>(text.trim_end()) {
+            Ok(request) => {
+                let (tx, rx) = oneshot::channel();
+                if controller
+                    .send(ControlMsg { request, reply: tx })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                rx.await.unwrap_or_else(|_| Response {
+                    stderr: "the director is shutting down\n".into(),
+                    exit_code: 1,
+                    ..Default::default()
+                })
+            }
+            Err(e) => Response {
+                stderr: format!("bad control request: {e}\n"),
+                exit_code: 2,
+                ..Default::default()
+            },
+        };
+        if w.write_all(encode(&resp).as_bytes()).await.is_err() {
+            return;
         }
     }
 }
@@ -102,6 +182,12 @@ impl ControlSocket {
 /// # Errors
 /// The connection or protocol error.
 pub async fn call(path: &Path, request: &Request) -> io::Result<Response> {
+    // Only a socket of ours (or root's) in a directory nobody else can
+    // change answers for the director.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::paths::check_private_dir(dir).map_err(io::Error::other)?;
+    }
+    crate::paths::existing_socket(path).map_err(io::Error::other)?;
     let stream = UnixStream::connect(path).await?;
     let (r, mut w) = stream.into_split();
     w.write_all(encode(request).as_bytes()).await?;

@@ -33,8 +33,9 @@ enum Command {
         /// Data-plane worker threads (default: one per CPU).
         #[arg(long, value_name = "N")]
         workers: Option<usize>,
-        /// Serve Prometheus metrics at http://ADDR:PORT/metrics.
-        #[arg(long, value_name = "ADDR:PORT")]
+        /// Serve Prometheus metrics at http://ADDR:PORT/metrics; a port
+        /// alone listens on 127.0.0.1 only.
+        #[arg(long, value_name = "[ADDR:]PORT", value_parser = fulcrum::metrics::parse_listen)]
         metrics: Option<SocketAddr>,
     },
     /// Administer the running director with ipvsadm's commands, options and

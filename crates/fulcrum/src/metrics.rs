@@ -64,14 +64,49 @@ impl Exposition {
     }
 }
 
+/// `--metrics`: `ADDR:PORT`, or a port alone for loopback only (metrics
+/// name every real server and its load: not for the world by default).
+///
+/// # Errors
+/// A message saying what is expected.
+pub fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok((std::net::Ipv4Addr::LOCALHOST, port).into());
+    }
+    s.parse().map_err(|_| {
+        format!("`{s}` is neither ADDR:PORT (e.g. 127.0.0.1:9100, [::1]:9100) nor a port")
+    })
+}
+
+/// A scrape connection's whole life: enough for many scrapes, short enough
+/// that idle or half-sent requests cannot pile up.
+pub const CONNECTION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a client may take to send a request's headers.
+pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Scrape connections served at once; more are closed at once.
+pub const MAX_SCRAPERS: usize = 64;
+/// The largest request head read.
+const MAX_HEAD: usize = 8192;
+
 /// Serve `GET /metrics` on `listener`, asking the controller each time.
 pub async fn serve(listener: TcpListener, ctl: mpsc::Sender<ControlMsg>) {
+    let scrapers = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPERS));
+    let mut backoff = fulcrum_proxy::accept::AcceptBackoff::new("metrics");
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                backoff.failed(&e).await;
+                continue;
+            }
+        };
+        // Over the limit the connection is closed unanswered.
+        let Ok(permit) = scrapers.clone().try_acquire_owned() else {
             continue;
         };
         let ctl = ctl.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let ctl = ctl.clone();
                 async move {
@@ -107,9 +142,12 @@ pub async fn serve(listener: TcpListener, ctl: mpsc::Sender<ControlMsg>) {
                     Ok::<_, Infallible>(resp)
                 }
             });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let conn = http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(MAX_HEAD)
+                .serve_connection(TokioIo::new(stream), svc);
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;
         });
     }
 }

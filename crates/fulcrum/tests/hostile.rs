@@ -1,0 +1,181 @@
+//! The director against hostile clients and hostile local users, on
+//! loopback: planted socket directories, files at the control path,
+//! half-sent requests, descriptor exhaustion, floods. Each test uses its own
+//! 127.N.0.0/24 (N from 60).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::*;
+
+/// `fulcrum run` with this control socket, expected to refuse to start:
+/// its exit code and stderr.
+fn run_refused(dir: &TempDir, control: &std::path::Path) -> (i32, String) {
+    let cf = dir.0.join("lvs.cf");
+    std::fs::write(&cf, cluster(60, "rr", &[1], "")).unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "--config", cf.to_str().unwrap(), "--control"])
+        .arg(control)
+        .env("FULCRUM_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_control_socket_directory_others_can_write_is_refused() {
+    let dir = TempDir::new("planted");
+    let planted = dir.0.join("fulcrum-1000");
+    std::fs::create_dir(&planted).unwrap();
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let sock = planted.join("control.sock");
+    let (code, err) = run_refused(&dir, &sock);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("is writable by other users (mode 0777)"),
+        "{err}"
+    );
+    assert!(!sock.exists(), "nothing was bound there");
+    // The client will not talk to a socket there either.
+    let o = Command::new(BIN)
+        .args(["adm", "--control"])
+        .arg(&sock)
+        .args(["-L", "-n"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("writable by other users"));
+
+    // Owned by another user (root can make one): refused whatever its mode.
+    if rustix::process::geteuid().is_root() {
+        std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::chown(&planted, Some(65534), Some(65534)).unwrap();
+        let (code, err) = run_refused(&dir, &sock);
+        assert_eq!(code, 1, "{err}");
+        assert!(
+            err.contains("belongs to uid 65534, not to this user"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn control_at_a_regular_file_is_refused_and_the_file_kept() {
+    let dir = TempDir::new("ctlfile");
+    let precious = dir.0.join("precious.cf");
+    std::fs::write(&precious, "serial_no = 7\n").unwrap();
+    let (code, err) = run_refused(&dir, &precious);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("exists and is not a socket; refusing to replace it"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&precious).unwrap(),
+        "serial_no = 7\n"
+    );
+}
+
+#[test]
+fn the_socket_and_its_directory_are_private_whatever_the_umask() {
+    let _rs = realservers(61, 1);
+    let dir = TempDir::new("umask");
+    let cf = dir.0.join("lvs.cf");
+    std::fs::write(&cf, cluster(61, "rr", &[1], "")).unwrap();
+    let sock = dir.0.join("run/fulcrum/control.sock");
+    let cmd = format!(
+        "umask 0; exec {BIN} run --config {} --control {}",
+        cf.display(),
+        sock.display()
+    );
+    let _d = Proc(
+        Command::new("sh")
+            .args(["-c", &cmd])
+            .env("FULCRUM_LOG", "warn")
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until("the control socket", || UnixStream::connect(&sock).is_ok());
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().mode() & 0o777;
+    assert_eq!(mode(&sock), 0o600);
+    assert_eq!(mode(sock.parent().unwrap()), 0o700);
+    assert_eq!(mode(&dir.0.join("run")), 0o700);
+}
+
+/// Whether the peer closes `s` within `secs` seconds; what it sent first.
+fn closed_within(s: &mut impl Read, secs: u64) -> Option<String> {
+    let t = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while t.elapsed() < Duration::from_secs(secs) {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(String::from_utf8_lossy(&got).into_owned()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return Some(String::from_utf8_lossy(&got).into_owned()),
+        }
+    }
+    None
+}
+
+#[test]
+fn half_sent_control_and_metrics_requests_are_closed_and_others_served() {
+    let _rs = realservers(62, 1);
+    let d = Director::start_with(
+        "halfsent",
+        &cluster(62, "rr", &[1], ""),
+        &["--metrics", "127.62.0.9:9100"],
+    );
+    // Half a control request, and half an HTTP request head.
+    let mut ctl = UnixStream::connect(&d.control).unwrap();
+    ctl.write_all(br#"{"Adm":{"args":["-L""#).unwrap();
+    ctl.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut http = TcpStream::connect("127.62.0.9:9100").unwrap();
+    http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    http.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    // Meanwhile everyone else is served.
+    let t = Instant::now();
+    assert!(d.ok("-L -n").contains("127.62.0.1:8080"));
+    assert!(t.elapsed() < Duration::from_secs(1));
+    // The half-sent requests are dropped: metrics after its 5 s header
+    // timeout, control after its 10 s request timeout, with a reason.
+    assert!(
+        closed_within(&mut http, 8).is_some(),
+        "a half-sent metrics request is still held after 8 s"
+    );
+    let said = closed_within(&mut ctl, 6).expect("a half-sent control request is still held");
+    assert!(said.contains("no complete request within 10s"), "{said}");
+}
+
+#[test]
+fn an_oversized_control_request_is_refused() {
+    let _rs = realservers(63, 1);
+    let d = Director::start("oversized", &cluster(63, "rr", &[1], ""));
+    let mut ctl = UnixStream::connect(&d.control).unwrap();
+    ctl.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    // 17 MiB without a newline: the director stops reading at 16 MiB.
+    let chunk = vec![b'x'; 1 << 20];
+    for _ in 0..17 {
+        if ctl.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    let said = closed_within(&mut ctl, 5).expect("the connection stays open");
+    assert!(said.contains("request longer than"), "{said}");
+    assert!(d.ok("-L -n").contains("127.63.0.1:8080"));
+}
