@@ -382,6 +382,25 @@ impl Checker {
         }
     }
 
+    /// A probe could not be run for the director's own reasons (out of
+    /// descriptors or memory: see [`probe::is_local_exhaustion`]). Nothing
+    /// was learnt about the server: it keeps its state, its death timer
+    /// does not run on, and the probe is retried after `retry` (or the
+    /// interval, if shorter).
+    pub fn handle_inconclusive(&mut self, now: Duration, retry: Duration) {
+        self.probing = false;
+        self.next_probe = now + retry.min(self.params.interval);
+        if self.state == State::Alive
+            && let Some(t) = self.last_ok
+        {
+            // Time without information does not count towards `timeout`:
+            // the server cannot die before the retry has answered.
+            let floor =
+                (self.next_probe + Duration::from_millis(1)).saturating_sub(self.params.timeout);
+            self.last_ok = Some(t.max(floor));
+        }
+    }
+
     /// The next thing the table must do, if any.
     #[must_use]
     pub fn poll_action(&mut self) -> Option<Action> {

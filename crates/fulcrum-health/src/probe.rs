@@ -191,6 +191,18 @@ pub enum LoadFrom {
     Command(String),
 }
 
+/// Whether a probe's failure reason is the director's own exhaustion —
+/// out of descriptors (`EMFILE`, `ENFILE`) or buffers and memory
+/// (`ENOBUFS`, `ENOMEM`) — rather than anything about the real server.
+/// Probes report I/O errors in `std::io::Error`'s words, which end in
+/// `(os error N)`.
+pub fn is_local_exhaustion(reason: &str) -> bool {
+    use rustix::io::Errno;
+    [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM]
+        .iter()
+        .any(|e| reason.contains(&format!("(os error {})", e.raw_os_error())))
+}
+
 /// Substitute `%h` (the real server's address) and `%p` (its port) in a
 /// `send_program` command line; `%%` is a literal `%`.
 pub fn expand_program(template: &str, addr: SocketAddr) -> String {

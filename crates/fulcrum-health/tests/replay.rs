@@ -364,3 +364,48 @@ fn the_share_applies_from_the_first_check_and_any_change_after_it_is_told() {
     assert_eq!(c.poll_action(), Some(Action::Add { weight: 50 }));
     assert_eq!(c.poll_action(), None);
 }
+
+/// The director's own exhaustion (EMFILE while probing) tells nothing
+/// about the server: it stays in, however long it lasts, and is probed
+/// again every second; a real failure afterwards counts as usual.
+#[test]
+fn the_directors_own_exhaustion_never_takes_a_server_out() {
+    use fulcrum_health::probe::is_local_exhaustion;
+    let emfile = std::io::Error::from_raw_os_error(24);
+    let why = format!("connect: {emfile}");
+    assert!(is_local_exhaustion(&why), "{why}");
+    assert!(!is_local_exhaustion(
+        "connect: Connection refused (os error 111)"
+    ));
+
+    let mut c = Checker::new(params(1), s(0));
+    let mut acts = Vec::new();
+    let mut probes = Vec::new();
+    let mut now = s(0);
+    // Good until 20, the director out of descriptors from 20 to 80, and the
+    // server really down from 100.
+    while now <= s(130) {
+        now = now.max(c.poll_timeout());
+        c.handle_timeout(now);
+        if c.poll_probe(now) {
+            probes.push(now.as_secs());
+            if (s(20)..s(80)).contains(&now) {
+                c.handle_inconclusive(now, s(1));
+            } else if now >= s(100) {
+                c.handle_result(now, Err("connect: connection refused".into()));
+            } else {
+                c.handle_result(now, Ok(()));
+            }
+        }
+        while let Some(a) = c.poll_action() {
+            acts.push((now.as_secs(), a));
+        }
+    }
+    // Last good check at 98: dead 10 s later, as without the episode.
+    assert_eq!(
+        acts,
+        vec![(0, Action::Add { weight: 1 }), (108, Action::Remove)]
+    );
+    // Retried every second while it lasted.
+    assert!(probes.contains(&21) && probes.contains(&22) && probes.contains(&79));
+}

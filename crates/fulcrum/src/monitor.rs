@@ -209,7 +209,15 @@ pub struct Monitor {
     /// Counted per real server since the director started (kept across
     /// reloads): checks passed and failed, times it came up and went down.
     counts: HashMap<DestKey, HealthCounts>,
+    /// Probes that could not run for the director's own reasons, and when
+    /// that was last logged.
+    local_failures: u64,
+    local_failure_logged: Option<Duration>,
 }
+
+/// How soon a probe that could not run for the director's own reasons is
+/// tried again.
+const LOCAL_RETRY: Duration = Duration::from_secs(1);
 
 /// What the monitor has counted for one real server.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -462,6 +470,23 @@ impl Monitor {
             && e.generation == r.generation
         {
             self.touched.insert(e.pos);
+            // The director's own exhaustion says nothing about the server.
+            if let Err(why) = &r.result
+                && fulcrum_health::probe::is_local_exhaustion(why)
+            {
+                self.local_failures += 1;
+                if self
+                    .local_failure_logged
+                    .is_none_or(|t| now.saturating_sub(t) >= Duration::from_secs(10))
+                {
+                    tracing::warn!(service = %e.spec.service_name, server = %e.spec.server_name, error = %why,
+                        failed = self.local_failures,
+                        "health check not run: the director is out of resources; the real server keeps its state and is checked again in 1s");
+                    self.local_failure_logged = Some(now);
+                }
+                e.checker.handle_inconclusive(now, LOCAL_RETRY);
+                return;
+            }
             let c = self.counts.entry(r.dest).or_default();
             if r.result.is_ok() {
                 c.checks_ok += 1;
