@@ -79,6 +79,8 @@ pub struct TableService {
     pub spec: ServiceSpec,
     /// Its active real servers, in file order, with their names.
     pub dests: Vec<(String, DestSpec)>,
+    /// The most connections it serves at once (`max_connections`).
+    pub max_connections: Option<u32>,
 }
 
 /// An address the active director brings up: a virtual server's `address`
@@ -403,6 +405,7 @@ impl Config {
                     name: v.name.clone(),
                     spec,
                     dests,
+                    max_connections: v.max_connections,
                 })
             })
             .collect()

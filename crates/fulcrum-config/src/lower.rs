@@ -47,6 +47,7 @@ pub const GLOBAL_KEYS: &[&str] = &[
     "tcp_timeout",
     "tcpfin_timeout",
     "udp_timeout",
+    "max_connections",
     "dataplane",
     "priority",
     "preempt",
@@ -109,6 +110,7 @@ pub const VIRTUAL_KEYS: &[&str] = &[
     "status_code",
     "virtualhost",
     "tls_ca",
+    "max_connections",
 ];
 
 /// Keys of a `server` block.
@@ -123,6 +125,9 @@ pub const SERVER_KEYS: &[&str] = &[
     "proxy_protocol",
     "checktype",
 ];
+
+/// The most connections a `max_connections` may allow.
+const MAX_CONNECTIONS: u32 = 100_000_000;
 
 /// The longest persistence timeout ipvsadm accepts (31 days).
 const MAX_TIMEOUT: u32 = 86400 * 31;
@@ -747,6 +752,7 @@ fn lower_global(a: &Assign, g: &mut Global, diags: &mut Vec<Diagnostic>) {
         "tcp_timeout" => put(&mut g.tcp_timeout, a.number(0, MAX_TIMEOUT.into(), "timeout"), d),
         "tcpfin_timeout" => put(&mut g.tcpfin_timeout, a.number(0, MAX_TIMEOUT.into(), "timeout"), d),
         "udp_timeout" => put(&mut g.udp_timeout, a.number(0, MAX_TIMEOUT.into(), "timeout"), d),
+        "max_connections" => put(&mut g.max_connections, a.number(1, MAX_CONNECTIONS.into(), "connection count"), d),
         "dataplane" => put(&mut g.dataplane, a.word("data plane", DATAPLANES), d),
         "priority" => put(&mut g.priority, a.number(1, 255, "priority"), d),
         "preempt" => put(&mut g.preempt, a.bool(), d),
@@ -828,6 +834,11 @@ fn lower_virtual_key(a: &Assign, v: &mut VirtualServer, diags: &mut Vec<Diagnost
         "status_code" => put(&mut v.status_code, a.status_codes(), d),
         "virtualhost" => put(&mut v.virtualhost, a.virtualhost(), d),
         "tls_ca" => put(&mut v.tls_ca, a.absolute_path(), d),
+        "max_connections" => put(
+            &mut v.max_connections,
+            a.number(1, MAX_CONNECTIONS.into(), "connection count"),
+            d,
+        ),
         "client_monitor" => put(&mut v.client_monitor, a.string(), d),
         "master" => put(&mut v.master, a.string(), d),
         "dirs" => put(&mut v.dirs, a.string(), d),

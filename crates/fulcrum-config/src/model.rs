@@ -360,6 +360,8 @@ pub struct Global {
     pub tcp_timeout: Option<u32>,
     pub tcpfin_timeout: Option<u32>,
     pub udp_timeout: Option<u32>,
+    /// The most connections (and UDP flows) the director serves at once.
+    pub max_connections: Option<u32>,
     pub dataplane: Option<Dataplane>,
     pub priority: Option<u8>,
     pub preempt: Option<bool>,
@@ -449,6 +451,9 @@ pub struct VirtualServer {
     pub agent_port: Option<u16>,
     pub misc_dynamic: Option<bool>,
     pub load_interval: Option<Seconds>,
+    /// The most connections (and UDP flows) this virtual server serves at
+    /// once.
+    pub max_connections: Option<u32>,
     pub request: Option<String>,
     pub receive: Option<String>,
     pub digest: Option<String>,

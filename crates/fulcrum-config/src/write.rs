@@ -123,6 +123,7 @@ pub fn write(cfg: &Config) -> String {
     o.kv("tcp_timeout", g.tcp_timeout.map(|v| v.to_string()));
     o.kv("tcpfin_timeout", g.tcpfin_timeout.map(|v| v.to_string()));
     o.kv("udp_timeout", g.udp_timeout.map(|v| v.to_string()));
+    o.kv("max_connections", g.max_connections.map(|v| v.to_string()));
     o.kv("dataplane", g.dataplane.map(|d| d.name().into()));
     o.kv("priority", g.priority.map(|v| v.to_string()));
     o.kv("preempt", g.preempt.map(|b| bool01(b).into()));
@@ -196,6 +197,7 @@ pub fn write(cfg: &Config) -> String {
         o.kv("agent_port", v.agent_port.map(|p| p.to_string()));
         o.kv("misc_dynamic", v.misc_dynamic.map(|b| bool01(b).into()));
         o.kv("load_interval", v.load_interval.map(|s| s.to_string()));
+        o.kv("max_connections", v.max_connections.map(|v| v.to_string()));
         o.kv("request", v.request.clone());
         o.kv("receive", v.receive.as_deref().map(quote));
         o.kv("digest", v.digest.clone());

@@ -10,6 +10,7 @@
 
 pub mod accept;
 mod events;
+pub mod limit;
 pub mod proxy_header;
 mod splice;
 mod tcp;
@@ -18,6 +19,7 @@ mod udp;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use fulcrum_core::{Protocol, ServiceKey};
@@ -25,6 +27,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 pub use events::{DestOptions, PlaneEvent};
+pub use limit::ConnLimit;
 pub use proxy_header::ProxyProtocol;
 
 /// How long the plane waits for a real server to accept a connection before
@@ -57,8 +60,17 @@ pub struct ProxyPlane {
     events: mpsc::Sender<PlaneEvent>,
     udp_timeout: watch::Sender<Duration>,
     workers: Vec<tokio::runtime::Handle>,
-    services: HashMap<ServiceKey, Vec<JoinHandle<()>>>,
+    services: HashMap<ServiceKey, Served>,
+    /// The director-wide connection limit.
+    limit: Arc<ConnLimit>,
     _stop: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// A service being served: its accept tasks and its connection limit.
+#[derive(Debug)]
+struct Served {
+    tasks: Vec<JoinHandle<()>>,
+    limit: Arc<ConnLimit>,
 }
 
 impl ProxyPlane {
@@ -106,6 +118,7 @@ impl ProxyPlane {
             udp_timeout: watch::Sender::new(udp_timeout),
             workers: handles,
             services: HashMap::new(),
+            limit: ConnLimit::new("director", usize::MAX),
             _stop: stop,
         }
     }
@@ -113,6 +126,29 @@ impl ProxyPlane {
     /// How many workers serve TCP.
     pub fn workers(&self) -> usize {
         self.workers.len()
+    }
+
+    /// The director-wide limit on open connections and UDP flows.
+    pub fn set_max_connections(&self, max: usize) {
+        self.limit.set_max(max);
+    }
+
+    /// A service's limit on open connections and UDP flows (`None`: only
+    /// the director's applies).
+    pub fn set_service_max(&self, key: &ServiceKey, max: Option<usize>) {
+        if let Some(s) = self.services.get(key) {
+            s.limit.set_max(max.unwrap_or(usize::MAX));
+        }
+    }
+
+    /// The director's limit: open connections and flows, and refusals.
+    pub fn director_limit(&self) -> &ConnLimit {
+        &self.limit
+    }
+
+    /// A service's limit, while it is served.
+    pub fn service_limit(&self, key: &ServiceKey) -> Option<&ConnLimit> {
+        self.services.get(key).map(|s| &*s.limit)
     }
 
     /// Change the UDP idle timeout (`ipvsadm --set`).
@@ -134,6 +170,7 @@ impl ProxyPlane {
             return Err(PlaneError::Fwmark);
         };
         let local = SocketAddr::new(addr, port);
+        let limit = ConnLimit::new(format!("virtual service {key}"), usize::MAX);
         let tasks = match proto {
             Protocol::Tcp => {
                 let mut listeners = Vec::new();
@@ -146,10 +183,11 @@ impl ProxyPlane {
                 let mut tasks = Vec::new();
                 for (w, l) in self.workers.iter().zip(listeners) {
                     let events = self.events.clone();
+                    let limits = (self.limit.clone(), limit.clone());
                     // Register the socket with the worker's own reactor.
                     tasks.push(w.spawn(async move {
                         match tokio::net::TcpListener::from_std(l) {
-                            Ok(l) => tcp::serve(l, key, events).await,
+                            Ok(l) => tcp::serve(l, key, events, limits).await,
                             Err(e) => tracing::error!(service = %key, error = %e, "cannot register listener"),
                         }
                     }));
@@ -164,19 +202,20 @@ impl ProxyPlane {
                     one_packet,
                     self.events.clone(),
                     self.udp_timeout.subscribe(),
+                    (self.limit.clone(), limit.clone()),
                 ))]
             }
             Protocol::Sctp => return Err(PlaneError::Sctp),
         };
         tracing::info!(service = %key, workers = tasks.len(), "listening");
-        self.services.insert(key, tasks);
+        self.services.insert(key, Served { tasks, limit });
         Ok(())
     }
 
     /// Stop accepting for a service. Connections already open carry on.
     pub fn remove_service(&mut self, key: &ServiceKey) {
-        if let Some(tasks) = self.services.remove(key) {
-            tasks.iter().for_each(JoinHandle::abort);
+        if let Some(s) = self.services.remove(key) {
+            s.tasks.iter().for_each(JoinHandle::abort);
             tracing::info!(service = %key, "stopped listening");
         }
     }
@@ -189,8 +228,8 @@ impl ProxyPlane {
 
 impl Drop for ProxyPlane {
     fn drop(&mut self) {
-        for tasks in self.services.values() {
-            tasks.iter().for_each(JoinHandle::abort);
+        for s in self.services.values() {
+            s.tasks.iter().for_each(JoinHandle::abort);
         }
     }
 }

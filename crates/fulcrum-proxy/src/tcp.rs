@@ -2,6 +2,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::CONNECT_TIMEOUT;
 use crate::events::{Answer, PlaneEvent, schedule};
+use crate::limit::{Admitted, ConnLimit, admit};
 use crate::splice::{End, Meter, one_way};
 
 /// How often long connections report their traffic, so rates stay live.
@@ -60,13 +62,17 @@ pub(crate) async fn serve(
     listener: TcpListener,
     key: ServiceKey,
     events: mpsc::Sender<PlaneEvent>,
+    (director, service): (Arc<ConnLimit>, Arc<ConnLimit>),
 ) {
     let mut backoff = crate::accept::AcceptBackoff::new(format!("virtual service {key}"));
     loop {
         match listener.accept().await {
-            Ok((client, peer)) => {
-                tokio::spawn(handle(client, peer, key, events.clone()));
-            }
+            Ok((client, peer)) => match admit(&director, &service) {
+                Some(slot) => {
+                    tokio::spawn(handle(client, peer, key, events.clone(), slot));
+                }
+                None => reset(&client),
+            },
             Err(e) => backoff.failed(&e).await,
         }
     }
@@ -179,6 +185,7 @@ async fn handle(
     peer: SocketAddr,
     key: ServiceKey,
     events: mpsc::Sender<PlaneEvent>,
+    _slot: Admitted,
 ) {
     let Ok(local) = client.local_addr() else {
         return;
@@ -350,7 +357,9 @@ mod size {
             addr: [127, 0, 0, 1].into(),
             port: 1,
         };
-        let fut = super::handle(c, "127.0.0.1:1".parse().unwrap(), key, tx);
+        let limit = crate::ConnLimit::new("test", 1);
+        let slot = crate::limit::admit(&limit, &crate::ConnLimit::new("test", 1)).unwrap();
+        let fut = super::handle(c, "127.0.0.1:1".parse().unwrap(), key, tx, slot);
         let size = std::mem::size_of_val(&fut);
         assert!(size <= 1700, "the connection task grew to {size} bytes");
     }

@@ -192,6 +192,9 @@ impl Controller {
         if cfg.global.effective_dataplane() == Dataplane::Xdp {
             return Err("the xdp data plane is not available in this version of Fulcrum; use `dataplane = proxy`".into());
         }
+        // The descriptor budget first: a limit the process cannot honour
+        // changes nothing.
+        let max_connections = crate::limits::director_max(cfg.global.max_connections)?;
         let checks = cfg.checks();
         let sorry = cfg.sorry_servers();
         // A check that cannot be built fails the whole apply, before any
@@ -263,6 +266,11 @@ impl Controller {
             secs(g.udp_timeout),
         );
         self.plane.set_udp_timeout(self.table.timeouts().triple().2);
+        self.plane.set_max_connections(max_connections);
+        for s in &desired {
+            self.plane
+                .set_service_max(&s.spec.key, s.max_connections.map(|n| n as usize));
+        }
         self.names = desired
             .iter()
             .map(|s| (s.spec.key, s.name.clone()))
@@ -639,6 +647,39 @@ impl Controller {
             "Entries in the connection table.",
         );
         m.sample("fulcrum_connection_entries", &[], self.table.conns().len());
+        let limit = self.plane.director_limit();
+        m.family(
+            "fulcrum_open_connections",
+            "gauge",
+            "Connections and UDP flows the data plane holds open.",
+        );
+        m.sample("fulcrum_open_connections", &[], limit.open());
+        m.family(
+            "fulcrum_max_connections",
+            "gauge",
+            "The director-wide limit on open connections (max_connections).",
+        );
+        m.sample("fulcrum_max_connections", &[], limit.max());
+        m.family(
+            "fulcrum_limit_refused_total",
+            "counter",
+            "Connections refused because a max_connections limit was reached.",
+        );
+        m.sample(
+            "fulcrum_limit_refused_total",
+            &[("limit", "director")],
+            limit.refused(),
+        );
+        for s in self.table.services() {
+            if let Some(l) = self.plane.service_limit(&s.key) {
+                let k = s.key.to_string();
+                m.sample(
+                    "fulcrum_limit_refused_total",
+                    &[("limit", "service"), ("service", &k)],
+                    l.refused(),
+                );
+            }
+        }
         let services = self.table.services();
         type Get = fn(&fulcrum_core::estimator::Counters) -> u64;
         let counters: [(&str, &str, Get); 3] = [
@@ -855,6 +896,17 @@ impl Controller {
                 }
             );
         }
+        let limit = self.plane.director_limit();
+        let _ = writeln!(
+            o,
+            "connections: {} open, max_connections {}{}",
+            limit.open(),
+            limit.max(),
+            match limit.refused() {
+                0 => String::new(),
+                n => format!("; {n} refused at the limit"),
+            }
+        );
         let (t, f, u) = self.table.timeouts().triple();
         let _ = writeln!(
             o,
@@ -894,6 +946,17 @@ impl Controller {
             }
             if let Some(n) = self.nodest.get(&s.key) {
                 let _ = writeln!(o, "  refused (no destination available): {}", n.total);
+            }
+            if let Some(l) = self.plane.service_limit(&s.key)
+                && (l.max() != usize::MAX || l.refused() > 0)
+            {
+                let _ = writeln!(
+                    o,
+                    "  max_connections {}: {} open, {} refused at the limit",
+                    l.max(),
+                    l.open(),
+                    l.refused()
+                );
             }
             let mut dests: Vec<_> = s.dests.iter().collect();
             dests.sort_by_key(|d| (d.addr, d.port));

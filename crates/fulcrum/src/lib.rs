@@ -9,6 +9,7 @@ pub mod control;
 pub mod controller;
 pub mod demo;
 pub mod ha;
+pub mod limits;
 pub mod metrics;
 pub mod monitor;
 pub mod paths;

@@ -179,3 +179,135 @@ fn an_oversized_control_request_is_refused() {
     assert!(said.contains("request longer than"), "{said}");
     assert!(d.ok("-L -n").contains("127.63.0.1:8080"));
 }
+
+/// Whether a connection to `vip` is served: a whole HTTP answer.
+fn served(vip: &str) -> bool {
+    let Ok(mut s) = TcpStream::connect(vip) else {
+        return false;
+    };
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    if s.write_all(b"GET / HTTP/1.0\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut r = String::new();
+    s.read_to_string(&mut r).is_ok() && r.starts_with("HTTP/1.")
+}
+
+/// Clients take every connection the director would hold: it refuses
+/// those over its limit instead of running out of descriptors, keeps
+/// answering `fulcrum adm` at once, keeps every real server in service
+/// (its checks keep running), and serves again when the clients leave.
+#[test]
+fn descriptor_exhaustion_is_refused_at_the_limit_and_the_director_stays_in_control() {
+    let _rs = realservers(64, 2);
+    let vip = "127.64.0.1:8080";
+    // ulimit -n 512: a reserve of 256, so 128 connections.
+    let d = Director::start_limited(
+        "nofile",
+        &cluster(64, "rr", &[1, 1], " check_interval = 1\n timeout = 3\n"),
+        &[],
+        Some(512),
+    );
+    let status = d.run("status", &[]).1;
+    assert!(status.contains("max_connections 128"), "{status}");
+    // 1,000 idle clients.
+    let mut held = Vec::new();
+    for _ in 0..1000 {
+        if let Ok(s) = TcpStream::connect(vip) {
+            held.push(s);
+        }
+    }
+    wait_until("refusals at the limit", || {
+        d.run("status", &[]).1.contains("refused at the limit")
+    });
+    // Longer than the checks' timeout: no real server is taken out.
+    std::thread::sleep(Duration::from_secs(4));
+    let t = Instant::now();
+    let table = d.ok("-L -n");
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "adm took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(table.matches("-> 127.64.0.").count(), 2, "{table}");
+    let status = d.run("status", &[]).1;
+    assert!(status.contains("connections: 128 open"), "{status}");
+    assert!(!d.log().contains("real server down"), "{}", d.log());
+    // A client over the limit is reset, not left hanging.
+    assert!(!served(vip));
+    drop(held);
+    wait_until("service after the clients left", || served(vip));
+}
+
+#[test]
+fn a_max_connections_the_descriptor_limit_cannot_hold_stops_the_start() {
+    let dir = TempDir::new("maxconn");
+    let cf = dir.0.join("lvs.cf");
+    std::fs::write(
+        &cf,
+        format!("max_connections = 1000\n{}", cluster(65, "rr", &[1], "")),
+    )
+    .unwrap();
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "ulimit -n 512 && exec {BIN} run --config {} --control {}",
+                cf.display(),
+                dir.0.join("c.sock").display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("max_connections = 1000 needs 3024 open files")
+            && err.contains("ulimit -n 3024"),
+        "{err}"
+    );
+}
+
+/// 20,000 one-datagram flows from distinct client ports: each costs a
+/// table entry's worth of memory, the flows stop at the limit, and the log
+/// says so in a few lines, not one per datagram.
+#[test]
+fn a_udp_source_flood_costs_little_memory_and_few_log_lines() {
+    let _rs = realserver("127.66.0.11:5353", "rs1", true);
+    let cfg = "virtual dns {\n address = 127.66.0.1\n active = 1\n port = 53\n protocol = udp\n scheduler = rr\n checktype = off\n server rs1 {\n  address = 127.66.0.11\n  port = 5353\n  active = 1\n }\n}\n";
+    let d = Director::start_limited("udpflood", cfg, &[], Some(4096));
+    let before = d.rss_kib();
+    // 4096 descriptors: 1,536 flows at most.
+    let mut sent = 0;
+    // Paced so that the service socket's receive buffer is not what drops
+    // them.
+    for _ in 0..100 {
+        let socks: Vec<std::net::UdpSocket> = (0..200)
+            .filter_map(|_| std::net::UdpSocket::bind("127.66.0.200:0").ok())
+            .collect();
+        for s in &socks {
+            if s.send_to(b"x", "127.66.0.1:53").is_ok() {
+                sent += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(sent, 20_000);
+    wait_until("the flood to be taken in", || {
+        d.run("status", &[]).1.contains("refused at the limit")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let status = d.run("status", &[]).1;
+    assert!(status.contains("connections: 1536 open"), "{status}");
+    let grown = d.rss_kib().saturating_sub(before);
+    eprintln!(
+        "UDP flood: {grown} KiB more for 1536 flows ({} bytes per flow)",
+        grown * 1024 / 1536
+    );
+    // Was about 60 KiB per flow (a 64 KiB buffer each).
+    assert!(grown < 1536 * 4, "{grown} KiB for 1,536 flows");
+    let lines = d.log().lines().count();
+    assert!(lines < 20, "{lines} log lines:\n{}", d.log());
+    // Still answering: a new client is refused (limit), the table listed.
+    assert!(d.ok("-L -n").contains("127.66.0.1:53"));
+}

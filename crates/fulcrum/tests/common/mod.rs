@@ -87,11 +87,24 @@ impl Director {
     }
 
     pub fn start_with(tag: &str, config: &str, extra: &[&str]) -> Director {
+        Director::start_limited(tag, config, extra, None)
+    }
+
+    /// Start with the descriptor limit (`ulimit -n`) at `nofile` when given.
+    pub fn start_limited(tag: &str, config: &str, extra: &[&str], nofile: Option<u64>) -> Director {
         let dir = TempDir::new(tag);
         let cf = dir.0.join("lvs.cf");
         std::fs::write(&cf, config).unwrap();
         let control = dir.0.join("control.sock");
-        let child = Command::new(BIN)
+        let mut cmd = match nofile {
+            None => Command::new(BIN),
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), BIN]);
+                c
+            }
+        };
+        let child = cmd
             .args([
                 "run",
                 "--config",
@@ -119,6 +132,21 @@ impl Director {
             std::thread::sleep(Duration::from_millis(20));
         }
         d
+    }
+
+    /// What the director has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.0.join("director.log")).unwrap_or_default()
+    }
+
+    /// The director's resident memory, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.proc.0.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
     }
 
     pub fn cf(&self) -> PathBuf {
