@@ -34,6 +34,26 @@ pub use proxy_header::ProxyProtocol;
 /// resetting the client.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a proxied TCP connection may idle: IPVS's timeouts for the
+/// states it maps onto.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpTimeouts {
+    /// Both directions open (ESTABLISHED; `tcp_timeout`, IPVS 900 s).
+    pub established: Duration,
+    /// One direction closed (FIN_WAIT/CLOSE_WAIT; `tcpfin_timeout`, IPVS
+    /// 120 s).
+    pub fin: Duration,
+}
+
+impl Default for TcpTimeouts {
+    fn default() -> TcpTimeouts {
+        TcpTimeouts {
+            established: Duration::from_secs(900),
+            fin: Duration::from_secs(120),
+        }
+    }
+}
+
 /// A service this plane cannot serve.
 #[derive(Debug, thiserror::Error)]
 pub enum PlaneError {
@@ -59,6 +79,7 @@ pub enum PlaneError {
 pub struct ProxyPlane {
     events: mpsc::Sender<PlaneEvent>,
     udp_timeout: watch::Sender<Duration>,
+    tcp_timeouts: watch::Sender<TcpTimeouts>,
     workers: Vec<tokio::runtime::Handle>,
     services: HashMap<ServiceKey, Served>,
     /// The director-wide connection limit.
@@ -116,6 +137,7 @@ impl ProxyPlane {
         ProxyPlane {
             events,
             udp_timeout: watch::Sender::new(udp_timeout),
+            tcp_timeouts: watch::Sender::new(TcpTimeouts::default()),
             workers: handles,
             services: HashMap::new(),
             limit: ConnLimit::new("director", usize::MAX),
@@ -151,9 +173,14 @@ impl ProxyPlane {
         self.services.get(key).map(|s| &*s.limit)
     }
 
-    /// Change the UDP idle timeout (`ipvsadm --set`).
-    pub fn set_udp_timeout(&self, t: Duration) {
-        self.udp_timeout.send_replace(t);
+    /// Change the idle timeouts (`ipvsadm --set tcp tcpfin udp`): open
+    /// connections and flows follow at once.
+    pub fn set_timeouts(&self, (tcp, tcpfin, udp): (Duration, Duration, Duration)) {
+        self.udp_timeout.send_replace(udp);
+        self.tcp_timeouts.send_replace(TcpTimeouts {
+            established: tcp,
+            fin: tcpfin,
+        });
     }
 
     /// Start serving a virtual service: bind its listeners (with
@@ -184,10 +211,11 @@ impl ProxyPlane {
                 for (w, l) in self.workers.iter().zip(listeners) {
                     let events = self.events.clone();
                     let limits = (self.limit.clone(), limit.clone());
+                    let timeouts = self.tcp_timeouts.subscribe();
                     // Register the socket with the worker's own reactor.
                     tasks.push(w.spawn(async move {
                         match tokio::net::TcpListener::from_std(l) {
-                            Ok(l) => tcp::serve(l, key, events, limits).await,
+                            Ok(l) => tcp::serve(l, key, events, limits, timeouts).await,
                             Err(e) => tracing::error!(service = %key, error = %e, "cannot register listener"),
                         }
                     }));

@@ -12,12 +12,12 @@ use fulcrum_core::state::{Direction, TcpFlags};
 use fulcrum_core::{Protocol, ServiceKey};
 use socket2::{Domain, SockRef, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
-use crate::CONNECT_TIMEOUT;
 use crate::events::{Answer, PlaneEvent, schedule};
 use crate::limit::{Admitted, ConnLimit, admit};
 use crate::splice::{End, Meter, one_way};
+use crate::{CONNECT_TIMEOUT, TcpTimeouts};
 
 /// How often long connections report their traffic, so rates stay live.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
@@ -63,13 +63,21 @@ pub(crate) async fn serve(
     key: ServiceKey,
     events: mpsc::Sender<PlaneEvent>,
     (director, service): (Arc<ConnLimit>, Arc<ConnLimit>),
+    timeouts: watch::Receiver<TcpTimeouts>,
 ) {
     let mut backoff = crate::accept::AcceptBackoff::new(format!("virtual service {key}"));
     loop {
         match listener.accept().await {
             Ok((client, peer)) => match admit(&director, &service) {
                 Some(slot) => {
-                    tokio::spawn(handle(client, peer, key, events.clone(), slot));
+                    tokio::spawn(handle(
+                        client,
+                        peer,
+                        key,
+                        events.clone(),
+                        slot,
+                        timeouts.clone(),
+                    ));
                 }
                 None => reset(&client),
             },
@@ -93,6 +101,8 @@ struct Report<'a> {
     sent: [AtomicU64; 4],
     /// Next report due, in milliseconds since `start`.
     next_ms: AtomicU64,
+    /// The last data moved, in milliseconds since `start`.
+    active_ms: AtomicU64,
 }
 
 impl Report<'_> {
@@ -118,6 +128,7 @@ impl Report<'_> {
 
     fn maybe_report(&self) {
         let now = self.start.elapsed().as_millis() as u64;
+        self.active_ms.store(now, Relaxed);
         if now < self.next_ms.load(Relaxed) {
             return;
         }
@@ -186,6 +197,7 @@ async fn handle(
     key: ServiceKey,
     events: mpsc::Sender<PlaneEvent>,
     _slot: Admitted,
+    timeouts: watch::Receiver<TcpTimeouts>,
 ) {
     let Ok(local) = client.local_addr() else {
         return;
@@ -256,6 +268,7 @@ async fn handle(
         outbytes: AtomicU64::new(0),
         sent: Default::default(),
         next_ms: AtomicU64::new(REPORT_EVERY.as_millis() as u64),
+        active_ms: AtomicU64::new(0),
     };
     let (up_meter, down_meter) = (Up(&report), Down(&report));
     let up = one_way(&client, &server, &up_meter);
@@ -270,7 +283,30 @@ async fn handle(
         prev.map(|(d, f)| seg(d, f))
     };
     while !(reset_seen || up_done && down_done) {
+        // IPVS's timeout for the state the connection is in: established
+        // while both directions are open, FIN_WAIT/CLOSE_WAIT after one.
+        let limit = {
+            let t = timeouts.borrow();
+            if up_done || down_done {
+                t.fin
+            } else {
+                t.established
+            }
+        };
+        let idle_until =
+            report.start + Duration::from_millis(report.active_ms.load(Relaxed)) + limit;
         let earlier = tokio::select! {
+            () = tokio::time::sleep_until(idle_until.into()) => {
+                if Instant::now() < report.start
+                    + Duration::from_millis(report.active_ms.load(Relaxed))
+                    + limit
+                {
+                    continue; // data moved meanwhile
+                }
+                tracing::debug!(%peer, %dest, idle = ?limit, "connection idle past its timeout; reset");
+                reset_seen = true;
+                note(Direction::Input, TcpFlags::RST)
+            }
             end = &mut up, if !up_done => {
                 up_done = true;
                 match end {
@@ -359,7 +395,8 @@ mod size {
         };
         let limit = crate::ConnLimit::new("test", 1);
         let slot = crate::limit::admit(&limit, &crate::ConnLimit::new("test", 1)).unwrap();
-        let fut = super::handle(c, "127.0.0.1:1".parse().unwrap(), key, tx, slot);
+        let timeouts = tokio::sync::watch::channel(crate::TcpTimeouts::default()).1;
+        let fut = super::handle(c, "127.0.0.1:1".parse().unwrap(), key, tx, slot, timeouts);
         let size = std::mem::size_of_val(&fut);
         assert!(size <= 1700, "the connection task grew to {size} bytes");
     }

@@ -265,7 +265,7 @@ impl Controller {
             secs(g.tcpfin_timeout),
             secs(g.udp_timeout),
         );
-        self.plane.set_udp_timeout(self.table.timeouts().triple().2);
+        self.plane.set_timeouts(self.table.timeouts().triple());
         self.plane.set_max_connections(max_connections);
         for s in &desired {
             self.plane
@@ -519,7 +519,7 @@ impl Controller {
             out.stderr.push_str(&format!("{e}\n"));
             out.exit_code = 255;
         }
-        self.plane.set_udp_timeout(self.table.timeouts().triple().2);
+        self.plane.set_timeouts(self.table.timeouts().triple());
         out.into()
     }
 
@@ -609,6 +609,10 @@ impl Controller {
                 outbytes,
             } => {
                 self.table.account(conn, inpkts, inbytes, outpkts, outbytes);
+                // Traffic re-arms the entry's timer, as every packet does in
+                // IPVS: the table forgets a connection when the plane's
+                // socket idles out, not while data moves.
+                self.table.transition(conn, Direction::Input, None, now);
             }
             PlaneEvent::NoDest { key, client } => {
                 let n = self.nodest.entry(key).or_default();

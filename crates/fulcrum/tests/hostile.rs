@@ -311,3 +311,66 @@ fn a_udp_source_flood_costs_little_memory_and_few_log_lines() {
     // Still answering: a new client is refused (limit), the table listed.
     assert!(d.ok("-L -n").contains("127.66.0.1:53"));
 }
+
+/// The IPVS timeouts close proxied connections: an idle one after
+/// `tcp_timeout`, a half-closed one (the client sent FIN, the real server
+/// never reads nor closes) after `tcpfin_timeout`; one that keeps talking
+/// stays; the table forgets them when the sockets close.
+#[test]
+fn idle_and_half_closed_connections_time_out_as_in_ipvs() {
+    // A real server that accepts and then does nothing at all.
+    let silent = std::net::TcpListener::bind("127.67.0.11:8081").unwrap();
+    let _accepting = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in silent.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let cfg = format!(
+        "tcp_timeout = 2\ntcpfin_timeout = 2\n{}",
+        cluster(67, "rr", &[1], " checktype = off\n")
+    );
+    let d = Director::start("timeouts", &cfg);
+    let vip = "127.67.0.1:8080";
+    let open = || {
+        let s = TcpStream::connect(vip).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        s
+    };
+    let mut idle = open();
+    let mut half = open();
+    half.write_all(b"request").unwrap();
+    half.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut talking = open();
+    wait_until("three connections in the table", || {
+        d.ok("-L -n -c").matches("127.67.0.11:8081").count() == 3
+    });
+    let t = Instant::now();
+    let closed = |s: &mut TcpStream| {
+        let mut b = [0u8; 16];
+        !matches!(s.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    };
+    let (mut idle_gone, mut half_gone) = (None, None);
+    while t.elapsed() < Duration::from_secs(6) {
+        talking.write_all(b"x").unwrap();
+        if idle_gone.is_none() && closed(&mut idle) {
+            idle_gone = Some(t.elapsed());
+        }
+        if half_gone.is_none() && closed(&mut half) {
+            half_gone = Some(t.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let idle_gone = idle_gone.expect("the idle connection is still open after 6 s");
+    let half_gone = half_gone.expect("the half-closed connection is still open after 6 s");
+    assert!(idle_gone >= Duration::from_millis(1500), "{idle_gone:?}");
+    assert!(half_gone >= Duration::from_millis(1500), "{half_gone:?}");
+    // The talking one is still served; the table holds it alone as open
+    // (the others wait out IPVS's CLOSE state).
+    talking.write_all(b"still here").unwrap();
+    assert!(!closed(&mut talking));
+    let conns = d.ok("-L -n -c");
+    assert_eq!(conns.matches("ESTABLISHED").count(), 1, "{conns}");
+    assert_eq!(conns.matches("CLOSE ").count(), 2, "{conns}");
+}
