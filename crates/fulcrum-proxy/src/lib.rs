@@ -11,6 +11,7 @@
 pub mod accept;
 mod events;
 pub mod limit;
+mod owner;
 pub mod proxy_header;
 mod splice;
 mod tcp;
@@ -66,6 +67,11 @@ pub enum PlaneError {
     /// The listener could not be bound.
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, io::Error),
+    /// Another process serves the address already.
+    #[error(
+        "{0} is already served on this host by {1}; one director per virtual service and host: stop the other, or give this virtual server another address or port"
+    )]
+    Taken(SocketAddr, String),
 }
 
 /// The proxy plane: per virtual service, one listener on every worker.
@@ -197,6 +203,20 @@ impl ProxyPlane {
             return Err(PlaneError::Fwmark);
         };
         let local = SocketAddr::new(addr, port);
+        // Refused, not shared, when another process serves it already.
+        let ty = if proto == Protocol::Tcp {
+            socket2::Type::STREAM
+        } else {
+            socket2::Type::DGRAM
+        };
+        if proto != Protocol::Sctp
+            && let Some(who) = owner::taken(local, ty)
+            // Our own listener of a service just removed closes as its task
+            // is aborted.
+            && !who.starts_with(&format!("pid {} ", std::process::id()))
+        {
+            return Err(PlaneError::Taken(local, who));
+        }
         let limit = ConnLimit::new(format!("virtual service {key}"), usize::MAX);
         let tasks = match proto {
             Protocol::Tcp => {

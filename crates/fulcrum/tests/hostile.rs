@@ -374,3 +374,40 @@ fn idle_and_half_closed_connections_time_out_as_in_ipvs() {
     assert_eq!(conns.matches("ESTABLISHED").count(), 1, "{conns}");
     assert_eq!(conns.matches("CLOSE ").count(), 2, "{conns}");
 }
+
+/// A second director on the same host with another control socket is
+/// refused the virtual services the first one serves (TCP through
+/// SO_REUSEPORT would have shared them silently; UDP too), naming it.
+#[test]
+fn a_second_director_for_the_same_service_is_refused_naming_the_first() {
+    let _rs = realservers(68, 1);
+    let cfg = format!(
+        "{}virtual dns {{\n address = 127.68.0.1\n active = 1\n port = 53\n protocol = udp\n checktype = off\n server rs1 {{\n  address = 127.68.0.11\n  port = 53\n  active = 1\n }}\n}}\n",
+        cluster(68, "rr", &[1], "")
+    );
+    let first = Director::start_with("first", &cfg, &["--workers", "2"]);
+    for (what, cf) in [
+        ("TCP", cluster(68, "rr", &[1], "")),
+        ("UDP", cfg.replace("port = 8080", "port = 8090")),
+    ] {
+        let dir = TempDir::new(&format!("second-{what}"));
+        std::fs::write(dir.0.join("lvs.cf"), &cf).unwrap();
+        let out = Command::new(BIN)
+            .args(["run", "--workers", "2", "--config"])
+            .arg(dir.0.join("lvs.cf"))
+            .arg("--control")
+            .arg(dir.0.join("c.sock"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+        let pid = first.proc.0.id();
+        assert!(
+            err.contains(&format!(
+                "is already served on this host by pid {pid} (fulcrum)"
+            )),
+            "{what}: {err}"
+        );
+    }
+    assert!(first.ok("-L -n").contains("127.68.0.1:8080"));
+}
