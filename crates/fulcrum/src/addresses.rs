@@ -59,13 +59,9 @@ pub enum AddrMsg {
 
 fn announce_soon(dev: String, addr: IpAddr, how: Announce) {
     tokio::spawn(async move {
-        for burst in 0..2 {
-            if burst == 1 {
-                if how.repeat_after.is_zero() {
-                    return;
-                }
-                tokio::time::sleep(how.repeat_after).await;
-            }
+        let start = tokio::time::Instant::now();
+        for at in burst_times(how) {
+            tokio::time::sleep_until(start + at).await;
             for i in 0..how.count {
                 let r = match addr {
                     IpAddr::V4(a) => announce::gratuitous_arp(&dev, a),
@@ -79,9 +75,27 @@ fn announce_soon(dev: String, addr: IpAddr, how: Announce) {
                     tokio::time::sleep(ANNOUNCE_GAP).await;
                 }
             }
-            tracing::info!(%addr, %dev, count = how.count, "announced");
+            tracing::debug!(%addr, %dev, count = how.count, after = ?at, "announced");
         }
+        tracing::info!(%addr, %dev, "announced");
     });
+}
+
+/// When the bursts of announcements go out after an address comes up: at
+/// once, 1 s and 2 s later — a neighbour that updated its entry for the
+/// address less than its lock time ago (Linux `locktime`, 1 s) ignores a
+/// burst, so one of three a second apart always lands — then `garp_delay`
+/// later for whoever missed them all.
+fn burst_times(how: Announce) -> Vec<Duration> {
+    let mut at = vec![
+        Duration::ZERO,
+        Duration::from_secs(1),
+        Duration::from_secs(2),
+    ];
+    if how.repeat_after > Duration::from_secs(2) {
+        at.push(how.repeat_after);
+    }
+    at
 }
 
 /// The address task's state.
@@ -246,5 +260,22 @@ impl Addresses {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bursts_a_second_apart_reach_neighbours_past_their_lock_time() {
+        let s = |x| Duration::from_secs(x);
+        let how = |repeat| Announce {
+            repeat_after: repeat,
+            ..Announce::default()
+        };
+        assert_eq!(burst_times(how(s(5))), vec![s(0), s(1), s(2), s(5)]);
+        assert_eq!(burst_times(how(s(0))), vec![s(0), s(1), s(2)]);
+        assert_eq!(burst_times(how(s(1))), vec![s(0), s(1), s(2)]);
     }
 }
