@@ -149,6 +149,19 @@ impl AddressManager {
         })
     }
 
+    /// The name of the device that holds an address, if one does.
+    pub async fn device_of(&self, addr: &IpAddr) -> Option<String> {
+        let index = self
+            .all_addresses()
+            .await
+            .ok()?
+            .into_iter()
+            .find(|m| addr_of(m) == Some(*addr))?
+            .header
+            .index;
+        self.link_name(index).await
+    }
+
     /// Whether any interface has the address.
     ///
     /// # Errors

@@ -109,6 +109,31 @@ pub struct Addresses {
     announce: Announce,
     /// The device each added address went on, for announcing again.
     devices: Vec<(IpAddr, String)>,
+    /// Where the addresses this director holds are recorded, so that a
+    /// restart after `kill -9` knows them as its own.
+    state: Option<std::path::PathBuf>,
+    /// What an earlier run recorded there.
+    inherited: Vec<IpAddr>,
+}
+
+/// The largest state file read.
+const MAX_STATE: u64 = 64 * 1024;
+
+/// The addresses an earlier run recorded at `path`: one per line. Anything
+/// but a regular file of ours is ignored (and said).
+fn read_state(path: &std::path::Path) -> Vec<IpAddr> {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(m) = std::fs::symlink_metadata(path) else {
+        return Vec::new();
+    };
+    if !m.is_file() || m.uid() != rustix::process::geteuid().as_raw() || m.len() > MAX_STATE {
+        tracing::warn!(state = %path.display(), "address state file is not a regular file of this user (or is too large); ignored");
+        return Vec::new();
+    }
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect()
 }
 
 impl Addresses {
@@ -123,7 +148,48 @@ impl Addresses {
             active: true,
             announce: Announce::default(),
             devices: Vec::new(),
+            state: None,
+            inherited: Vec::new(),
         })
+    }
+
+    /// Record the addresses this director holds at `path` (private, written
+    /// atomically), and take those an earlier run recorded there — left by
+    /// a director that was killed — as this one's own when the
+    /// configuration still wants them: announced again, and removed on
+    /// exit like any it adds.
+    pub fn keep_state(&mut self, path: std::path::PathBuf) {
+        self.inherited = read_state(&path);
+        if !self.inherited.is_empty() {
+            tracing::info!(state = %path.display(), addresses = ?self.inherited, "addresses recorded by an earlier run");
+        }
+        self.state = Some(path);
+    }
+
+    /// Write what this director holds now; no file when it holds nothing.
+    fn save_state(&self) {
+        let Some(path) = &self.state else { return };
+        let held = self.mgr.added();
+        let r = if held.is_empty() {
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        } else {
+            let mut text = String::new();
+            for a in &held {
+                let dev = self
+                    .devices
+                    .iter()
+                    .find(|(d, _)| d == a)
+                    .map_or("", |(_, dev)| dev.as_str());
+                text.push_str(&format!("{a} {dev}\n"));
+            }
+            crate::files::write_atomic(path, text.as_bytes(), 0o600)
+        };
+        if let Err(e) = r {
+            tracing::warn!(state = %path.display(), error = %e, "cannot record the addresses this director holds; after a crash it would not know them as its own");
+        }
     }
 
     /// Start as a standby director: nothing comes up until
@@ -160,6 +226,12 @@ impl Addresses {
     /// # Errors
     /// The first address that could not be brought up.
     pub async fn apply(&mut self, want: &[Floating]) -> Result<(), String> {
+        let r = self.apply_inner(want).await;
+        self.save_state();
+        r
+    }
+
+    async fn apply_inner(&mut self, want: &[Floating]) -> Result<(), String> {
         self.want = want.to_vec();
         for a in self.mgr.added() {
             if !want.iter().any(|f| f.addr == a) {
@@ -181,6 +253,20 @@ impl Addresses {
                 label: f.label.clone(),
             };
             match self.mgr.add(&fa).await {
+                Ok(Added::AlreadyPresent) if self.inherited.contains(&f.addr) => {
+                    // Ours from a run that did not get to remove it.
+                    if let Ok(true) = self.mgr.adopt(&f.addr).await {
+                        let dev = match &f.device {
+                            Some(d) => d.clone(),
+                            None => self.mgr.device_of(&f.addr).await.unwrap_or_default(),
+                        };
+                        tracing::info!(addr = %f.addr, %dev, what = %f.what, "address left by an earlier run of this director; taken back and announced");
+                        self.devices.retain(|(a, _)| *a != f.addr);
+                        self.devices.push((f.addr, dev.clone()));
+                        announce_soon(dev, f.addr, self.announce);
+                    }
+                    self.inherited.retain(|a| *a != f.addr);
+                }
                 Ok(Added::AlreadyPresent) => {
                     tracing::info!(addr = %f.addr, what = %f.what, "address already present; left alone")
                 }
@@ -218,6 +304,7 @@ impl Addresses {
                 Err(e) => tracing::warn!(addr = %a, error = %e, "cannot remove address"),
             }
         }
+        self.save_state();
     }
 
     /// Serve messages until the channel closes.

@@ -35,14 +35,7 @@ impl ControlSocket {
     /// # Errors
     /// A message saying what to do.
     pub async fn bind(path: &Path) -> Result<ControlSocket, String> {
-        crate::paths::prepare_socket_dir(path)?;
-        if crate::paths::existing_socket(path)? == crate::paths::Existing::Socket {
-            if UnixStream::connect(path).await.is_ok() {
-                return Err(format!(
-                    "another director is already running with control socket {}; stop it, or give this one another --control path",
-                    path.display()
-                ));
-            }
+        if ControlSocket::check_free(path).await? {
             std::fs::remove_file(path)
                 .map_err(|e| format!("cannot remove the stale socket {}: {e}", path.display()))?;
         }
@@ -57,6 +50,26 @@ impl ControlSocket {
             listener,
             path: path.to_path_buf(),
         })
+    }
+
+    /// Make the socket's directory ready and check that no director runs
+    /// at `path`, before anything else the director does at start. `true`
+    /// when a stale socket of ours is there (to be replaced).
+    ///
+    /// # Errors
+    /// A message saying what to do.
+    pub async fn check_free(path: &Path) -> Result<bool, String> {
+        crate::paths::prepare_socket_dir(path)?;
+        if crate::paths::existing_socket(path)? == crate::paths::Existing::Nothing {
+            return Ok(false);
+        }
+        if UnixStream::connect(path).await.is_ok() {
+            return Err(format!(
+                "another director is already running with control socket {}; stop it, or give this one another --control path",
+                path.display()
+            ));
+        }
+        Ok(true)
     }
 
     /// Serve requests, passing each to the controller. Each connection may

@@ -8,6 +8,7 @@ pub mod check;
 pub mod control;
 pub mod controller;
 pub mod demo;
+pub mod files;
 pub mod ha;
 pub mod limits;
 pub mod metrics;

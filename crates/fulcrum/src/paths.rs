@@ -23,6 +23,13 @@ pub fn default_control_path() -> PathBuf {
     PathBuf::from(format!("/tmp/fulcrum-{}/control.sock", uid.as_raw()))
 }
 
+/// Where a director records the floating addresses it holds: beside its
+/// control socket (`control.sock` → `control.addresses`), in the same
+/// private directory.
+pub fn address_state_path(control: &Path) -> PathBuf {
+    control.with_extension("addresses")
+}
+
 /// Whether a file owned by `uid` may be trusted: ours, or root's.
 fn trusted_owner(uid: u32) -> bool {
     uid == rustix::process::geteuid().as_raw() || uid == 0

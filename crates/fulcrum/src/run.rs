@@ -82,6 +82,11 @@ pub async fn director(
     let mut ctl = Controller::new(plane, config_path.clone(), origin);
     // The floating addresses come up before serving; failing to add one is
     // fatal at start (later, on reload, it is logged).
+    // Nothing is touched while another director runs at this socket.
+    if let Err(e) = ControlSocket::check_free(&control).await {
+        eprintln!("fulcrum: {e}");
+        return 1;
+    }
     let mut addrs = match Addresses::new() {
         Ok(a) => a,
         Err(e) => {
@@ -89,6 +94,7 @@ pub async fn director(
             return 1;
         }
     };
+    addrs.keep_state(crate::paths::address_state_path(&control));
     let ha = match config.as_ref().map(HaSettings::from_config).transpose() {
         Ok(h) => h.flatten().map(|mut h| {
             h.source = config_path.clone().zip(text);

@@ -153,6 +153,65 @@ fn an_address_the_host_already_has_is_left_alone() {
     );
 }
 
+/// A director killed with SIGKILL leaves its addresses; restarted, it
+/// knows them as its own from its state file: it announces them again (a
+/// client whose neighbour entry went stale learns the director's MAC) and
+/// removes them when it stops.
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "network-namespace test: run as root with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
+#[test]
+fn a_restart_after_kill_takes_its_addresses_back_and_removes_them_on_exit() {
+    let mut net = FiveNode::new("k");
+    start_realservers(&mut net);
+    net.exec("cli", "sysctl -qw net.ipv4.conf.eth0.arp_accept=1");
+    let tmp = Dir::new("killed");
+    let cf = tmp.file("lvs.cf");
+    std::fs::write(&cf, seed_config("rr", [1, 1, 1])).unwrap();
+    let control = tmp.file("control.sock");
+    let state = tmp.file("control.addresses");
+    let mut first = start_director(&net, &cf, &control);
+    wait_for("the virtual address", 10, || {
+        net.addrs("dir", "eth0").contains(&format!("{VIP}/32"))
+    });
+    let recorded = std::fs::read_to_string(&state).unwrap();
+    assert!(
+        recorded.contains(VIP) && recorded.contains(NAT_ROUTER),
+        "{recorded}"
+    );
+    first.signal_and_wait("KILL");
+    assert!(net.addrs("dir", "eth0").contains(&format!("{VIP}/32")));
+    // The client's entry for the VIP goes stale and wrong meanwhile.
+    let cli = net.ns("cli");
+    sh(&format!(
+        "ip -n {cli} neigh replace {VIP} lladdr 02:00:00:00:00:01 dev eth0 nud stale"
+    ));
+    let mac = net.exec("dir", "cat /sys/class/net/eth0/address");
+    let mac = mac.trim();
+    let mut second = start_director(&net, &cf, &control);
+    wait_for("the client to learn the director's MAC again", 5, || {
+        sh(&format!("ip -n {cli} neigh show {VIP}")).contains(mac)
+    });
+    assert_eq!(
+        net.exec("cli", &format!("curl -s --max-time 3 http://{VIP}/"))
+            .trim()
+            .len(),
+        3,
+        "served"
+    );
+    assert_eq!(second.signal_and_wait("TERM"), Some(0));
+    assert!(
+        !net.addrs("dir", "eth0").contains(VIP),
+        "the VIP is removed"
+    );
+    assert!(!net.addrs("dir", "eth1").contains(NAT_ROUTER));
+    assert!(
+        !std::path::Path::new(&state).exists(),
+        "nothing held, nothing recorded"
+    );
+}
+
 /// The real ldirectord manages a virtual service through Fulcrum answering
 /// as ipvsadm (reference/platform.md §6): it adds the service and its real
 /// servers, reads them back with -L -n, and removes a real server whose

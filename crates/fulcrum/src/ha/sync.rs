@@ -197,19 +197,13 @@ async fn apply_pushed(
     }
 }
 
-/// Write beside the file, with its permissions, then rename over it.
+/// Write over the file atomically and durably, private (0600, or
+/// narrower if the file was), so the secret-bearing configuration is never
+/// readable by others, not even for a moment.
 fn replace_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("sync-tmp");
-    let r = std::fs::write(&tmp, bytes)
-        .and_then(|()| match std::fs::metadata(path) {
-            Ok(m) => std::fs::set_permissions(&tmp, m.permissions()),
-            Err(_) => Ok(()),
-        })
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if r.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    r
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path).map_or(0o600, |m| m.permissions().mode() & 0o600);
+    crate::files::write_atomic(path, bytes, mode)
 }
 
 #[cfg(test)]
