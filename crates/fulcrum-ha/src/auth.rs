@@ -2,7 +2,10 @@
 //! VRRP advert followed by a trailer that carries a sequence number and an
 //! HMAC-SHA256 over the IP addresses, the advert and the sequence number.
 //! An advert whose MAC fails, or whose sequence number is not above the
-//! last one accepted from its sender, is refused.
+//! last one accepted from its sender, is refused. The director keeps the
+//! last accepted numbers across restarts ([`Authenticator::accepted`],
+//! [`Authenticator::remember`]), so a recording made before a restart is
+//! refused after it too.
 //!
 //! ```text
 //! +----------------------+------+------------------+--------------------+
@@ -68,6 +71,24 @@ impl Authenticator {
             next: first_seq,
             last_seen: HashMap::new(),
         }
+    }
+
+    /// The next sequence number this side will send.
+    pub fn next_seq(&self) -> u64 {
+        self.next
+    }
+
+    /// The last sequence number accepted from each sender: what a restart
+    /// must remember to keep refusing replays of what came before it.
+    pub fn accepted(&self) -> impl Iterator<Item = (IpAddr, u64)> + '_ {
+        self.last_seen.iter().map(|(a, s)| (*a, *s))
+    }
+
+    /// Take a sender's last accepted sequence number from an earlier run:
+    /// adverts at or below it are refused as replays.
+    pub fn remember(&mut self, from: IpAddr, seq: u64) {
+        let last = self.last_seen.entry(from).or_insert(seq);
+        *last = (*last).max(seq);
     }
 
     /// What the MAC covers.
@@ -170,6 +191,36 @@ mod tests {
         assert_eq!(rx.open(c, b, &p3), Err(AuthError::BadMac(c)));
         assert_eq!(rx.open(a, b, &advert), Err(AuthError::Missing(a)));
         assert_eq!(rx.open(a, b, &p3), Ok(&advert[..]));
+    }
+
+    #[test]
+    fn remembered_sequences_refuse_replays_after_a_restart() {
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let mut tx = Authenticator::new(b"correct horse battery staple", 5_000);
+        let mut rx = Authenticator::new(b"correct horse battery staple", 0);
+        let advert = [0x31, 51, 150, 1, 0, 100, 0x12, 0x34, 10, 0, 0, 100];
+        let recorded: Vec<Vec<u8>> = (0..3).map(|_| tx.seal(a, b, &advert)).collect();
+        for p in &recorded {
+            rx.open(a, b, p).unwrap();
+        }
+        let saved: Vec<(IpAddr, u64)> = rx.accepted().collect();
+        assert_eq!(saved, vec![(a, 5_002)]);
+        // The receiver restarts: what it saved refuses the recording.
+        let mut restarted = Authenticator::new(b"correct horse battery staple", 0);
+        for (from, seq) in saved {
+            restarted.remember(from, seq);
+        }
+        for p in &recorded {
+            assert!(matches!(
+                restarted.open(a, b, p),
+                Err(AuthError::Replay { .. })
+            ));
+        }
+        assert_eq!(
+            restarted.open(a, b, &tx.seal(a, b, &advert)),
+            Ok(&advert[..])
+        );
+        assert_eq!(tx.next_seq(), 5_004);
     }
 
     proptest::proptest! {

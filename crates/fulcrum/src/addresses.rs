@@ -119,19 +119,11 @@ pub struct Addresses {
 /// The largest state file read.
 const MAX_STATE: u64 = 64 * 1024;
 
-/// The addresses an earlier run recorded at `path`: one per line. Anything
-/// but a regular file of ours is ignored (and said).
+/// The addresses an earlier run recorded at `path`: one per line.
 fn read_state(path: &std::path::Path) -> Vec<IpAddr> {
-    use std::os::unix::fs::MetadataExt as _;
-    let Ok(m) = std::fs::symlink_metadata(path) else {
-        return Vec::new();
-    };
-    if !m.is_file() || m.uid() != rustix::process::geteuid().as_raw() || m.len() > MAX_STATE {
-        tracing::warn!(state = %path.display(), "address state file is not a regular file of this user (or is too large); ignored");
-        return Vec::new();
-    }
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
+    crate::files::read_own(path, MAX_STATE)
+        .unwrap_or_default()
+        .lines()
         .filter_map(|l| l.split_whitespace().next()?.parse().ok())
         .collect()
 }

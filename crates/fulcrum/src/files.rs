@@ -44,6 +44,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Read a state file the director wrote: a regular file of this user of at
+/// most `max` bytes, else `None` (and a warning naming it when something
+/// else is there).
+pub fn read_own(path: &Path, max: u64) -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::symlink_metadata(path).ok()?;
+    if !m.is_file() || m.uid() != rustix::process::geteuid().as_raw() || m.len() > max {
+        tracing::warn!(state = %path.display(), "state file is not a regular file of this user, or is too large; ignored");
+        return None;
+    }
+    std::fs::read_to_string(path).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,6 +30,12 @@ pub fn address_state_path(control: &Path) -> PathBuf {
     control.with_extension("addresses")
 }
 
+/// Where a director keeps the sequence numbers of authenticated failover
+/// traffic across restarts: beside its control socket (`control.replay`).
+pub fn replay_state_path(control: &Path) -> PathBuf {
+    control.with_extension("replay")
+}
+
 /// Whether a file owned by `uid` may be trusted: ours, or root's.
 fn trusted_owner(uid: u32) -> bool {
     uid == rustix::process::geteuid().as_raw() || uid == 0

@@ -98,6 +98,7 @@ pub async fn director(
     let ha = match config.as_ref().map(HaSettings::from_config).transpose() {
         Ok(h) => h.flatten().map(|mut h| {
             h.source = config_path.clone().zip(text);
+            h.replay_state = Some(crate::paths::replay_state_path(&control));
             h
         }),
         Err(e) => {

@@ -710,6 +710,66 @@ fn the_active_director_syncs_a_newer_lvs_cf_to_its_peer() {
     wait_holder(&net, &ds, 0, 2);
 }
 
+/// Python that records the raw VRRP packets from `from` reaching this
+/// namespace for `secs` seconds, one hex line each (IP header removed).
+fn record_adverts(from: &str, secs: f32, out: &str) -> String {
+    format!(
+        "import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_RAW,112)\ns.settimeout(0.2)\nend=time.time()+{secs}\nf=open('{out}','w')\nwhile time.time()<end:\n try:\n  p,a=s.recvfrom(2048)\n except socket.timeout:\n  continue\n if a[0]=='{from}':\n  f.write(p[(p[0]&15)*4:].hex()+'\\n')\nf.close()\n"
+    )
+}
+
+/// Python that sends the recorded packets to `to` again, 0.1 s apart, from
+/// this namespace's address, with TTL 255 as VRRP wants.
+fn replay_adverts(to: &str, recording: &str) -> String {
+    format!(
+        "import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_RAW,112)\ns.setsockopt(socket.IPPROTO_IP,socket.IP_TTL,255)\nfor l in open('{recording}'):\n s.sendto(bytes.fromhex(l.strip()),('{to}',0))\n time.sleep(0.1)\n"
+    )
+}
+
+/// Adverts recorded before a director restarts are refused after it: the
+/// last accepted sequence numbers survive the restart (kill -9 included),
+/// so a replayed master cannot hold the backup down.
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "network-namespace test: run as root with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
+#[test]
+fn adverts_recorded_before_a_restart_are_refused_after_it() {
+    let net = network("rp", 2);
+    let tmp = Scratch::new("ha-replay");
+    let key = tmp.file("key");
+    std::fs::write(&key, "correct horse battery staple 2026\n").unwrap();
+    sh(&format!("chmod 600 {key}"));
+    let cf = ha_config(2, &format!("auth_key_file = {key}\n"));
+    let mut ds = vec![Director::new(&tmp, 0, &cf), Director::new(&tmp, 1, &cf)];
+    for d in &mut ds {
+        d.start(&net);
+    }
+    wait_holder(&net, &ds, 0, 5);
+    // 3 s of the master's adverts, as the backup receives them.
+    let recording = tmp.file("adverts.hex");
+    let rec = tmp.file("record.py");
+    std::fs::write(&rec, record_adverts(DIRECTOR_PUBLIC[0], 3.0, &recording)).unwrap();
+    net.exec(&ds[1].ns, &format!("/usr/bin/python3 {rec}"));
+    let recorded = std::fs::read_to_string(&recording).unwrap().lines().count();
+    assert!(recorded >= 20, "{recorded} adverts recorded");
+    // The master goes; the backup takes over, then is killed and restarted.
+    ds[0].signal("TERM");
+    wait_holder(&net, &ds, 1, 5);
+    ds[1].signal("KILL");
+    let rep = tmp.file("replay.py");
+    std::fs::write(&rep, replay_adverts(DIRECTOR_PUBLIC[1], &recording)).unwrap();
+    let _replayer = net.spawn(&ds[0].ns, "/usr/bin/python3", &[rep.as_str()], &[]);
+    ds[1].start(&net);
+    // Within deadtime of its start, not after the 3 s the replay lasts.
+    let t = Instant::now();
+    wait_holder(&net, &ds, 1, 2);
+    assert!(t.elapsed() < Duration::from_secs(2));
+    wait_for("replays refused and logged", 5, || {
+        ds[1].logs().contains("replays sequence")
+    });
+}
+
 /// keepalived 2.2 as the other director of the virtual router, in both
 /// roles: Fulcrum above it, then below it.
 #[cfg_attr(

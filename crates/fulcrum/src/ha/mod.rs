@@ -113,6 +113,9 @@ pub struct HaSettings {
     pub sync: bool,
     /// The file this configuration came from, and its text (for sync).
     pub source: Option<(PathBuf, Arc<str>)>,
+    /// Where the last accepted sequence numbers of authenticated adverts
+    /// and hellos are kept across restarts (beside the control socket).
+    pub replay_state: Option<PathBuf>,
     /// Mail on every transition (`notify_email`, `smtp_server`).
     pub mail: Option<MailSettings>,
     /// `vrrp_multicast = 1`: adverts go to 224.0.0.18 instead of to each
@@ -322,6 +325,7 @@ impl HaSettings {
             deadtime: g.effective_deadtime().0,
             sync: g.sync == Some(true),
             source: None,
+            replay_state: None,
             multicast: g.vrrp_multicast == Some(true),
             private,
             mail: match (&g.smtp_server, g.notify_email.is_empty()) {
@@ -444,10 +448,81 @@ fn ipv4_payload(pkt: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr, u8, &[u8])> {
 /// Sequence numbers start at the wall-clock time in microseconds, so a
 /// restarted director keeps counting upwards.
 fn new_authenticator(key: &[u8]) -> Authenticator {
+    new_authenticator_after(key, 0)
+}
+
+/// The same, and above `sent` (what an earlier run sent: a clock set back
+/// must not make a restarted director's adverts look like replays).
+fn new_authenticator_after(key: &[u8], sent: u64) -> Authenticator {
     let micros = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-    Authenticator::new(key, micros)
+    Authenticator::new(key, micros.max(sent.saturating_add(1)))
+}
+
+/// The largest replay state file read.
+const MAX_REPLAY_STATE: u64 = 64 * 1024;
+
+/// What an earlier run recorded of the authenticated channels: per channel
+/// (`advert`, `hello`), the last sequence accepted from each sender and the
+/// last one sent. Lines `advert ADDR SEQ`, `sent advert SEQ`.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ReplayState {
+    accepted: Vec<(String, IpAddr, u64)>,
+    sent: Vec<(String, u64)>,
+}
+
+impl ReplayState {
+    fn parse(text: &str) -> ReplayState {
+        let mut st = ReplayState::default();
+        for l in text.lines() {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            match f.as_slice() {
+                ["sent", ch, seq] => {
+                    if let Ok(seq) = seq.parse() {
+                        st.sent.push(((*ch).to_string(), seq));
+                    }
+                }
+                [ch, addr, seq] => {
+                    if let (Ok(a), Ok(seq)) = (addr.parse(), seq.parse()) {
+                        st.accepted.push(((*ch).to_string(), a, seq));
+                    }
+                }
+                _ => {}
+            }
+        }
+        st
+    }
+
+    fn sent(&self, channel: &str) -> u64 {
+        self.sent
+            .iter()
+            .filter(|(c, _)| c == channel)
+            .map(|(_, s)| *s)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Give `auth` what was accepted on `channel` before.
+    fn restore(&self, channel: &str, auth: &mut Authenticator) {
+        for (c, a, seq) in &self.accepted {
+            if c == channel {
+                auth.remember(*a, *seq);
+            }
+        }
+    }
+
+    fn render(channels: &[(&str, &Authenticator)]) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        for (ch, auth) in channels {
+            let _ = writeln!(out, "sent {ch} {}", auth.next_seq().saturating_sub(1));
+            for (a, seq) in auth.accepted() {
+                let _ = writeln!(out, "{ch} {a} {seq}");
+            }
+        }
+        out
+    }
 }
 
 /// Which socket an advert goes out on or came in from.
@@ -494,6 +569,8 @@ pub struct Ha {
     sync: Option<SyncLink>,
     /// Alerts to the mail task, and the settings it runs with.
     mail: Option<(MailSettings, mpsc::UnboundedSender<(String, String)>)>,
+    /// Whether a failure to record sequence numbers was logged.
+    replay_warned: bool,
 }
 
 /// Configuration sync's side of the cluster channel.
@@ -546,8 +623,20 @@ impl Ha {
         } else {
             None
         };
-        let auth = settings.key.as_deref().map(new_authenticator);
-        let hello_auth = settings.key.as_deref().map(new_authenticator);
+        // Replays of what came before a restart stay refused after it.
+        let replay = settings
+            .replay_state
+            .as_deref()
+            .and_then(|p| crate::files::read_own(p, MAX_REPLAY_STATE))
+            .map(|t| ReplayState::parse(&t))
+            .unwrap_or_default();
+        let restored = |channel: &str, key: &[u8]| {
+            let mut a = new_authenticator_after(key, replay.sent(channel));
+            replay.restore(channel, &mut a);
+            a
+        };
+        let auth = settings.key.as_deref().map(|k| restored("advert", k));
+        let hello_auth = settings.key.as_deref().map(|k| restored("hello", k));
         let hello_at = SocketAddrV4::new(settings.local, settings.heartbeat_port);
         let hello_sock = std::net::UdpSocket::bind(hello_at)
             .and_then(|s| {
@@ -613,6 +702,7 @@ impl Ha {
                 peer_hellos: HashMap::new(),
                 sync,
                 mail: None,
+                replay_warned: false,
             },
             status_rx,
         ))
@@ -658,6 +748,31 @@ impl Ha {
             if let Err(e) = sock.try_send_to(&bytes, SocketAddrV4::new(peer, 0).into()) {
                 tracing::debug!(%peer, error = %e, "advert not sent");
             }
+        }
+    }
+
+    /// Record the last accepted sequence numbers (and ours), so that a
+    /// restarted director refuses replays of what it accepted before.
+    fn save_replay(&mut self) {
+        let Some(path) = &self.settings.replay_state else {
+            return;
+        };
+        let mut channels = Vec::new();
+        if let Some(a) = &self.auth {
+            channels.push(("advert", a));
+        }
+        if let Some(a) = &self.hello_auth {
+            channels.push(("hello", a));
+        }
+        if channels.is_empty() {
+            return;
+        }
+        let text = ReplayState::render(&channels);
+        if let Err(e) = crate::files::write_atomic(path, text.as_bytes(), 0o600)
+            && !self.replay_warned
+        {
+            tracing::warn!(state = %path.display(), error = %e, "cannot record the adverts' sequence numbers: after a restart, adverts recorded before it would be accepted");
+            self.replay_warned = true;
         }
     }
 
@@ -825,6 +940,9 @@ impl Ha {
                     continue;
                 }
             };
+            if self.auth.is_some() {
+                self.save_replay();
+            }
             match vrrp::Advert::decode(&body, from, dst.into()) {
                 Ok(a) if a.vrid != self.settings.router.vrid => {}
                 Ok(a) if a.version != self.settings.router.version => self.refuse(
@@ -952,6 +1070,9 @@ impl Ha {
                     .map_err(|e| e.to_string()),
                 None => Ok(buf[..n].to_vec()),
             };
+            if opened.is_ok() && self.hello_auth.is_some() {
+                self.save_replay();
+            }
             match opened.and_then(|b| Hello::decode(&b).map_err(|e| e.to_string())) {
                 Ok(h) => {
                     let now = self.now();
@@ -1058,7 +1179,11 @@ impl Ha {
     }
 
     /// New settings from a reload (same heartbeat address).
-    fn reconfigure(&mut self, new: HaSettings) {
+    fn reconfigure(&mut self, mut new: HaSettings) {
+        // Where the state lives is the director's, not the file's.
+        if new.replay_state.is_none() {
+            new.replay_state.clone_from(&self.settings.replay_state);
+        }
         if new.key != self.settings.key {
             self.auth = new.key.as_deref().map(new_authenticator);
             self.hello_auth = new.key.as_deref().map(new_authenticator);
@@ -1195,6 +1320,22 @@ impl Ha {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replay_state_round_trips_and_ignores_junk() {
+        let mut a = Authenticator::new(b"k", 100);
+        let peer: IpAddr = "10.0.0.2".parse().unwrap();
+        a.remember(peer, 77);
+        let _ = a.seal(peer, peer, b"x");
+        let text = ReplayState::render(&[("advert", &a)]);
+        assert_eq!(text, "sent advert 100\nadvert 10.0.0.2 77\n");
+        let st = ReplayState::parse(&format!("{text}garbage line here\nhello nonsense 5\n"));
+        assert_eq!(st.sent("advert"), 100);
+        let mut b = new_authenticator_after(b"k", st.sent("advert"));
+        st.restore("advert", &mut b);
+        assert_eq!(b.accepted().collect::<Vec<_>>(), vec![(peer, 77)]);
+        assert!(b.next_seq() > 100);
+    }
 
     #[test]
     fn ipv4_payload_splits_and_refuses_short_headers() {
