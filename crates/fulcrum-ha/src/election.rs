@@ -235,12 +235,22 @@ impl Router {
             }
             State::Master => {
                 if a.priority == 0 {
+                    // Another master stepped down: it held the addresses
+                    // too (a healed partition, or it yielded to us), so
+                    // clients may point at it. Answer at once and announce
+                    // them again.
                     self.out
                         .push_back(Output::Send(self.advert(self.cfg.priority)));
                     self.adver_timer = Some(now + cs(u32::from(self.cfg.interval_cs)));
+                    self.out.push_back(Output::Reannounce);
                 } else if a.priority > self.cfg.priority
                     || (a.priority == self.cfg.priority && from > self.cfg.local)
                 {
+                    // Yield, and say so with a priority-0 advert: the winner
+                    // may never have heard ours (it yields first only when
+                    // it hears us first), and must announce the addresses
+                    // again whichever of the two heard the other first.
+                    self.out.push_back(Output::Send(self.advert(0)));
                     self.master_interval_cs = a.interval_cs.max(1);
                     self.become_backup(
                         now,
@@ -514,6 +524,43 @@ mod tests {
         assert_eq!((who, to), (1, State::Backup));
         assert!(t - healed <= ms(1010), "{:?}", t - healed);
         assert!(w.reannounced[0] >= 1, "the winner announces again");
+    }
+
+    /// Two masters after a partition; the lower hears the higher first and
+    /// yields before the higher ever hears it: the higher still announces
+    /// the addresses again (it is told by the yielding one's priority-0
+    /// advert).
+    #[test]
+    fn the_winner_reannounces_whichever_master_hears_the_other_first() {
+        let (hi_addr, lo_addr): (IpAddr, IpAddr) =
+            ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let mut hi = router(150, "10.0.0.1", true);
+        let mut lo = router(100, "10.0.0.2", true);
+        hi.start(Duration::ZERO);
+        lo.start(Duration::ZERO);
+        hi.handle_timeout(ms(5000));
+        lo.handle_timeout(ms(5000));
+        assert_eq!((hi.state(), lo.state()), (State::Master, State::Master));
+        while hi.poll_output().is_some() {}
+        while lo.poll_output().is_some() {}
+        let from_hi = hi.advert(150);
+        lo.handle_advert(ms(5100), hi_addr, &from_hi);
+        assert_eq!(lo.state(), State::Backup);
+        let yielded: Vec<Output> = std::iter::from_fn(|| lo.poll_output()).collect();
+        let zero = yielded
+            .iter()
+            .find_map(|o| match o {
+                Output::Send(a) if a.priority == 0 => Some(a.clone()),
+                _ => None,
+            })
+            .expect("the yielding master says so");
+        hi.handle_advert(ms(5101), lo_addr, &zero);
+        let out: Vec<Output> = std::iter::from_fn(|| hi.poll_output()).collect();
+        assert!(
+            out.iter().any(|o| matches!(o, Output::Reannounce)),
+            "{out:?}"
+        );
+        assert_eq!(hi.state(), State::Master);
     }
 
     #[test]

@@ -491,11 +491,10 @@ fn link_loss_moves_the_addresses_and_a_healed_partition_leaves_one_holder() {
     );
     assert!(healed.elapsed() < Duration::from_millis(600));
     wait_holder(&net, &ds, 0, 2);
-    assert!(
-        ds[0].logs().contains("announcing the addresses again"),
-        "{}",
-        ds[0].logs()
-    );
+    // Whichever master heard the other first, the winner announces again.
+    wait_for("the winner to announce the addresses again", 2, || {
+        ds[0].logs().contains("announcing the addresses again")
+    });
     client.expect_serving(20, "after the heal");
 }
 
