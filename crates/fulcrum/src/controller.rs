@@ -71,6 +71,8 @@ pub struct Controller {
     monitor: Monitor,
     health_tx: mpsc::Sender<HealthResult>,
     health_rx: Option<mpsc::Receiver<HealthResult>>,
+    /// What the director runs with (uid, capabilities), for status.
+    pub privileges: String,
 }
 
 impl std::fmt::Debug for Controller {
@@ -140,6 +142,7 @@ impl Controller {
             monitor: Monitor::default(),
             health_tx,
             health_rx: Some(health_rx),
+            privileges: String::new(),
         }
     }
 
@@ -875,6 +878,9 @@ impl Controller {
             (up / 60) % 60,
             up % 60
         );
+        if !self.privileges.is_empty() {
+            let _ = writeln!(o, "privileges: {}", self.privileges);
+        }
         match (&self.config_path, self.serial) {
             (Some(p), Some(s)) => _ = writeln!(o, "configuration: {} (serial {s})", p.display()),
             (Some(p), None) => _ = writeln!(o, "configuration: {}", p.display()),

@@ -14,6 +14,7 @@ pub mod limits;
 pub mod metrics;
 pub mod monitor;
 pub mod paths;
+pub mod privileges;
 pub mod realserver;
 pub mod resolver;
 pub mod run;

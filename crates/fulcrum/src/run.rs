@@ -75,18 +75,44 @@ pub async fn director(
             }
         },
     };
-    let (plane, plane_rx) = controller::plane(Duration::from_secs(300), workers);
     let name = config_path
         .as_ref()
         .map_or("configuration".to_string(), |p| p.display().to_string());
-    let mut ctl = Controller::new(plane, config_path.clone(), origin);
-    // The floating addresses come up before serving; failing to add one is
-    // fatal at start (later, on reload, it is logged).
     // Nothing is touched while another director runs at this socket.
     if let Err(e) = ControlSocket::check_free(&control).await {
         eprintln!("fulcrum: {e}");
         return 1;
     }
+    // The descriptor limit is raised while privileges allow it; then only
+    // the capabilities the configuration needs are kept, before any other
+    // thread exists, so every thread and child inherits the reduced sets.
+    if let Some(cfg) = &config
+        && let Err(e) = crate::limits::director_max(cfg.global.max_connections)
+    {
+        eprintln!("fulcrum: {name}: {e}");
+        return 1;
+    }
+    let keep = config.as_ref().map_or(
+        rustix::thread::CapabilitySet::NET_BIND_SERVICE,
+        crate::privileges::needed,
+    );
+    let privileges = match crate::privileges::drop_to(keep) {
+        Ok(left) => format!(
+            "uid {}, capabilities {}, no_new_privs",
+            rustix::process::geteuid().as_raw(),
+            crate::privileges::names(left)
+        ),
+        Err(e) => {
+            eprintln!("fulcrum: {e}");
+            return 1;
+        }
+    };
+    tracing::info!(%privileges, "privileges reduced");
+    let (plane, plane_rx) = controller::plane(Duration::from_secs(300), workers);
+    let mut ctl = Controller::new(plane, config_path.clone(), origin);
+    ctl.privileges = privileges;
+    // The floating addresses come up before serving; failing to add one is
+    // fatal at start (later, on reload, it is logged).
     let mut addrs = match Addresses::new() {
         Ok(a) => a,
         Err(e) => {

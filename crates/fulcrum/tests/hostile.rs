@@ -411,3 +411,68 @@ fn a_second_director_for_the_same_service_is_refused_naming_the_first() {
     }
     assert!(first.ok("-L -n").contains("127.68.0.1:8080"));
 }
+
+/// A field of a /proc status file, as a number (hex for capability sets).
+fn proc_field(status: &str, field: &str) -> u64 {
+    let v = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .unwrap_or_else(|| panic!("no {field} in {status}"))
+        .trim();
+    u64::from_str_radix(v, if field.starts_with("Cap") { 16 } else { 10 }).unwrap()
+}
+
+/// After start, every thread of the director — and every program it runs
+/// — holds at most the capabilities the configuration needs (here, no
+/// floating address and no failover: only CAP_NET_BIND_SERVICE), with
+/// no_new_privs set.
+#[test]
+fn the_director_and_its_checks_keep_only_the_capabilities_they_need() {
+    const NET_BIND_SERVICE: u64 = 1 << 10;
+    let _rs = realservers(69, 1);
+    let dir = TempDir::new("caps");
+    let seen = dir.0.join("check-status");
+    let check = format!(
+        " send_program = \"cat /proc/self/status > {}\"\n",
+        seen.display()
+    );
+    let d = Director::start("caps", &cluster(69, "rr", &[1], &check));
+    let root = rustix::process::geteuid().is_root();
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", d.proc.0.id())).unwrap();
+    let mut threads = 0;
+    for t in tasks.flatten() {
+        let status = std::fs::read_to_string(t.path().join("status")).unwrap();
+        threads += 1;
+        for f in ["CapEff:", "CapPrm:", "CapInh:"] {
+            let v = proc_field(&status, f);
+            assert_eq!(
+                v & !NET_BIND_SERVICE,
+                0,
+                "thread {:?} {f} {v:#x}",
+                t.file_name()
+            );
+        }
+        if root {
+            assert_eq!(proc_field(&status, "CapBnd:"), NET_BIND_SERVICE, "{status}");
+        }
+        assert_eq!(proc_field(&status, "NoNewPrivs:"), 1, "{status}");
+    }
+    assert!(
+        threads >= 2,
+        "the workers were looked at too ({threads} threads)"
+    );
+    let status = d.run("status", &[]).1;
+    assert!(status.contains("privileges: uid "), "{status}");
+    // The check program ran with the same limits.
+    wait_until("the check program", || seen.exists());
+    let child = std::fs::read_to_string(&seen).unwrap();
+    assert_eq!(
+        proc_field(&child, "CapEff:") & !NET_BIND_SERVICE,
+        0,
+        "{child}"
+    );
+    assert_eq!(proc_field(&child, "NoNewPrivs:"), 1, "{child}");
+    if root {
+        assert_eq!(proc_field(&child, "CapBnd:"), NET_BIND_SERVICE, "{child}");
+    }
+}
