@@ -1,17 +1,26 @@
 //! Connection limits: how many connections (and UDP flows) the director,
 //! and each virtual service, serve at once.
 //!
-//! A connection over a limit is refused right after `accept` — reset, as
-//! IPVS's "no destination" looks — before it costs a real-server
-//! connection, a task or a table entry. Refusals are counted and logged at
-//! most once per interval per limit.
+//! The limits are checked before accepting: while one is full, its
+//! listeners stop accepting, so new connections wait in the kernel's
+//! backlog — served as soon as a connection closes, like HAProxy's
+//! `maxconn` queue — and those still waiting after [`QUEUE_WAIT`] are reset,
+//! as IPVS's "no destination" looks to a client. A refused connection thus
+//! costs the director nothing while it waits, and one accept and close when
+//! it is refused. Refusals are counted and logged at most once per interval
+//! per limit.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use tokio::sync::Notify;
+
 /// At most one "limit reached" line per limit in this interval.
 const LOG_EVERY: Duration = Duration::from_secs(10);
+/// How long a connection may wait in the backlog for a place under a full
+/// limit before it is reset.
+pub const QUEUE_WAIT: Duration = Duration::from_secs(1);
 
 /// One limit and its count of open connections.
 #[derive(Debug)]
@@ -23,6 +32,8 @@ pub struct ConnLimit {
     born: Instant,
     /// Milliseconds after `born` of the last log line, plus one (0: never).
     logged_ms: AtomicU64,
+    /// Told when a full limit has room again.
+    freed: Notify,
 }
 
 impl ConnLimit {
@@ -35,12 +46,19 @@ impl ConnLimit {
             refused: AtomicU64::new(0),
             born: Instant::now(),
             logged_ms: AtomicU64::new(0),
+            freed: Notify::new(),
         })
+    }
+
+    /// Whether one more connection fits.
+    pub fn has_room(&self) -> bool {
+        self.open.load(Relaxed) < self.max.load(Relaxed)
     }
 
     /// Change the limit; open connections above it carry on.
     pub fn set_max(&self, max: usize) {
         self.max.store(max, Relaxed);
+        self.freed.notify_waiters();
     }
 
     /// The limit.
@@ -66,7 +84,7 @@ impl ConnLimit {
             .map(|_| Slot(self.clone()))
     }
 
-    fn refuse(&self) {
+    pub(crate) fn refuse(&self) {
         let n = self.refused.fetch_add(1, Relaxed) + 1;
         let now = self.born.elapsed().as_millis() as u64 + 1;
         let last = self.logged_ms.load(Relaxed);
@@ -92,7 +110,44 @@ pub struct Slot(Arc<ConnLimit>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Relaxed);
+        let before = self.0.open.fetch_sub(1, Relaxed);
+        if before >= self.0.max.load(Relaxed) {
+            // It was full: listeners waiting for room may accept again.
+            self.0.freed.notify_waiters();
+        }
+    }
+}
+
+/// Wait until both limits have room, at most `within`; whether they do.
+pub(crate) async fn wait_for_room(
+    director: &ConnLimit,
+    service: &ConnLimit,
+    within: Duration,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let d = director.freed.notified();
+        let s = service.freed.notified();
+        tokio::pin!(d, s);
+        d.as_mut().enable();
+        s.as_mut().enable();
+        if director.has_room() && service.has_room() {
+            return true;
+        }
+        tokio::select! {
+            () = &mut d => {}
+            () = &mut s => {}
+            () = tokio::time::sleep_until(deadline) => return false,
+        }
+    }
+}
+
+/// The limit to count a refusal against: the service's when it is full.
+pub(crate) fn full_one<'a>(director: &'a ConnLimit, service: &'a ConnLimit) -> &'a ConnLimit {
+    if service.has_room() {
+        director
+    } else {
+        service
     }
 }
 

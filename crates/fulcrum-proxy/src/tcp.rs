@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use crate::events::{Answer, PlaneEvent, schedule};
-use crate::limit::{Admitted, ConnLimit, admit};
+use crate::limit::{Admitted, ConnLimit, QUEUE_WAIT, admit, full_one, wait_for_room};
 use crate::splice::{End, Meter, one_way};
 use crate::{CONNECT_TIMEOUT, TcpTimeouts};
 
@@ -67,6 +67,13 @@ pub(crate) async fn serve(
 ) {
     let mut backoff = crate::accept::AcceptBackoff::new(format!("virtual service {key}"));
     loop {
+        // Checked before accepting: while a limit is full, connections wait
+        // in the backlog for a place, and are reset after QUEUE_WAIT.
+        let room = director.has_room() && service.has_room();
+        if !room && !wait_for_room(&director, &service, QUEUE_WAIT).await {
+            refuse_queued(&listener, &director, &service);
+            continue;
+        }
         match listener.accept().await {
             Ok((client, peer)) => match admit(&director, &service) {
                 Some(slot) => {
@@ -82,6 +89,22 @@ pub(crate) async fn serve(
                 None => reset(&client),
             },
             Err(e) => backoff.failed(&e).await,
+        }
+    }
+}
+
+/// Reset every connection waiting in the backlog while a limit stays full
+/// (accepted without registering them: an accept, a linger option and a
+/// close each).
+fn refuse_queued(listener: &TcpListener, director: &ConnLimit, service: &ConnLimit) {
+    let raw = SockRef::from(listener);
+    while !(director.has_room() && service.has_room()) {
+        match raw.accept() {
+            Ok((s, _)) => {
+                let _ = s.set_linger(Some(Duration::ZERO));
+                full_one(director, service).refuse();
+            }
+            Err(_) => return, // the backlog is empty (WouldBlock), or EMFILE
         }
     }
 }

@@ -193,8 +193,9 @@ fn served(vip: &str) -> bool {
     s.read_to_string(&mut r).is_ok() && r.starts_with("HTTP/1.")
 }
 
-/// Clients take every connection the director would hold: it refuses
-/// those over its limit instead of running out of descriptors, keeps
+/// Clients take every connection the director would hold: it stops
+/// accepting at its limit instead of running out of descriptors (waiting
+/// clients are reset after a second, or served when a place frees), keeps
 /// answering `fulcrum adm` at once, keeps every real server in service
 /// (its checks keep running), and serves again when the clients leave.
 #[test]
@@ -233,8 +234,27 @@ fn descriptor_exhaustion_is_refused_at_the_limit_and_the_director_stays_in_contr
     let status = d.run("status", &[]).1;
     assert!(status.contains("connections: 128 open"), "{status}");
     assert!(!d.log().contains("real server down"), "{}", d.log());
-    // A client over the limit is reset, not left hanging.
+    // A client over the limit waits at most a second, then is reset.
+    let t = Instant::now();
     assert!(!served(vip));
+    assert!(
+        t.elapsed() < Duration::from_millis(1900),
+        "{:?}",
+        t.elapsed()
+    );
+    // One that arrives while full is served as soon as a place frees (a
+    // moment after the refusals above, which reset whatever is queued).
+    std::thread::sleep(Duration::from_millis(100));
+    let mut waiting = TcpStream::connect(vip).unwrap();
+    waiting.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    held.drain(..200);
+    let mut answer = String::new();
+    waiting.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1."), "{answer}");
     drop(held);
     wait_until("service after the clients left", || served(vip));
 }
@@ -305,7 +325,10 @@ fn a_udp_source_flood_costs_little_memory_and_few_log_lines() {
         grown * 1024 / 1536
     );
     // Was about 60 KiB per flow (a 64 KiB buffer each).
-    assert!(grown < 1536 * 4, "{grown} KiB for 1,536 flows");
+    assert!(
+        grown < 1536 * 2,
+        "{grown} KiB for 1,536 flows: over 2 KiB each"
+    );
     let lines = d.log().lines().count();
     assert!(lines < 20, "{lines} log lines:\n{}", d.log());
     // Still answering: a new client is refused (limit), the table listed.
