@@ -363,6 +363,8 @@ pub struct Global {
     /// The most connections (and UDP flows) the director serves at once.
     pub max_connections: Option<u32>,
     pub dataplane: Option<Dataplane>,
+    /// The user the director runs as after start (`user`).
+    pub user: Option<String>,
     pub priority: Option<u8>,
     pub preempt: Option<bool>,
     pub nice_failback: Option<bool>,

@@ -125,6 +125,7 @@ pub fn write(cfg: &Config) -> String {
     o.kv("udp_timeout", g.udp_timeout.map(|v| v.to_string()));
     o.kv("max_connections", g.max_connections.map(|v| v.to_string()));
     o.kv("dataplane", g.dataplane.map(|d| d.name().into()));
+    o.kv("user", g.user.as_deref().map(quote));
     o.kv("priority", g.priority.map(|v| v.to_string()));
     o.kv("preempt", g.preempt.map(|b| bool01(b).into()));
     o.kv("nice_failback", g.nice_failback.map(|b| bool01(b).into()));

@@ -44,8 +44,17 @@ impl ControlSocket {
         let old = rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o177));
         let bound = UnixListener::bind(path);
         rustix::process::umask(old);
-        let listener =
-            bound.map_err(|e| format!("cannot bind the control socket {}: {e}", path.display()))?;
+        let listener = bound.map_err(|e| {
+            format!(
+                "cannot bind the control socket {}: {e}{}",
+                path.display(),
+                if e.kind() == io::ErrorKind::PermissionDenied {
+                    " (with `user`, the socket's directory must be writable by that user: leave it to the director to create, or choose a --control path in a directory of the user's)"
+                } else {
+                    ""
+                }
+            )
+        })?;
         Ok(ControlSocket {
             listener,
             path: path.to_path_buf(),
@@ -198,9 +207,9 @@ pub async fn call(path: &Path, request: &Request) -> io::Result<Response> {
     // Only a socket of ours (or root's) in a directory nobody else can
     // change answers for the director.
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        crate::paths::check_private_dir(dir).map_err(io::Error::other)?;
+        crate::paths::check_dir_for_client(dir).map_err(io::Error::other)?;
     }
-    crate::paths::existing_socket(path).map_err(io::Error::other)?;
+    crate::paths::existing_socket_for_client(path).map_err(io::Error::other)?;
     let stream = UnixStream::connect(path).await?;
     let (r, mut w) = stream.into_split();
     w.write_all(encode(request).as_bytes()).await?;

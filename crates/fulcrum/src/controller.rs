@@ -73,6 +73,8 @@ pub struct Controller {
     health_rx: Option<mpsc::Receiver<HealthResult>>,
     /// What the director runs with (uid, capabilities), for status.
     pub privileges: String,
+    /// The `user` it became at start: a reload cannot change it.
+    pub user: Option<String>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -143,6 +145,7 @@ impl Controller {
             health_tx,
             health_rx: Some(health_rx),
             privileges: String::new(),
+            user: None,
         }
     }
 
@@ -456,6 +459,15 @@ impl Controller {
                     "{diags}{name}: {} errors; nothing changed\n",
                     parsed.error_count()
                 ),
+                exit_code: 1,
+                ..Default::default()
+            };
+        }
+        if parsed.config.global.user != self.user {
+            let e = "`user` changed; the director changes its user only at start: restart it";
+            tracing::error!(config = %name, error = %e, "reload refused; nothing changed");
+            return Response {
+                stderr: format!("{diags}{name}: {e}; nothing changed\n"),
                 exit_code: 1,
                 ..Default::default()
             };

@@ -48,11 +48,25 @@ fn trusted_owner(uid: u32) -> bool {
 /// # Errors
 /// A message naming the directory, what is wrong and what to do.
 pub fn check_private_dir(dir: &Path) -> Result<(), String> {
+    check_dir(dir, false)
+}
+
+/// [`check_private_dir`] for a client: root also trusts a directory of
+/// another user (a director running as its own `user`), though never one
+/// that others can write to.
+///
+/// # Errors
+/// A message naming the directory, what is wrong and what to do.
+pub fn check_dir_for_client(dir: &Path) -> Result<(), String> {
+    check_dir(dir, rustix::process::geteuid().is_root())
+}
+
+fn check_dir(dir: &Path, any_owner: bool) -> Result<(), String> {
     let m = std::fs::metadata(dir).map_err(|e| format!("cannot inspect {}: {e}", dir.display()))?;
     if !m.is_dir() {
         return Err(format!("{} is not a directory", dir.display()));
     }
-    if !trusted_owner(m.uid()) {
+    if !any_owner && !trusted_owner(m.uid()) {
         return Err(format!(
             "{} belongs to uid {}, not to this user (uid {}) or root: another user could replace the control socket there; remove the directory or choose another --control path",
             dir.display(),
@@ -91,6 +105,23 @@ pub fn prepare_socket_dir(socket: &Path) -> Result<(), String> {
     check_private_dir(dir)
 }
 
+/// Before the director becomes `user`: its control socket's directory,
+/// when private (no access for others, as the director creates it),
+/// becomes that user's, so it can bind its socket and keep its state
+/// there. A shared directory (`/tmp`, `/run`) is never given away.
+pub fn hand_socket_dir_to(socket: &Path, uid: u32, gid: u32) {
+    let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return;
+    };
+    if let Ok(m) = std::fs::metadata(dir)
+        && m.is_dir()
+        && m.mode() & 0o7077 == 0
+        && let Err(e) = std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+    {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot give the control socket's directory to the director's user");
+    }
+}
+
 /// What is at a path where a socket is to be bound.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Existing {
@@ -106,6 +137,19 @@ pub enum Existing {
 /// # Errors
 /// A message saying what is there and what to do.
 pub fn existing_socket(path: &Path) -> Result<Existing, String> {
+    existing(path, false)
+}
+
+/// [`existing_socket`] for a client: root also talks to a socket of a
+/// director running as its own `user`.
+///
+/// # Errors
+/// A message saying what is there and what to do.
+pub fn existing_socket_for_client(path: &Path) -> Result<Existing, String> {
+    existing(path, rustix::process::geteuid().is_root())
+}
+
+fn existing(path: &Path, any_owner: bool) -> Result<Existing, String> {
     let m = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Existing::Nothing),
@@ -117,7 +161,7 @@ pub fn existing_socket(path: &Path) -> Result<Existing, String> {
             path.display()
         ));
     }
-    if !trusted_owner(m.uid()) {
+    if !any_owner && !trusted_owner(m.uid()) {
         return Err(format!(
             "the socket {} belongs to uid {}, not to this user or root; refusing to use it",
             path.display(),

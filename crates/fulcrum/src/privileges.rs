@@ -13,7 +13,9 @@
 //! The others go from the effective, permitted, inheritable and bounding
 //! sets, so neither the director nor a program it runs (checks, notify
 //! scripts) can get them back; `no_new_privs` keeps setuid and file
-//! capabilities from granting more to those programs.
+//! capabilities from granting more to those programs. With `user`, the
+//! director becomes that user (and its group, without supplementary
+//! groups) at the same moment, keeping the same capabilities.
 
 use fulcrum_config::{CheckType, Config};
 use rustix::thread::CapabilitySet;
@@ -60,12 +62,80 @@ pub fn names(set: CapabilitySet) -> String {
     }
 }
 
-/// Reduce the calling thread (and what it starts) to `keep`, and set
-/// `no_new_privs`. Returns the capabilities left.
+/// The user the director runs as (`user` in lvs.cf).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunAs {
+    /// Its uid.
+    pub uid: u32,
+    /// Its primary group.
+    pub gid: u32,
+}
+
+/// `user = NAME`, `user = UID` or `user = UID:GID`; a name is looked up in
+/// `passwd` (the file given, `/etc/passwd` in use).
+///
+/// # Errors
+/// A message saying what is wrong and what to do.
+pub fn resolve_user(user: &str, passwd: &str) -> Result<RunAs, String> {
+    let numeric = |s: &str| s.parse::<u32>().ok();
+    if let Some(uid) = numeric(user) {
+        return Ok(RunAs { uid, gid: uid });
+    }
+    if let Some((u, g)) = user.split_once(':')
+        && let (Some(uid), Some(gid)) = (numeric(u), numeric(g))
+    {
+        return Ok(RunAs { uid, gid });
+    }
+    passwd
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() >= 4 && f[0] == user).then(|| (numeric(f[2]), numeric(f[3])))
+        })
+        .find_map(|(u, g)| Some(RunAs { uid: u?, gid: g? }))
+        .ok_or_else(|| {
+            format!("user `{user}` is not in /etc/passwd; create it, or give `user = UID:GID`")
+        })
+}
+
+/// How many threads this process has (from `/proc`).
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(1, Iterator::count)
+}
+
+/// Become `who`, keeping the permitted capabilities (`PR_SET_KEEPCAPS`):
+/// supplementary groups dropped, then the group, then the user.
+fn switch_user(who: RunAs) -> Result<(), String> {
+    use rustix::process::{Gid, Uid};
+    // These calls change the calling thread only: there must be no other.
+    let n = threads();
+    if n != 1 {
+        return Err(format!(
+            "cannot change user with {n} threads running; this is a bug in Fulcrum"
+        ));
+    }
+    let uid = Uid::from_raw(who.uid);
+    let gid = Gid::from_raw(who.gid);
+    rustix::thread::set_keep_capabilities(true)
+        .and_then(|()| rustix::thread::set_thread_groups(&[]))
+        .and_then(|()| rustix::thread::set_thread_res_gid(gid, gid, gid))
+        .and_then(|()| rustix::thread::set_thread_res_uid(uid, uid, uid))
+        .and_then(|()| rustix::thread::set_keep_capabilities(false))
+        .map_err(|e| {
+            format!(
+                "cannot become uid {} gid {}: {e} (only root can change its user)",
+                who.uid, who.gid
+            )
+        })
+}
+
+/// Reduce the calling thread (and what it starts) to `keep`, run as
+/// `user` when given, and set `no_new_privs`. Returns the capabilities
+/// left.
 ///
 /// # Errors
 /// A message naming the step that failed.
-pub fn drop_to(keep: CapabilitySet) -> Result<CapabilitySet, String> {
+pub fn drop_to(keep: CapabilitySet, user: Option<RunAs>) -> Result<CapabilitySet, String> {
     let now = rustix::thread::capabilities(None)
         .map_err(|e| format!("cannot read the capabilities: {e}"))?;
     // The bounding set first, while CAP_SETPCAP is still effective.
@@ -83,6 +153,9 @@ pub fn drop_to(keep: CapabilitySet) -> Result<CapabilitySet, String> {
             }
         }
     }
+    if let Some(who) = user {
+        switch_user(who)?;
+    }
     let left = now.permitted & keep;
     rustix::thread::set_capabilities(
         None,
@@ -95,4 +168,35 @@ pub fn drop_to(keep: CapabilitySet) -> Result<CapabilitySet, String> {
     .map_err(|e| format!("cannot drop capabilities: {e}"))?;
     rustix::thread::set_no_new_privs(true).map_err(|e| format!("cannot set no_new_privs: {e}"))?;
     Ok(left)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_by_name_number_or_pair() {
+        let passwd = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\nbroken:x:zz\n";
+        assert_eq!(
+            resolve_user("nobody", passwd),
+            Ok(RunAs {
+                uid: 65534,
+                gid: 65534
+            })
+        );
+        assert_eq!(
+            resolve_user("1000", passwd),
+            Ok(RunAs {
+                uid: 1000,
+                gid: 1000
+            })
+        );
+        assert_eq!(
+            resolve_user("1000:50", passwd),
+            Ok(RunAs { uid: 1000, gid: 50 })
+        );
+        let e = resolve_user("fulcrum", passwd).unwrap_err();
+        assert!(e.contains("user `fulcrum` is not in /etc/passwd"), "{e}");
+        assert!(resolve_user("broken", passwd).is_err());
+    }
 }

@@ -96,7 +96,23 @@ pub async fn director(
         rustix::thread::CapabilitySet::NET_BIND_SERVICE,
         crate::privileges::needed,
     );
-    let privileges = match crate::privileges::drop_to(keep) {
+    let run_as = match config.as_ref().and_then(|c| c.global.user.as_deref()) {
+        None => None,
+        Some(u) => {
+            let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+            match crate::privileges::resolve_user(u, &passwd) {
+                Ok(who) => Some(who),
+                Err(e) => {
+                    eprintln!("fulcrum: {name}: {e}");
+                    return 1;
+                }
+            }
+        }
+    };
+    if let Some(who) = run_as {
+        crate::paths::hand_socket_dir_to(&control, who.uid, who.gid);
+    }
+    let privileges = match crate::privileges::drop_to(keep, run_as) {
         Ok(left) => format!(
             "uid {}, capabilities {}, no_new_privs",
             rustix::process::geteuid().as_raw(),
@@ -111,6 +127,7 @@ pub async fn director(
     let (plane, plane_rx) = controller::plane(Duration::from_secs(300), workers);
     let mut ctl = Controller::new(plane, config_path.clone(), origin);
     ctl.privileges = privileges;
+    ctl.user = config.as_ref().and_then(|c| c.global.user.clone());
     // The floating addresses come up before serving; failing to add one is
     // fatal at start (later, on reload, it is logged).
     let mut addrs = match Addresses::new() {

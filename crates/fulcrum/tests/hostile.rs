@@ -499,3 +499,89 @@ fn the_director_and_its_checks_keep_only_the_capabilities_they_need() {
         assert_eq!(proc_field(&child, "CapBnd:"), NET_BIND_SERVICE, "{child}");
     }
 }
+
+/// `user = nobody`: the director started by root runs as nobody (no
+/// supplementary groups) with the capabilities it needs, root's `fulcrum
+/// adm` still reaches it, it serves, and a reload cannot change the user.
+/// Needs root, as changing users does.
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "needs root: run with FULCRUM_NETNS_TESTS=1 as root (.ci/run does)"
+)]
+#[test]
+fn the_director_runs_as_the_configured_user() {
+    let _rs = realservers(70, 1);
+    let dir = TempDir::new("runas");
+    let cf = dir.0.join("lvs.cf");
+    let cfg = format!("user = nobody\n{}", cluster(70, "rr", &[1], ""));
+    std::fs::write(&cf, &cfg).unwrap();
+    std::fs::set_permissions(&cf, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // A directory the director creates (0700), which it gives to nobody.
+    let control = dir.0.join("run/control.sock");
+    let mut child = Proc(
+        Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&cf)
+            .arg("--control")
+            .arg(&control)
+            .env("FULCRUM_LOG", "warn")
+            .stderr(std::fs::File::create(dir.0.join("log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let adm = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("adm")
+            .arg("--control")
+            .arg(&control)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    wait_until("the director", || adm(&["-L", "-n"]).status.success());
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.0.id())).unwrap();
+    let line = |f: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(f))
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        line("Uid:")
+            .split_whitespace()
+            .skip(1)
+            .all(|u| u == "65534"),
+        "{status}"
+    );
+    assert!(
+        line("Gid:")
+            .split_whitespace()
+            .skip(1)
+            .all(|g| g == "65534"),
+        "{status}"
+    );
+    assert_eq!(line("Groups:").trim(), "Groups:", "{status}");
+    assert_eq!(proc_field(&status, "CapEff:"), 1 << 10, "{status}");
+    let st = Command::new(BIN)
+        .args(["status", "--control"])
+        .arg(&control)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&st.stdout)
+            .contains("privileges: uid 65534, capabilities cap_net_bind_service")
+    );
+    assert!(served("127.70.0.1:8080"));
+    // A reload that changes the user is refused, and changes nothing.
+    std::fs::write(&cf, cfg.replace("user = nobody", "user = root")).unwrap();
+    let r = Command::new(BIN)
+        .args(["reload", "--control"])
+        .arg(&control)
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("`user` changed"));
+    assert!(served("127.70.0.1:8080"));
+    let _ = child.0.kill();
+}
