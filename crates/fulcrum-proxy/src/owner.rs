@@ -14,18 +14,8 @@ use socket2::Type;
 /// (`pid N (comm)` when `/proc` tells, else a plain description).
 pub(crate) fn taken(addr: SocketAddr, ty: Type) -> Option<String> {
     // UDP without SO_REUSEADDR: with it, two sockets may share the address.
-    let probe = socket2::Socket::new(socket2::Domain::for_address(addr), ty, None).and_then(|s| {
-        if ty == Type::STREAM {
-            s.set_reuse_address(true)?;
-        }
-        if addr.is_ipv6() {
-            s.set_only_v6(true)?;
-            s.set_freebind_v6(true)?;
-        } else {
-            s.set_freebind_v4(true)?;
-        }
-        s.bind(&addr.into())
-    });
+    let probe =
+        crate::tcp::unbound_socket(addr, ty, ty == Type::STREAM).and_then(|s| s.bind(&addr.into()));
     match probe {
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
             Some(owner(addr, ty).unwrap_or_else(|| "another process".into()))

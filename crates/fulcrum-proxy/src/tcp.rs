@@ -26,10 +26,21 @@ const REPORT_EVERY: Duration = Duration::from_secs(1);
 /// `SO_REUSEADDR` (and `SO_REUSEPORT` when asked) and `IP_FREEBIND`, so a
 /// virtual address the host does not hold yet can be served.
 pub(crate) fn service_socket(addr: SocketAddr, ty: Type, reuse_port: bool) -> io::Result<Socket> {
-    let s = Socket::new(Domain::for_address(addr), ty, None)?;
-    s.set_reuse_address(true)?;
+    let s = unbound_socket(addr, ty, true)?;
     if reuse_port {
         s.set_reuse_port(true)?;
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    Ok(s)
+}
+
+/// A socket for `addr`'s family with `IP_FREEBIND` (IPv6: v6 only), and
+/// `SO_REUSEADDR` when asked.
+pub(crate) fn unbound_socket(addr: SocketAddr, ty: Type, reuse_addr: bool) -> io::Result<Socket> {
+    let s = Socket::new(Domain::for_address(addr), ty, None)?;
+    if reuse_addr {
+        s.set_reuse_address(true)?;
     }
     if addr.is_ipv6() {
         s.set_only_v6(true)?;
@@ -37,8 +48,6 @@ pub(crate) fn service_socket(addr: SocketAddr, ty: Type, reuse_port: bool) -> io
     } else {
         s.set_freebind_v4(true)?;
     }
-    s.set_nonblocking(true)?;
-    s.bind(&addr.into())?;
     Ok(s)
 }
 

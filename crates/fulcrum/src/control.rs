@@ -97,18 +97,10 @@ impl ControlSocket {
             };
             let Ok(permit) = clients.clone().try_acquire_owned() else {
                 let mut stream = stream;
-                let busy = Response {
-                    stderr: format!(
-                        "the director is serving {MAX_CLIENTS} control connections already; try again\n"
-                    ),
-                    exit_code: 2,
-                    ..Default::default()
-                };
-                let _ = tokio::time::timeout(
-                    Duration::from_millis(100),
-                    stream.write_all(encode(&busy).as_bytes()),
-                )
-                .await;
+                let busy = format!(
+                    "the director is serving {MAX_CLIENTS} control connections already; try again\n"
+                );
+                refuse(&mut stream, busy, Duration::from_millis(100)).await;
                 continue;
             };
             let controller = controller.clone();
@@ -128,6 +120,17 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Control connections served at once.
 pub const MAX_CLIENTS: usize = 32;
 
+/// Tell a client why it is refused (exit status 2), waiting at most
+/// `within` for it to take the answer.
+async fn refuse(w: &mut (impl AsyncWriteExt + Unpin), stderr: String, within: Duration) {
+    let resp = Response {
+        stderr,
+        exit_code: 2,
+        ..Default::default()
+    };
+    let _ = tokio::time::timeout(within, w.write_all(encode(&resp).as_bytes())).await;
+}
+
 /// Answer one control connection's requests, one line each.
 async fn serve_client(stream: UnixStream, controller: mpsc::Sender<ControlMsg>) {
     let (r, mut w) = stream.into_split();
@@ -142,7 +145,7 @@ async fn serve_client(stream: UnixStream, controller: mpsc::Sender<ControlMsg>) 
                 .read_until(b'\n', &mut line),
         )
         .await;
-        let refuse = match read {
+        let refused = match read {
             Err(_) => Some(format!(
                 "no complete request within {}s; closing\n",
                 REQUEST_TIMEOUT.as_secs()
@@ -157,17 +160,8 @@ async fn serve_client(stream: UnixStream, controller: mpsc::Sender<ControlMsg>) 
             }
             Ok(Ok(_)) => None,
         };
-        if let Some(stderr) = refuse {
-            let resp = Response {
-                stderr,
-                exit_code: 2,
-                ..Default::default()
-            };
-            let _ = tokio::time::timeout(
-                Duration::from_secs(1),
-                w.write_all(encode(&resp).as_bytes()),
-            )
-            .await;
+        if let Some(why) = refused {
+            refuse(&mut w, why, Duration::from_secs(1)).await;
             return;
         }
         let text = String::from_utf8_lossy(&line);
