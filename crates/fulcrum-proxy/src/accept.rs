@@ -25,14 +25,38 @@ pub fn is_resource_error(e: &io::Error) -> bool {
     )
 }
 
+/// Counts events and says when one may be logged: at most once per
+/// [`LOG_EVERY`], with how many happened since the last line.
+#[derive(Debug, Default)]
+pub(crate) struct RateLimited {
+    last: Option<Instant>,
+    count: u64,
+}
+
+impl RateLimited {
+    /// Count one; whether to log now.
+    pub(crate) fn due(&mut self) -> bool {
+        self.count += 1;
+        let due = self.last.is_none_or(|t| t.elapsed() >= LOG_EVERY);
+        if due {
+            self.last = Some(Instant::now());
+        }
+        due
+    }
+
+    /// How many were counted since the last line (and start again).
+    pub(crate) fn take(&mut self) -> u64 {
+        std::mem::take(&mut self.count)
+    }
+}
+
 /// The state of one accept loop's back-off.
 #[derive(Debug)]
 pub struct AcceptBackoff {
     what: String,
     delay: Duration,
     last_failure: Option<Instant>,
-    last_log: Option<Instant>,
-    failed_since_log: u64,
+    log: RateLimited,
 }
 
 impl AcceptBackoff {
@@ -42,8 +66,7 @@ impl AcceptBackoff {
             what: what.into(),
             delay: FIRST,
             last_failure: None,
-            last_log: None,
-            failed_since_log: 0,
+            log: RateLimited::default(),
         }
     }
 
@@ -64,19 +87,13 @@ impl AcceptBackoff {
             self.delay = FIRST;
         }
         self.last_failure = Some(now);
-        self.failed_since_log += 1;
-        if self
-            .last_log
-            .is_none_or(|t| now.duration_since(t) >= LOG_EVERY)
-        {
+        if self.log.due() {
             tracing::warn!(
                 listener = %self.what,
                 error = %e,
-                failed = self.failed_since_log,
+                failed = self.log.take(),
                 "cannot accept connections: out of resources; waiting for connections to close (raise `ulimit -n` or lower max_connections)"
             );
-            self.last_log = Some(now);
-            self.failed_since_log = 0;
         }
         tokio::time::sleep(self.delay).await;
         self.delay = (self.delay * 2).min(LONGEST);

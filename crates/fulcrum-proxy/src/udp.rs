@@ -25,6 +25,7 @@ use socket2::Type;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
+use crate::accept::RateLimited;
 use crate::events::{Answer, PlaneEvent, schedule};
 use crate::limit::{Admitted, ConnLimit, admit};
 
@@ -33,8 +34,6 @@ const ONE_PACKET_WINDOW: Duration = Duration::from_secs(10);
 const MAX_DATAGRAM: usize = 65_535;
 /// How often idle flows are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
-/// At most one warning per kind and service in this interval.
-const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// A UDP socket for a virtual service, bound with `IP_FREEBIND`.
 pub(crate) fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
@@ -92,29 +91,6 @@ fn reader(key: FlowKey, generation: u64, backend: Arc<UdpSocket>) -> Reader {
 /// which then lets go of the socket, closing it.
 fn forget(f: &Flow) {
     let _ = socket2::SockRef::from(&*f.backend).shutdown(std::net::Shutdown::Read);
-}
-
-/// Counts events and says when one may be logged: at most once per
-/// [`LOG_EVERY`].
-#[derive(Debug, Default)]
-struct RateLimited {
-    last: Option<Instant>,
-    count: u64,
-}
-
-impl RateLimited {
-    fn due(&mut self) -> bool {
-        self.count += 1;
-        let due = self.last.is_none_or(|t| t.elapsed() >= LOG_EVERY);
-        if due {
-            self.last = Some(Instant::now());
-        }
-        due
-    }
-
-    fn take(&mut self) -> u64 {
-        std::mem::take(&mut self.count)
-    }
 }
 
 /// A service's flows and what its task needs to serve them.
