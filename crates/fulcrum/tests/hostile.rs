@@ -585,3 +585,39 @@ fn the_director_runs_as_the_configured_user() {
     assert!(served("127.70.0.1:8080"));
     let _ = child.0.kill();
 }
+
+/// Many half-sent requests to the metrics port (a slow-loris): the
+/// director keeps answering `fulcrum adm` at once, and metrics are served
+/// again once the attackers' connections go (closed by them, or by the
+/// 5 s header timeout).
+#[test]
+fn a_metrics_slow_loris_stalls_nothing() {
+    let _rs = realservers(71, 1);
+    let d = Director::start_with(
+        "loris",
+        &cluster(71, "rr", &[1], ""),
+        &["--metrics", "127.71.0.9:9100"],
+    );
+    let mut held = Vec::new();
+    for _ in 0..500 {
+        if let Ok(mut s) = TcpStream::connect("127.71.0.9:9100") {
+            let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n");
+            held.push(s);
+        }
+    }
+    let t = Instant::now();
+    assert!(d.ok("-L -n").contains("127.71.0.1:8080"));
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    assert!(served("127.71.0.1:8080"));
+    drop(held);
+    wait_until("metrics again", || {
+        let Ok(mut s) = TcpStream::connect("127.71.0.9:9100") else {
+            return false;
+        };
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let _ = s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
+        let mut r = String::new();
+        let _ = s.read_to_string(&mut r);
+        r.contains("fulcrum_up_seconds")
+    });
+}
