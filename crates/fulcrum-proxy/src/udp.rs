@@ -4,26 +4,24 @@
 //! traffic. One-packet services schedule every datagram.
 //!
 //! One task serves a whole service: it reads the clients' datagrams, and
-//! every flow's replies as its socket becomes readable, into the service's
-//! two buffers. An idle flow costs its socket, a map entry and a small
-//! readiness future — no task and no buffer of its own — and counts against
-//! the connection limits (`max_connections`).
+//! every flow's replies as its socket becomes readable, into one buffer.
+//! An idle flow costs its socket, a map entry and a waker registered with
+//! the socket — no task, no future and no buffer of its own — and counts
+//! against the connection limits (`max_connections`).
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use fulcrum_core::conn::ConnId;
 use fulcrum_core::state::Direction;
 use fulcrum_core::{Protocol, ServiceKey};
-use futures_util::StreamExt as _;
-use futures_util::stream::FuturesUnordered;
 use socket2::Type;
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 use crate::accept::RateLimited;
 use crate::events::{Answer, PlaneEvent, schedule};
@@ -63,12 +61,15 @@ enum FlowKey {
 
 /// One flow to a real server.
 struct Flow {
-    /// Tells this flow's readers from those of an earlier flow of the same
+    /// Tells this flow's wake-ups from those of an earlier flow of the same
     /// client.
     generation: u64,
     /// The table's entry; `None` for a one-packet datagram.
     conn: Option<ConnId>,
-    backend: Arc<UdpSocket>,
+    backend: UdpSocket,
+    /// Registered with the socket: puts the flow on the ready queue when
+    /// a reply arrives.
+    waker: Waker,
     /// Tenths of a second after the service started of the last datagram
     /// either way.
     last: u32,
@@ -76,21 +77,38 @@ struct Flow {
     _slot: Admitted,
 }
 
-/// A future that completes when a flow's socket has something to read —
-/// or was shut down because the flow is forgotten.
-type Reader = Pin<Box<dyn std::future::Future<Output = (FlowKey, u64)> + Send>>;
-
-fn reader(key: FlowKey, generation: u64, backend: Arc<UdpSocket>) -> Reader {
-    Box::pin(async move {
-        let _ = backend.readable().await;
-        (key, generation)
-    })
+/// The flows whose sockets became readable, and the service task's alarm.
+#[derive(Default)]
+struct ReadyQueue {
+    flows: Mutex<Vec<(FlowKey, u64)>>,
+    notify: Notify,
 }
 
-/// Forget a flow: shutting its socket down for reading wakes its reader,
-/// which then lets go of the socket, closing it.
-fn forget(f: &Flow) {
-    let _ = socket2::SockRef::from(&*f.backend).shutdown(std::net::Shutdown::Read);
+/// A flow's waker: no future and no task per flow, only this.
+struct FlowWaker {
+    key: FlowKey,
+    generation: u64,
+    ready: Arc<ReadyQueue>,
+}
+
+impl Wake for FlowWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Ok(mut q) = self.ready.flows.lock() {
+            q.push((self.key, self.generation));
+        }
+        self.ready.notify.notify_one();
+    }
+}
+
+/// Ask to be woken when the flow's socket has something to read; whether
+/// it already has.
+fn arm(f: &Flow) -> bool {
+    let mut cx = Context::from_waker(&f.waker);
+    f.backend.poll_recv_ready(&mut cx).is_ready()
 }
 
 /// A service's flows and what its task needs to serve them.
@@ -104,7 +122,7 @@ struct Service {
     flows: HashMap<FlowKey, Flow>,
     /// The clients of one-packet datagrams awaiting replies.
     one_packet_clients: HashMap<FlowKey, SocketAddr>,
-    readers: FuturesUnordered<Reader>,
+    ready: Arc<ReadyQueue>,
     next_generation: u64,
     unreachable: RateLimited,
 }
@@ -120,9 +138,9 @@ impl Service {
         let now = self.now();
         if let Some(f) = self.flows.get_mut(&FlowKey::Client(client)) {
             f.last = now;
-            let (conn, backend) = (f.conn, f.backend.clone());
-            if backend.send(data).await.is_ok()
-                && let Some(conn) = conn
+            // A full socket buffer drops the datagram, as the network would.
+            if f.backend.try_send(data).is_ok()
+                && let Some(conn) = f.conn
             {
                 report(&self.events, conn, Direction::Input, data.len() as u64).await;
             }
@@ -146,7 +164,7 @@ impl Service {
         };
         let dest = SocketAddr::new(s.daddr, s.dport);
         let backend = match connect_backend(dest).await {
-            Ok(b) => Arc::new(b),
+            Ok(b) => b,
             Err(e) => {
                 if self.unreachable.due() {
                     tracing::warn!(service = %key, %dest, error = %e, dropped = self.unreachable.take(),
@@ -177,17 +195,22 @@ impl Service {
         } else {
             FlowKey::OnePacket(generation)
         };
-        self.readers.push(reader(fkey, generation, backend.clone()));
-        self.flows.insert(
-            fkey,
-            Flow {
+        let flow = Flow {
+            generation,
+            conn: s.conn,
+            backend,
+            waker: Waker::from(Arc::new(FlowWaker {
+                key: fkey,
                 generation,
-                conn: s.conn,
-                backend,
-                last: now,
-                _slot: slot,
-            },
-        );
+                ready: self.ready.clone(),
+            })),
+            last: now,
+            _slot: slot,
+        };
+        if arm(&flow) {
+            flow.waker.wake_by_ref();
+        }
+        self.flows.insert(fkey, flow);
         if let FlowKey::OnePacket(_) = fkey {
             self.one_packet_clients.insert(fkey, client);
         }
@@ -209,20 +232,28 @@ impl Service {
             .get_mut(&fkey)
             .filter(|f| f.generation == generation)
         else {
-            return; // forgotten: its socket closes with this reader
+            return; // forgotten meanwhile
         };
         let (mut pkts, mut bytes) = (0u64, 0u64);
-        // Drained; or an ICMP error (port unreachable): the flow stays
-        // until idle.
-        while let Ok(n) = f.backend.try_recv(buf) {
-            // A full client socket buffer drops the datagram, as the
-            // network would.
-            let _ = self.front.try_send_to(&buf[..n], client);
-            pkts += 1;
-            bytes += n as u64;
+        for round in 0.. {
+            // Drained; or an ICMP error (port unreachable): the flow stays
+            // until idle.
+            while let Ok(n) = f.backend.try_recv(buf) {
+                // A full client socket buffer drops the datagram, as the
+                // network would.
+                let _ = self.front.try_send_to(&buf[..n], client);
+                pkts += 1;
+                bytes += n as u64;
+            }
+            if !arm(f) {
+                break;
+            }
+            if round == 16 {
+                // Still more: the other flows first.
+                f.waker.wake_by_ref();
+                break;
+            }
         }
-        self.readers
-            .push(reader(fkey, generation, f.backend.clone()));
         if pkts == 0 {
             return;
         }
@@ -263,7 +294,7 @@ impl Service {
             };
             let keep = now.saturating_sub(f.last) < limit;
             if !keep {
-                forget(f);
+                // Its socket closes as the flow is dropped.
                 one_packet_clients.remove(k);
             }
             keep
@@ -312,7 +343,7 @@ pub(crate) async fn serve(
         start: Instant::now(),
         flows: HashMap::new(),
         one_packet_clients: HashMap::new(),
-        readers: FuturesUnordered::new(),
+        ready: Arc::new(ReadyQueue::default()),
         next_generation: 0,
         unreachable: RateLimited::default(),
     };
@@ -329,8 +360,16 @@ pub(crate) async fn serve(
                 }
                 Err(e) => tracing::debug!(service = %key, error = %e, "recv failed"),
             },
-            Some(k) = svc.readers.next(), if !svc.readers.is_empty() => {
-                svc.on_replies(k, &mut buf).await;
+            () = svc.ready.notify.notified() => {
+                let ready = svc
+                    .ready
+                    .flows
+                    .lock()
+                    .map(|mut q| std::mem::take(&mut *q))
+                    .unwrap_or_default();
+                for k in ready {
+                    svc.on_replies(k, &mut buf).await;
+                }
             }
             _ = sweep.tick() => svc.sweep(*timeout.borrow()),
         }
@@ -339,12 +378,12 @@ pub(crate) async fn serve(
 
 #[cfg(test)]
 mod size {
-    /// Every idle flow holds its readiness future: keep it small.
-    #[tokio::test]
-    async fn an_idle_flows_reader_stays_small() {
-        let sock = std::sync::Arc::new(super::bind("127.0.0.1:0".parse().unwrap()).unwrap());
-        let fut = super::reader(super::FlowKey::OnePacket(1), 1, sock);
-        let size = std::mem::size_of_val(&*fut);
-        assert!(size <= 256, "an idle flow's reader grew to {size} bytes");
+    /// Every idle flow holds its entry and its waker: keep them small.
+    #[test]
+    fn an_idle_flow_stays_small() {
+        let flow = std::mem::size_of::<super::Flow>();
+        let waker = std::mem::size_of::<super::FlowWaker>();
+        assert!(flow <= 112, "a flow grew to {flow} bytes");
+        assert!(waker <= 64, "a flow's waker grew to {waker} bytes");
     }
 }
