@@ -699,6 +699,10 @@ fn the_active_director_syncs_a_newer_lvs_cf_to_its_peer() {
         v2,
         "the peer's file is the active one's"
     );
+    // Written private (it names the key file), whatever the umask.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&ds[1].cf).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "the synced file is {mode:o}");
     let table = sh(&format!("{BIN} adm --control {} -L -n", ds[1].control));
     assert!(table.contains(&format!("TCP  {VIP}:80 wlc")), "{table}");
     // The sender logs the peer's answer once it arrives.
