@@ -170,6 +170,36 @@ pub fn drop_to(keep: CapabilitySet, user: Option<RunAs>) -> Result<CapabilitySet
     Ok(left)
 }
 
+/// What `fulcrum run` does before its first thread: raise the descriptor
+/// limit while privileges allow it, become the configured `user` (handing
+/// it the control socket's directory), and keep only the capabilities the
+/// configuration needs. Says what the director runs with.
+///
+/// # Errors
+/// What could not be done.
+pub fn reduce(config: Option<&Config>, control: &std::path::Path) -> Result<String, String> {
+    if let Some(cfg) = config {
+        crate::limits::director_max(cfg.global.max_connections)?;
+    }
+    let keep = config.map_or(CapabilitySet::NET_BIND_SERVICE, needed);
+    let run_as = match config.and_then(|c| c.global.user.as_deref()) {
+        None => None,
+        Some(u) => Some(resolve_user(
+            u,
+            &std::fs::read_to_string("/etc/passwd").unwrap_or_default(),
+        )?),
+    };
+    if let Some(who) = run_as {
+        crate::paths::hand_socket_dir_to(control, who.uid, who.gid);
+    }
+    let left = drop_to(keep, run_as)?;
+    Ok(format!(
+        "uid {}, capabilities {}, no_new_privs",
+        rustix::process::geteuid().as_raw(),
+        names(left)
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -83,43 +83,10 @@ pub async fn director(
         eprintln!("fulcrum: {e}");
         return 1;
     }
-    // The descriptor limit is raised while privileges allow it; then only
-    // the capabilities the configuration needs are kept, before any other
-    // thread exists, so every thread and child inherits the reduced sets.
-    if let Some(cfg) = &config
-        && let Err(e) = crate::limits::director_max(cfg.global.max_connections)
-    {
-        eprintln!("fulcrum: {name}: {e}");
-        return 1;
-    }
-    let keep = config.as_ref().map_or(
-        rustix::thread::CapabilitySet::NET_BIND_SERVICE,
-        crate::privileges::needed,
-    );
-    let run_as = match config.as_ref().and_then(|c| c.global.user.as_deref()) {
-        None => None,
-        Some(u) => {
-            let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-            match crate::privileges::resolve_user(u, &passwd) {
-                Ok(who) => Some(who),
-                Err(e) => {
-                    eprintln!("fulcrum: {name}: {e}");
-                    return 1;
-                }
-            }
-        }
-    };
-    if let Some(who) = run_as {
-        crate::paths::hand_socket_dir_to(&control, who.uid, who.gid);
-    }
-    let privileges = match crate::privileges::drop_to(keep, run_as) {
-        Ok(left) => format!(
-            "uid {}, capabilities {}, no_new_privs",
-            rustix::process::geteuid().as_raw(),
-            crate::privileges::names(left)
-        ),
+    let privileges = match crate::privileges::reduce(config.as_ref(), &control) {
+        Ok(p) => p,
         Err(e) => {
-            eprintln!("fulcrum: {e}");
+            eprintln!("fulcrum: {name}: {e}");
             return 1;
         }
     };
