@@ -3,6 +3,7 @@
 //! removed on exit — only those the director added. With failover, they
 //! are up only while this director is the active one.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -57,7 +58,7 @@ pub enum AddrMsg {
     RemoveAll(oneshot::Sender<()>),
 }
 
-fn announce_soon(dev: String, addr: IpAddr, how: Announce) {
+fn announce_soon(dev: String, addr: IpAddr, how: Announce) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let start = tokio::time::Instant::now();
         for at in burst_times(how) {
@@ -78,7 +79,7 @@ fn announce_soon(dev: String, addr: IpAddr, how: Announce) {
             tracing::debug!(%addr, %dev, count = how.count, after = ?at, "announced");
         }
         tracing::info!(%addr, %dev, "announced");
-    });
+    })
 }
 
 /// When the bursts of announcements go out after an address comes up: at
@@ -109,6 +110,9 @@ pub struct Addresses {
     announce: Announce,
     /// The device each added address went on, for announcing again.
     devices: Vec<(IpAddr, String)>,
+    /// The announcements still to come for each address: stopped when it
+    /// goes, so a director never announces an address it gave up.
+    announcing: HashMap<IpAddr, tokio::task::JoinHandle<()>>,
     /// Where the addresses this director holds are recorded, so that a
     /// restart after `kill -9` knows them as its own.
     state: Option<std::path::PathBuf>,
@@ -140,6 +144,7 @@ impl Addresses {
             active: true,
             announce: Announce::default(),
             devices: Vec::new(),
+            announcing: HashMap::new(),
             state: None,
             inherited: Vec::new(),
         })
@@ -156,6 +161,22 @@ impl Addresses {
             tracing::info!(state = %path.display(), addresses = ?self.inherited, "addresses recorded by an earlier run");
         }
         self.state = Some(path);
+    }
+
+    /// Announce an address now and on the schedule, replacing what was
+    /// still scheduled for it.
+    fn start_announcing(&mut self, dev: String, addr: IpAddr) {
+        let h = announce_soon(dev, addr, self.announce);
+        if let Some(old) = self.announcing.insert(addr, h) {
+            old.abort();
+        }
+    }
+
+    /// No more announcements of an address this director gives up.
+    fn stop_announcing(&mut self, addr: &IpAddr) {
+        if let Some(h) = self.announcing.remove(addr) {
+            h.abort();
+        }
     }
 
     /// Write what this director holds now; no file when it holds nothing.
@@ -227,6 +248,7 @@ impl Addresses {
         self.want = want.to_vec();
         for a in self.mgr.added() {
             if !want.iter().any(|f| f.addr == a) {
+                self.stop_announcing(&a);
                 match self.mgr.remove(&a).await {
                     Ok(_) => tracing::info!(addr = %a, "address removed"),
                     Err(e) => tracing::warn!(addr = %a, error = %e, "cannot remove address"),
@@ -255,7 +277,7 @@ impl Addresses {
                         tracing::info!(addr = %f.addr, %dev, what = %f.what, "address left by an earlier run of this director; taken back and announced");
                         self.devices.retain(|(a, _)| *a != f.addr);
                         self.devices.push((f.addr, dev.clone()));
-                        announce_soon(dev, f.addr, self.announce);
+                        self.start_announcing(dev, f.addr);
                     }
                     self.inherited.retain(|a| *a != f.addr);
                 }
@@ -270,7 +292,7 @@ impl Addresses {
                     tracing::info!(addr = %f.addr, %dev, label = f.label.as_deref().unwrap_or(""), what = %f.what, "address added");
                     self.devices.retain(|(a, _)| *a != f.addr);
                     self.devices.push((f.addr, dev.clone()));
-                    announce_soon(dev, f.addr, self.announce);
+                    self.start_announcing(dev, f.addr);
                 }
                 Err(e) => {
                     let hint = if e.to_string().contains("ermission")
@@ -290,6 +312,9 @@ impl Addresses {
 
     /// Remove every address this director added.
     pub async fn remove_all(&mut self) {
+        for (_, h) in self.announcing.drain() {
+            h.abort();
+        }
         for (a, r) in self.mgr.remove_all().await {
             match r {
                 Ok(()) => tracing::info!(addr = %a, "address removed"),
@@ -327,9 +352,9 @@ impl Addresses {
                 }
                 AddrMsg::Reannounce => {
                     let added = self.mgr.added();
-                    for (a, dev) in &self.devices {
-                        if added.contains(a) {
-                            announce_soon(dev.clone(), *a, self.announce);
+                    for (a, dev) in self.devices.clone() {
+                        if added.contains(&a) {
+                            self.start_announcing(dev, a);
                         }
                     }
                 }
