@@ -199,10 +199,34 @@ impl Client {
     }
 }
 
-fn network(tag: &str, n: usize) -> FiveNode {
+/// A topology held by one test at a time: each runs several directors,
+/// real servers and a client on a 2-CPU machine, and their sub-second
+/// timings (a 0.5 s client timeout, 100 ms adverts) are what they test.
+struct Net {
+    net: FiveNode,
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
+}
+
+impl std::ops::Deref for Net {
+    type Target = FiveNode;
+    fn deref(&self) -> &FiveNode {
+        &self.net
+    }
+}
+
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn network(tag: &str, n: usize) -> Net {
+    // A test that failed still lets the others run.
+    let guard = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut net = FiveNode::with_directors(tag, n);
     net.start_realservers(BIN);
-    net
+    Net {
+        net,
+        _one_at_a_time: guard,
+    }
 }
 
 #[cfg_attr(
