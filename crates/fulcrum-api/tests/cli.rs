@@ -117,7 +117,7 @@ fn messages_and_exit_codes() {
             "You need to supply the 'real-server' option for the 'add-server' command\n",
         ),
         (
-            "-a -t 1.2.3.4:80 -r 10.0.0.1 -w 65536",
+            "-a -t 1.2.3.4:80 -r 10.0.0.1 -w 2147483648",
             2,
             "illegal weight specified\n",
         ),
@@ -402,7 +402,7 @@ fn restore_stops_at_validation_errors_and_continues_after_kernel_errors() {
     );
     assert_eq!(t.services()[0].dests.len(), 1);
     let mut t = Table::new();
-    let input = "-A -t 1.2.3.4:80\n-a -t 1.2.3.4:80 -r 10.0.0.1 -w 99999\n-A -t 1.2.3.5:80\n";
+    let input = "-A -t 1.2.3.4:80\n-a -t 1.2.3.4:80 -r 10.0.0.1 -w 2147483648\n-A -t 1.2.3.5:80\n";
     let o = run(
         "ipvsadm",
         &["-R".into()],

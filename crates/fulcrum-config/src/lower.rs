@@ -853,7 +853,7 @@ fn lower_server_key(a: &Assign, s: &mut RealServer, diags: &mut Vec<Diagnostic>)
     match a.key() {
         "address" => put(&mut s.address, a.one().and_then(|t| a.ip(t)), d),
         "active" => put(&mut s.active, a.bool(), d),
-        "weight" => put(&mut s.weight, a.number(0, 65535, "weight"), d),
+        "weight" => put(&mut s.weight, a.number(0, i32::MAX as u64, "weight"), d),
         "port" => put(&mut s.port, a.port(), d),
         "forwarding" => put(&mut s.forwarding, a.word("forwarding method", ROUTING), d),
         "uthreshold" => put(

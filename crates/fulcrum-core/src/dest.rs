@@ -111,7 +111,7 @@ pub struct Dest {
     pub port: u16,
     /// Forwarding method.
     pub fwd: Forwarding,
-    /// Weight, 0..=65535; 0 quiesces the dest.
+    /// Weight, 0..=2147483647; 0 quiesces the dest.
     pub weight: u32,
     /// The last non-zero weight (`dest->last_weight`), used by mh so a
     /// quiesced dest keeps its table slots.

@@ -15,6 +15,9 @@ use crate::state::{ConnState, Direction, TcpFlags, Timeouts, tcp_transition};
 /// The FTP control port, whose persistence templates ignore ports.
 const FTP_PORT: u16 = 21;
 
+/// The largest weight: the kernel keeps it in an `int`.
+pub const MAX_WEIGHT: u32 = i32::MAX as u32;
+
 /// A failed table change. Each variant is one of the kernel's answers; the
 /// comment names the errno ipvsadm turns into its message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,8 +52,8 @@ pub enum TableError {
     /// ERANGE: lower threshold above the upper one.
     #[error("lower threshold is higher than upper threshold")]
     ThresholdOrder,
-    /// ERANGE: weight above 65535.
-    #[error("weight must be 0..65535")]
+    /// ERANGE: weight above `INT_MAX` (the kernel's `int` weight).
+    #[error("weight must be 0..2147483647")]
     WeightRange,
     /// EINVAL: the scheduler cannot take another dest (mh).
     #[error("the scheduler's table is full ({0} real servers)")]
@@ -280,7 +283,7 @@ impl Table {
     }
 
     fn check_dest(svc: &Service, spec: &DestSpec) -> Result<(), TableError> {
-        if spec.weight > 65535 {
+        if spec.weight > MAX_WEIGHT {
             return Err(TableError::WeightRange);
         }
         if spec.l_threshold > spec.u_threshold {

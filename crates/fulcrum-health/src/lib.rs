@@ -34,8 +34,9 @@ pub fn load_adjusted_weight(last: u32, weight: u32, load: f64) -> u32 {
     } else {
         (last_f - scale_factor * (load - 1.0).cbrt()).max(w)
     };
-    // Truncated, as nanny's double-to-int assignment does.
-    let new = new as u32;
+    // Truncated, as nanny's double-to-int assignment does, and within the
+    // kernel's weights.
+    let new = new.min(f64::from(i32::MAX)) as u32;
     if (f64::from(new) - last_f).abs() >= diff_thresh {
         new
     } else {
@@ -241,7 +242,9 @@ impl Checker {
         if base == 0 || self.share == 0 {
             0
         } else {
-            (base * self.share / 100).max(1)
+            // u64: weights go up to 2^31 - 1.
+            let w = u64::from(base) * u64::from(self.share) / 100;
+            u32::try_from(w).unwrap_or(u32::MAX).max(1)
         }
     }
 

@@ -409,3 +409,15 @@ fn the_directors_own_exhaustion_never_takes_a_server_out() {
     // Retried every second while it lasted.
     assert!(probes.contains(&21) && probes.contains(&22) && probes.contains(&79));
 }
+
+/// Weights go up to 2^31 - 1 (ipvsadm 1.31 and the kernel): an agent's
+/// share and nanny's load formula stay within them.
+#[test]
+fn the_largest_weights_neither_overflow_nor_leave_the_kernels_range() {
+    let max = i32::MAX as u32;
+    let mut c = Checker::new(params(max), s(0));
+    let _ = replay(&mut c, s(0), s(1), |_| true);
+    c.set_share(50);
+    assert_eq!(c.weight(), max / 2);
+    assert_eq!(fulcrum_health::load_adjusted_weight(max, max, 0.0), max);
+}

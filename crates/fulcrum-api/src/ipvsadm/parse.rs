@@ -1159,7 +1159,8 @@ pub fn parse_args(
             }
             Opt::Weight => {
                 set_option(&mut options, optc::WEIGHT)?;
-                ce.weight = string_to_number(a, 0, 65535)
+                // ipvsadm 1.31 takes 0..INT_MAX, as the kernel does.
+                ce.weight = string_to_number(a, 0, i64::from(i32::MAX))
                     .ok_or_else(|| fail("illegal weight specified"))?
                     as u32;
             }
