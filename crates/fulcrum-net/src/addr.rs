@@ -162,6 +162,18 @@ impl AddressManager {
         self.link_name(index).await
     }
 
+    /// Bring a device up or down (`ip link set DEV up|down`).
+    ///
+    /// # Errors
+    /// [`NetError::NoSuchDevice`], or the kernel refusing.
+    pub async fn set_link_up(&self, dev: &str, up: bool) -> Result<(), NetError> {
+        let index = self.link_index(dev).await?;
+        let b = rtnetlink::LinkUnspec::new_with_index(index);
+        let msg = if up { b.up() } else { b.down() }.build();
+        self.handle.link().set(msg).execute().await?;
+        Ok(())
+    }
+
     /// Whether any interface has the address.
     ///
     /// # Errors

@@ -17,4 +17,5 @@ pub mod paths;
 pub mod privileges;
 pub mod realserver;
 pub mod resolver;
+pub mod rs_setup;
 pub mod run;

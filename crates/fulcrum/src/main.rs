@@ -85,6 +85,30 @@ enum Command {
         #[arg(long)]
         udp: bool,
     },
+    /// Prepare this host as a real server for direct routing or tunnelling:
+    /// the virtual addresses on `lo` (or `tunl0`) without answering ARP for
+    /// them. Records what it changes; `--undo` puts it back.
+    RealserverSetup {
+        /// How the director forwards: direct routing (-g) or IPIP tunnelling (-i).
+        #[arg(long, value_enum, required_unless_present = "undo")]
+        mode: Option<fulcrum::rs_setup::Mode>,
+        /// A virtual address (repeatable).
+        #[arg(long = "vip", value_name = "ADDRESS", required_unless_present = "undo")]
+        vips: Vec<std::net::IpAddr>,
+        /// Only say what is missing (exit 1 if anything is).
+        #[arg(long)]
+        check: bool,
+        /// Put back what earlier runs changed.
+        #[arg(long, conflicts_with = "check")]
+        undo: bool,
+        /// Where the changes are recorded.
+        #[arg(
+            long,
+            value_name = "PATH",
+            default_value = "/run/fulcrum/realserver-setup"
+        )]
+        state: PathBuf,
+    },
     /// Run on a real server: answer HAProxy-style agent checks with a weight
     /// from the host's load (`up ready 75%`), or what an operator writes to
     /// the state file (`drain`, `maint`, `50%`).
@@ -216,6 +240,21 @@ fn main() -> ExitCode {
             Request::Reload,
             "fulcrum reload",
         )),
+        Command::RealserverSetup {
+            mode,
+            vips,
+            check,
+            undo,
+            state,
+        } => code(
+            runtime().block_on(fulcrum::rs_setup::run(fulcrum::rs_setup::Request {
+                mode: mode.unwrap_or(fulcrum::rs_setup::Mode::Direct),
+                vips,
+                check,
+                undo,
+                state,
+            })),
+        ),
         Command::Realserver { listen, name, udp } => {
             code(runtime().block_on(fulcrum::realserver::run(listen, name, udp)))
         }
