@@ -1,0 +1,81 @@
+//! Drive the kernel's IPVS table through `fulcrum-ipvs` (used by the
+//! kernel tests in the IPVS VM):
+//!
+//! - `ipvs_table dump`: print the kernel's table as `ipvsadm -S -n` does;
+//! - `ipvs_table apply LVS_CF`: install the table an lvs.cf describes.
+
+use std::time::Duration;
+
+use fulcrum_api::ipvsadm::{NumericResolver, run};
+use fulcrum_core::Table;
+use fulcrum_ipvs::driver::Ipvs;
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["dump"] => dump(),
+        ["apply", path] => apply(path),
+        _ => Err("usage: ipvs_table dump | apply LVS_CF".into()),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ipvs_table: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+fn dump() -> Result<(), String> {
+    let mut ipvs = Ipvs::open().map_err(|e| e.to_string())?;
+    let mut table = Table::new();
+    for s in ipvs.services().map_err(|e| e.to_string())? {
+        table
+            .add_service(s.spec.clone())
+            .map_err(|e| e.to_string())?;
+        // The kernel lists newest first; the table puts each new one first.
+        let dests = ipvs.dests(&s.spec.key).map_err(|e| e.to_string())?;
+        for d in dests.iter().rev() {
+            table
+                .add_dest(&s.spec.key, d.spec.clone())
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    let (tcp, fin, udp) = ipvs.timeouts().map_err(|e| e.to_string())?;
+    let secs = |v| Duration::from_secs(u64::from(v));
+    table.set_timeouts(secs(tcp), secs(fin), secs(udp));
+    let out = run(
+        "ipvsadm",
+        &["-S".into(), "-n".into()],
+        "",
+        &mut table,
+        &NumericResolver,
+        Duration::ZERO,
+    );
+    print!("{}", out.stdout);
+    eprint!("{}", out.stderr);
+    Ok(())
+}
+
+fn apply(path: &str) -> Result<(), String> {
+    let src = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let parsed = fulcrum_config::parse(&src);
+    if parsed.has_errors() {
+        return Err(parsed.render(path, &src));
+    }
+    let mut ipvs = Ipvs::open().map_err(|e| e.to_string())?;
+    for s in parsed.config.table() {
+        ipvs.add_service(&s.spec)
+            .map_err(|e| format!("virtual server `{}`: {e}", s.name))?;
+        for (name, d) in &s.dests {
+            ipvs.add_dest(&s.spec.key, d)
+                .map_err(|e| format!("real server `{name}`: {e}"))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,116 @@
+//! The driver against a real kernel IPVS, in the VM (`../shared/tools/ipvs-vm`
+//! beside the repository), with the real ipvsadm as the witness: a table
+//! ipvsadm builds reads back through Fulcrum's codec exactly as `ipvsadm
+//! -S -n` prints it, and the table an lvs.cf describes, installed by
+//! Fulcrum, is what ipvsadm lists. Root: runs with FULCRUM_NETNS_TESTS=1.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The `ipvs_table` example, built beside this test by `cargo test`.
+fn example() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let p = dir.join("examples/ipvs_table");
+    assert!(
+        p.exists(),
+        "{} is missing: `cargo test -p fulcrum-ipvs` builds it",
+        p.display()
+    );
+    p
+}
+
+fn vm(script: &str, add: &[&str]) -> String {
+    let tool = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools/ipvs-vm");
+    let file = std::env::temp_dir().join(format!("fulcrum-ipvs-{}.sh", std::process::id()));
+    std::fs::write(&file, script).unwrap();
+    let mut c = Command::new(&tool);
+    for a in add {
+        c.args(["--add", a]);
+    }
+    let out = c.args(["--timeout", "180"]).arg(&file).output().unwrap();
+    let _ = std::fs::remove_file(&file);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "the VM script failed:\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// The text between `=== NAME` and the next marker.
+fn section<'a>(text: &'a str, name: &str) -> &'a str {
+    let marker = format!("=== {name}\n");
+    let start = text
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no section {name} in:\n{text}"))
+        + marker.len();
+    let rest = &text[start..];
+    &rest[..rest.find("=== ").unwrap_or(rest.len())]
+}
+
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "needs root and the ipvs-vm tool: run with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
+#[test]
+fn the_codec_reads_and_writes_what_ipvsadm_does() {
+    let ex = example();
+    let ex = ex.to_str().unwrap();
+    let cf = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/lvs.cf")
+        .canonicalize()
+        .unwrap();
+    let cf = cf.to_str().unwrap();
+    let script = format!(
+        "modprobe ip_vs\n\
+         for s in rr wrr lc wlc sh dh lblc lblcr sed nq mh fo ovf twos; do modprobe ip_vs_$s 2>/dev/null; done\n\
+         ipvsadm -A -t 10.0.0.1:80 -s wrr\n\
+         ipvsadm -a -t 10.0.0.1:80 -r 10.0.1.1:80 -m -w 70000\n\
+         ipvsadm -a -t 10.0.0.1:80 -r 10.0.1.2 -g -w 0 -x 100 -y 10\n\
+         ipvsadm -a -t 10.0.0.1:80 -r 10.0.1.3 -i --tun-type gue --tun-port 6080 --tun-remcsum\n\
+         ipvsadm -A -t 10.0.0.2:443 -s sh -b sh-port,sh-fallback -p 300 -M 255.255.255.0\n\
+         ipvsadm -A -u 10.0.0.1:53 -s rr -o\n\
+         ipvsadm -a -u 10.0.0.1:53 -r 10.0.1.6:5353 -m\n\
+         ipvsadm -A -t [2001:db8::1]:80 -s mh -b mh-port\n\
+         ipvsadm -a -t [2001:db8::1]:80 -r [2001:db8:1::1]:8080 -m -w 3\n\
+         ipvsadm -A -f 8 -6 -s lc -p 60 -M 64\n\
+         ipvsadm -a -f 8 -6 -r 2001:db8:2::5 -g\n\
+         ipvsadm --set 100 20 30\n\
+         echo '=== ipvsadm'; ipvsadm -S -n\n\
+         echo '=== fulcrum'; {ex} dump\n\
+         ipvsadm -C\n\
+         {ex} apply {cf}\n\
+         echo '=== applied'; ipvsadm -S -n\n\
+         echo '=== again'; {ex} apply {cf} 2>&1 || echo \"exit $?\"\n\
+         echo '=== end'\n"
+    );
+    let out = vm(&script, &[ex, cf]);
+    let theirs = section(&out, "ipvsadm");
+    assert!(theirs.contains("-A -t 10.0.0.1:80 -s wrr"), "{out}");
+    assert_eq!(
+        section(&out, "fulcrum"),
+        theirs,
+        "the kernel's table read by Fulcrum"
+    );
+
+    let expected = Command::new(env!("CARGO"))
+        .args([
+            "run", "-q", "-p", "fulcrum", "--", "check", "--save", "--config", cf,
+        ])
+        .output()
+        .unwrap();
+    let expected = String::from_utf8_lossy(&expected.stdout);
+    let applied = section(&out, "applied");
+    assert!(!applied.is_empty(), "{out}");
+    assert_eq!(
+        applied, expected,
+        "the kernel's table after Fulcrum installed lvs.cf"
+    );
+    let again = section(&out, "again");
+    assert!(
+        again.contains("File exists") && again.contains("exit 1"),
+        "{again}"
+    );
+}
