@@ -1,0 +1,21 @@
+//! Netlink replies from arbitrary bytes: framing, attributes and the IPVS
+//! decoders never panic.
+#![no_main]
+
+use fulcrum_core::Family;
+use fulcrum_ipvs::{msg, nl};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    for m in nl::messages(data).flatten() {
+        let _ = m.error_code();
+        if let Ok((_, body)) = m.genl() {
+            let _ = msg::decode_service(body);
+            let _ = msg::decode_dest(body, Family::V4);
+            let _ = msg::decode_dest(body, Family::V6);
+            let _ = msg::decode_info(body);
+            let _ = msg::decode_timeouts(body);
+        }
+    }
+    let _ = msg::decode_service(data);
+});
