@@ -1,7 +1,8 @@
 //! Drive the kernel's IPVS table through `fulcrum-ipvs` (used by the
 //! kernel tests in the IPVS VM):
 //!
-//! - `ipvs_table dump`: print the kernel's table as `ipvsadm -S -n` does;
+//! - `ipvs_table dump [IPVSADM-LISTING-OPTIONS]`: read the kernel's table
+//!   and print it as ipvsadm would with those options (default `-S -n`);
 //! - `ipvs_table apply LVS_CF`: install the table an lvs.cf describes.
 
 use std::time::Duration;
@@ -18,9 +19,10 @@ fn main() -> std::process::ExitCode {
         .collect::<Vec<_>>()
         .as_slice()
     {
-        ["dump"] => dump(),
+        ["dump"] => dump(&["-S".into(), "-n".into()]),
+        ["dump", rest @ ..] => dump(&rest.iter().map(|a| (*a).to_string()).collect::<Vec<_>>()),
         ["apply", path] => apply(path),
-        _ => Err("usage: ipvs_table dump | apply LVS_CF".into()),
+        _ => Err("usage: ipvs_table dump [LISTING-OPTIONS] | apply LVS_CF".into()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -31,7 +33,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn dump() -> Result<(), String> {
+fn dump(listing: &[String]) -> Result<(), String> {
     let mut ipvs = Ipvs::open().map_err(|e| e.to_string())?;
     let mut table = Table::new();
     for s in ipvs.services().map_err(|e| e.to_string())? {
@@ -51,7 +53,7 @@ fn dump() -> Result<(), String> {
     table.set_timeouts(secs(tcp), secs(fin), secs(udp));
     let out = run(
         "ipvsadm",
-        &["-S".into(), "-n".into()],
+        listing,
         "",
         &mut table,
         &NumericResolver,

@@ -80,6 +80,9 @@ fn the_codec_reads_and_writes_what_ipvsadm_does() {
          ipvsadm --set 100 20 30\n\
          echo '=== ipvsadm'; ipvsadm -S -n\n\
          echo '=== fulcrum'; {ex} dump\n\
+         for l in '--thresholds' '--tun-info' '--timeout' '--persistent-conn'; do\n\
+           echo \"=== ipvsadm $l\"; ipvsadm -L -n $l; echo \"=== fulcrum $l\"; {ex} dump -L -n $l\n\
+         done\n\
          ipvsadm -C\n\
          {ex} apply {cf}\n\
          echo '=== applied'; ipvsadm -S -n\n\
@@ -93,6 +96,23 @@ fn the_codec_reads_and_writes_what_ipvsadm_does() {
         section(&out, "fulcrum"),
         theirs,
         "the kernel's table read by Fulcrum"
+    );
+
+    for l in [
+        "--thresholds",
+        "--tun-info",
+        "--timeout",
+        "--persistent-conn",
+    ] {
+        assert_eq!(
+            section(&out, &format!("fulcrum {l}")),
+            section(&out, &format!("ipvsadm {l}")),
+            "-L -n {l} of the kernel's table read by Fulcrum"
+        );
+    }
+    assert!(
+        section(&out, "ipvsadm --thresholds").contains("100        10"),
+        "{out}"
     );
 
     let expected = Command::new(env!("CARGO"))
