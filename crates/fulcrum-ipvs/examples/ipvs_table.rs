@@ -3,7 +3,9 @@
 //!
 //! - `ipvs_table dump [IPVSADM-LISTING-OPTIONS]`: read the kernel's table
 //!   and print it as ipvsadm would with those options (default `-S -n`);
-//! - `ipvs_table apply LVS_CF`: install the table an lvs.cf describes.
+//! - `ipvs_table apply LVS_CF`: install the table an lvs.cf describes;
+//! - `ipvs_table sync OLD_CF NEW_CF`: bring the kernel from what OLD_CF
+//!   installed to what NEW_CF describes by difference, printing each change.
 
 use std::time::Duration;
 
@@ -22,7 +24,10 @@ fn main() -> std::process::ExitCode {
         ["dump"] => dump(&["-S".into(), "-n".into()]),
         ["dump", rest @ ..] => dump(&rest.iter().map(|a| (*a).to_string()).collect::<Vec<_>>()),
         ["apply", path] => apply(path),
-        _ => Err("usage: ipvs_table dump [LISTING-OPTIONS] | apply LVS_CF".into()),
+        ["sync", old, new] => sync(old, new),
+        _ => Err(
+            "usage: ipvs_table dump [LISTING-OPTIONS] | apply LVS_CF | sync OLD_CF NEW_CF".into(),
+        ),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -62,6 +67,31 @@ fn dump(listing: &[String]) -> Result<(), String> {
     print!("{}", out.stdout);
     eprint!("{}", out.stderr);
     Ok(())
+}
+
+/// The table an lvs.cf describes.
+fn table_of(path: &str) -> Result<Vec<fulcrum_config::TableService>, String> {
+    let src = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let parsed = fulcrum_config::parse(&src);
+    if parsed.has_errors() {
+        return Err(parsed.render(path, &src));
+    }
+    Ok(parsed.config.table())
+}
+
+fn sync(old: &str, new: &str) -> Result<(), String> {
+    let owned = table_of(old)?.into_iter().map(|s| s.spec.key).collect();
+    let desired: Vec<_> = table_of(new)?
+        .into_iter()
+        .map(|s| (s.spec, s.dests.into_iter().map(|(_, d)| d).collect()))
+        .collect();
+    let mut ipvs = Ipvs::open().map_err(|e| e.to_string())?;
+    let kernel = fulcrum_ipvs::reconcile::read(&mut ipvs).map_err(|e| e.to_string())?;
+    let changes = fulcrum_ipvs::reconcile::plan(&kernel, &desired, &owned);
+    for c in &changes {
+        println!("{c:?}");
+    }
+    fulcrum_ipvs::reconcile::apply(&mut ipvs, &changes).map_err(|(c, e)| format!("{c:?}: {e}"))
 }
 
 fn apply(path: &str) -> Result<(), String> {

@@ -6,3 +6,4 @@
 pub mod driver;
 pub mod msg;
 pub mod nl;
+pub mod reconcile;

@@ -134,3 +134,100 @@ fn the_codec_reads_and_writes_what_ipvsadm_does() {
         "{again}"
     );
 }
+
+/// Two lvs.cf files, before and after an edit.
+fn write_cf(name: &str, body: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("fulcrum-ipvs-{name}-{}.cf", std::process::id()));
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+fn virtual_server(name: &str, port: u16, sched: &str, servers: &[(u8, u32)]) -> String {
+    let mut s = format!(
+        "virtual {name} {{\n address = 10.0.0.1\n active = 1\n port = {port}\n scheduler = {sched}\n"
+    );
+    for (last, w) in servers {
+        s.push_str(&format!(
+            " server rs{last} {{\n  address = 10.0.1.{last}\n  active = 1\n  weight = {w}\n }}\n"
+        ));
+    }
+    s + "}\n"
+}
+
+/// A reload by difference in the kernel: only what changed is changed,
+/// and a service added by hand with ipvsadm is left alone.
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "needs root and the ipvs-vm tool: run with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
+#[test]
+fn a_new_table_is_reached_by_difference_leaving_foreign_services() {
+    let ex = example();
+    let ex = ex.to_str().unwrap();
+    let empty = write_cf("empty", "");
+    let a = write_cf(
+        "a",
+        &format!(
+            "{}{}",
+            virtual_server("web", 80, "wrr", &[(1, 1), (2, 1)]),
+            virtual_server("old", 81, "rr", &[(1, 1)])
+        ),
+    );
+    let b = write_cf(
+        "b",
+        &format!(
+            "{}{}",
+            virtual_server("web", 80, "wrr", &[(1, 5), (3, 1)]),
+            virtual_server("new", 82, "wlc", &[(1, 1)])
+        ),
+    );
+    let (e, a, b) = (
+        empty.to_str().unwrap(),
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+    );
+    let script = format!(
+        "modprobe ip_vs\n\
+         ipvsadm -A -t 10.9.9.9:99 -s rr\n\
+         echo '=== first'; {ex} sync {e} {a}\n\
+         echo '=== second'; {ex} sync {a} {b}\n\
+         echo '=== third'; {ex} sync {b} {b}\n\
+         echo '=== table'; ipvsadm -S -n\n\
+         echo '=== end'\n"
+    );
+    let out = vm(&script, &[ex, e, a, b]);
+    let first = section(&out, "first");
+    assert_eq!(first.matches("AddService").count(), 2, "{first}");
+    let second: Vec<&str> = section(&out, "second").lines().collect();
+    let kinds: Vec<&str> = second
+        .iter()
+        .map(|l| l.split('(').next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "DeleteService",
+            "DeleteDest",
+            "AddDest",
+            "EditDest",
+            "AddService",
+            "AddDest"
+        ],
+        "{out}"
+    );
+    assert_eq!(section(&out, "third"), "", "nothing to do the second time");
+    let table = section(&out, "table");
+    assert!(
+        table.contains("-A -t 10.9.9.9:99 -s rr"),
+        "the hand-made service stays:\n{table}"
+    );
+    assert!(!table.contains("10.0.0.1:81"), "{table}");
+    assert!(
+        table.contains("-a -t 10.0.0.1:80 -r 10.0.1.1:80 -m -w 5"),
+        "{table}"
+    );
+    assert!(table.contains("-A -t 10.0.0.1:82 -s wlc"), "{table}");
+    for p in [&empty, &PathBuf::from(a), &PathBuf::from(b)] {
+        let _ = std::fs::remove_file(p);
+    }
+}
