@@ -348,7 +348,11 @@ const PROTOCOLS: &[(&str, Protocol)] = &[
     ("udp", Protocol::Udp),
     ("sctp", Protocol::Sctp),
 ];
-const DATAPLANES: &[(&str, Dataplane)] = &[("proxy", Dataplane::Proxy), ("xdp", Dataplane::Xdp)];
+const DATAPLANES: &[(&str, Dataplane)] = &[
+    ("proxy", Dataplane::Proxy),
+    ("ipvs", Dataplane::Ipvs),
+    ("xdp", Dataplane::Xdp),
+];
 const VRRP_VERSIONS: &[(&str, VrrpVersion)] = &[("2", VrrpVersion::V2), ("3", VrrpVersion::V3)];
 const RSH: &[(&str, RshCommand)] = &[("rsh", RshCommand::Rsh), ("ssh", RshCommand::Ssh)];
 const CHECKTYPES: &[(&str, CheckType)] = &[
@@ -1258,14 +1262,14 @@ fn check_virtuals(cfg: &Config, infos: &[VirtualInfo], diags: &mut Vec<Diagnosti
         if cfg.global.effective_dataplane() == Dataplane::Proxy {
             if v.fwmark.is_some() {
                 diags.push(
-                    Diagnostic::error(at("fwmark"), "fwmark services need the `xdp` data plane: the `proxy` data plane sees no packet marks")
-                        .hint("set `dataplane = xdp` in the global section, or describe the service by `address` and `port`"),
+                    Diagnostic::error(at("fwmark"), "fwmark services need the `ipvs` data plane: the `proxy` data plane sees no packet marks")
+                        .hint("set `dataplane = ipvs` (the kernel's IPVS) in the global section, or describe the service by `address` and `port`"),
                 );
             }
             if v.protocol == Some(Protocol::Sctp) {
                 diags.push(
-                    Diagnostic::error(at("protocol"), "SCTP services need the `xdp` data plane")
-                        .hint("set `dataplane = xdp` in the global section, or use tcp or udp"),
+                    Diagnostic::error(at("protocol"), "SCTP services need the `ipvs` data plane")
+                        .hint("set `dataplane = ipvs` (the kernel's IPVS) in the global section, or use tcp or udp"),
                 );
             }
         }
@@ -1473,7 +1477,7 @@ fn check_servers(
                 .unwrap_or(*header);
             diags.push(
                 Diagnostic::error(sp, format!("real server `{}` uses {} routing, which the `proxy` data plane cannot do", s.name, routing.name()))
-                    .hint("set `dataplane = xdp` in the global section for direct routing and tunnelling, or use `forwarding = nat`"),
+                    .hint("set `dataplane = ipvs` (the kernel's IPVS) in the global section for direct routing and tunnelling, or use `forwarding = nat`"),
             );
         }
         let vport = v.effective_port();

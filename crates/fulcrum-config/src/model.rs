@@ -71,6 +71,9 @@ pub enum Dataplane {
     /// Userspace TCP/UDP proxy (the default; no privileges needed).
     #[default]
     Proxy,
+    /// The kernel's own IPVS, programmed over generic netlink (NAT,
+    /// direct routing, tunnelling, fwmark, SCTP).
+    Ipvs,
     /// Packet-level XDP data plane (NAT, direct routing, tunnelling).
     Xdp,
 }
@@ -80,6 +83,7 @@ impl Dataplane {
     pub fn name(self) -> &'static str {
         match self {
             Dataplane::Proxy => "proxy",
+            Dataplane::Ipvs => "ipvs",
             Dataplane::Xdp => "xdp",
         }
     }

@@ -300,7 +300,7 @@ fn validation_rules() {
     assert_eq!(
         e,
         vec![
-            "4:2: fwmark services need the `xdp` data plane: the `proxy` data plane sees no packet marks",
+            "4:2: fwmark services need the `ipvs` data plane: the `proxy` data plane sees no packet marks",
             "8:3: real server `s` uses direct routing, which the `proxy` data plane cannot do"
         ]
     );

@@ -59,10 +59,10 @@ impl Default for TcpTimeouts {
 #[derive(Debug, thiserror::Error)]
 pub enum PlaneError {
     /// fwmark services need packet marks, which a proxy never sees.
-    #[error("fwmark services need the xdp data plane; the proxy plane sees no packet marks")]
+    #[error("fwmark services need the ipvs data plane; the proxy plane sees no packet marks")]
     Fwmark,
     /// SCTP is not proxied.
-    #[error("SCTP services need the xdp data plane")]
+    #[error("SCTP services need the ipvs data plane")]
     Sctp,
     /// The listener could not be bound.
     #[error("cannot listen on {0}: {1}")]

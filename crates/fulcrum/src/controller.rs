@@ -75,6 +75,9 @@ pub struct Controller {
     pub privileges: String,
     /// The `user` it became at start: a reload cannot change it.
     pub user: Option<String>,
+    /// The kernel's IPVS, with `dataplane = ipvs`: the table is mirrored
+    /// there, and the proxy plane serves nothing.
+    kernel: Option<crate::kernel::KernelPlane>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -103,19 +106,19 @@ fn plane_refuses(cmd: &AdmCommand) -> Option<&'static str> {
     match key {
         Some(ServiceKey::Fwmark { .. }) => {
             return Some(
-                "fwmark services need the xdp data plane; the proxy data plane sees no packet marks",
+                "fwmark services need the ipvs data plane (`dataplane = ipvs`); the proxy data plane sees no packet marks",
             );
         }
         Some(ServiceKey::Addr {
             proto: Protocol::Sctp,
             ..
-        }) => return Some("SCTP services need the xdp data plane"),
+        }) => return Some("SCTP services need the ipvs data plane (`dataplane = ipvs`)"),
         _ => {}
     }
     match cmd {
         AdmCommand::AddDest(_, d) | AdmCommand::EditDest(_, d) if d.fwd != Forwarding::Masq => {
             Some(
-                "the proxy data plane forwards by NAT only: add -m (masquerading); direct routing (-g, ipvsadm's default) and tunnelling (-i) need the xdp data plane",
+                "the proxy data plane forwards by NAT only: add -m (masquerading); direct routing (-g, ipvsadm's default) and tunnelling (-i) need the ipvs data plane (`dataplane = ipvs`)",
             )
         }
         _ => None,
@@ -146,6 +149,30 @@ impl Controller {
             health_rx: Some(health_rx),
             privileges: String::new(),
             user: None,
+            kernel: None,
+        }
+    }
+
+    /// Forward through the kernel's IPVS (`dataplane = ipvs`).
+    pub fn use_kernel(&mut self, k: crate::kernel::KernelPlane) {
+        self.kernel = Some(k);
+    }
+
+    /// Bring the kernel's table to the controller's, on the IPVS plane.
+    fn mirror(&mut self) -> Result<(), String> {
+        let Some(k) = &mut self.kernel else {
+            return Ok(());
+        };
+        match k.mirror(&self.table) {
+            Ok(0) => Ok(()),
+            Ok(n) => {
+                tracing::debug!(changes = n, "kernel IPVS table updated");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "kernel IPVS table not fully updated");
+                Err(e)
+            }
         }
     }
 
@@ -195,8 +222,16 @@ impl Controller {
     /// # Errors
     /// A message naming what could not be applied.
     pub fn apply_config(&mut self, cfg: &Config) -> Result<String, String> {
-        if cfg.global.effective_dataplane() == Dataplane::Xdp {
-            return Err("the xdp data plane is not available in this version of Fulcrum; use `dataplane = proxy`".into());
+        match (cfg.global.effective_dataplane(), self.kernel.is_some()) {
+            (Dataplane::Xdp, _) => {
+                return Err("the xdp data plane is not available in this version of Fulcrum; use `dataplane = proxy` or `dataplane = ipvs`".into());
+            }
+            (Dataplane::Ipvs, false) | (Dataplane::Proxy, true) => {
+                return Err(
+                    "the new file changes `dataplane`; that needs a restart of the director".into(),
+                );
+            }
+            _ => {}
         }
         // The descriptor budget first: a limit the process cannot honour
         // changes nothing.
@@ -213,7 +248,8 @@ impl Controller {
         // 1. Listeners for services new to the plane (or whose one-packet mode
         // changes); undo them all if one fails.
         let mut started = Vec::new();
-        for s in &desired {
+        // On the IPVS plane the kernel forwards: no listeners.
+        for s in desired.iter().filter(|_| self.kernel.is_none()) {
             let key = s.spec.key;
             match self.served.get(&key) {
                 Some(op) if *op == s.spec.one_packet => continue,
@@ -272,6 +308,15 @@ impl Controller {
             secs(g.udp_timeout),
         );
         self.plane.set_timeouts(self.table.timeouts().triple());
+        if let Some(k) = &mut self.kernel {
+            let secs = |v: Option<u32>| v.unwrap_or(0);
+            k.set_timeouts(
+                secs(g.tcp_timeout),
+                secs(g.tcpfin_timeout),
+                secs(g.udp_timeout),
+            )?;
+        }
+        self.mirror()?;
         self.plane.set_max_connections(max_connections);
         for s in &desired {
             self.plane
@@ -373,6 +418,7 @@ impl Controller {
                 tracing::info!(virtual_server = %l.service, real_server = %l.server, addr = %l.addr, %from, %to, reason = %t.reason, "real server up");
             }
         }
+        let changed = !ops.is_empty();
         for op in ops {
             let r = match &op {
                 TableOp::Put(k, d) => self.put_dest(k, d),
@@ -384,6 +430,9 @@ impl Controller {
             if let Err(e) = r {
                 tracing::warn!(?op, error = %e, "health change not applied");
             }
+        }
+        if changed {
+            let _ = self.mirror();
         }
     }
 
@@ -514,8 +563,10 @@ impl Controller {
     /// plane's listeners in line with the table.
     pub fn adm(&mut self, args: &[String], stdin: &str) -> Response {
         let now = self.now();
+        let on_kernel = self.kernel.is_some();
         let veto = |c: &AdmCommand, _: &Table| {
-            plane_refuses(c).map(|why| Outcome {
+            // The kernel forwards every way; the proxy only by NAT.
+            plane_refuses(c).filter(|_| !on_kernel).map(|why| Outcome {
                 stderr: format!("{why}\n"),
                 exit_code: 255,
                 ..Default::default()
@@ -530,7 +581,18 @@ impl Controller {
             now,
             &veto,
         );
-        if let Err(e) = self.sync_plane() {
+        let synced = if self.kernel.is_some() {
+            let (t, f, u) = self.table.timeouts().triple();
+            let secs = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
+            let timeouts = match &mut self.kernel {
+                Some(k) => k.set_timeouts(secs(t), secs(f), secs(u)),
+                None => Ok(()),
+            };
+            timeouts.and_then(|()| self.mirror())
+        } else {
+            self.sync_plane()
+        };
+        if let Err(e) = synced {
             out.stderr.push_str(&format!("{e}\n"));
             out.exit_code = 255;
         }
@@ -885,7 +947,12 @@ impl Controller {
         let up = self.started.elapsed().as_secs();
         let _ = writeln!(
             o,
-            "Fulcrum director: proxy data plane, up {}h{:02}m{:02}s",
+            "Fulcrum director: {} data plane, up {}h{:02}m{:02}s",
+            if self.kernel.is_some() {
+                "kernel IPVS"
+            } else {
+                "proxy"
+            },
             up / 3600,
             (up / 60) % 60,
             up % 60
@@ -949,7 +1016,9 @@ impl Controller {
             let r = s.stats.est.rates();
             let active: u32 = s.dests.iter().map(|d| d.activeconns).sum();
             let inactive: u32 = s.dests.iter().map(|d| d.inactconns).sum();
-            let listening = if self.served.contains_key(&s.key) {
+            let listening = if self.kernel.is_some() {
+                "in the kernel"
+            } else if self.served.contains_key(&s.key) {
                 "serving"
             } else {
                 "NOT SERVING"
@@ -1082,6 +1151,9 @@ impl Controller {
         // Stop accepting; the plane's listeners go with it.
         for k in self.served.keys() {
             self.plane.remove_service(k);
+        }
+        if let Some(k) = &mut self.kernel {
+            k.remove_all();
         }
     }
 }

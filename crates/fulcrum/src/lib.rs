@@ -10,6 +10,7 @@ pub mod controller;
 pub mod demo;
 pub mod files;
 pub mod ha;
+pub mod kernel;
 pub mod limits;
 pub mod metrics;
 pub mod monitor;

@@ -30,6 +30,10 @@ pub fn needed(cfg: &Config) -> CapabilitySet {
     if floating || cfg.global.failover() {
         keep |= CapabilitySet::NET_ADMIN | CapabilitySet::NET_RAW;
     }
+    // Programming the kernel's IPVS table.
+    if cfg.global.effective_dataplane() == fulcrum_config::Dataplane::Ipvs {
+        keep |= CapabilitySet::NET_ADMIN;
+    }
     if !cfg.global.ping_node.is_empty() || cfg.checks().iter().any(|c| c.kind == CheckType::Ping) {
         keep |= CapabilitySet::NET_RAW;
     }

@@ -95,6 +95,17 @@ pub async fn director(
     let mut ctl = Controller::new(plane, config_path.clone(), origin);
     ctl.privileges = privileges;
     ctl.user = config.as_ref().and_then(|c| c.global.user.clone());
+    if config.as_ref().map(|c| c.global.effective_dataplane())
+        == Some(fulcrum_config::Dataplane::Ipvs)
+    {
+        match crate::kernel::KernelPlane::open() {
+            Ok(k) => ctl.use_kernel(k),
+            Err(e) => {
+                eprintln!("fulcrum: {name}: `dataplane = ipvs`: {e}");
+                return 1;
+            }
+        }
+    }
     // The floating addresses come up before serving; failing to add one is
     // fatal at start (later, on reload, it is logged).
     let mut addrs = match Addresses::new() {
