@@ -97,39 +97,56 @@ impl Ipvs {
         self.seq
     }
 
-    /// The IPVS family's id, from the generic-netlink controller.
-    fn resolve(&mut self) -> Result<u16, IpvsError> {
+    /// Send `msg` (built with the next sequence number) and hand each
+    /// reply to it to `on` until that returns an answer.
+    fn exchange<T>(
+        &mut self,
+        build: impl FnOnce(u32) -> Vec<u8>,
+        mut on: impl FnMut(nl::Message<'_>) -> Result<Option<T>, IpvsError>,
+    ) -> Result<T, IpvsError> {
         let seq = self.next_seq();
-        let mut b = Builder::new(GENL_ID_CTRL, F_REQUEST, seq, CTRL_CMD_GETFAMILY, 1);
-        b.string(CTRL_ATTR_FAMILY_NAME, msg::FAMILY_NAME);
-        self.sock.send(&b.finish(), 0)?;
+        self.sock.send(&build(seq), 0)?;
         loop {
             let (buf, _) = self.sock.recv_from_full()?;
             for m in nl::messages(&buf) {
                 let m = m?;
                 if m.seq != seq {
-                    continue;
+                    continue; // a late answer to an earlier request
                 }
+                if let Some(answer) = on(m)? {
+                    return Ok(answer);
+                }
+            }
+        }
+    }
+
+    /// The IPVS family's id, from the generic-netlink controller.
+    fn resolve(&mut self) -> Result<u16, IpvsError> {
+        self.exchange(
+            |seq| {
+                let mut b = Builder::new(GENL_ID_CTRL, F_REQUEST, seq, CTRL_CMD_GETFAMILY, 1);
+                b.string(CTRL_ATTR_FAMILY_NAME, msg::FAMILY_NAME);
+                b.finish()
+            },
+            |m| {
                 if m.ty == nl::NLMSG_ERROR {
                     return match m.error_code()? {
-                        e if e == -ENOENT => Err(IpvsError::NoIpvs),
-                        0 => Err(IpvsError::NoIpvs),
+                        e if e == -ENOENT || e == 0 => Err(IpvsError::NoIpvs),
                         e => Err(IpvsError::Kernel {
                             what: "resolving the IPVS family",
                             errno: -e,
                         }),
                     };
                 }
-                let (_, body) = m.genl()?;
-                for a in nl::attrs(body) {
+                for a in nl::attrs(m.genl()?.1) {
                     let a = a?;
                     if a.ty == CTRL_ATTR_FAMILY_ID {
-                        return Ok(a.u16("family id")?);
+                        return Ok(Some(a.u16("family id")?));
                     }
                 }
-                return Err(IpvsError::NoIpvs);
-            }
-        }
+                Err(IpvsError::NoIpvs)
+            },
+        )
     }
 
     /// Send a request and wait for its acknowledgement.
@@ -138,20 +155,16 @@ impl Ipvs {
         what: &'static str,
         build: impl FnOnce(u16, u32) -> Vec<u8>,
     ) -> Result<(), IpvsError> {
-        let seq = self.next_seq();
-        self.sock.send(&build(self.family, seq), 0)?;
-        loop {
-            let (buf, _) = self.sock.recv_from_full()?;
-            for m in nl::messages(&buf) {
-                let m = m?;
-                if m.seq == seq && m.ty == nl::NLMSG_ERROR {
-                    return match m.error_code()? {
-                        0 => Ok(()),
-                        e => Err(IpvsError::Kernel { what, errno: -e }),
-                    };
-                }
-            }
-        }
+        let family = self.family;
+        self.exchange(
+            |seq| build(family, seq),
+            |m| match (m.ty, m.error_code()) {
+                (nl::NLMSG_ERROR, Ok(0)) => Ok(Some(())),
+                (nl::NLMSG_ERROR, Ok(e)) => Err(IpvsError::Kernel { what, errno: -e }),
+                (nl::NLMSG_ERROR, Err(e)) => Err(e.into()),
+                _ => Ok(None),
+            },
+        )
     }
 
     /// Send a request answered by one message (`GET_INFO`, `GET_CONFIG`);
@@ -161,22 +174,17 @@ impl Ipvs {
         what: &'static str,
         build: impl FnOnce(u16, u32) -> Vec<u8>,
     ) -> Result<Vec<u8>, IpvsError> {
-        let seq = self.next_seq();
-        self.sock.send(&build(self.family, seq), 0)?;
-        loop {
-            let (buf, _) = self.sock.recv_from_full()?;
-            for m in nl::messages(&buf) {
-                let m = m?;
-                if m.seq != seq {
-                    continue;
-                }
+        let family = self.family;
+        self.exchange(
+            |seq| build(family, seq),
+            |m| {
                 if m.ty == nl::NLMSG_ERROR {
                     let errno = -m.error_code()?;
                     return Err(IpvsError::Kernel { what, errno });
                 }
-                return Ok(m.genl()?.1.to_vec());
-            }
-        }
+                Ok(Some(m.genl()?.1.to_vec()))
+            },
+        )
     }
 
     /// Send a dump request; the generic-netlink bodies of its replies.
@@ -185,26 +193,23 @@ impl Ipvs {
         what: &'static str,
         build: impl FnOnce(u16, u32) -> Vec<u8>,
     ) -> Result<Vec<Vec<u8>>, IpvsError> {
-        let seq = self.next_seq();
-        self.sock.send(&build(self.family, seq), 0)?;
+        let family = self.family;
         let mut out = Vec::new();
-        loop {
-            let (buf, _) = self.sock.recv_from_full()?;
-            for m in nl::messages(&buf) {
-                let m = m?;
-                if m.seq != seq {
-                    continue;
+        self.exchange(
+            |seq| build(family, seq),
+            |m| match m.ty {
+                nl::NLMSG_DONE => Ok(Some(())),
+                nl::NLMSG_ERROR => match m.error_code()? {
+                    0 => Ok(Some(())),
+                    e => Err(IpvsError::Kernel { what, errno: -e }),
+                },
+                _ => {
+                    out.push(m.genl()?.1.to_vec());
+                    Ok(None)
                 }
-                match m.ty {
-                    nl::NLMSG_DONE => return Ok(out),
-                    nl::NLMSG_ERROR => match m.error_code()? {
-                        0 => return Ok(out),
-                        e => return Err(IpvsError::Kernel { what, errno: -e }),
-                    },
-                    _ => out.push(m.genl()?.1.to_vec()),
-                }
-            }
-        }
+            },
+        )?;
+        Ok(out)
     }
 
     /// The kernel's IPVS version (`(major << 16) | (minor << 8) | patch`)

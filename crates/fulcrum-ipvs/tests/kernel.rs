@@ -20,9 +20,10 @@ fn example() -> PathBuf {
     p
 }
 
-fn vm(script: &str, add: &[&str]) -> String {
+/// Run `script` in the VM (`tag` names its file: tests run in parallel).
+fn vm(tag: &str, script: &str, add: &[&str]) -> String {
     let tool = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools/ipvs-vm");
-    let file = std::env::temp_dir().join(format!("fulcrum-ipvs-{}.sh", std::process::id()));
+    let file = std::env::temp_dir().join(format!("fulcrum-ipvs-{tag}-{}.sh", std::process::id()));
     std::fs::write(&file, script).unwrap();
     let mut c = Command::new(&tool);
     for a in add {
@@ -89,7 +90,7 @@ fn the_codec_reads_and_writes_what_ipvsadm_does() {
          echo '=== again'; {ex} apply {cf} 2>&1 || echo \"exit $?\"\n\
          echo '=== end'\n"
     );
-    let out = vm(&script, &[ex, cf]);
+    let out = vm("codec", &script, &[ex, cf]);
     let theirs = section(&out, "ipvsadm");
     assert!(theirs.contains("-A -t 10.0.0.1:80 -s wrr"), "{out}");
     assert_eq!(
@@ -195,7 +196,7 @@ fn a_new_table_is_reached_by_difference_leaving_foreign_services() {
          echo '=== table'; ipvsadm -S -n\n\
          echo '=== end'\n"
     );
-    let out = vm(&script, &[ex, e, a, b]);
+    let out = vm("sync", &script, &[ex, e, a, b]);
     let first = section(&out, "first");
     assert_eq!(first.matches("AddService").count(), 2, "{first}");
     let second: Vec<&str> = section(&out, "second").lines().collect();
