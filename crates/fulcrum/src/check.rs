@@ -71,6 +71,14 @@ pub fn run(path: &Path, save: bool) -> ExitCode {
         plural(dests, "real server"),
         plural(warnings, "warning")
     );
+    let plane = match (parsed.config.global.dataplane, parsed.config.global.effective_dataplane()) {
+        (None, p) => format!("{} (the default)", p.name()),
+        (Some(_), fulcrum_config::Dataplane::Ipvs) if !std::path::Path::new("/proc/net/ip_vs").exists() => {
+            "ipvs (`dataplane = ipvs`), but this host's kernel shows no IPVS (/proc/net/ip_vs): `fulcrum run` would load ip_vs or stop here".to_string()
+        }
+        (Some(_), p) => format!("{} (`dataplane = {}`)", p.name(), p.name()),
+    };
+    eprintln!("{name}: data plane: {plane}");
     if parsed.config.global.failover() {
         // What `fulcrum run` would find on this host; not an error here,
         // as the file may be checked away from the directors.
