@@ -7,6 +7,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use fulcrum_testbed::{ipvs_vm, section};
+
 /// The `ipvs_table` example, built beside this test by `cargo test`.
 fn example() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -18,37 +20,6 @@ fn example() -> PathBuf {
         p.display()
     );
     p
-}
-
-/// Run `script` in the VM (`tag` names its file: tests run in parallel).
-fn vm(tag: &str, script: &str, add: &[&str]) -> String {
-    let tool = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools/ipvs-vm");
-    let file = std::env::temp_dir().join(format!("fulcrum-ipvs-{tag}-{}.sh", std::process::id()));
-    std::fs::write(&file, script).unwrap();
-    let mut c = Command::new(&tool);
-    for a in add {
-        c.args(["--add", a]);
-    }
-    let out = c.args(["--timeout", "180"]).arg(&file).output().unwrap();
-    let _ = std::fs::remove_file(&file);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "the VM script failed:\n{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
-}
-
-/// The text between `=== NAME` and the next marker.
-fn section<'a>(text: &'a str, name: &str) -> &'a str {
-    let marker = format!("=== {name}\n");
-    let start = text
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no section {name} in:\n{text}"))
-        + marker.len();
-    let rest = &text[start..];
-    &rest[..rest.find("=== ").unwrap_or(rest.len())]
 }
 
 #[cfg_attr(
@@ -90,7 +61,7 @@ fn the_codec_reads_and_writes_what_ipvsadm_does() {
          echo '=== again'; {ex} apply {cf} 2>&1 || echo \"exit $?\"\n\
          echo '=== end'\n"
     );
-    let out = vm("codec", &script, &[ex, cf]);
+    let out = ipvs_vm("codec", &script, &[ex, cf], 180);
     let theirs = section(&out, "ipvsadm");
     assert!(theirs.contains("-A -t 10.0.0.1:80 -s wrr"), "{out}");
     assert_eq!(
@@ -196,7 +167,7 @@ fn a_new_table_is_reached_by_difference_leaving_foreign_services() {
          echo '=== table'; ipvsadm -S -n\n\
          echo '=== end'\n"
     );
-    let out = vm("sync", &script, &[ex, e, a, b]);
+    let out = ipvs_vm("sync", &script, &[ex, e, a, b], 180);
     let first = section(&out, "first");
     assert_eq!(first.matches("AddService").count(), 2, "{first}");
     let second: Vec<&str> = section(&out, "second").lines().collect();

@@ -328,3 +328,53 @@ impl Drop for FiveNode {
         }
     }
 }
+
+/// Run a shell script in the VM whose kernel has IPVS
+/// (`../shared/tools/ipvs-vm`, beside the repository), with the files in
+/// `add` copied to the same paths inside; its standard output. `tag` names
+/// the script file (tests of one binary run in parallel).
+///
+/// # Panics
+/// When the tool is missing, or the VM or the script fails.
+pub fn ipvs_vm(tag: &str, script: &str, add: &[&str], timeout_secs: u32) -> String {
+    let tool =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools/ipvs-vm");
+    assert!(
+        tool.exists(),
+        "{} is missing: the IPVS tests need the ipvs-vm tool beside the repository",
+        tool.display()
+    );
+    let file = std::env::temp_dir().join(format!("fulcrum-vm-{tag}-{}.sh", std::process::id()));
+    std::fs::write(&file, script).expect("the script is written");
+    let mut c = Command::new(&tool);
+    for a in add {
+        c.args(["--add", a]);
+    }
+    let out = c
+        .args(["--timeout", &timeout_secs.to_string()])
+        .arg(&file)
+        .output()
+        .expect("ipvs-vm runs");
+    let _ = std::fs::remove_file(&file);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "the VM script failed:\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// The text between the line `=== NAME` and the next `=== ` marker.
+///
+/// # Panics
+/// When there is no such section.
+pub fn section<'a>(text: &'a str, name: &str) -> &'a str {
+    let marker = format!("=== {name}\n");
+    let start = text
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no section {name} in:\n{text}"))
+        + marker.len();
+    let rest = &text[start..];
+    &rest[..rest.find("=== ").unwrap_or(rest.len())]
+}

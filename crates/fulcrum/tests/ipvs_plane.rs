@@ -5,8 +5,8 @@
 //! Fulcrum removes what it installed and nothing else. Root and the VM:
 //! runs with FULCRUM_NETNS_TESTS=1.
 
+use fulcrum_testbed::{ipvs_vm, section};
 use std::path::PathBuf;
-use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fulcrum");
 
@@ -14,17 +14,6 @@ fn temp(name: &str, body: &str) -> PathBuf {
     let p = std::env::temp_dir().join(format!("fulcrum-ipvsplane-{name}-{}", std::process::id()));
     std::fs::write(&p, body).unwrap();
     p
-}
-
-/// The text between `=== NAME` and the next marker.
-fn section<'a>(text: &'a str, name: &str) -> &'a str {
-    let marker = format!("=== {name}\n");
-    let start = text
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no section {name} in:\n{text}"))
-        + marker.len();
-    let rest = &text[start..];
-    &rest[..rest.find("=== ").unwrap_or(rest.len())]
 }
 
 const BEFORE: &str = "dataplane = ipvs
@@ -89,10 +78,8 @@ fn the_director_keeps_the_kernel_table_by_difference() {
         cf.to_str().unwrap().to_string(),
         after.to_str().unwrap().to_string(),
     );
-    let script = temp(
-        "sh",
-        &format!(
-            "modprobe ip_vs; modprobe dummy\n\
+    let script = format!(
+        "modprobe ip_vs; modprobe dummy\n\
              ip link add d0 type dummy; ip link set d0 up; ip addr add 10.0.0.254/24 dev d0\n\
              ipvsadm -A -t 10.9.9.9:99 -s rr\n\
              {BIN} run --config {cf} --control /tmp/c.sock 2>/tmp/log &\n\
@@ -108,28 +95,11 @@ fn the_director_keeps_the_kernel_table_by_difference() {
              kill -TERM $pid; wait $pid; echo \"exit $?\"\n\
              echo '=== stopped'; ipvsadm -S -n\n\
              echo '=== log'; cat /tmp/log\n"
-        ),
     );
-    let tool = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools/ipvs-vm");
-    let out = Command::new(&tool)
-        .args([
-            "--add",
-            BIN,
-            "--add",
-            &cf,
-            "--add",
-            &after,
-            "--timeout",
-            "180",
-        ])
-        .arg(&script)
-        .output()
-        .unwrap();
+    let out = ipvs_vm("plane", &script, &[BIN, &cf, &after], 180);
     for p in [&cf, &after] {
         let _ = std::fs::remove_file(p);
     }
-    let _ = std::fs::remove_file(&script);
-    let out = String::from_utf8_lossy(&out.stdout).into_owned();
 
     assert_eq!(
         section(&out, "start"),

@@ -59,12 +59,6 @@ fn quoted(w: &str) -> String {
 
 /// Run the battery in the VM; what the real ipvsadm did for each line.
 fn kernel(lines: &[String]) -> Vec<Seen> {
-    let tool = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools/ipvs-vm");
-    assert!(
-        tool.exists(),
-        "{} is missing: the oracle needs the ipvs-vm tool beside the repository",
-        tool.display()
-    );
     let mut script = String::from(
         "modprobe ip_vs\nfor s in rr wrr lc wlc sh dh lblc lblcr sed nq mh fo ovf twos; do modprobe ip_vs_$s 2>/dev/null; done\n\
          run() { echo '=== line'; ipvsadm \"$@\" >/tmp/o 2>/tmp/e; rc=$?; echo '--- out'; cat /tmp/o; echo '--- err'; cat /tmp/e; echo \"--- rc $rc\"; }\n",
@@ -73,21 +67,7 @@ fn kernel(lines: &[String]) -> Vec<Seen> {
         let words: Vec<String> = l.split_whitespace().map(quoted).collect();
         script.push_str(&format!("run {}\n", words.join(" ")));
     }
-    let file = std::env::temp_dir().join(format!("fulcrum-oracle-{}.sh", std::process::id()));
-    std::fs::write(&file, script).unwrap();
-    let out = std::process::Command::new(&tool)
-        .arg("--timeout")
-        .arg("240")
-        .arg(&file)
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_file(&file);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "ipvs-vm failed: {}\n{text}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = fulcrum_testbed::ipvs_vm("oracle", &script, &[], 240);
     let mut seen = Vec::new();
     for block in text.split("=== line\n").skip(1) {
         let (_, rest) = block.split_once("--- out\n").unwrap();

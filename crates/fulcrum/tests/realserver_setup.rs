@@ -2,10 +2,9 @@
 //! namespace of this host, tunnelling in the IPVS VM (this host's kernel
 //! has no ipip). Root: runs with FULCRUM_NETNS_TESTS=1.
 
-use std::path::PathBuf;
 use std::process::Command;
 
-use fulcrum_testbed::{sh, try_sh};
+use fulcrum_testbed::{ipvs_vm, sh, try_sh};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fulcrum");
 
@@ -150,11 +149,9 @@ fn tunnel_setup_without_ipip_says_so_and_changes_nothing() {
 )]
 #[test]
 fn tunnel_setup_in_a_kernel_with_ipip() {
-    let tool = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools/ipvs-vm");
-    let script = std::env::temp_dir().join(format!("fulcrum-rs-vm-{}.sh", std::process::id()));
-    std::fs::write(
-        &script,
-        format!(
+    let text = ipvs_vm(
+        "tunnel",
+        &format!(
             "set -e\n\
              {BIN} realserver-setup --mode tunnel --vip 10.7.7.7 --state /tmp/s\n\
              echo \"ADDR $(ip -4 addr show dev tunl0 | grep -c 'inet 10.7.7.7/32')\"\n\
@@ -165,19 +162,8 @@ fn tunnel_setup_in_a_kernel_with_ipip() {
              {BIN} realserver-setup --undo --state /tmp/s\n\
              echo \"AFTER $(ip -4 addr show dev tunl0 | grep -c 10.7.7.7 || true) $(( $(cat /sys/class/net/tunl0/flags) & 1 )) $(cat /proc/sys/net/ipv4/conf/all/arp_ignore)\"\n"
         ),
-    )
-    .unwrap();
-    let out = Command::new(&tool)
-        .args(["--add", BIN, "--timeout", "120"])
-        .arg(&script)
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_file(&script);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
+        &[BIN],
+        120,
     );
     for want in [
         "done: load the kernel module ipip",
