@@ -13,7 +13,7 @@ mod model;
 mod syntax;
 mod write;
 
-use fulcrum_core::{DestSpec, ServiceSpec};
+use fulcrum_core::{DestSpec, Forwarding, ServiceKey, ServiceSpec};
 
 pub use diag::{Diagnostic, Severity, Span, did_you_mean};
 pub use lower::{GLOBAL_KEYS, SERVER_KEYS, VIRTUAL_KEYS};
@@ -118,6 +118,9 @@ pub struct CheckSpec {
     pub key: fulcrum_core::ServiceKey,
     /// The real server as the table holds it (configured weight).
     pub dest: DestSpec,
+    /// The port checks go to: the real server's, or for a real server of a
+    /// fwmark service (port 0 in the table) the virtual server's `port`.
+    pub port: u16,
     /// Connect, negotiate or off.
     pub kind: CheckType,
     /// For negotiate: what to send; for external: the `send_program`
@@ -251,6 +254,11 @@ impl Config {
                     server_name: name.clone(),
                     key: svc.spec.key,
                     dest: d.clone(),
+                    port: if d.port == 0 {
+                        v.effective_port()
+                    } else {
+                        d.port
+                    },
                     kind,
                     send,
                     expect,
@@ -366,6 +374,36 @@ impl Config {
             push("nat_router".into(), a, self.global.nat_nmask);
         }
         out
+    }
+
+    /// The first thing in the active table only the kernel's IPVS can
+    /// forward (a fwmark or SCTP service, a real server reached by direct
+    /// routing or tunnelling), said for people; `None` when the proxy plane
+    /// can run the whole table.
+    pub fn kernel_only(&self) -> Option<String> {
+        for s in self.table() {
+            match s.spec.key {
+                ServiceKey::Fwmark { .. } => {
+                    return Some(format!("virtual server `{}` is a fwmark service", s.name));
+                }
+                ServiceKey::Addr {
+                    proto: fulcrum_core::Protocol::Sctp,
+                    ..
+                } => return Some(format!("virtual server `{}` is an SCTP service", s.name)),
+                ServiceKey::Addr { .. } => {}
+            }
+            if let Some((name, d)) = s.dests.iter().find(|(_, d)| d.fwd != Forwarding::Masq) {
+                let how = match d.fwd {
+                    Forwarding::Tunnel { .. } => "tunnelling",
+                    _ => "direct routing",
+                };
+                return Some(format!(
+                    "real server `{name}` of virtual server `{}` is reached by {how}",
+                    s.name
+                ));
+            }
+        }
+        None
     }
 
     /// The IPVS table this configuration describes: only `active = 1`

@@ -349,6 +349,7 @@ const PROTOCOLS: &[(&str, Protocol)] = &[
     ("sctp", Protocol::Sctp),
 ];
 const DATAPLANES: &[(&str, Dataplane)] = &[
+    ("auto", Dataplane::Auto),
     ("proxy", Dataplane::Proxy),
     ("ipvs", Dataplane::Ipvs),
     ("xdp", Dataplane::Xdp),
@@ -1058,7 +1059,7 @@ fn check_global(g: &Global, seen: &KeySpans, diags: &mut Vec<Diagnostic>) {
     {
         diags.push(
             Diagnostic::warning(sp, "the `xdp` data plane is not available in this version of Fulcrum")
-                .hint("`fulcrum run` will refuse this file until it is; `proxy` (the default) is available"),
+                .hint("`fulcrum run` will refuse this file until it is; `auto` (the default), `ipvs` and `proxy` are available"),
         );
     }
 }
@@ -1263,13 +1264,13 @@ fn check_virtuals(cfg: &Config, infos: &[VirtualInfo], diags: &mut Vec<Diagnosti
             if v.fwmark.is_some() {
                 diags.push(
                     Diagnostic::error(at("fwmark"), "fwmark services need the `ipvs` data plane: the `proxy` data plane sees no packet marks")
-                        .hint("set `dataplane = ipvs` (the kernel's IPVS) in the global section, or describe the service by `address` and `port`"),
+                        .hint("remove `dataplane = proxy` (the default, `auto`, uses the kernel's IPVS where the host has it) or set `dataplane = ipvs`; or describe the service by `address` and `port`"),
                 );
             }
             if v.protocol == Some(Protocol::Sctp) {
                 diags.push(
                     Diagnostic::error(at("protocol"), "SCTP services need the `ipvs` data plane")
-                        .hint("set `dataplane = ipvs` (the kernel's IPVS) in the global section, or use tcp or udp"),
+                        .hint("remove `dataplane = proxy` (the default, `auto`, uses the kernel's IPVS where the host has it) or set `dataplane = ipvs`; or use tcp or udp"),
                 );
             }
         }
@@ -1477,7 +1478,7 @@ fn check_servers(
                 .unwrap_or(*header);
             diags.push(
                 Diagnostic::error(sp, format!("real server `{}` uses {} routing, which the `proxy` data plane cannot do", s.name, routing.name()))
-                    .hint("set `dataplane = ipvs` (the kernel's IPVS) in the global section for direct routing and tunnelling, or use `forwarding = nat`"),
+                    .hint("remove `dataplane = proxy` (the default, `auto`, uses the kernel's IPVS where the host has it) or set `dataplane = ipvs`; or use `forwarding = nat`"),
             );
         }
         let vport = v.effective_port();

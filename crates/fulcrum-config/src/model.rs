@@ -68,8 +68,11 @@ impl Routing {
 /// Which data plane forwards traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Dataplane {
-    /// Userspace TCP/UDP proxy (the default; no privileges needed).
+    /// The kernel's IPVS where this host has it and the director may
+    /// program it, the proxy otherwise (the default; decided at start).
     #[default]
+    Auto,
+    /// Userspace TCP/UDP proxy (no privileges needed).
     Proxy,
     /// The kernel's own IPVS, programmed over generic netlink (NAT,
     /// direct routing, tunnelling, fwmark, SCTP).
@@ -82,6 +85,7 @@ impl Dataplane {
     /// The lvs.cf word.
     pub fn name(self) -> &'static str {
         match self {
+            Dataplane::Auto => "auto",
             Dataplane::Proxy => "proxy",
             Dataplane::Ipvs => "ipvs",
             Dataplane::Xdp => "xdp",
@@ -501,7 +505,7 @@ impl Global {
         self.network.unwrap_or_default()
     }
 
-    /// `dataplane`, defaulting to `proxy`.
+    /// `dataplane`, defaulting to `auto`.
     pub fn effective_dataplane(&self) -> Dataplane {
         self.dataplane.unwrap_or_default()
     }

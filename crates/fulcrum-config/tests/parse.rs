@@ -294,15 +294,26 @@ fn validation_rules() {
         e,
         vec!["4:2: an IPv6 prefix length cannot be the persistence mask of an IPv4 service"]
     );
-    let e = errors(
-        "virtual a {\n address = 10.0.0.1\n active = 1\n fwmark = 3\n server s {\n  address = 10.1.0.1\n  active = 1\n  forwarding = direct\n }\n}\n",
-    );
+    let marked = "virtual a {\n address = 10.0.0.1\n active = 1\n fwmark = 3\n server s {\n  address = 10.1.0.1\n  active = 1\n  forwarding = direct\n }\n}\n";
+    let e = errors(&format!("dataplane = proxy\n{marked}"));
     assert_eq!(
         e,
         vec![
-            "4:2: fwmark services need the `ipvs` data plane: the `proxy` data plane sees no packet marks",
-            "8:3: real server `s` uses direct routing, which the `proxy` data plane cannot do"
+            "5:2: fwmark services need the `ipvs` data plane: the `proxy` data plane sees no packet marks",
+            "9:3: real server `s` uses direct routing, which the `proxy` data plane cannot do"
         ]
+    );
+    // The default plane, `auto`, decides on the host: the file is valid,
+    // and says what only the kernel can forward.
+    assert!(errors(marked).is_empty());
+    let parsed = fulcrum_config::parse(marked);
+    assert_eq!(
+        parsed.config.global.effective_dataplane(),
+        fulcrum_config::Dataplane::Auto
+    );
+    assert_eq!(
+        parsed.config.kernel_only().as_deref(),
+        Some("virtual server `a` is a fwmark service")
     );
     let e = errors(
         "virtual a {\n address = 10.0.0.1\n active = 1\n protocol = udp\n server s {\n  address = 10.1.0.1\n  active = 1\n  proxy_protocol = v2\n }\n}\n",

@@ -71,9 +71,18 @@ pub fn run(path: &Path, save: bool) -> ExitCode {
         plural(dests, "real server"),
         plural(warnings, "warning")
     );
+    let has_ipvs = std::path::Path::new("/proc/net/ip_vs").exists();
     let plane = match (parsed.config.global.dataplane, parsed.config.global.effective_dataplane()) {
-        (None, p) => format!("{} (the default)", p.name()),
-        (Some(_), fulcrum_config::Dataplane::Ipvs) if !std::path::Path::new("/proc/net/ip_vs").exists() => {
+        (None | Some(fulcrum_config::Dataplane::Auto), _) if has_ipvs => {
+            "auto (the default): ipvs on this host, whose kernel has IPVS, when `fulcrum run` runs as root".to_string()
+        }
+        (None | Some(fulcrum_config::Dataplane::Auto), _) => match parsed.config.kernel_only() {
+            None => "auto (the default): proxy on this host, whose kernel shows no IPVS (/proc/net/ip_vs) unless `fulcrum run` as root can load ip_vs".to_string(),
+            Some(what) => format!(
+                "auto (the default): this host's kernel shows no IPVS (/proc/net/ip_vs), and {what}, which only IPVS forwards: `fulcrum run` stops here unless it can load ip_vs"
+            ),
+        },
+        (Some(_), fulcrum_config::Dataplane::Ipvs) if !has_ipvs => {
             "ipvs (`dataplane = ipvs`), but this host's kernel shows no IPVS (/proc/net/ip_vs): `fulcrum run` would load ip_vs or stop here".to_string()
         }
         (Some(_), p) => format!("{} (`dataplane = {}`)", p.name(), p.name()),

@@ -13,7 +13,7 @@ use crate::run::director;
 /// The demo's lvs.cf, with the real servers' ports filled in.
 pub fn demo_config(vip: SocketAddr, rs: &[(String, SocketAddr, u32)]) -> String {
     let mut s = format!(
-        "# fulcrum demo\nvirtual demo {{\n\taddress = {}\n\tactive = 1\n\tport = {}\n\tscheduler = wlc\n",
+        "# fulcrum demo: the proxy plane, which needs no root\ndataplane = proxy\nvirtual demo {{\n\taddress = {}\n\tactive = 1\n\tport = {}\n\tscheduler = wlc\n",
         vip.ip(),
         vip.port()
     );

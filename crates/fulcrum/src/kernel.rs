@@ -8,8 +8,15 @@
 
 use std::collections::HashSet;
 
+use fulcrum_api::ipvsadm::{
+    AdmCommand, ConnEntry, DaemonArgs, DaemonInfo, DaemonState, DestEntry, ListTarget, Outcome,
+    Resolver, ServiceEntry, render_conns, render_daemons, render_list, render_timeout,
+};
+use fulcrum_config::{Config, Dataplane};
+use fulcrum_core::estimator::{Counters, Rates};
 use fulcrum_core::{DestSpec, ServiceKey, ServiceSpec, Table};
 use fulcrum_ipvs::driver::Ipvs;
+use fulcrum_ipvs::msg::{KernelStats, SyncDaemon, SyncRole};
 use fulcrum_ipvs::reconcile::{self, Entry};
 
 /// The kernel's IPVS and the services Fulcrum installed there.
@@ -49,6 +56,57 @@ fn desired(table: &Table) -> Vec<Entry> {
             (spec, dests)
         })
         .collect()
+}
+
+/// The data plane a director runs: the kernel's IPVS (`Some`) or the
+/// proxy (`None`), and why, said for people (`fulcrum status`, the log).
+///
+/// `dataplane = auto` (the default) takes IPVS when this process may
+/// program it (CAP_NET_ADMIN) and the kernel has it (`ip_vs` loads), the
+/// proxy otherwise; `ipvs` and `proxy` are taken as said.
+///
+/// # Errors
+/// `dataplane = ipvs` on a host without IPVS, or a file that needs the
+/// kernel (direct routing, tunnelling, fwmark, SCTP) where `auto` found
+/// none; the message says what to do.
+pub fn choose(cfg: Option<&Config>) -> Result<(Option<KernelPlane>, String), String> {
+    let asked = cfg.map_or(Dataplane::Auto, |c| c.global.effective_dataplane());
+    let (kernel, why) = match asked {
+        Dataplane::Proxy => (None, "`dataplane = proxy`".to_string()),
+        Dataplane::Xdp => (None, "`dataplane = xdp`".to_string()),
+        Dataplane::Ipvs => {
+            let k = KernelPlane::open().map_err(|e| format!("`dataplane = ipvs`: {e}"))?;
+            (Some(k), "`dataplane = ipvs`".to_string())
+        }
+        Dataplane::Auto if !may_program() => (
+            None,
+            "auto: this process may not program the kernel's IPVS (it needs CAP_NET_ADMIN: run as root)"
+                .to_string(),
+        ),
+        Dataplane::Auto => match KernelPlane::open() {
+            Ok(k) => (Some(k), "auto: the kernel has IPVS".to_string()),
+            Err(e) => (None, format!("auto: {e}")),
+        },
+    };
+    if kernel.is_none()
+        && asked == Dataplane::Auto
+        && let Some(what) = cfg.and_then(Config::kernel_only)
+    {
+        return Err(format!(
+            "{what}, which only the kernel's IPVS forwards, and this director would run the proxy data plane ({why}); \
+             run it where the kernel has IPVS (and as root), or use NAT (`forwarding = nat`) with address-and-port services"
+        ));
+    }
+    Ok((kernel, why))
+}
+
+/// Whether this process holds CAP_NET_ADMIN (needed for every IPVS
+/// command, listings included).
+fn may_program() -> bool {
+    rustix::thread::capabilities(None).is_ok_and(|c| {
+        c.effective
+            .contains(rustix::thread::CapabilitySet::NET_ADMIN)
+    })
 }
 
 impl KernelPlane {
@@ -110,6 +168,117 @@ impl KernelPlane {
             .map_err(|e| e.to_string())
     }
 
+    /// Answer an ipvsadm command that reads or acts on what only the
+    /// kernel has — listings with its counters, rates and connections, the
+    /// timeouts, zeroing, the sync daemons — or `None` for a table change,
+    /// which goes through the controller's table and [`Self::mirror`].
+    pub fn answer(&mut self, cmd: &AdmCommand, r: &dyn Resolver) -> Option<Outcome> {
+        let out = |stdout: String| Outcome {
+            stdout,
+            ..Default::default()
+        };
+        let failed = |e: fulcrum_ipvs::driver::IpvsError| {
+            Outcome::err(format!("{}\n", kernel_strerror(cmd, &e)), 255)
+        };
+        Some(match cmd {
+            AdmCommand::List(l) => match l.target {
+                ListTarget::All => match self.listing() {
+                    Ok(v) => out(render_list(&v, &l.format, true, r)),
+                    Err(e) => failed(e),
+                },
+                ListTarget::Service(k) => match self.listing() {
+                    Ok(v) => match v.into_iter().find(|e| e.key == k) {
+                        Some(e) => out(render_list(&[e], &l.format, false, r)),
+                        None => Outcome::err("No such service\n", 1),
+                    },
+                    Err(e) => failed(e),
+                },
+                ListTarget::Connections => out(render_conns(&kernel_conns(), &l.format, r)),
+                ListTarget::Timeout => match self.ipvs.timeouts() {
+                    Ok((t, f, u)) => out(render_timeout(t.into(), f.into(), u.into())),
+                    Err(e) => failed(e),
+                },
+                ListTarget::Daemon => match self.ipvs.daemons() {
+                    Ok(d) => out(render_daemons(
+                        &d.iter().map(daemon_info).collect::<Vec<_>>(),
+                    )),
+                    Err(e) => failed(e),
+                },
+            },
+            AdmCommand::Save { numeric } => match self.listing() {
+                Ok(v) => out(render_list(
+                    &v,
+                    &fulcrum_api::ipvsadm::Format {
+                        rule: true,
+                        numeric: *numeric,
+                        ..Default::default()
+                    },
+                    false,
+                    r,
+                )),
+                Err(e) => failed(e),
+            },
+            AdmCommand::StartDaemon(a) => match self.ipvs.start_daemon(&sync_daemon(a)) {
+                Ok(()) => Outcome::default(),
+                Err(e) => failed(e),
+            },
+            AdmCommand::StopDaemon(state, _) => match self.ipvs.stop_daemon(role(*state)) {
+                Ok(()) => Outcome::default(),
+                Err(e) => failed(e),
+            },
+            _ => return None,
+        })
+    }
+
+    /// Zero the kernel's counters (`-Z`), after the controller's table.
+    ///
+    /// # Errors
+    /// The kernel refusing.
+    pub fn zero(&mut self, key: Option<&ServiceKey>) -> Result<(), String> {
+        self.ipvs.zero(key).map_err(|e| e.to_string())
+    }
+
+    /// The kernel's table with its counters, as listings see it.
+    fn listing(&mut self) -> Result<Vec<ServiceEntry>, fulcrum_ipvs::driver::IpvsError> {
+        let services = self.ipvs.services()?;
+        let mut out = Vec::with_capacity(services.len());
+        for s in services {
+            let dests = self.ipvs.dests(&s.spec.key)?;
+            let (counters, rates) = split(&s.stats);
+            out.push(ServiceEntry {
+                key: s.spec.key,
+                scheduler: s.spec.scheduler.name().to_string(),
+                flags: s.spec.flags,
+                persistent: s.spec.persistent,
+                netmask: s.spec.netmask,
+                one_packet: s.spec.one_packet,
+                pe_name: s.spec.pe_name,
+                counters,
+                rates,
+                dests: dests
+                    .into_iter()
+                    .map(|d| {
+                        let (counters, rates) = split(&d.stats);
+                        DestEntry {
+                            addr: d.spec.addr,
+                            port: d.spec.port,
+                            fwd: d.spec.fwd,
+                            weight: d.spec.weight,
+                            u_threshold: d.spec.u_threshold,
+                            l_threshold: d.spec.l_threshold,
+                            activeconns: d.active,
+                            inactconns: d.inactive,
+                            persistconns: d.persistent,
+                            counters,
+                            rates,
+                        }
+                    })
+                    .collect(),
+            });
+        }
+        Ok(out)
+    }
+
     /// Remove the services Fulcrum installed, and nothing else.
     pub fn remove_all(&mut self) {
         for key in std::mem::take(&mut self.owned) {
@@ -121,4 +290,99 @@ impl KernelPlane {
             }
         }
     }
+}
+
+/// The kernel's counters and rates in the listings' terms.
+fn split(s: &KernelStats) -> (Counters, Rates) {
+    (
+        Counters {
+            conns: s.conns,
+            inpkts: s.inpkts,
+            outpkts: s.outpkts,
+            inbytes: s.inbytes,
+            outbytes: s.outbytes,
+        },
+        Rates {
+            cps: s.cps,
+            inpps: s.inpps,
+            outpps: s.outpps,
+            inbps: s.inbps,
+            outbps: s.outbps,
+        },
+    )
+}
+
+/// The kernel's connections (of this network namespace), as `-c` lists
+/// them; none when the file cannot be read.
+fn kernel_conns() -> Vec<ConnEntry> {
+    let text = std::fs::read_to_string(fulcrum_ipvs::conns::PROC_PATH).unwrap_or_default();
+    fulcrum_ipvs::conns::parse(&text)
+        .into_iter()
+        .map(|c| ConnEntry {
+            proto: c.proto,
+            caddr: c.caddr,
+            cport: c.cport,
+            vaddr: c.vaddr,
+            vport: c.vport,
+            daddr: c.daddr,
+            dport: c.dport,
+            state: c.state,
+            expires: c.expires,
+            pe: c.pe,
+        })
+        .collect()
+}
+
+fn role(s: DaemonState) -> SyncRole {
+    match s {
+        DaemonState::Master => SyncRole::Master,
+        DaemonState::Backup => SyncRole::Backup,
+    }
+}
+
+fn sync_daemon(a: &DaemonArgs) -> SyncDaemon {
+    SyncDaemon {
+        role: role(a.state),
+        mcast_ifn: a.mcast_ifn.clone(),
+        syncid: a.syncid,
+        sync_maxlen: a.sync_maxlen,
+        mcast_group: a.mcast_group,
+        mcast_port: a.mcast_port,
+        mcast_ttl: a.mcast_ttl,
+    }
+}
+
+fn daemon_info(d: &SyncDaemon) -> DaemonInfo {
+    DaemonInfo {
+        state: match d.role {
+            SyncRole::Master => DaemonState::Master,
+            SyncRole::Backup => DaemonState::Backup,
+        },
+        mcast_ifn: d.mcast_ifn.clone(),
+        syncid: d.syncid,
+        sync_maxlen: d.sync_maxlen,
+        mcast_group: d.mcast_group,
+        mcast_port: d.mcast_port,
+        mcast_ttl: d.mcast_ttl,
+    }
+}
+
+/// What ipvsadm says for a kernel error (`ipvs_strerror`), falling back to
+/// the kernel's own words.
+fn kernel_strerror(cmd: &AdmCommand, e: &fulcrum_ipvs::driver::IpvsError) -> String {
+    let errno = e.errno();
+    match (cmd, errno) {
+        (AdmCommand::StartDaemon(_), Some(libc_errno::EEXIST)) => "Daemon has already run".into(),
+        (AdmCommand::StopDaemon(..), Some(libc_errno::ESRCH)) => "No daemon is running".into(),
+        (AdmCommand::StartDaemon(_), Some(libc_errno::ENODEV)) => "No such device".into(),
+        (AdmCommand::List(_), Some(libc_errno::ESRCH)) => "No such service".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// The errno values ipvsadm names.
+mod libc_errno {
+    pub(super) const ESRCH: i32 = 3;
+    pub(super) const ENODEV: i32 = 19;
+    pub(super) const EEXIST: i32 = 17;
 }

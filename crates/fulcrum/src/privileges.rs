@@ -20,8 +20,9 @@
 use fulcrum_config::{CheckType, Config};
 use rustix::thread::CapabilitySet;
 
-/// The capabilities a configuration needs.
-pub fn needed(cfg: &Config) -> CapabilitySet {
+/// The capabilities a configuration needs, `kernel` when it runs on the
+/// kernel's IPVS.
+pub fn needed(cfg: &Config, kernel: bool) -> CapabilitySet {
     let mut keep = CapabilitySet::NET_BIND_SERVICE;
     let floating = cfg
         .floating_addresses()
@@ -31,7 +32,7 @@ pub fn needed(cfg: &Config) -> CapabilitySet {
         keep |= CapabilitySet::NET_ADMIN | CapabilitySet::NET_RAW;
     }
     // Programming the kernel's IPVS table.
-    if cfg.global.effective_dataplane() == fulcrum_config::Dataplane::Ipvs {
+    if kernel {
         keep |= CapabilitySet::NET_ADMIN;
     }
     if !cfg.global.ping_node.is_empty() || cfg.checks().iter().any(|c| c.kind == CheckType::Ping) {
@@ -181,11 +182,15 @@ pub fn drop_to(keep: CapabilitySet, user: Option<RunAs>) -> Result<CapabilitySet
 ///
 /// # Errors
 /// What could not be done.
-pub fn reduce(config: Option<&Config>, control: &std::path::Path) -> Result<String, String> {
+pub fn reduce(
+    config: Option<&Config>,
+    kernel: bool,
+    control: &std::path::Path,
+) -> Result<String, String> {
     if let Some(cfg) = config {
         crate::limits::director_max(cfg.global.max_connections)?;
     }
-    let keep = config.map_or(CapabilitySet::NET_BIND_SERVICE, needed);
+    let keep = config.map_or(CapabilitySet::NET_BIND_SERVICE, |c| needed(c, kernel));
     let run_as = match config.and_then(|c| c.global.user.as_deref()) {
         None => None,
         Some(u) => Some(resolve_user(

@@ -83,7 +83,20 @@ pub async fn director(
         eprintln!("fulcrum: {e}");
         return 1;
     }
-    let privileges = match crate::privileges::reduce(config.as_ref(), &control) {
+    // The plane first: loading ip_vs may need privileges given up below.
+    let (kernel, plane_why) = match crate::kernel::choose(config.as_ref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("fulcrum: {name}: {e}");
+            return 1;
+        }
+    };
+    tracing::info!(
+        plane = if kernel.is_some() { "ipvs" } else { "proxy" },
+        why = %plane_why,
+        "data plane"
+    );
+    let privileges = match crate::privileges::reduce(config.as_ref(), kernel.is_some(), &control) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("fulcrum: {name}: {e}");
@@ -95,17 +108,10 @@ pub async fn director(
     let mut ctl = Controller::new(plane, config_path.clone(), origin);
     ctl.privileges = privileges;
     ctl.user = config.as_ref().and_then(|c| c.global.user.clone());
-    if config.as_ref().map(|c| c.global.effective_dataplane())
-        == Some(fulcrum_config::Dataplane::Ipvs)
-    {
-        match crate::kernel::KernelPlane::open() {
-            Ok(k) => ctl.use_kernel(k),
-            Err(e) => {
-                eprintln!("fulcrum: {name}: `dataplane = ipvs`: {e}");
-                return 1;
-            }
-        }
+    if let Some(k) = kernel {
+        ctl.use_kernel(k);
     }
+    ctl.plane_why = plane_why;
     // The floating addresses come up before serving; failing to add one is
     // fatal at start (later, on reload, it is logged).
     let mut addrs = match Addresses::new() {

@@ -39,12 +39,12 @@ fn broken_file_names_every_problem_and_fails() {
     let (code, out, err) = check(&["--config", &path, "--save"]);
     assert_eq!(code, 1);
     assert_eq!(out, "", "no table for a broken file");
-    assert_eq!(err.matches(": error: ").count(), 20, "{err}");
+    assert_eq!(err.matches(": error: ").count(), 19, "{err}");
     assert!(
         err.contains("broken.cf:9:5: error: unknown keyword `schedular` in virtual server `web`")
     );
     assert!(err.contains("  hint: did you mean `scheduler`?"));
-    assert!(err.ends_with("20 errors, 0 warnings; nothing would be applied\n"));
+    assert!(err.ends_with("19 errors, 0 warnings; nothing would be applied\n"));
 }
 
 #[test]
@@ -92,6 +92,57 @@ fn failover_files_say_what_this_host_would_be() {
     assert_eq!(code, 0, "{err}");
     assert!(
         err.contains("failover: on this host, director 127.0.0.1 at priority 200 with 192.0.2.1"),
+        "{err}"
+    );
+}
+
+/// Whether this host could give `fulcrum run` the kernel's IPVS.
+fn host_has_ipvs() -> bool {
+    std::path::Path::new("/proc/net/ip_vs").exists()
+        || Command::new("modprobe")
+            .args(["-n", "-q", "ip_vs"])
+            .status()
+            .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn a_file_only_ipvs_can_forward_stops_where_auto_finds_no_ipvs() {
+    if host_has_ipvs() {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: this host has IPVS, so `dataplane = auto` would take it (the VM tests cover that)"
+        );
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("fulcrum-auto-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cf = dir.join("lvs.cf");
+    std::fs::write(
+        &cf,
+        "network = direct\nvirtual web {\n address = 127.0.0.1\n active = 1\n port = 80\n server a {\n  address = 127.0.0.2\n  active = 1\n }\n}\n",
+    )
+    .unwrap();
+    let cf = cf.to_str().unwrap();
+    // `fulcrum check` says what `fulcrum run` would do here, and passes
+    // the file: it may run on a director that has IPVS.
+    let (code, _, err) = check(&["--config", cf]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("data plane: auto (the default): this host's kernel shows no IPVS")
+            && err.contains("real server `a` of virtual server `web` is reached by direct routing"),
+        "{err}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_fulcrum"))
+        .args(["run", "--config", cf, "--control"])
+        .arg(dir.join("c.sock"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("real server `a` of virtual server `web` is reached by direct routing, which only the kernel's IPVS forwards, and this director would run the proxy data plane (auto: "),
         "{err}"
     );
 }
