@@ -264,6 +264,54 @@ impl Ipvs {
         Ok(msg::decode_timeouts(&body)?)
     }
 
+    /// The running sync daemons, master first.
+    ///
+    /// # Errors
+    /// The kernel refusing, or a reply that does not decode.
+    pub fn daemons(&mut self) -> Result<Vec<msg::SyncDaemon>, IpvsError> {
+        let replies = self.dump("listing sync daemons", |f, s| {
+            msg::bare(f, s, cmd::GET_DAEMON, F_REQUEST | F_DUMP)
+        })?;
+        let mut out = replies
+            .iter()
+            .map(|b| msg::decode_daemon(b).map_err(IpvsError::from))
+            .collect::<Result<Vec<_>, _>>()?;
+        out.sort_by_key(|d| d.role != msg::SyncRole::Master);
+        Ok(out)
+    }
+
+    /// Start a sync daemon.
+    ///
+    /// # Errors
+    /// The kernel refusing (`EEXIST`: one of that role runs; `ENODEV`: no
+    /// such interface).
+    pub fn start_daemon(&mut self, d: &msg::SyncDaemon) -> Result<(), IpvsError> {
+        self.request("starting a sync daemon", |f, q| {
+            msg::new_daemon(f, q, d, F_REQUEST | F_ACK)
+        })
+    }
+
+    /// Stop the sync daemon of `role`.
+    ///
+    /// # Errors
+    /// The kernel refusing (`ESRCH`: none of that role runs).
+    pub fn stop_daemon(&mut self, role: msg::SyncRole) -> Result<(), IpvsError> {
+        self.request("stopping a sync daemon", |f, q| {
+            msg::del_daemon(f, q, role, F_REQUEST | F_ACK)
+        })
+    }
+
+    /// Zero the counters of one service, or of all (`-Z`).
+    ///
+    /// # Errors
+    /// The kernel refusing (`ESRCH`: no such service).
+    pub fn zero(&mut self, key: Option<&ServiceKey>) -> Result<(), IpvsError> {
+        self.request("zeroing counters", |f, q| match key {
+            Some(k) => msg::service_key(f, q, cmd::ZERO, k, F_REQUEST | F_ACK),
+            None => msg::bare(f, q, cmd::ZERO, F_REQUEST | F_ACK),
+        })
+    }
+
     /// Add a virtual service.
     ///
     /// # Errors

@@ -3,6 +3,7 @@
 //! ([`driver::Ipvs`]) that programs the kernel's table over a netlink
 //! socket, as keepalived and ipvsadm do.
 
+pub mod conns;
 pub mod driver;
 pub mod msg;
 pub mod nl;

@@ -27,6 +27,9 @@ pub mod cmd {
     pub const SET_DEST: u8 = 6;
     pub const DEL_DEST: u8 = 7;
     pub const GET_DEST: u8 = 8;
+    pub const NEW_DAEMON: u8 = 9;
+    pub const DEL_DAEMON: u8 = 10;
+    pub const GET_DAEMON: u8 = 11;
     pub const SET_CONFIG: u8 = 12;
     pub const GET_CONFIG: u8 = 13;
     pub const GET_INFO: u8 = 15;
@@ -38,6 +41,7 @@ pub mod cmd {
 mod cmd_attr {
     pub(super) const SERVICE: u16 = 1;
     pub(super) const DEST: u16 = 2;
+    pub(super) const DAEMON: u16 = 3;
     pub(super) const TIMEOUT_TCP: u16 = 4;
     pub(super) const TIMEOUT_TCP_FIN: u16 = 5;
     pub(super) const TIMEOUT_UDP: u16 = 6;
@@ -76,6 +80,18 @@ mod dest {
     pub(super) const TUN_TYPE: u16 = 13;
     pub(super) const TUN_PORT: u16 = 14;
     pub(super) const TUN_FLAGS: u16 = 15;
+}
+
+/// `IPVS_DAEMON_ATTR_*`.
+mod daemon {
+    pub(super) const STATE: u16 = 1;
+    pub(super) const MCAST_IFN: u16 = 2;
+    pub(super) const SYNC_ID: u16 = 3;
+    pub(super) const SYNC_MAXLEN: u16 = 4;
+    pub(super) const MCAST_GROUP: u16 = 5;
+    pub(super) const MCAST_GROUP6: u16 = 6;
+    pub(super) const MCAST_PORT: u16 = 7;
+    pub(super) const MCAST_TTL: u16 = 8;
 }
 
 /// `IPVS_INFO_ATTR_*`.
@@ -294,6 +310,134 @@ pub fn bare(family: u16, seq: u32, command: u8, flags: u16) -> Vec<u8> {
     Builder::new(family, flags, seq, command, VERSION).finish()
 }
 
+/// The role of a connection-sync daemon (`IP_VS_STATE_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SyncRole {
+    /// Sends the connections of this director (`IP_VS_STATE_MASTER`).
+    Master,
+    /// Receives another director's (`IP_VS_STATE_BACKUP`).
+    Backup,
+}
+
+impl SyncRole {
+    fn state(self) -> u32 {
+        match self {
+            SyncRole::Master => 1,
+            SyncRole::Backup => 2,
+        }
+    }
+
+    /// `master` or `backup`, as ipvsadm says it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SyncRole::Master => "master",
+            SyncRole::Backup => "backup",
+        }
+    }
+}
+
+/// A connection-sync daemon of the kernel (`--start-daemon`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncDaemon {
+    /// Its role.
+    pub role: SyncRole,
+    /// The interface its multicast goes out of or comes in on.
+    pub mcast_ifn: String,
+    /// The sync id: a backup takes only messages with its own (0: any).
+    pub syncid: u8,
+    /// The largest UDP payload (0: the kernel's default, from the MTU).
+    pub sync_maxlen: u16,
+    /// The multicast group (`None`: the kernel's 224.0.0.81).
+    pub mcast_group: Option<IpAddr>,
+    /// The UDP port (0: the kernel's 8848).
+    pub mcast_port: u16,
+    /// The multicast TTL (0: the kernel's 1).
+    pub mcast_ttl: u8,
+}
+
+/// `IPVS_CMD_NEW_DAEMON`: start a sync daemon.
+pub fn new_daemon(family: u16, seq: u32, d: &SyncDaemon, flags: u16) -> Vec<u8> {
+    let mut b = Builder::new(family, flags, seq, cmd::NEW_DAEMON, VERSION);
+    b.nest(cmd_attr::DAEMON);
+    b.u32(daemon::STATE, d.role.state())
+        .string(daemon::MCAST_IFN, &d.mcast_ifn)
+        .u32(daemon::SYNC_ID, u32::from(d.syncid));
+    if d.sync_maxlen != 0 {
+        b.u16(daemon::SYNC_MAXLEN, d.sync_maxlen);
+    }
+    match d.mcast_group {
+        Some(IpAddr::V4(g)) => {
+            b.bytes(daemon::MCAST_GROUP, &g.octets());
+        }
+        Some(IpAddr::V6(g)) => {
+            b.bytes(daemon::MCAST_GROUP6, &g.octets());
+        }
+        None => {}
+    }
+    if d.mcast_port != 0 {
+        b.u16(daemon::MCAST_PORT, d.mcast_port);
+    }
+    if d.mcast_ttl != 0 {
+        b.u8(daemon::MCAST_TTL, d.mcast_ttl);
+    }
+    b.end_nest();
+    b.finish()
+}
+
+/// `IPVS_CMD_DEL_DAEMON`: stop the daemon of `role`.
+pub fn del_daemon(family: u16, seq: u32, role: SyncRole, flags: u16) -> Vec<u8> {
+    let mut b = Builder::new(family, flags, seq, cmd::DEL_DAEMON, VERSION);
+    b.nest(cmd_attr::DAEMON);
+    b.u32(daemon::STATE, role.state());
+    b.end_nest();
+    b.finish()
+}
+
+/// A reply of a `GET_DAEMON` dump: one running daemon.
+///
+/// # Errors
+/// Attributes missing, of the wrong size, or out of range.
+pub fn decode_daemon(body: &[u8]) -> Result<SyncDaemon, DecodeError> {
+    let d = nested(body, cmd_attr::DAEMON)?;
+    let mut out = SyncDaemon {
+        role: SyncRole::Master,
+        mcast_ifn: String::new(),
+        syncid: 0,
+        sync_maxlen: 0,
+        mcast_group: None,
+        mcast_port: 0,
+        mcast_ttl: 0,
+    };
+    let mut state = None;
+    for a in attrs(d) {
+        let a = a?;
+        match a.ty {
+            daemon::STATE => state = Some(a.u32("sync daemon")?),
+            daemon::MCAST_IFN => out.mcast_ifn = a.string("sync daemon")?,
+            // The kernel keeps the id in a byte.
+            daemon::SYNC_ID => out.syncid = (a.u32("sync daemon")? & 0xff) as u8,
+            daemon::SYNC_MAXLEN => out.sync_maxlen = a.u16("sync daemon")?,
+            daemon::MCAST_GROUP => {
+                out.mcast_group = Some(read_inet_addr(AF_INET, &a, "sync daemon group")?);
+            }
+            daemon::MCAST_GROUP6 => {
+                out.mcast_group = Some(read_inet_addr(AF_INET6, &a, "sync daemon group")?);
+            }
+            daemon::MCAST_PORT => out.mcast_port = a.u16("sync daemon")?,
+            daemon::MCAST_TTL => out.mcast_ttl = a.u8("sync daemon")?,
+            _ => {}
+        }
+    }
+    out.role = match state {
+        Some(1) => SyncRole::Master,
+        Some(2) => SyncRole::Backup,
+        other => {
+            return Err(DecodeError::Invalid(format!("sync daemon state {other:?}")));
+        }
+    };
+    Ok(out)
+}
+
 /// Counters as the kernel reports them (`IPVS_STATS_ATTR_*`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KernelStats {
@@ -307,6 +451,16 @@ pub struct KernelStats {
     pub inbytes: u64,
     /// Bytes out.
     pub outbytes: u64,
+    /// Connections per second (the kernel's estimator).
+    pub cps: u64,
+    /// Packets per second in.
+    pub inpps: u64,
+    /// Packets per second out.
+    pub outpps: u64,
+    /// Bytes per second in.
+    pub inbps: u64,
+    /// Bytes per second out.
+    pub outbps: u64,
 }
 
 fn read_stats(nested: &[u8], wide: bool) -> Result<KernelStats, DecodeError> {
@@ -328,6 +482,11 @@ fn read_stats(nested: &[u8], wide: bool) -> Result<KernelStats, DecodeError> {
             3 => s.outpkts = v,
             4 => s.inbytes = v,
             5 => s.outbytes = v,
+            6 => s.cps = v,
+            7 => s.inpps = v,
+            8 => s.outpps = v,
+            9 => s.inbps = v,
+            10 => s.outbps = v,
             _ => {}
         }
     }
@@ -621,6 +780,38 @@ mod tests {
         assert_eq!(got.spec, d);
     }
 
+    #[test]
+    fn daemons_round_trip() {
+        let d = SyncDaemon {
+            role: SyncRole::Backup,
+            mcast_ifn: "eth1".into(),
+            syncid: 7,
+            sync_maxlen: 1400,
+            mcast_group: Some("239.1.2.3".parse().unwrap()),
+            mcast_port: 9000,
+            mcast_ttl: 2,
+        };
+        assert_eq!(
+            decode_daemon(&body(&new_daemon(0x20, 1, &d, 0))).unwrap(),
+            d
+        );
+        let v6 = SyncDaemon {
+            role: SyncRole::Master,
+            mcast_group: Some("ff02::81".parse().unwrap()),
+            sync_maxlen: 0,
+            mcast_port: 0,
+            mcast_ttl: 0,
+            ..d
+        };
+        assert_eq!(
+            decode_daemon(&body(&new_daemon(0x20, 1, &v6, 0))).unwrap(),
+            v6
+        );
+        // A stop names only the role.
+        let stop = decode_daemon(&body(&del_daemon(0x20, 1, SyncRole::Backup, 0))).unwrap();
+        assert_eq!((stop.role, stop.mcast_ifn.as_str()), (SyncRole::Backup, ""));
+    }
+
     proptest::proptest! {
         #[test]
         fn replies_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
@@ -629,6 +820,7 @@ mod tests {
             let _ = decode_dest(&bytes, Family::V6);
             let _ = decode_info(&bytes);
             let _ = decode_timeouts(&bytes);
+            let _ = decode_daemon(&bytes);
         }
     }
 }

@@ -78,6 +78,8 @@ pub struct Controller {
     /// The kernel's IPVS, with `dataplane = ipvs`: the table is mirrored
     /// there, and the proxy plane serves nothing.
     kernel: Option<crate::kernel::KernelPlane>,
+    /// Why this plane runs (`dataplane = …`, or what `auto` found).
+    pub plane_why: String,
 }
 
 impl std::fmt::Debug for Controller {
@@ -150,6 +152,7 @@ impl Controller {
             privileges: String::new(),
             user: None,
             kernel: None,
+            plane_why: String::new(),
         }
     }
 
@@ -232,6 +235,14 @@ impl Controller {
                 );
             }
             _ => {}
+        }
+        if self.kernel.is_none()
+            && let Some(what) = cfg.kernel_only()
+        {
+            return Err(format!(
+                "{what}, which only the kernel's IPVS forwards; this director runs the proxy data plane ({})",
+                self.plane_why
+            ));
         }
         // The descriptor budget first: a limit the process cannot honour
         // changes nothing.
@@ -564,9 +575,26 @@ impl Controller {
     pub fn adm(&mut self, args: &[String], stdin: &str) -> Response {
         let now = self.now();
         let on_kernel = self.kernel.is_some();
+        // ipvsadm with no arguments lists; on the kernel plane, the
+        // kernel's table.
+        let listing = [String::from("-L")];
+        let args = if args.is_empty() && on_kernel {
+            &listing[..]
+        } else {
+            args
+        };
+        let kernel = std::cell::RefCell::new(self.kernel.as_mut());
+        let zeroed = std::cell::RefCell::new(Vec::new());
         let veto = |c: &AdmCommand, _: &Table| {
+            if let Some(k) = kernel.borrow_mut().as_mut() {
+                // Listings, daemons: the kernel answers; -Z zeroes it too.
+                if let AdmCommand::Zero(key) = c {
+                    zeroed.borrow_mut().push(*key);
+                }
+                return k.answer(c, &SystemResolver);
+            }
             // The kernel forwards every way; the proxy only by NAT.
-            plane_refuses(c).filter(|_| !on_kernel).map(|why| Outcome {
+            plane_refuses(c).map(|why| Outcome {
                 stderr: format!("{why}\n"),
                 exit_code: 255,
                 ..Default::default()
@@ -581,6 +609,14 @@ impl Controller {
             now,
             &veto,
         );
+        if let Some(k) = &mut self.kernel {
+            for key in zeroed.into_inner() {
+                if let Err(e) = k.zero(key.as_ref()) {
+                    out.stderr.push_str(&format!("{e}\n"));
+                    out.exit_code = 255;
+                }
+            }
+        }
         let synced = if self.kernel.is_some() {
             let (t, f, u) = self.table.timeouts().triple();
             let secs = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
@@ -947,12 +983,13 @@ impl Controller {
         let up = self.started.elapsed().as_secs();
         let _ = writeln!(
             o,
-            "Fulcrum director: {} data plane, up {}h{:02}m{:02}s",
+            "Fulcrum director: {} data plane ({}), up {}h{:02}m{:02}s",
             if self.kernel.is_some() {
                 "kernel IPVS"
             } else {
                 "proxy"
             },
+            self.plane_why,
             up / 3600,
             (up / 60) % 60,
             up % 60

@@ -117,7 +117,7 @@ fn expectation(spec: &CheckSpec) -> Result<Expect, String> {
 }
 
 fn probe_for(spec: &CheckSpec) -> Result<Option<Probe>, String> {
-    let addr = SocketAddr::new(spec.dest.addr, spec.dest.port);
+    let addr = SocketAddr::new(spec.dest.addr, spec.port);
     Ok(match (spec.kind, spec.udp) {
         (CheckType::Off, _) => None,
         (CheckType::External, _) => Some(Probe::External {

@@ -24,7 +24,8 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn err(msg: impl Into<String>, code: i32) -> Outcome {
+    /// A failure: `msg` on standard error, exit status `code`.
+    pub fn err(msg: impl Into<String>, code: i32) -> Outcome {
         Outcome {
             stderr: msg.into(),
             exit_code: code,
@@ -76,14 +77,14 @@ pub fn conn_entries(table: &Table, now: Duration) -> Vec<ConnEntry> {
         .conns()
         .iter()
         .map(|(_, c)| ConnEntry {
-            proto: c.proto.name(),
+            proto: c.proto.name().to_string(),
             caddr: c.caddr,
             cport: c.cport,
             vaddr: c.vaddr,
             vport: c.vport,
             daddr: c.daddr,
             dport: c.dport,
-            state: c.state.name(),
+            state: c.state.name().to_string(),
             expires: c.expires.saturating_sub(now).as_secs(),
             pe: None,
         })

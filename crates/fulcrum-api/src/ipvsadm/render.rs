@@ -107,14 +107,14 @@ impl ServiceEntry {
 )]
 pub struct ConnEntry {
     /// `TCP`, `UDP`, `SCTP` or `IP`.
-    pub proto: &'static str,
+    pub proto: String,
     pub caddr: IpAddr,
     pub cport: u16,
     pub vaddr: IpAddr,
     pub vport: u16,
     pub daddr: IpAddr,
     pub dport: u16,
-    pub state: &'static str,
+    pub state: String,
     /// Seconds until expiry.
     pub expires: u64,
     /// Persistence engine name and data, when present.
@@ -587,7 +587,7 @@ pub fn render_conns(conns: &[ConnEntry], f: &Format, r: &dyn Resolver) -> String
         out.push_str("pro expire state       source             virtual            destination\n");
     }
     for c in conns {
-        let proto = match c.proto {
+        let proto = match c.proto.as_str() {
             "TCP" => Some(Protocol::Tcp),
             "UDP" => Some(Protocol::Udp),
             "SCTP" => Some(Protocol::Sctp),

@@ -1,0 +1,130 @@
+//! Whole clusters on kernel IPVS, in the VM (`../shared/tools/ipvs-vm`):
+//! each scenario is a shell script in `tests/vm/` (after the helpers of
+//! `tests/vm/lib.sh`) that builds its network of namespaces, runs `fulcrum
+//! run` as the director and real clients and servers (busybox httpd and
+//! wget), and prints sections the test reads. Root and the VM: runs with
+//! FULCRUM_NETNS_TESTS=1 (.ci/run does).
+
+use fulcrum_testbed::{ipvs_vm, section};
+
+const BIN: &str = env!("CARGO_BIN_EXE_fulcrum");
+
+/// Run `tests/vm/NAME.sh` in the VM with the fulcrum binary and `add`.
+fn scenario(name: &str, add: &[&str]) -> String {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vm");
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    let script = format!(
+        "FULCRUM={BIN}\n{}\n{}",
+        read("lib.sh"),
+        read(&format!("{name}.sh"))
+    );
+    let mut files = vec![BIN];
+    files.extend_from_slice(add);
+    ipvs_vm(&format!("scenario-{name}"), &script, &files, 240)
+}
+
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "needs root and the ipvs-vm tool: run with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
+#[test]
+fn five_node_nat_cluster_on_kernel_ipvs() {
+    let out = scenario("nat", &[]);
+    // A Piranha file without `dataplane`: auto takes the kernel's IPVS.
+    assert!(
+        section(&out, "status").contains("kernel IPVS data plane (auto: the kernel has IPVS)"),
+        "{out}"
+    );
+    // wrr 2000/1000/1000 over 400 requests, and each real server sees the
+    // client's own address (NAT keeps it).
+    assert_eq!(
+        section(&out, "spread"),
+        "200 rs1 [::ffff:10.0.0.2]\n100 rs2 [::ffff:10.0.0.2]\n100 rs3 [::ffff:10.0.0.2]\n",
+        "{out}"
+    );
+    // fulcrum adm answers from the kernel, byte for byte as ipvsadm.
+    let oracle = section(&out, "oracle");
+    assert!(!oracle.contains("DIFFERENT"), "{out}");
+    assert_eq!(oracle.matches("same: ").count(), 11, "{out}");
+    assert!(
+        oracle.contains("Daemon has already run\nexit 255\nNo daemon is running\nexit 255\n"),
+        "{out}"
+    );
+    assert_eq!(section(&out, "daemons after"), "", "{out}");
+    assert!(
+        section(&out, "zeroed").lines().all(|l| l.trim() == "0"),
+        "-Z zeroes the kernel's counters: {out}"
+    );
+    // nanny: a dead web server leaves the kernel table, and comes back.
+    assert!(
+        !section(&out, "rs2 out").contains("192.168.1.2:80"),
+        "{out}"
+    );
+    assert!(section(&out, "rs2 out").contains("192.168.1.1:80"), "{out}");
+    assert!(
+        section(&out, "rs2 back").contains("192.168.1.2:80"),
+        "{out}"
+    );
+}
+
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "needs root and the ipvs-vm tool: run with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
+#[test]
+fn direct_routing_tunnelling_and_a_persistent_fwmark_service() {
+    let tc = ["/usr/sbin/tc", "/sbin/tc"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("tc (iproute2) marks packets for the fwmark service; .ci/run installs iproute2");
+    let out = scenario("dr", &[tc]);
+    assert_eq!(
+        section(&out, "rs check"),
+        "this host is ready as a real server\nexit 0\n",
+        "{out}"
+    );
+    assert_eq!(
+        section(&out, "table"),
+        "-A -t 10.1.0.100:80 -s rr\n\
+         -a -t 10.1.0.100:80 -r 10.1.0.1:80 -g -w 1\n\
+         -a -t 10.1.0.100:80 -r 10.1.0.2:80 -g -w 1\n\
+         -A -t 10.1.0.101:80 -s rr\n\
+         -a -t 10.1.0.101:80 -r 10.2.0.3:80 -i -w 1 --tun-type ipip\n\
+         -A -f 5 -s rr -p 60\n\
+         -a -f 5 -r 10.1.0.1:0 -g -w 1\n\
+         -a -f 5 -r 10.1.0.2:0 -g -w 1\n",
+        "{out}"
+    );
+    // Direct routing: both real servers answer, seeing the client itself.
+    assert_eq!(
+        section(&out, "direct"),
+        "10 rs1 [::ffff:10.1.0.10]\n10 rs2 [::ffff:10.1.0.10]\n",
+        "{out}"
+    );
+    // Tunnelling: the real server behind the router answers.
+    assert_eq!(
+        section(&out, "tunnel"),
+        "6 rs3 [::ffff:10.1.0.10]\n",
+        "{out}"
+    );
+    // fwmark 5 gathers ports 80 and 443; persistence keeps the client on
+    // one real server for both.
+    let marked = section(&out, "marked");
+    assert!(
+        marked == "10 rs1 [::ffff:10.1.0.10]\n" || marked == "10 rs2 [::ffff:10.1.0.10]\n",
+        "{out}"
+    );
+    // Replies bypass the director: no packet out through it, for any
+    // service.
+    let stats = section(&out, "stats");
+    let services: Vec<&str> = stats
+        .lines()
+        .filter(|l| l.starts_with("TCP ") || l.starts_with("FWM "))
+        .collect();
+    assert_eq!(services.len(), 3, "{out}");
+    for l in services {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        assert_ne!(cols[3], "0", "InPkts: {out}");
+        assert_eq!(cols[4], "0", "OutPkts: {out}");
+    }
+}
