@@ -376,11 +376,14 @@ impl Config {
         out
     }
 
-    /// The first thing in the active table only the kernel's IPVS can
-    /// forward (a fwmark or SCTP service, a real server reached by direct
-    /// routing or tunnelling), said for people; `None` when the proxy plane
-    /// can run the whole table.
+    /// The first thing in the file only the kernel's IPVS can do (connection
+    /// synchronisation; in the active table, a fwmark or SCTP service, a
+    /// real server reached by direct routing or tunnelling), said for
+    /// people; `None` when the proxy plane can run it all.
     pub fn kernel_only(&self) -> Option<String> {
+        if self.global.syncdaemon == Some(true) {
+            return Some("connection synchronisation (`syncdaemon = 1`) is the kernel's".into());
+        }
         for s in self.table() {
             match s.spec.key {
                 ServiceKey::Fwmark { .. } => {

@@ -44,6 +44,11 @@ pub const GLOBAL_KEYS: &[&str] = &[
     "syncdaemon",
     "syncd_iface",
     "syncd_id",
+    "syncd_role",
+    "syncd_maxlen",
+    "syncd_group",
+    "syncd_port",
+    "syncd_ttl",
     "tcp_timeout",
     "tcpfin_timeout",
     "udp_timeout",
@@ -353,6 +358,11 @@ const DATAPLANES: &[(&str, Dataplane)] = &[
     ("proxy", Dataplane::Proxy),
     ("ipvs", Dataplane::Ipvs),
     ("xdp", Dataplane::Xdp),
+];
+const SYNCD_ROLES: &[(&str, SyncdRole)] = &[
+    ("auto", SyncdRole::Auto),
+    ("master", SyncdRole::Master),
+    ("backup", SyncdRole::Backup),
 ];
 const VRRP_VERSIONS: &[(&str, VrrpVersion)] = &[("2", VrrpVersion::V2), ("3", VrrpVersion::V3)];
 const RSH: &[(&str, RshCommand)] = &[("rsh", RshCommand::Rsh), ("ssh", RshCommand::Ssh)];
@@ -755,6 +765,11 @@ fn lower_global(a: &Assign, g: &mut Global, diags: &mut Vec<Diagnostic>) {
         "syncdaemon" => put(&mut g.syncdaemon, a.bool(), d),
         "syncd_iface" => put(&mut g.syncd_iface, a.string(), d),
         "syncd_id" => put(&mut g.syncd_id, a.number(0, 255, "sync id"), d),
+        "syncd_role" => put(&mut g.syncd_role, a.word("sync daemon role", SYNCD_ROLES), d),
+        "syncd_maxlen" => put(&mut g.syncd_maxlen, a.number(1, 65507, "sync message size"), d),
+        "syncd_group" => put(&mut g.syncd_group, a.one().and_then(|t| a.ip(t)), d),
+        "syncd_port" => put(&mut g.syncd_port, a.number(1, 65535, "port"), d),
+        "syncd_ttl" => put(&mut g.syncd_ttl, a.number(1, 255, "TTL"), d),
         "tcp_timeout" => put(&mut g.tcp_timeout, a.number(0, MAX_TIMEOUT.into(), "timeout"), d),
         "tcpfin_timeout" => put(&mut g.tcpfin_timeout, a.number(0, MAX_TIMEOUT.into(), "timeout"), d),
         "udp_timeout" => put(&mut g.udp_timeout, a.number(0, MAX_TIMEOUT.into(), "timeout"), d),
@@ -1054,12 +1069,61 @@ fn check_global(g: &Global, seen: &KeySpans, diags: &mut Vec<Diagnostic>) {
         );
     }
     check_failover(g, seen, diags);
+    check_syncd(g, seen, diags);
     if g.dataplane == Some(Dataplane::Xdp)
         && let Some(sp) = seen.get("dataplane")
     {
         diags.push(
             Diagnostic::warning(sp, "the `xdp` data plane is not available in this version of Fulcrum")
                 .hint("`fulcrum run` will refuse this file until it is; `auto` (the default), `ipvs` and `proxy` are available"),
+        );
+    }
+}
+
+/// The kernel connection-sync daemon's keys.
+fn check_syncd(g: &Global, seen: &KeySpans, diags: &mut Vec<Diagnostic>) {
+    const KEYS: &[&str] = &[
+        "syncd_iface",
+        "syncd_id",
+        "syncd_role",
+        "syncd_maxlen",
+        "syncd_group",
+        "syncd_port",
+        "syncd_ttl",
+    ];
+    if g.syncdaemon != Some(true) {
+        for k in KEYS {
+            if let Some(sp) = seen.get(k) {
+                diags.push(
+                    Diagnostic::warning(sp, format!("`{k}` has no effect without `syncdaemon = 1`"))
+                        .hint("add `syncdaemon = 1` to run the kernel's connection-sync daemon, or remove the key"),
+                );
+            }
+        }
+        return;
+    }
+    if g.dataplane == Some(Dataplane::Proxy)
+        && let Some(sp) = seen.get("syncdaemon")
+    {
+        diags.push(
+            Diagnostic::error(sp, "connection synchronisation is the kernel's: the `proxy` data plane has no kernel connections to send")
+                .hint("remove `dataplane = proxy` (the default, `auto`, uses the kernel's IPVS where the host has it) or set `dataplane = ipvs`; or remove `syncdaemon`"),
+        );
+    }
+    if let (Some(i), Some(sp)) = (&g.syncd_iface, seen.get("syncd_iface"))
+        && (i.is_empty() || i.len() > 15 || i.contains(['/', ' ', ':']))
+    {
+        diags.push(
+            Diagnostic::error(sp, format!("`{i}` is not an interface name"))
+                .hint("name the interface the directors share for sync, e.g. `eth1` (at most 15 characters, no `/`, `:` or space)"),
+        );
+    }
+    if let (Some(grp), Some(sp)) = (g.syncd_group, seen.get("syncd_group"))
+        && !grp.is_multicast()
+    {
+        diags.push(
+            Diagnostic::error(sp, format!("`{grp}` is not a multicast address"))
+                .hint("the kernel sends sync messages to a multicast group: 224.0.0.0/4 or ff00::/8 (the default is 224.0.0.81)"),
         );
     }
 }

@@ -93,6 +93,51 @@ impl Dataplane {
     }
 }
 
+/// `syncd_role`: which of the kernel's connection-sync daemons a director
+/// runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncdRole {
+    /// Follow the failover election: the active director sends (master),
+    /// the others receive (backup); without failover, master.
+    #[default]
+    Auto,
+    /// Always send.
+    Master,
+    /// Always receive.
+    Backup,
+}
+
+impl SyncdRole {
+    /// The lvs.cf word.
+    pub fn name(self) -> &'static str {
+        match self {
+            SyncdRole::Auto => "auto",
+            SyncdRole::Master => "master",
+            SyncdRole::Backup => "backup",
+        }
+    }
+}
+
+/// The kernel connection-sync daemon a configuration asks for
+/// (`syncdaemon = 1` and the `syncd_*` keys, with their defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncdSettings {
+    /// The interface the sync messages use (`syncd_iface`, `eth0`).
+    pub iface: String,
+    /// The sync id (`syncd_id`, 0).
+    pub id: u8,
+    /// Which daemon runs.
+    pub role: SyncdRole,
+    /// Largest payload (0: the kernel's choice, from the MTU).
+    pub maxlen: u16,
+    /// Multicast group (`None`: the kernel's 224.0.0.81).
+    pub group: Option<IpAddr>,
+    /// UDP port (0: the kernel's 8848).
+    pub port: u16,
+    /// Multicast TTL (0: the kernel's 1).
+    pub ttl: u8,
+}
+
 /// `rsh_command`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RshCommand {
@@ -365,6 +410,16 @@ pub struct Global {
     pub syncdaemon: Option<bool>,
     pub syncd_iface: Option<String>,
     pub syncd_id: Option<u8>,
+    /// Which sync daemon runs (`syncd_role`, Fulcrum).
+    pub syncd_role: Option<SyncdRole>,
+    /// Largest sync message payload (`syncd_maxlen`, Fulcrum).
+    pub syncd_maxlen: Option<u16>,
+    /// Multicast group of the sync messages (`syncd_group`, Fulcrum).
+    pub syncd_group: Option<IpAddr>,
+    /// UDP port of the sync messages (`syncd_port`, Fulcrum).
+    pub syncd_port: Option<u16>,
+    /// Multicast TTL of the sync messages (`syncd_ttl`, Fulcrum).
+    pub syncd_ttl: Option<u8>,
     pub tcp_timeout: Option<u32>,
     pub tcpfin_timeout: Option<u32>,
     pub udp_timeout: Option<u32>,
@@ -508,6 +563,19 @@ impl Global {
     /// `dataplane`, defaulting to `auto`.
     pub fn effective_dataplane(&self) -> Dataplane {
         self.dataplane.unwrap_or_default()
+    }
+
+    /// The kernel connection-sync daemon to run, with `syncdaemon = 1`.
+    pub fn syncd(&self) -> Option<SyncdSettings> {
+        (self.syncdaemon == Some(true)).then(|| SyncdSettings {
+            iface: self.syncd_iface.clone().unwrap_or_else(|| "eth0".into()),
+            id: self.syncd_id.unwrap_or(0),
+            role: self.syncd_role.unwrap_or_default(),
+            maxlen: self.syncd_maxlen.unwrap_or(0),
+            group: self.syncd_group,
+            port: self.syncd_port.unwrap_or(0),
+            ttl: self.syncd_ttl.unwrap_or(0),
+        })
     }
 
     /// `heartbeat_port`, defaulting to 539.

@@ -120,6 +120,11 @@ pub fn write(cfg: &Config) -> String {
     o.kv("syncdaemon", g.syncdaemon.map(|b| bool01(b).into()));
     o.kv("syncd_iface", g.syncd_iface.as_deref().map(quote));
     o.kv("syncd_id", g.syncd_id.map(|v| v.to_string()));
+    o.kv("syncd_role", g.syncd_role.map(|r| r.name().into()));
+    o.kv("syncd_maxlen", g.syncd_maxlen.map(|v| v.to_string()));
+    o.kv("syncd_group", g.syncd_group.map(|v| v.to_string()));
+    o.kv("syncd_port", g.syncd_port.map(|v| v.to_string()));
+    o.kv("syncd_ttl", g.syncd_ttl.map(|v| v.to_string()));
     o.kv("tcp_timeout", g.tcp_timeout.map(|v| v.to_string()));
     o.kv("tcpfin_timeout", g.tcpfin_timeout.map(|v| v.to_string()));
     o.kv("udp_timeout", g.udp_timeout.map(|v| v.to_string()));

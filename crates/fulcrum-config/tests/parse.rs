@@ -489,7 +489,14 @@ mod roundtrip {
             active_cmd in proptest::option::of(text()),
             syncd_id in proptest::option::of(any::<u8>()),
             tcp in proptest::option::of(0u32..=2_678_400),
-            dataplane in proptest::option::of(prop_oneof![Just(Dataplane::Proxy), Just(Dataplane::Xdp)]),
+            dataplane in proptest::option::of(prop_oneof![Just(Dataplane::Auto), Just(Dataplane::Ipvs), Just(Dataplane::Proxy), Just(Dataplane::Xdp)]),
+            syncd in proptest::option::of((
+                prop_oneof![Just(SyncdRole::Auto), Just(SyncdRole::Master), Just(SyncdRole::Backup)],
+                1u16..=65507,
+                any::<u8>(),
+                1u16..,
+                1u8..,
+            )),
             ha in (
                 proptest::option::of(1u8..),
                 proptest::option::of(any::<bool>()),
@@ -514,8 +521,15 @@ mod roundtrip {
                 debug_level: debug,
                 active_cmd,
                 syncd_id,
+                syncdaemon: syncd.map(|_| true),
+                syncd_role: syncd.map(|s| s.0),
+                syncd_maxlen: syncd.map(|s| s.1),
+                syncd_group: syncd.map(|s| std::net::Ipv4Addr::new(239, 0, 0, s.2).into()),
+                syncd_port: syncd.map(|s| s.3),
+                syncd_ttl: syncd.map(|s| s.4),
                 tcp_timeout: tcp,
-                dataplane,
+                // Connection sync needs the kernel.
+                dataplane: dataplane.filter(|d| syncd.is_none() || *d != Dataplane::Proxy),
                 priority,
                 preempt,
                 preempt_delay: preempt_delay.map(Seconds::from_secs),
@@ -657,4 +671,58 @@ mod roundtrip {
             prop_assert_eq!(p.config, c, "{}", text);
         }
     }
+}
+
+#[test]
+fn connection_sync_keys() {
+    let c = ok(
+        "syncdaemon = 1\nsyncd_iface = eth1\nsyncd_id = 7\nsyncd_role = backup\nsyncd_maxlen = 1400\nsyncd_group = 239.1.1.1\nsyncd_port = 9000\nsyncd_ttl = 2\n",
+    );
+    assert_eq!(
+        c.global.syncd(),
+        Some(SyncdSettings {
+            iface: "eth1".into(),
+            id: 7,
+            role: SyncdRole::Backup,
+            maxlen: 1400,
+            group: Some("239.1.1.1".parse().unwrap()),
+            port: 9000,
+            ttl: 2,
+        })
+    );
+    // Piranha's defaults: eth0, id 0; the role follows the election.
+    let c = ok("syncdaemon = 1\n");
+    let s = c.global.syncd().unwrap();
+    assert_eq!(
+        (s.iface.as_str(), s.id, s.role),
+        ("eth0", 0, SyncdRole::Auto)
+    );
+    assert_eq!(
+        c.kernel_only().as_deref(),
+        Some("connection synchronisation (`syncdaemon = 1`) is the kernel's")
+    );
+    assert_eq!(ok("syncdaemon = 0\n").global.syncd(), None);
+    assert_eq!(
+        errors(
+            "syncdaemon = 1\nsyncd_group = 10.0.0.1\nsyncd_iface = a/b\nsyncd_role = primary\nsyncd_ttl = 0\n"
+        ),
+        vec![
+            "2:1: `10.0.0.1` is not a multicast address",
+            "3:1: `a/b` is not an interface name",
+            "4:14: unknown sync daemon role `primary`",
+            "5:13: invalid TTL `0` for `syncd_ttl`",
+        ]
+    );
+    assert_eq!(
+        errors("dataplane = proxy\nsyncdaemon = 1\n"),
+        vec![
+            "2:1: connection synchronisation is the kernel's: the `proxy` data plane has no kernel connections to send"
+        ]
+    );
+    let p = parse("syncd_id = 3\n");
+    assert!(!p.has_errors());
+    assert_eq!(
+        p.diagnostics[0].message,
+        "`syncd_id` has no effect without `syncdaemon = 1`"
+    );
 }

@@ -80,6 +80,11 @@ pub struct Controller {
     kernel: Option<crate::kernel::KernelPlane>,
     /// Why this plane runs (`dataplane = …`, or what `auto` found).
     pub plane_why: String,
+    /// The kernel sync daemon the file asks for (`syncdaemon = 1`).
+    syncd: Option<fulcrum_config::SyncdSettings>,
+    /// Whether the director runs (sync daemons start then, once the
+    /// failover election has a state to follow).
+    running: bool,
 }
 
 impl std::fmt::Debug for Controller {
@@ -153,6 +158,8 @@ impl Controller {
             user: None,
             kernel: None,
             plane_why: String::new(),
+            syncd: None,
+            running: false,
         }
     }
 
@@ -176,6 +183,32 @@ impl Controller {
                 tracing::error!(error = %e, "kernel IPVS table not fully updated");
                 Err(e)
             }
+        }
+    }
+
+    /// Run the kernel sync daemon the file asks for, in the role the
+    /// failover election gives (`syncd_role = auto`: the active director
+    /// sends, the others receive).
+    fn follow_sync(&mut self) {
+        if !self.running {
+            return;
+        }
+        let want = self.syncd.as_ref().map(|s| {
+            use fulcrum_ipvs::msg::SyncRole;
+            let role = match s.role {
+                fulcrum_config::SyncdRole::Master => SyncRole::Master,
+                fulcrum_config::SyncdRole::Backup => SyncRole::Backup,
+                fulcrum_config::SyncdRole::Auto => match &self.failover {
+                    Some(f) if f.status.borrow().state != "MASTER" => SyncRole::Backup,
+                    _ => SyncRole::Master,
+                },
+            };
+            crate::kernel::sync_daemon_for(s, role)
+        });
+        if let Some(k) = &mut self.kernel
+            && let Err(e) = k.set_sync(want)
+        {
+            tracing::error!(error = %e, "connection sync");
         }
     }
 
@@ -338,6 +371,8 @@ impl Controller {
             .map(|s| (s.spec.key, s.name.clone()))
             .collect();
         self.serial = g.serial_no;
+        self.syncd = g.syncd();
+        self.follow_sync();
         self.dest_options = cfg
             .proxy_protocol_dests()
             .into_iter()
@@ -1002,6 +1037,15 @@ impl Controller {
             (Some(p), None) => _ = writeln!(o, "configuration: {}", p.display()),
             (None, _) => _ = writeln!(o, "configuration: {}", self.origin),
         }
+        if let Some(d) = self.kernel.as_ref().and_then(|k| k.sync_running()) {
+            let _ = writeln!(
+                o,
+                "connection sync: {} daemon on {} (syncid {})",
+                d.role.name(),
+                d.mcast_ifn,
+                d.syncid
+            );
+        }
         if let Some(f) = &self.failover {
             let f = f.status.borrow();
             let peers: Vec<String> = f.peers.iter().map(ToString::to_string).collect();
@@ -1145,6 +1189,10 @@ impl Controller {
         let Some(mut health) = self.health_rx.take() else {
             return;
         };
+        self.running = true;
+        self.follow_sync();
+        let mut election = self.failover.as_ref().map(|f| f.status.clone());
+        let mut role = election.as_ref().map(|e| e.borrow().state);
         // The checks' next deadline changes only when the monitor does: it
         // is recomputed after health work and control requests, never per
         // data-plane event.
@@ -1182,6 +1230,18 @@ impl Controller {
                 _ = est.tick() => self.table.tick_estimators(),
                 _ = expire.tick() => { self.table.expire(self.now()); }
                 _ = gc.tick() => self.table.collect_garbage(self.now()),
+                Ok(()) = async {
+                    match election.as_mut() {
+                        Some(e) => e.changed().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let now = election.as_ref().map(|e| e.borrow().state);
+                    if now != role {
+                        role = now;
+                        self.follow_sync();
+                    }
+                }
                 _ = &mut shutdown => break,
             }
         }

@@ -24,6 +24,8 @@ use fulcrum_ipvs::reconcile::{self, Entry};
 pub struct KernelPlane {
     ipvs: Ipvs,
     owned: HashSet<ServiceKey>,
+    /// The sync daemon Fulcrum runs (`syncdaemon = 1`), as it was started.
+    sync: Option<SyncDaemon>,
 }
 
 /// The table as the kernel takes it.
@@ -130,6 +132,7 @@ impl KernelPlane {
         Ok(KernelPlane {
             ipvs,
             owned: HashSet::new(),
+            sync: None,
         })
     }
 
@@ -279,8 +282,63 @@ impl KernelPlane {
         Ok(out)
     }
 
+    /// Run the sync daemon `want` (none: stop Fulcrum's). A daemon of the
+    /// same role already running with the same settings — left by an
+    /// earlier Fulcrum — is adopted; one with other settings is replaced,
+    /// with a warning, as the file decides what runs.
+    ///
+    /// # Errors
+    /// The kernel refusing (no such interface, say); what ran before is
+    /// stopped.
+    pub fn set_sync(&mut self, want: Option<SyncDaemon>) -> Result<(), String> {
+        if self.sync == want {
+            return Ok(());
+        }
+        if let Some(old) = self.sync.take() {
+            match self.ipvs.stop_daemon(old.role) {
+                Ok(()) => tracing::info!(role = old.role.name(), "connection sync daemon stopped"),
+                Err(e) => {
+                    tracing::warn!(role = old.role.name(), error = %e, "cannot stop the connection sync daemon")
+                }
+            }
+        }
+        let Some(want) = want else {
+            return Ok(());
+        };
+        let running = self.ipvs.daemons().map_err(|e| e.to_string())?;
+        match running.iter().find(|d| d.role == want.role) {
+            Some(d) if same_daemon(d, &want) => {
+                tracing::info!(role = want.role.name(), iface = %want.mcast_ifn, syncid = want.syncid, "connection sync daemon already running: adopted");
+                self.sync = Some(want);
+                return Ok(());
+            }
+            Some(d) => {
+                tracing::warn!(role = d.role.name(), iface = %d.mcast_ifn, syncid = d.syncid, "a connection sync daemon with other settings runs: replaced by the file's");
+                self.ipvs.stop_daemon(d.role).map_err(|e| e.to_string())?;
+            }
+            None => {}
+        }
+        self.ipvs.start_daemon(&want).map_err(|e| {
+            format!(
+                "cannot start the {} connection sync daemon on {} (syncid {}): {e}",
+                want.role.name(),
+                want.mcast_ifn,
+                want.syncid
+            )
+        })?;
+        tracing::info!(role = want.role.name(), iface = %want.mcast_ifn, syncid = want.syncid, "connection sync daemon started");
+        self.sync = Some(want);
+        Ok(())
+    }
+
+    /// The sync daemon Fulcrum runs.
+    pub fn sync_running(&self) -> Option<&SyncDaemon> {
+        self.sync.as_ref()
+    }
+
     /// Remove the services Fulcrum installed, and nothing else.
     pub fn remove_all(&mut self) {
+        let _ = self.set_sync(None);
         for key in std::mem::take(&mut self.owned) {
             match self.ipvs.delete_service(&key) {
                 Ok(()) => tracing::info!(service = %key, "removed from the kernel"),
@@ -289,6 +347,31 @@ impl KernelPlane {
                 }
             }
         }
+    }
+}
+
+/// Whether the kernel's daemon `running` is `want`: the kernel fills in
+/// its defaults (group, port, TTL, size) where `want` leaves them open.
+fn same_daemon(running: &SyncDaemon, want: &SyncDaemon) -> bool {
+    running.role == want.role
+        && running.mcast_ifn == want.mcast_ifn
+        && running.syncid == want.syncid
+        && (want.sync_maxlen == 0 || running.sync_maxlen == want.sync_maxlen)
+        && (want.mcast_group.is_none() || running.mcast_group == want.mcast_group)
+        && (want.mcast_port == 0 || running.mcast_port == want.mcast_port)
+        && (want.mcast_ttl == 0 || running.mcast_ttl == want.mcast_ttl)
+}
+
+/// The sync daemon for `settings` in `role`.
+pub fn sync_daemon_for(settings: &fulcrum_config::SyncdSettings, role: SyncRole) -> SyncDaemon {
+    SyncDaemon {
+        role,
+        mcast_ifn: settings.iface.clone(),
+        syncid: settings.id,
+        sync_maxlen: settings.maxlen,
+        mcast_group: settings.group,
+        mcast_port: settings.port,
+        mcast_ttl: settings.ttl,
     }
 }
 

@@ -128,3 +128,45 @@ fn direct_routing_tunnelling_and_a_persistent_fwmark_service() {
         assert_eq!(cols[4], "0", "OutPkts: {out}");
     }
 }
+
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "needs root and the ipvs-vm tool: run with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
+#[test]
+fn failover_with_kernel_connection_sync_keeps_a_long_lived_connection() {
+    let out = scenario("sync", &[]);
+    // Both directors keep the table in their kernels.
+    let tables = section(&out, "tables");
+    let (d1, d2) = tables.split_once("--\n").expect("two tables");
+    assert_eq!(d1, d2, "{out}");
+    assert!(
+        d1.contains("-a -t 10.1.0.100:7 -r 10.1.0.1:7 -g -w 1"),
+        "{out}"
+    );
+    // The active director sends, the other receives.
+    assert_eq!(
+        section(&out, "daemons"),
+        "master sync daemon (mcast=eth0, syncid=9, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n--\n\
+         backup sync daemon (mcast=eth0, syncid=9, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n",
+        "{out}"
+    );
+    assert!(
+        section(&out, "status d1").contains("connection sync: master daemon on eth0 (syncid 9)"),
+        "{out}"
+    );
+    // The client's connection reached the backup's kernel by sync.
+    assert_eq!(section(&out, "synced").trim(), "1", "{out}");
+    let before: u32 = section(&out, "before").trim().parse().unwrap();
+    assert!(before < 80, "the connection was still going: {out}");
+    // The active director dies; the backup takes the VIP and sends.
+    section(&out, "d2 took the VIP");
+    section(&out, "d2 sends");
+    // Every line came back over the same connection.
+    assert_eq!(section(&out, "after"), "80\nline 80\n", "{out}");
+    // Through the synced entry: the backup scheduled no new connection.
+    let conns = section(&out, "d2 conns");
+    let svc: Vec<&str> = conns.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(svc[2], "0", "no connection scheduled by d2: {out}");
+    assert_ne!(svc[3], "0", "packets went through d2: {out}");
+}

@@ -35,7 +35,8 @@ web() {
   echo $! > "/srv/$n.pid"
 }
 
-# waitfor SECONDS CMD...: until CMD succeeds; 1 when it never did.
+# waitfor SECONDS CMD...: until CMD (a program or a function here, not
+# `sh -c`: busybox sh would run its own `ip`) succeeds; 1 when it never did.
 waitfor() {
   local t=$1; shift
   local i=0
@@ -56,3 +57,9 @@ director() {
   echo $! > "$2.pid"
   waitfor 20 test -S "$2" || { echo "director did not start:"; cat "$2.log"; exit 1; }
 }
+
+# has_addr NS ADDR: whether namespace NS holds ADDR.
+has_addr() { ip -n "$1" addr show | grep -q "inet $2/"; }
+
+# says SOCKET TEXT: whether `fulcrum status` at SOCKET says TEXT.
+says() { "$FULCRUM" status --control "$1" | grep -q "$2"; }
