@@ -1556,6 +1556,20 @@ fn check_servers(
                     .hint("with direct routing or tunnelling the packet reaches the real server unchanged: use the virtual port, or `forwarding = nat`"),
             );
         }
+        if vport == 21
+            && v.fwmark.is_none()
+            && v.effective_protocol() == Protocol::Tcp
+            && routing != Routing::Nat
+        {
+            let sp = keys
+                .get("forwarding")
+                .or_else(|| info.keys.get("forwarding"))
+                .unwrap_or(*header);
+            diags.push(
+                Diagnostic::warning(sp, format!("FTP by {} routing: real server `{}` will get the control connection (port 21) but not the data connections, which go to other ports", routing.name(), s.name))
+                    .hint("the kernel's ip_vs_ftp helper follows FTP only through NAT (`forwarding = nat`); otherwise make it a persistent fwmark service covering port 21 and the servers' passive ports"),
+            );
+        }
         let port = s.port.unwrap_or(if v.fwmark.is_some() { 0 } else { vport });
         if let Some((first, other)) = addrs.get(&(addr, port)) {
             diags.push(

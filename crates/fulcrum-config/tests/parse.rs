@@ -726,3 +726,22 @@ fn connection_sync_keys() {
         "`syncd_id` has no effect without `syncdaemon = 1`"
     );
 }
+
+#[test]
+fn ftp_by_direct_routing_is_warned_about() {
+    let p = parse(
+        "virtual f {\n address = 10.0.0.1\n active = 1\n port = ftp\n server s {\n  address = 10.1.0.1\n  active = 1\n  forwarding = direct\n }\n}\n",
+    );
+    assert!(!p.has_errors());
+    assert_eq!(
+        p.diagnostics
+            .iter()
+            .map(|d| format!("{}:{}: {}", d.span.line, d.span.col, d.message))
+            .collect::<Vec<_>>(),
+        vec![
+            "8:3: FTP by direct routing: real server `s` will get the control connection (port 21) but not the data connections, which go to other ports"
+        ]
+    );
+    // Through NAT the kernel's helper follows it.
+    assert!(parse("virtual f {\n address = 10.0.0.1\n active = 1\n port = 21\n server s {\n  address = 10.1.0.1\n  active = 1\n }\n}\n").diagnostics.is_empty());
+}

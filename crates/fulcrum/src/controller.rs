@@ -269,6 +269,12 @@ impl Controller {
             }
             _ => {}
         }
+        if self.kernel.is_some()
+            && let Some(name) = crate::kernel::ftp_nat_service(cfg)
+        {
+            crate::kernel::load_ftp_helper()
+                .map_err(|e| format!("virtual server `{name}`: {e}"))?;
+        }
         if self.kernel.is_none()
             && let Some(what) = cfg.kernel_only()
         {

@@ -90,6 +90,12 @@ pub fn choose(cfg: Option<&Config>) -> Result<(Option<KernelPlane>, String), Str
             Err(e) => (None, format!("auto: {e}")),
         },
     };
+    if let (Some(_), Some(cfg)) = (&kernel, cfg)
+        && let Some(name) = ftp_nat_service(cfg)
+    {
+        // Now, while the director may still load modules.
+        load_ftp_helper().map_err(|e| format!("virtual server `{name}`: {e}"))?;
+    }
     if kernel.is_none()
         && asked == Dataplane::Auto
         && let Some(what) = cfg.and_then(Config::kernel_only)
@@ -100,6 +106,60 @@ pub fn choose(cfg: Option<&Config>) -> Result<(Option<KernelPlane>, String), Str
         ));
     }
     Ok((kernel, why))
+}
+
+/// The first active FTP service (TCP port 21) with a real server reached
+/// by NAT: the kernel rewrites its passive and active data addresses only
+/// with the `ip_vs_ftp` helper loaded.
+pub fn ftp_nat_service(cfg: &Config) -> Option<String> {
+    cfg.table()
+        .into_iter()
+        .find(|s| {
+            matches!(
+                s.spec.key,
+                ServiceKey::Addr {
+                    proto: fulcrum_core::Protocol::Tcp,
+                    port: 21,
+                    ..
+                }
+            ) && s
+                .dests
+                .iter()
+                .any(|(_, d)| d.fwd == fulcrum_core::Forwarding::Masq)
+        })
+        .map(|s| s.name)
+}
+
+/// Make sure the kernel's FTP helper for IPVS (`ip_vs_ftp`) is loaded.
+///
+/// # Errors
+/// It is not, and `modprobe` cannot load it (no such module, or no
+/// privilege to load modules any more).
+pub fn load_ftp_helper() -> Result<(), String> {
+    let loaded = || std::path::Path::new("/sys/module/ip_vs_ftp").exists();
+    if loaded() {
+        return Ok(());
+    }
+    let out = std::process::Command::new("modprobe")
+        .arg("ip_vs_ftp")
+        .output();
+    if loaded() {
+        tracing::info!("ip_vs_ftp loaded: FTP through NAT");
+        return Ok(());
+    }
+    let why = match out {
+        Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
+        Err(e) => e.to_string(),
+    };
+    Err(format!(
+        "FTP through NAT needs the kernel's ip_vs_ftp module, which is not loaded and cannot be loaded here ({}); \
+         run `modprobe ip_vs_ftp` as root (a running director gave up the privilege to load modules at start), then reload",
+        if why.is_empty() {
+            "modprobe failed".to_string()
+        } else {
+            why
+        }
+    ))
 }
 
 /// Whether this process holds CAP_NET_ADMIN (needed for every IPVS

@@ -2,7 +2,7 @@
 # (bridge br0): the director (root namespace, 10.1.0.254), a client, two
 # real servers reached by direct routing, and a router to another subnet
 # where a tunnelled real server lives. The real servers are set up by
-# `fulcrum realserver-setup`. A fwmark (set by tc on the director) gathers
+# `fulcrum realserver-setup`. A fwmark (set by tc, $TC, on the director) gathers
 # ports 80 and 443 of a third VIP into one persistent service.
 modprobe ipip; modprobe sch_ingress; modprobe cls_flower; modprobe act_skbedit
 bridge br0 10.1.0.254/24
@@ -25,9 +25,9 @@ web rs3 rs3
 ip route add 10.2.0.0/24 via 10.1.0.253
 echo "=== rs check"; ip netns exec rs1 "$FULCRUM" realserver-setup --mode direct --vip 10.1.0.100 --vip 10.1.0.102 --state /run/rs1.state --check 2>&1; echo "exit $?"
 
-tc qdisc add dev br0 ingress
+"$TC" qdisc add dev br0 ingress
 for p in 80 443; do
-  tc filter add dev br0 parent ffff: protocol ip flower ip_proto tcp dst_ip 10.1.0.102 dst_port $p action skbedit mark 5
+  "$TC" filter add dev br0 parent ffff: protocol ip flower ip_proto tcp dst_ip 10.1.0.102 dst_port $p action skbedit mark 5
 done
 
 cat > /etc/lvs.cf <<'CF'

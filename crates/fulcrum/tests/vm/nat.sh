@@ -3,12 +3,34 @@
 # route is the director. The lvs.cf is Piranha's, without `dataplane`:
 # `auto` takes the kernel's IPVS. Then nanny: a real server whose web
 # server dies leaves the kernel table, and returns when it comes back.
+# rs3 also serves FTP (vsftpd), reached through NAT on the same VIP: the
+# client has no route to the real servers, so passive FTP works only when
+# the kernel's ip_vs_ftp rewrites the server's 227 reply.
 ns client
 ip link add dc type veth peer name eth0 netns client
 ip addr add 10.0.0.1/24 dev dc; ip link set dc up
 ip -n client addr add 10.0.0.2/24 dev eth0; ip -n client link set eth0 up
 bridge br1 192.168.1.254/24
 for i in 1 2 3; do ns rs$i; plug rs$i br1 192.168.1.$i/24 192.168.1.254; web rs$i rs$i; done
+echo "ftp:x:101:101:ftp:/srv/ftp:/bin/false" >> /etc/passwd
+mkdir -p /srv/ftp /var/empty; echo "hello over ftp" > /srv/ftp/file.txt
+cat > /etc/vsftpd.conf <<'CF'
+listen=YES
+listen_ipv6=NO
+background=NO
+anonymous_enable=YES
+local_enable=NO
+anon_root=/srv/ftp
+ftp_username=ftp
+no_anon_password=YES
+secure_chroot_dir=/var/empty
+seccomp_sandbox=NO
+pasv_enable=YES
+pasv_min_port=30000
+pasv_max_port=30010
+tcp_wrappers=NO
+CF
+ip netns exec rs3 "$VSFTPD" /etc/vsftpd.conf &
 
 cat > /etc/lvs.cf <<'CF'
 serial_no = 1
@@ -43,12 +65,26 @@ virtual web {
         weight = 1000
     }
 }
+virtual ftp {
+    active = 1
+    address = 10.0.0.100 dc:1
+    port = ftp
+    scheduler = rr
+    server rs3 {
+        address = 192.168.1.3
+        active = 1
+    }
+}
 CF
 director /etc/lvs.cf /run/f.sock
 waitfor 10 get client http://10.0.0.100/ || { echo "no answer on the VIP"; cat /run/f.sock.log; ipvsadm -L -n; exit 1; }
 echo "=== status"; "$FULCRUM" status --control /run/f.sock | head -1
 echo "=== table"; ipvsadm -L -n
 echo "=== adm"; "$FULCRUM" adm --control /run/f.sock -L -n
+echo "=== ftp"
+ip netns exec client timeout 10 ftpget -u anonymous -p x 10.0.0.100 - file.txt 2>&1; echo "exit $?"
+ipvsadm -L -n -c | grep -c '10.0.0.100:300[01][0-9] ' || true
+test -d /sys/module/ip_vs_ftp && echo "ip_vs_ftp loaded"
 ipvsadm -Z
 echo "=== spread"
 for i in $(seq 400); do get client http://10.0.0.100/cgi-bin/who; done | sort | uniq -c | sed 's/^ *//'
@@ -59,7 +95,7 @@ noexp() { sed 's/^\(...\) [0-9][0-9]:[0-9][0-9]/\1 --:--/'; }
 echo "=== oracle"
 "$FULCRUM" adm --control /run/f.sock --start-daemon master --mcast-interface dc --syncid 7
 for opts in "-L -n" "-L -n --stats --exact" "-L -n --rate" "-L -n --thresholds" "-L -n --persistent-conn" \
-            "-S -n" "-L -n -t 10.0.0.100:80" "-L --timeout" "-L --daemon" "-L -n -t 10.0.0.100:81"; do
+            "-S -n" "-L -n -t 10.0.0.100:80" "-L --timeout" "-L --daemon" "-L -n -t 10.0.0.100:81" "-L"; do
   a=$(ipvsadm $opts 2>&1; echo "exit $?"); b=$(adm $opts 2>&1; echo "exit $?")
   [ "$a" = "$b" ] && echo "same: $opts" || { echo "DIFFERENT: $opts"; echo "$a"; echo "---"; echo "$b"; }
 done
