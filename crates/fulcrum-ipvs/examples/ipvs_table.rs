@@ -91,7 +91,14 @@ fn sync(old: &str, new: &str) -> Result<(), String> {
     for c in &changes {
         println!("{c:?}");
     }
-    fulcrum_ipvs::reconcile::apply(&mut ipvs, &changes).map_err(|(c, e)| format!("{c:?}: {e}"))
+    let refused = fulcrum_ipvs::reconcile::apply(&mut ipvs, &changes);
+    match refused.first() {
+        None => Ok(()),
+        Some((c, e)) => Err(format!(
+            "{c:?}: {e} ({} change(s) refused in all)",
+            refused.len()
+        )),
+    }
 }
 
 fn apply(path: &str) -> Result<(), String> {

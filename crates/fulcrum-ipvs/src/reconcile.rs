@@ -96,12 +96,21 @@ pub fn read(ipvs: &mut Ipvs) -> Result<Vec<Entry>, IpvsError> {
     Ok(out)
 }
 
-/// Carry out `changes`, stopping at the first the kernel refuses.
+/// Carry out `changes`; one the kernel refuses does not stop the others
+/// (the real servers of a service it refused to add are not tried).
 ///
-/// # Errors
-/// The change refused and why.
-pub fn apply(ipvs: &mut Ipvs, changes: &[Change]) -> Result<(), (Change, IpvsError)> {
+/// Returns the changes refused, each with why.
+pub fn apply(ipvs: &mut Ipvs, changes: &[Change]) -> Vec<(Change, IpvsError)> {
+    let mut refused = Vec::new();
+    let mut missing: HashSet<ServiceKey> = HashSet::new();
     for c in changes {
+        // The real servers of a service the kernel did not take need not
+        // be tried: its refusal says it.
+        if let Change::AddDest(k, _) | Change::EditDest(k, _) = c
+            && missing.contains(k)
+        {
+            continue;
+        }
         let r = match c {
             Change::AddService(s) => ipvs.add_service(s),
             Change::EditService(s) => ipvs.edit_service(s),
@@ -110,9 +119,14 @@ pub fn apply(ipvs: &mut Ipvs, changes: &[Change]) -> Result<(), (Change, IpvsErr
             Change::EditDest(k, d) => ipvs.edit_dest(k, d),
             Change::DeleteDest(k, a, p) => ipvs.delete_dest(k, *a, *p),
         };
-        r.map_err(|e| (c.clone(), e))?;
+        if let Err(e) = r {
+            if let Change::AddService(s) = c {
+                missing.insert(s.key);
+            }
+            refused.push((c.clone(), e));
+        }
     }
-    Ok(())
+    refused
 }
 
 #[cfg(test)]

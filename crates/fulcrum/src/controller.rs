@@ -85,6 +85,11 @@ pub struct Controller {
     /// Whether the director runs (sync daemons start then, once the
     /// failover election has a state to follow).
     running: bool,
+    /// On exit, leave the kernel's table and sync daemon in place for the
+    /// next director (`fulcrum run --keep-forwarding`).
+    pub keep_forwarding: bool,
+    /// What the kernel refused of the last applied configuration.
+    kernel_refused: Option<String>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -160,6 +165,8 @@ impl Controller {
             plane_why: String::new(),
             syncd: None,
             running: false,
+            keep_forwarding: false,
+            kernel_refused: None,
         }
     }
 
@@ -183,6 +190,25 @@ impl Controller {
                 tracing::error!(error = %e, "kernel IPVS table not fully updated");
                 Err(e)
             }
+        }
+    }
+
+    /// Look for changes made to the kernel's table behind Fulcrum's back,
+    /// and report those new since the last look.
+    fn check_drift(&mut self) {
+        let Some(k) = &mut self.kernel else {
+            return;
+        };
+        match k.drift(&self.table) {
+            None => {}
+            Some(d) if d.is_empty() => {
+                tracing::info!("the kernel's IPVS table is Fulcrum's again");
+            }
+            Some(d) => tracing::warn!(
+                differences = d.len(),
+                what = %d.join("; "),
+                "the kernel's IPVS table was changed behind Fulcrum's back; the next change to the table (`fulcrum reload`) puts Fulcrum's back"
+            ),
         }
     }
 
@@ -366,7 +392,9 @@ impl Controller {
                 secs(g.udp_timeout),
             )?;
         }
-        self.mirror()?;
+        // The file is applied; what the kernel refused is said, and tried
+        // again at the next change.
+        let refused = self.mirror().err();
         self.plane.set_max_connections(max_connections);
         for s in &desired {
             self.plane
@@ -401,6 +429,7 @@ impl Controller {
                 crate::addresses::Announce::from_config(&cfg.global),
             ));
         }
+        self.kernel_refused = refused;
         Ok(format!(
             "virtual servers: {added} added, {removed} removed, {changed} changed"
         ))
@@ -594,10 +623,17 @@ impl Controller {
                     let _ = f.settings_tx.send(new);
                 }
                 tracing::info!(config = %name, %summary, "reloaded");
-                Response {
-                    stdout: format!("{name}: reloaded: {summary}\n"),
-                    stderr: diags,
-                    exit_code: 0,
+                match self.kernel_refused.take() {
+                    None => Response {
+                        stdout: format!("{name}: reloaded: {summary}\n"),
+                        stderr: diags,
+                        exit_code: 0,
+                    },
+                    Some(e) => Response {
+                        stdout: format!("{name}: reloaded: {summary}\n"),
+                        stderr: format!("{diags}{name}: {e}\n"),
+                        exit_code: 1,
+                    },
                 }
             }
             Err(e) => {
@@ -1043,6 +1079,17 @@ impl Controller {
             (Some(p), None) => _ = writeln!(o, "configuration: {}", p.display()),
             (None, _) => _ = writeln!(o, "configuration: {}", self.origin),
         }
+        if let Some(n) = self
+            .kernel
+            .as_ref()
+            .map(|k| k.drift_count())
+            .filter(|n| *n > 0)
+        {
+            let _ = writeln!(
+                o,
+                "kernel table: {n} difference(s) from Fulcrum's, made behind its back (see the log; `fulcrum reload` puts Fulcrum's back)"
+            );
+        }
         if let Some(d) = self.kernel.as_ref().and_then(|k| k.sync_running()) {
             let _ = writeln!(
                 o,
@@ -1190,6 +1237,7 @@ impl Controller {
         let mut est = tokio::time::interval(fulcrum_core::estimator::ESTIMATOR_PERIOD);
         let mut expire = tokio::time::interval(Duration::from_secs(1));
         let mut gc = tokio::time::interval(Duration::from_secs(60));
+        let mut drift = tokio::time::interval(Duration::from_secs(5));
         est.tick().await;
         gc.tick().await;
         let Some(mut health) = self.health_rx.take() else {
@@ -1236,6 +1284,7 @@ impl Controller {
                 _ = est.tick() => self.table.tick_estimators(),
                 _ = expire.tick() => { self.table.expire(self.now()); }
                 _ = gc.tick() => self.table.collect_garbage(self.now()),
+                _ = drift.tick(), if self.kernel.is_some() => self.check_drift(),
                 Ok(()) = async {
                     match election.as_mut() {
                         Some(e) => e.changed().await,
@@ -1256,7 +1305,11 @@ impl Controller {
             self.plane.remove_service(k);
         }
         if let Some(k) = &mut self.kernel {
-            k.remove_all();
+            if self.keep_forwarding {
+                k.leave();
+            } else {
+                k.remove_all();
+            }
         }
     }
 }

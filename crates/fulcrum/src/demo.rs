@@ -71,6 +71,7 @@ pub async fn run(listen: SocketAddr) -> i32 {
         control,
         crate::controller::default_workers(),
         None,
+        false,
         banner,
     )
     .await

@@ -26,6 +26,12 @@ pub struct KernelPlane {
     owned: HashSet<ServiceKey>,
     /// The sync daemon Fulcrum runs (`syncdaemon = 1`), as it was started.
     sync: Option<SyncDaemon>,
+    /// Where the services Fulcrum installed are recorded, so a director
+    /// started after it (an upgrade, a restart after kill -9) adopts them.
+    state: Option<std::path::PathBuf>,
+    /// The differences between the kernel and Fulcrum's table last
+    /// reported (changes made behind Fulcrum's back).
+    drift: Vec<reconcile::Change>,
 }
 
 /// The table as the kernel takes it.
@@ -193,14 +199,47 @@ impl KernelPlane {
             ipvs,
             owned: HashSet::new(),
             sync: None,
+            state: None,
+            drift: Vec::new(),
         })
     }
 
+    /// Record the services Fulcrum installs at `path`, and adopt those an
+    /// earlier director recorded there that the kernel still has: they are
+    /// Fulcrum's to change and remove from now on.
+    pub fn keep_state(&mut self, path: std::path::PathBuf) {
+        let recorded = crate::files::read_own(&path, 4 << 20)
+            .map(|t| parse_owned(&t))
+            .unwrap_or_default();
+        if !recorded.is_empty() {
+            let present: HashSet<ServiceKey> = match self.ipvs.services() {
+                Ok(v) => v.into_iter().map(|s| s.spec.key).collect(),
+                Err(_) => HashSet::new(),
+            };
+            self.owned = recorded.intersection(&present).copied().collect();
+            tracing::info!(state = %path.display(), services = self.owned.len(), "kernel IPVS services of an earlier run adopted");
+        }
+        self.state = Some(path);
+    }
+
+    fn save_state(&self) {
+        let Some(path) = &self.state else {
+            return;
+        };
+        let mut keys: Vec<String> = self.owned.iter().map(key_args).collect();
+        keys.sort();
+        let text: String = keys.iter().map(|k| format!("{k}\n")).collect();
+        if let Err(e) = crate::files::write_atomic(path, text.as_bytes(), 0o600) {
+            tracing::warn!(state = %path.display(), error = %e, "cannot record the kernel services Fulcrum installed");
+        }
+    }
+
     /// Bring the kernel's table to `table` by difference; the number of
-    /// changes made.
+    /// changes made. A change the kernel refuses does not stop the others.
     ///
     /// # Errors
-    /// The change the kernel refused, and why; those before it are made.
+    /// The changes the kernel refused, and why; the rest are made, and the
+    /// refused ones are tried again at the next change.
     pub fn mirror(&mut self, table: &Table) -> Result<usize, String> {
         let want = desired(table);
         let kernel = reconcile::read(&mut self.ipvs).map_err(|e| e.to_string())?;
@@ -214,11 +253,54 @@ impl KernelPlane {
         }
         let changes = reconcile::plan(&kernel, &want, &self.owned);
         let n = changes.len();
-        let r = reconcile::apply(&mut self.ipvs, &changes);
+        let refused = reconcile::apply(&mut self.ipvs, &changes);
         // What Fulcrum installed is now what it wants, whatever failed.
-        self.owned = want.iter().map(|e| e.0.key).collect();
-        r.map(|()| n)
-            .map_err(|(c, e)| format!("kernel IPVS refused {c:?}: {e}"))
+        let owned: HashSet<ServiceKey> = want.iter().map(|e| e.0.key).collect();
+        if owned != self.owned {
+            self.owned = owned;
+            self.save_state();
+        }
+        self.drift.clear();
+        if refused.is_empty() {
+            return Ok(n);
+        }
+        let said: Vec<String> = refused.iter().map(|(c, e)| refusal(c, e)).collect();
+        Err(format!(
+            "the kernel refused {} of {n} change(s) to its IPVS table ({}); the others are made, and the director tries again at each change",
+            refused.len(),
+            said.join("; ")
+        ))
+    }
+
+    /// Compare the kernel's table with `table`: the differences made behind
+    /// Fulcrum's back (by ipvsadm, say) to the services it installed, said
+    /// for people, when they are new since the last look; they stay until
+    /// the next change to the table (a reload) puts the file's table back.
+    pub fn drift(&mut self, table: &Table) -> Option<Vec<String>> {
+        let kernel = reconcile::read(&mut self.ipvs).ok()?;
+        let changes = reconcile::plan(&kernel, &desired(table), &self.owned);
+        if changes == self.drift {
+            return None;
+        }
+        self.drift = changes;
+        Some(self.drift.iter().map(describe).collect())
+    }
+
+    /// The differences found by [`Self::drift`] and not yet undone.
+    pub fn drift_count(&self) -> usize {
+        self.drift.len()
+    }
+
+    /// Leave the table, the sync daemon and the record of what Fulcrum
+    /// installed in place (`--keep-forwarding`): the kernel forwards on,
+    /// and the next director adopts them.
+    pub fn leave(&mut self) {
+        self.save_state();
+        tracing::info!(
+            services = self.owned.len(),
+            sync = self.sync.as_ref().map(|d| d.role.name()),
+            "kernel IPVS table left in place for the next director"
+        );
     }
 
     /// The timeouts (`--set`), 0 leaving one unchanged.
@@ -399,7 +481,9 @@ impl KernelPlane {
     /// Remove the services Fulcrum installed, and nothing else.
     pub fn remove_all(&mut self) {
         let _ = self.set_sync(None);
-        for key in std::mem::take(&mut self.owned) {
+        let owned = std::mem::take(&mut self.owned);
+        self.save_state();
+        for key in owned {
             match self.ipvs.delete_service(&key) {
                 Ok(()) => tracing::info!(service = %key, "removed from the kernel"),
                 Err(e) => {
@@ -408,6 +492,99 @@ impl KernelPlane {
             }
         }
     }
+}
+
+/// A service key as ipvsadm writes it (`-t 10.0.0.1:80`, `-f 5 -6`).
+fn key_args(k: &ServiceKey) -> String {
+    use fulcrum_core::{Family, Protocol};
+    match *k {
+        ServiceKey::Addr { proto, addr, port } => {
+            let opt = match proto {
+                Protocol::Tcp => "-t",
+                Protocol::Udp => "-u",
+                Protocol::Sctp => "--sctp-service",
+            };
+            match addr {
+                std::net::IpAddr::V6(a) => format!("{opt} [{a}]:{port}"),
+                std::net::IpAddr::V4(a) => format!("{opt} {a}:{port}"),
+            }
+        }
+        ServiceKey::Fwmark {
+            mark,
+            family: Family::V4,
+        } => format!("-f {mark}"),
+        ServiceKey::Fwmark {
+            mark,
+            family: Family::V6,
+        } => format!("-f {mark} -6"),
+    }
+}
+
+/// The service keys of a state file written by [`KernelPlane::keep_state`];
+/// lines that do not read are skipped.
+fn parse_owned(text: &str) -> HashSet<ServiceKey> {
+    text.lines()
+        .filter_map(|l| {
+            let mut args = vec!["-D".to_string()];
+            args.extend(l.split_whitespace().map(str::to_string));
+            match fulcrum_api::ipvsadm::parse_args(
+                "ipvsadm",
+                &args,
+                &fulcrum_api::ipvsadm::NumericResolver,
+            ) {
+                Ok(fulcrum_api::ipvsadm::Invocation::Command(AdmCommand::DeleteService(k))) => {
+                    Some(k)
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// One change to the kernel's table, said for people.
+fn describe(c: &reconcile::Change) -> String {
+    use reconcile::Change;
+    match c {
+        Change::AddService(s) => format!("service {} missing", s.key),
+        Change::EditService(s) => format!("service {} changed", s.key),
+        Change::DeleteService(k) => format!("service {k} not in the file"),
+        Change::AddDest(k, d) => {
+            format!("real server {} of {k} missing", addr_port(d.addr, d.port))
+        }
+        Change::EditDest(k, d) => {
+            format!("real server {} of {k} changed", addr_port(d.addr, d.port))
+        }
+        Change::DeleteDest(k, a, p) => {
+            format!("real server {} of {k} not Fulcrum's", addr_port(*a, *p))
+        }
+    }
+}
+
+/// A change the kernel refused, and why, said for people.
+fn refusal(c: &reconcile::Change, e: &fulcrum_ipvs::driver::IpvsError) -> String {
+    use reconcile::Change;
+    let what = match c {
+        Change::AddService(s) => format!("adding service {}", s.key),
+        Change::EditService(s) => format!("changing service {}", s.key),
+        Change::DeleteService(k) => format!("removing service {k}"),
+        Change::AddDest(k, d) => format!("adding real server {} to {k}", addr_port(d.addr, d.port)),
+        Change::EditDest(k, d) => {
+            format!("changing real server {} of {k}", addr_port(d.addr, d.port))
+        }
+        Change::DeleteDest(k, a, p) => format!("removing real server {} of {k}", addr_port(*a, *p)),
+    };
+    match (c, e.errno()) {
+        (Change::AddService(s) | Change::EditService(s), Some(libc_errno::ENOENT)) => format!(
+            "{what}: this kernel has no `{}` scheduler (module ip_vs_{}); choose another",
+            s.scheduler.name(),
+            s.scheduler.name()
+        ),
+        _ => format!("{what}: {e}"),
+    }
+}
+
+fn addr_port(a: std::net::IpAddr, p: u16) -> String {
+    std::net::SocketAddr::new(a, p).to_string()
 }
 
 /// Whether the kernel's daemon `running` is `want`: the kernel fills in
@@ -525,7 +702,51 @@ fn kernel_strerror(cmd: &AdmCommand, e: &fulcrum_ipvs::driver::IpvsError) -> Str
 
 /// The errno values ipvsadm names.
 mod libc_errno {
+    pub(super) const ENOENT: i32 = 2;
     pub(super) const ESRCH: i32 = 3;
     pub(super) const ENODEV: i32 = 19;
     pub(super) const EEXIST: i32 = 17;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_services_read_back() {
+        let keys: Vec<ServiceKey> = [
+            "tcp 10.0.0.1 80",
+            "udp 2001:db8::1 53",
+            "sctp 10.0.0.2 5060",
+            "fwmark 5 v4",
+            "fwmark 6 v6",
+        ]
+        .iter()
+        .map(|s| {
+            let w: Vec<&str> = s.split(' ').collect();
+            match w[0] {
+                "fwmark" => ServiceKey::Fwmark {
+                    mark: w[1].parse().unwrap(),
+                    family: if w[2] == "v4" {
+                        fulcrum_core::Family::V4
+                    } else {
+                        fulcrum_core::Family::V6
+                    },
+                },
+                p => ServiceKey::Addr {
+                    proto: match p {
+                        "tcp" => fulcrum_core::Protocol::Tcp,
+                        "udp" => fulcrum_core::Protocol::Udp,
+                        _ => fulcrum_core::Protocol::Sctp,
+                    },
+                    addr: w[1].parse().unwrap(),
+                    port: w[2].parse().unwrap(),
+                },
+            }
+        })
+        .collect();
+        let text: String = keys.iter().map(|k| format!("{}\n", key_args(k))).collect();
+        let back = parse_owned(&format!("{text}garbage here\n-t\n\n"));
+        assert_eq!(back, keys.into_iter().collect::<HashSet<_>>());
+    }
 }

@@ -37,6 +37,12 @@ enum Command {
         /// alone listens on 127.0.0.1 only.
         #[arg(long, value_name = "[ADDR:]PORT", value_parser = fulcrum::metrics::parse_listen)]
         metrics: Option<SocketAddr>,
+        /// On exit, leave the kernel's IPVS table, the sync daemon and the
+        /// floating addresses in place, and hand nothing over to a backup:
+        /// forwarding goes on until the next `fulcrum run` adopts them (an
+        /// upgrade). Without it, exit removes what the director installed.
+        #[arg(long)]
+        keep_forwarding: bool,
     },
     /// Administer the running director with ipvsadm's commands, options and
     /// output (`fulcrum adm -L -n`, `fulcrum adm -a -t VIP:80 -r RIP -m`).
@@ -211,6 +217,7 @@ fn main() -> ExitCode {
             control,
             workers,
             metrics,
+            keep_forwarding,
         } => {
             fulcrum::run::init_logging();
             let Some((cfg, text)) = fulcrum::run::load(&config) else {
@@ -226,6 +233,7 @@ fn main() -> ExitCode {
                 control,
                 workers,
                 metrics,
+                keep_forwarding,
                 |_| {},
             )))
         }

@@ -30,6 +30,12 @@ pub fn address_state_path(control: &Path) -> PathBuf {
     control.with_extension("addresses")
 }
 
+/// Where a director records the kernel IPVS services it installed, so the
+/// next director adopts them: beside its control socket (`control.kernel`).
+pub fn kernel_state_path(control: &Path) -> PathBuf {
+    control.with_extension("kernel")
+}
+
 /// Where a director keeps the sequence numbers of authenticated failover
 /// traffic across restarts: beside its control socket (`control.replay`).
 pub fn replay_state_path(control: &Path) -> PathBuf {

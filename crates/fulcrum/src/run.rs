@@ -61,6 +61,7 @@ pub async fn director(
     control: PathBuf,
     workers: usize,
     metrics: Option<std::net::SocketAddr>,
+    keep_forwarding: bool,
     banner: impl FnOnce(&Path),
 ) -> i32 {
     let metrics_listener = match metrics {
@@ -108,9 +109,11 @@ pub async fn director(
     let mut ctl = Controller::new(plane, config_path.clone(), origin);
     ctl.privileges = privileges;
     ctl.user = config.as_ref().and_then(|c| c.global.user.clone());
-    if let Some(k) = kernel {
+    if let Some(mut k) = kernel {
+        k.keep_state(crate::paths::kernel_state_path(&control));
         ctl.use_kernel(k);
     }
+    ctl.keep_forwarding = keep_forwarding;
     ctl.plane_why = plane_why;
     // The floating addresses come up before serving; failing to add one is
     // fatal at start (later, on reload, it is logged).
@@ -222,9 +225,14 @@ pub async fn director(
         }
     }
     // Hand over first (a priority-0 advert), so a backup takes the
-    // addresses while this director still drains.
+    // addresses while this director still drains. Keeping forwarding, hand
+    // nothing over: the next director is expected within deadtime.
     if let Some((tx, task)) = failover {
-        let _ = tx.send(());
+        if keep_forwarding {
+            task.abort();
+        } else {
+            let _ = tx.send(());
+        }
         let _ = task.await;
     }
     let _ = stop_tx.send(());
@@ -234,7 +242,11 @@ pub async fn director(
     if let Some(t) = metrics_task {
         t.abort();
     }
-    stop_addresses(addr_tx).await;
+    if keep_forwarding {
+        tracing::info!("--keep-forwarding: the floating addresses stay for the next director");
+    } else {
+        stop_addresses(addr_tx).await;
+    }
     addr_task.abort();
     tracing::info!("stopped");
     0

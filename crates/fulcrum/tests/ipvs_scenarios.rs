@@ -197,3 +197,66 @@ fn failover_with_kernel_connection_sync_keeps_a_long_lived_connection() {
     assert_eq!(svc[2], "0", "no connection scheduled by d2: {out}");
     assert_ne!(svc[3], "0", "packets went through d2: {out}");
 }
+
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "needs root and the ipvs-vm tool: run with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
+#[test]
+fn upgrades_keep_forwarding_changes_behind_its_back_are_undone_and_kernel_refusals_said() {
+    let out = scenario("restart", &[]);
+    // `--keep-forwarding`: the table, its record and the VIP stay, and the
+    // kernel serves on with no director.
+    assert!(out.contains("exit 0\n=== left"), "{out}");
+    assert_eq!(
+        section(&out, "left"),
+        "-A -t 10.0.0.100:80 -s rr\n\
+         -a -t 10.0.0.100:80 -r 192.168.1.1:80 -m -w 1\n\
+         -a -t 10.0.0.100:80 -r 192.168.1.2:80 -m -w 1\n\
+         -t 10.0.0.100:80\n1\n",
+        "{out}"
+    );
+    assert!(section(&out, "served meanwhile").starts_with("rs"), "{out}");
+    // The next director adopts the service: not re-created (its counters
+    // go on), and said in the log.
+    let adopted = section(&out, "adopted");
+    let line = adopted.lines().next().unwrap();
+    let n: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(n[2].trim_end_matches(','), n[4], "{out}");
+    assert_ne!(n[4], "0", "{out}");
+    assert_eq!(adopted.lines().nth(1), Some("1"), "{out}");
+    // Behind Fulcrum's back: both changes noticed and reported...
+    let drift = section(&out, "drift");
+    assert!(
+        drift.contains("kernel table: 2 difference(s) from Fulcrum's"),
+        "{out}"
+    );
+    assert!(
+        drift.contains("real server 192.168.1.9:80 of tcp 10.0.0.100:80 not Fulcrum's")
+            && drift.contains("real server 192.168.1.2:80 of tcp 10.0.0.100:80 changed"),
+        "{out}"
+    );
+    // ...and a reload puts the file's table back.
+    assert_eq!(
+        section(&out, "reloaded"),
+        "-A -t 10.0.0.100:80 -s rr\n\
+         -a -t 10.0.0.100:80 -r 192.168.1.1:80 -m -w 1\n\
+         -a -t 10.0.0.100:80 -r 192.168.1.2:80 -m -w 1\n",
+        "{out}"
+    );
+    // A reload the kernel half refuses: what it refused and why, exit 1,
+    // and the rest applied.
+    let half = section(&out, "half");
+    assert!(
+        half.contains("adding service tcp 10.0.0.100:81: this kernel has no `sed` scheduler (module ip_vs_sed); choose another"),
+        "{out}"
+    );
+    assert!(half.contains("exit 1\n"), "{out}");
+    assert!(
+        half.contains("-A -t 10.0.0.100:82 -s rr\n-a -t 10.0.0.100:82 -r 192.168.1.1:82 -m -w 1\n"),
+        "{out}"
+    );
+    // A plain exit removes what the director installed (adopted services
+    // too), its record, and the VIP.
+    assert_eq!(section(&out, "stopped"), "0\n", "{out}");
+}
