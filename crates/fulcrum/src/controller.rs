@@ -180,10 +180,15 @@ impl Controller {
         let Some(k) = &mut self.kernel else {
             return Ok(());
         };
+        let t0 = std::time::Instant::now();
         match k.mirror(&self.table) {
             Ok(0) => Ok(()),
             Ok(n) => {
-                tracing::debug!(changes = n, "kernel IPVS table updated");
+                tracing::info!(
+                    changes = n,
+                    us = t0.elapsed().as_micros(),
+                    "kernel IPVS table updated"
+                );
                 Ok(())
             }
             Err(e) => {
@@ -316,7 +321,7 @@ impl Controller {
         let sorry = cfg.sorry_servers();
         // A check that cannot be built fails the whole apply, before any
         // change.
-        Monitor::default().set_checks(checks.clone(), Vec::new(), self.now())?;
+        Monitor::validate(&checks)?;
         let desired: Vec<TableService> = cfg.table();
         let want: HashMap<ServiceKey, &TableService> =
             desired.iter().map(|s| (s.spec.key, s)).collect();

@@ -32,6 +32,9 @@ pub struct KernelPlane {
     /// The differences between the kernel and Fulcrum's table last
     /// reported (changes made behind Fulcrum's back).
     drift: Vec<reconcile::Change>,
+    /// The kernel's table as the last mirror left it, so the next one
+    /// plans without reading it back; `None` after a refusal or a drift.
+    known: Option<Vec<Entry>>,
 }
 
 /// The table as the kernel takes it.
@@ -201,6 +204,7 @@ impl KernelPlane {
             sync: None,
             state: None,
             drift: Vec::new(),
+            known: None,
         })
     }
 
@@ -242,18 +246,34 @@ impl KernelPlane {
     /// refused ones are tried again at the next change.
     pub fn mirror(&mut self, table: &Table) -> Result<usize, String> {
         let want = desired(table);
-        let kernel = reconcile::read(&mut self.ipvs).map_err(|e| e.to_string())?;
-        let foreign: Vec<ServiceKey> = kernel
-            .iter()
-            .map(|e| e.0.key)
-            .filter(|k| !self.owned.contains(k) && !want.iter().any(|w| w.0.key == *k))
-            .collect();
-        if !foreign.is_empty() {
-            tracing::debug!(services = ?foreign, "kernel services not Fulcrum's: left alone");
+        // Plan against what the last mirror left, when it all went through;
+        // if the kernel refuses something (it may have been changed behind
+        // Fulcrum's back meanwhile), read it and plan again.
+        let (mut changes, mut refused, mut kernel) = (Vec::new(), Vec::new(), Vec::new());
+        for cached in [true, false] {
+            kernel = match (cached, self.known.take()) {
+                (true, Some(k)) => k,
+                (true, None) => continue,
+                (false, _) => reconcile::read(&mut self.ipvs).map_err(|e| e.to_string())?,
+            };
+            changes = reconcile::plan(&kernel, &want, &self.owned);
+            refused = reconcile::apply(&mut self.ipvs, &changes);
+            if refused.is_empty() {
+                break;
+            }
         }
-        let changes = reconcile::plan(&kernel, &want, &self.owned);
         let n = changes.len();
-        let refused = reconcile::apply(&mut self.ipvs, &changes);
+        if refused.is_empty() {
+            // The kernel now holds the others' services as they were, and
+            // Fulcrum's as wanted.
+            let want_keys: HashSet<ServiceKey> = want.iter().map(|e| e.0.key).collect();
+            let mut now: Vec<Entry> = kernel
+                .into_iter()
+                .filter(|e| !want_keys.contains(&e.0.key) && !self.owned.contains(&e.0.key))
+                .collect();
+            now.extend(want.iter().cloned());
+            self.known = Some(now);
+        }
         // What Fulcrum installed is now what it wants, whatever failed.
         let owned: HashSet<ServiceKey> = want.iter().map(|e| e.0.key).collect();
         if owned != self.owned {
@@ -279,6 +299,10 @@ impl KernelPlane {
     pub fn drift(&mut self, table: &Table) -> Option<Vec<String>> {
         let kernel = reconcile::read(&mut self.ipvs).ok()?;
         let changes = reconcile::plan(&kernel, &desired(table), &self.owned);
+        if !changes.is_empty() {
+            // The next mirror must see the kernel as it is.
+            self.known = None;
+        }
         if changes == self.drift {
             return None;
         }

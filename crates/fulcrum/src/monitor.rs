@@ -248,6 +248,18 @@ pub struct HealthRow {
 }
 
 impl Monitor {
+    /// Whether every check in `specs` can be built (its `expect` pattern,
+    /// its program), without building them.
+    ///
+    /// # Errors
+    /// The first that cannot, naming its virtual server.
+    pub fn validate(specs: &[CheckSpec]) -> Result<(), String> {
+        for spec in specs {
+            probe_for(spec).map_err(|e| format!("virtual server `{}`: {e}", spec.service_name))?;
+        }
+        Ok(())
+    }
+
     /// Make the checks those of a configuration. A real server whose check
     /// is unchanged keeps its state; a new one starts out of service until
     /// its first good check.
@@ -276,6 +288,7 @@ impl Monitor {
                 a.misc_dynamic == b.misc_dynamic
                     && (&a.load_command, a.load_interval) == (&b.load_command, b.load_interval)
                     && a.http == b.http
+                    && a.port == b.port
                     && (
                         a.kind,
                         &a.send,
