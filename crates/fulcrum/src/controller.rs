@@ -10,14 +10,15 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use fulcrum_api::control::{Request, Response};
-use fulcrum_api::ipvsadm::{self, AdmCommand, Outcome};
+use fulcrum_api::ipvsadm::{self, AdmCommand};
 use fulcrum_config::{Config, Dataplane, TableService};
 use fulcrum_core::state::{Direction, TcpFlags};
-use fulcrum_core::{DestSpec, Forwarding, Protocol, Service, ServiceKey, ServiceSpec, Table};
+use fulcrum_core::{DestSpec, Protocol, Service, ServiceKey, ServiceSpec, Table};
 use fulcrum_proxy::{DestOptions, PlaneEvent, ProxyPlane, ProxyProtocol};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::addresses::AddrMsg;
+use crate::dataplane::DataPlane;
 use crate::ha::{HaSettings, HaStatus};
 use crate::monitor::{HealthResult, Monitor, TableOp};
 use crate::resolver::SystemResolver;
@@ -52,9 +53,8 @@ struct FailoverLink {
 /// The director's state.
 pub struct Controller {
     table: Table,
-    plane: ProxyPlane,
-    /// Services the plane serves, with their one-packet flag.
-    served: HashMap<ServiceKey, bool>,
+    /// The data plane the table is published to.
+    plane: Box<dyn DataPlane>,
     names: HashMap<ServiceKey, String>,
     config_path: Option<PathBuf>,
     origin: String,
@@ -75,9 +75,6 @@ pub struct Controller {
     pub privileges: String,
     /// The `user` it became at start: a reload cannot change it.
     pub user: Option<String>,
-    /// The kernel's IPVS, with `dataplane = ipvs`: the table is mirrored
-    /// there, and the proxy plane serves nothing.
-    kernel: Option<crate::kernel::KernelPlane>,
     /// Why this plane runs (`dataplane = …`, or what `auto` found).
     pub plane_why: String,
     /// The kernel sync daemon the file asks for (`syncdaemon = 1`).
@@ -88,8 +85,8 @@ pub struct Controller {
     /// On exit, leave the kernel's table and sync daemon in place for the
     /// next director (`fulcrum run --keep-forwarding`).
     pub keep_forwarding: bool,
-    /// What the kernel refused of the last applied configuration.
-    kernel_refused: Option<String>,
+    /// What the plane refused of the last applied configuration.
+    plane_refused: Option<String>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -109,43 +106,18 @@ fn differs(svc: &Service, spec: &ServiceSpec) -> bool {
         || svc.pe_name != spec.pe_name
 }
 
-/// Why the proxy plane refuses a service or real server, if it does.
-fn plane_refuses(cmd: &AdmCommand) -> Option<&'static str> {
-    let key = match cmd {
-        AdmCommand::AddService(a) | AdmCommand::EditService(a) => Some(a.key),
-        _ => None,
-    };
-    match key {
-        Some(ServiceKey::Fwmark { .. }) => {
-            return Some(
-                "fwmark services need the ipvs data plane (`dataplane = ipvs`); the proxy data plane sees no packet marks",
-            );
-        }
-        Some(ServiceKey::Addr {
-            proto: Protocol::Sctp,
-            ..
-        }) => return Some("SCTP services need the ipvs data plane (`dataplane = ipvs`)"),
-        _ => {}
-    }
-    match cmd {
-        AdmCommand::AddDest(_, d) | AdmCommand::EditDest(_, d) if d.fwd != Forwarding::Masq => {
-            Some(
-                "the proxy data plane forwards by NAT only: add -m (masquerading); direct routing (-g, ipvsadm's default) and tunnelling (-i) need the ipvs data plane (`dataplane = ipvs`)",
-            )
-        }
-        _ => None,
-    }
-}
-
 impl Controller {
     /// A controller with an empty table, serving through `plane`. `origin`
     /// says where a configuration without a file came from (for status).
-    pub fn new(plane: ProxyPlane, config_path: Option<PathBuf>, origin: &str) -> Controller {
+    pub fn new(
+        plane: Box<dyn DataPlane>,
+        config_path: Option<PathBuf>,
+        origin: &str,
+    ) -> Controller {
         let (health_tx, health_rx) = mpsc::channel(4096);
         Controller {
             table: Table::new(),
             plane,
-            served: HashMap::new(),
             names: HashMap::new(),
             config_path,
             origin: origin.to_string(),
@@ -161,60 +133,17 @@ impl Controller {
             health_rx: Some(health_rx),
             privileges: String::new(),
             user: None,
-            kernel: None,
             plane_why: String::new(),
             syncd: None,
             running: false,
             keep_forwarding: false,
-            kernel_refused: None,
+            plane_refused: None,
         }
     }
 
-    /// Forward through the kernel's IPVS (`dataplane = ipvs`).
-    pub fn use_kernel(&mut self, k: crate::kernel::KernelPlane) {
-        self.kernel = Some(k);
-    }
-
-    /// Bring the kernel's table to the controller's, on the IPVS plane.
-    fn mirror(&mut self) -> Result<(), String> {
-        let Some(k) = &mut self.kernel else {
-            return Ok(());
-        };
-        let t0 = std::time::Instant::now();
-        match k.mirror(&self.table) {
-            Ok(0) => Ok(()),
-            Ok(n) => {
-                tracing::info!(
-                    changes = n,
-                    us = t0.elapsed().as_micros(),
-                    "kernel IPVS table updated"
-                );
-                Ok(())
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "kernel IPVS table not fully updated");
-                Err(e)
-            }
-        }
-    }
-
-    /// Look for changes made to the kernel's table behind Fulcrum's back,
-    /// and report those new since the last look.
-    fn check_drift(&mut self) {
-        let Some(k) = &mut self.kernel else {
-            return;
-        };
-        match k.drift(&self.table) {
-            None => {}
-            Some(d) if d.is_empty() => {
-                tracing::info!("the kernel's IPVS table is Fulcrum's again");
-            }
-            Some(d) => tracing::warn!(
-                differences = d.len(),
-                what = %d.join("; "),
-                "the kernel's IPVS table was changed behind Fulcrum's back; the next change to the table (`fulcrum reload`) puts Fulcrum's back"
-            ),
-        }
+    /// Publish the table to the data plane.
+    fn publish(&mut self) -> Result<(), String> {
+        self.plane.publish(&mut self.table)
     }
 
     /// Run the kernel sync daemon the file asks for, in the role the
@@ -236,7 +165,7 @@ impl Controller {
             };
             crate::kernel::sync_daemon_for(s, role)
         });
-        if let Some(k) = &mut self.kernel
+        if let Some(k) = self.plane.kernel()
             && let Err(e) = k.set_sync(want)
         {
             tracing::error!(error = %e, "connection sync");
@@ -289,7 +218,8 @@ impl Controller {
     /// # Errors
     /// A message naming what could not be applied.
     pub fn apply_config(&mut self, cfg: &Config) -> Result<String, String> {
-        match (cfg.global.effective_dataplane(), self.kernel.is_some()) {
+        let on_kernel = self.plane.kernel_ref().is_some();
+        match (cfg.global.effective_dataplane(), on_kernel) {
             (Dataplane::Xdp, _) => {
                 return Err("the xdp data plane is not available in this version of Fulcrum; use `dataplane = proxy` or `dataplane = ipvs`".into());
             }
@@ -300,15 +230,11 @@ impl Controller {
             }
             _ => {}
         }
-        if self.kernel.is_some()
-            && let Some(name) = crate::kernel::ftp_nat_service(cfg)
-        {
+        if on_kernel && let Some(name) = crate::kernel::ftp_nat_service(cfg) {
             crate::kernel::load_ftp_helper()
                 .map_err(|e| format!("virtual server `{name}`: {e}"))?;
         }
-        if self.kernel.is_none()
-            && let Some(what) = cfg.kernel_only()
-        {
+        if !on_kernel && let Some(what) = cfg.kernel_only() {
             return Err(format!(
                 "{what}, which only the kernel's IPVS forwards; this director runs the proxy data plane ({})",
                 self.plane_why
@@ -326,27 +252,9 @@ impl Controller {
         let want: HashMap<ServiceKey, &TableService> =
             desired.iter().map(|s| (s.spec.key, s)).collect();
 
-        // 1. Listeners for services new to the plane (or whose one-packet mode
-        // changes); undo them all if one fails.
-        let mut started = Vec::new();
-        // On the IPVS plane the kernel forwards: no listeners.
-        for s in desired.iter().filter(|_| self.kernel.is_none()) {
-            let key = s.spec.key;
-            match self.served.get(&key) {
-                Some(op) if *op == s.spec.one_packet => continue,
-                Some(_) => self.plane.remove_service(&key),
-                None => {}
-            }
-            if let Err(e) = self.plane.add_service(key, s.spec.one_packet) {
-                for k in started {
-                    self.plane.remove_service(&k);
-                    self.served.remove(&k);
-                }
-                return Err(format!("virtual server `{}`: {e}", s.name));
-            }
-            self.served.insert(key, s.spec.one_packet);
-            started.push(key);
-        }
+        // 1. The plane gets ready (the proxy binds new listeners); if it
+        // cannot, nothing changes.
+        self.plane.prepare(&desired)?;
 
         // 2. The checks: unchanged ones keep their state.
         self.monitor.set_checks(checks, sorry, self.now())?;
@@ -357,8 +265,6 @@ impl Controller {
         for key in current {
             if !want.contains_key(&key) {
                 let _ = self.table.delete_service(&key);
-                self.plane.remove_service(&key);
-                self.served.remove(&key);
                 removed += 1;
             }
         }
@@ -388,22 +294,15 @@ impl Controller {
             secs(g.tcpfin_timeout),
             secs(g.udp_timeout),
         );
-        self.plane.set_timeouts(self.table.timeouts().triple());
-        if let Some(k) = &mut self.kernel {
-            let secs = |v: Option<u32>| v.unwrap_or(0);
-            k.set_timeouts(
-                secs(g.tcp_timeout),
-                secs(g.tcpfin_timeout),
-                secs(g.udp_timeout),
-            )?;
-        }
-        // The file is applied; what the kernel refused is said, and tried
-        // again at the next change.
-        let refused = self.mirror().err();
-        self.plane.set_max_connections(max_connections);
-        for s in &desired {
-            self.plane
-                .set_service_max(&s.spec.key, s.max_connections.map(|n| n as usize));
+        self.plane.set_timeouts(&self.table)?;
+        // The file is applied; what the plane refused is said (and the
+        // kernel plane tries it again at the next change).
+        let refused = self.publish().err();
+        if let Some(p) = self.plane.proxy() {
+            p.set_max_connections(max_connections);
+            for s in &desired {
+                p.set_service_max(&s.spec.key, s.max_connections.map(|n| n as usize));
+            }
         }
         self.names = desired
             .iter()
@@ -434,7 +333,7 @@ impl Controller {
                 crate::addresses::Announce::from_config(&cfg.global),
             ));
         }
-        self.kernel_refused = refused;
+        self.plane_refused = refused;
         Ok(format!(
             "virtual servers: {added} added, {removed} removed, {changed} changed"
         ))
@@ -518,7 +417,7 @@ impl Controller {
             }
         }
         if changed {
-            let _ = self.mirror();
+            let _ = self.publish();
         }
     }
 
@@ -628,7 +527,7 @@ impl Controller {
                     let _ = f.settings_tx.send(new);
                 }
                 tracing::info!(config = %name, %summary, "reloaded");
-                match self.kernel_refused.take() {
+                match self.plane_refused.take() {
                     None => Response {
                         stdout: format!("{name}: reloaded: {summary}\n"),
                         stderr: diags,
@@ -652,36 +551,21 @@ impl Controller {
         }
     }
 
-    /// Run an ipvsadm command line against the live table, then bring the
-    /// plane's listeners in line with the table.
+    /// Run an ipvsadm command line against the live table (the plane
+    /// answering what only it knows, and refusing what it cannot forward),
+    /// then publish the table.
     pub fn adm(&mut self, args: &[String], stdin: &str) -> Response {
         let now = self.now();
-        let on_kernel = self.kernel.is_some();
         // ipvsadm with no arguments lists; on the kernel plane, the
         // kernel's table.
         let listing = [String::from("-L")];
-        let args = if args.is_empty() && on_kernel {
+        let args = if args.is_empty() && self.plane.kernel_ref().is_some() {
             &listing[..]
         } else {
             args
         };
-        let kernel = std::cell::RefCell::new(self.kernel.as_mut());
-        let zeroed = std::cell::RefCell::new(Vec::new());
-        let veto = |c: &AdmCommand, _: &Table| {
-            if let Some(k) = kernel.borrow_mut().as_mut() {
-                // Listings, daemons: the kernel answers; -Z zeroes it too.
-                if let AdmCommand::Zero(key) = c {
-                    zeroed.borrow_mut().push(*key);
-                }
-                return k.answer(c, &SystemResolver);
-            }
-            // The kernel forwards every way; the proxy only by NAT.
-            plane_refuses(c).map(|why| Outcome {
-                stderr: format!("{why}\n"),
-                exit_code: 255,
-                ..Default::default()
-            })
-        };
+        let plane = std::cell::RefCell::new(&mut self.plane);
+        let veto = |c: &AdmCommand, _: &Table| plane.borrow_mut().answer(c);
         let mut out = ipvsadm::run_with(
             ADM_PROGRAM,
             args,
@@ -691,68 +575,15 @@ impl Controller {
             now,
             &veto,
         );
-        if let Some(k) = &mut self.kernel {
-            for key in zeroed.into_inner() {
-                if let Err(e) = k.zero(key.as_ref()) {
-                    out.stderr.push_str(&format!("{e}\n"));
-                    out.exit_code = 255;
-                }
-            }
-        }
-        let synced = if self.kernel.is_some() {
-            let (t, f, u) = self.table.timeouts().triple();
-            let secs = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
-            let timeouts = match &mut self.kernel {
-                Some(k) => k.set_timeouts(secs(t), secs(f), secs(u)),
-                None => Ok(()),
-            };
-            timeouts.and_then(|()| self.mirror())
-        } else {
-            self.sync_plane()
-        };
-        if let Err(e) = synced {
+        let published = self
+            .plane
+            .set_timeouts(&self.table)
+            .and_then(|()| self.plane.publish(&mut self.table));
+        if let Err(e) = published {
             out.stderr.push_str(&format!("{e}\n"));
             out.exit_code = 255;
         }
-        self.plane.set_timeouts(self.table.timeouts().triple());
         out.into()
-    }
-
-    /// Start listeners for services the table gained and stop those it lost.
-    /// A service whose listener cannot be bound is taken out of the table.
-    fn sync_plane(&mut self) -> Result<(), String> {
-        let want: HashMap<ServiceKey, bool> = self
-            .table
-            .services()
-            .iter()
-            .map(|s| (s.key, s.one_packet))
-            .collect();
-        let gone: Vec<ServiceKey> = self
-            .served
-            .keys()
-            .filter(|k| want.get(k) != self.served.get(k))
-            .copied()
-            .collect();
-        for k in gone {
-            self.plane.remove_service(&k);
-            self.served.remove(&k);
-        }
-        let mut err = Ok(());
-        for (k, op) in want {
-            if self.served.contains_key(&k) {
-                continue;
-            }
-            match self.plane.add_service(k, op) {
-                Ok(()) => {
-                    self.served.insert(k, op);
-                }
-                Err(e) => {
-                    let _ = self.table.delete_service(&k);
-                    err = Err(e.to_string());
-                }
-            }
-        }
-        err
     }
 
     fn on_plane(&mut self, ev: PlaneEvent) {
@@ -846,37 +677,39 @@ impl Controller {
             "Entries in the connection table.",
         );
         m.sample("fulcrum_connection_entries", &[], self.table.conns().len());
-        let limit = self.plane.director_limit();
-        m.family(
-            "fulcrum_open_connections",
-            "gauge",
-            "Connections and UDP flows the data plane holds open.",
-        );
-        m.sample("fulcrum_open_connections", &[], limit.open());
-        m.family(
-            "fulcrum_max_connections",
-            "gauge",
-            "The director-wide limit on open connections (max_connections).",
-        );
-        m.sample("fulcrum_max_connections", &[], limit.max());
-        m.family(
-            "fulcrum_limit_refused_total",
-            "counter",
-            "Connections refused because a max_connections limit was reached.",
-        );
-        m.sample(
-            "fulcrum_limit_refused_total",
-            &[("limit", "director")],
-            limit.refused(),
-        );
-        for s in self.table.services() {
-            if let Some(l) = self.plane.service_limit(&s.key) {
-                let k = s.key.to_string();
-                m.sample(
-                    "fulcrum_limit_refused_total",
-                    &[("limit", "service"), ("service", &k)],
-                    l.refused(),
-                );
+        if let Some(p) = self.plane.proxy() {
+            let limit = p.director_limit();
+            m.family(
+                "fulcrum_open_connections",
+                "gauge",
+                "Connections and UDP flows the data plane holds open.",
+            );
+            m.sample("fulcrum_open_connections", &[], limit.open());
+            m.family(
+                "fulcrum_max_connections",
+                "gauge",
+                "The director-wide limit on open connections (max_connections).",
+            );
+            m.sample("fulcrum_max_connections", &[], limit.max());
+            m.family(
+                "fulcrum_limit_refused_total",
+                "counter",
+                "Connections refused because a max_connections limit was reached.",
+            );
+            m.sample(
+                "fulcrum_limit_refused_total",
+                &[("limit", "director")],
+                limit.refused(),
+            );
+            for s in self.table.services() {
+                if let Some(l) = p.service_limit(&s.key) {
+                    let k = s.key.to_string();
+                    m.sample(
+                        "fulcrum_limit_refused_total",
+                        &[("limit", "service"), ("service", &k)],
+                        l.refused(),
+                    );
+                }
             }
         }
         let services = self.table.services();
@@ -1066,11 +899,7 @@ impl Controller {
         let _ = writeln!(
             o,
             "Fulcrum director: {} data plane ({}), up {}h{:02}m{:02}s",
-            if self.kernel.is_some() {
-                "kernel IPVS"
-            } else {
-                "proxy"
-            },
+            self.plane.kind(),
             self.plane_why,
             up / 3600,
             (up / 60) % 60,
@@ -1085,8 +914,8 @@ impl Controller {
             (None, _) => _ = writeln!(o, "configuration: {}", self.origin),
         }
         if let Some(n) = self
-            .kernel
-            .as_ref()
+            .plane
+            .kernel_ref()
             .map(|k| k.drift_count())
             .filter(|n| *n > 0)
         {
@@ -1095,7 +924,7 @@ impl Controller {
                 "kernel table: {n} difference(s) from Fulcrum's, made behind its back (see the log; `fulcrum reload` puts Fulcrum's back)"
             );
         }
-        if let Some(d) = self.kernel.as_ref().and_then(|k| k.sync_running()) {
+        if let Some(d) = self.plane.kernel_ref().and_then(|k| k.sync_running()) {
             let _ = writeln!(
                 o,
                 "connection sync: {} daemon on {} (syncid {})",
@@ -1124,17 +953,19 @@ impl Controller {
                 }
             );
         }
-        let limit = self.plane.director_limit();
-        let _ = writeln!(
-            o,
-            "connections: {} open, max_connections {}{}",
-            limit.open(),
-            limit.max(),
-            match limit.refused() {
-                0 => String::new(),
-                n => format!("; {n} refused at the limit"),
-            }
-        );
+        if let Some(p) = self.plane.proxy() {
+            let limit = p.director_limit();
+            let _ = writeln!(
+                o,
+                "connections: {} open, max_connections {}{}",
+                limit.open(),
+                limit.max(),
+                match limit.refused() {
+                    0 => String::new(),
+                    n => format!("; {n} refused at the limit"),
+                }
+            );
+        }
         let (t, f, u) = self.table.timeouts().triple();
         let _ = writeln!(
             o,
@@ -1155,9 +986,9 @@ impl Controller {
             let r = s.stats.est.rates();
             let active: u32 = s.dests.iter().map(|d| d.activeconns).sum();
             let inactive: u32 = s.dests.iter().map(|d| d.inactconns).sum();
-            let listening = if self.kernel.is_some() {
+            let listening = if self.plane.kernel_ref().is_some() {
                 "in the kernel"
-            } else if self.served.contains_key(&s.key) {
+            } else if self.plane.forwards(&s.key) {
                 "serving"
             } else {
                 "NOT SERVING"
@@ -1177,7 +1008,7 @@ impl Controller {
             if let Some(n) = self.nodest.get(&s.key) {
                 let _ = writeln!(o, "  refused (no destination available): {}", n.total);
             }
-            if let Some(l) = self.plane.service_limit(&s.key)
+            if let Some(l) = self.plane.proxy().and_then(|p| p.service_limit(&s.key))
                 && (l.max() != usize::MAX || l.refused() > 0)
             {
                 let _ = writeln!(
@@ -1242,7 +1073,7 @@ impl Controller {
         let mut est = tokio::time::interval(fulcrum_core::estimator::ESTIMATOR_PERIOD);
         let mut expire = tokio::time::interval(Duration::from_secs(1));
         let mut gc = tokio::time::interval(Duration::from_secs(60));
-        let mut drift = tokio::time::interval(Duration::from_secs(5));
+        let mut upkeep = tokio::time::interval(Duration::from_secs(5));
         est.tick().await;
         gc.tick().await;
         let Some(mut health) = self.health_rx.take() else {
@@ -1289,7 +1120,7 @@ impl Controller {
                 _ = est.tick() => self.table.tick_estimators(),
                 _ = expire.tick() => { self.table.expire(self.now()); }
                 _ = gc.tick() => self.table.collect_garbage(self.now()),
-                _ = drift.tick(), if self.kernel.is_some() => self.check_drift(),
+                _ = upkeep.tick() => self.plane.upkeep(&self.table),
                 Ok(()) = async {
                     match election.as_mut() {
                         Some(e) => e.changed().await,
@@ -1305,17 +1136,7 @@ impl Controller {
                 _ = &mut shutdown => break,
             }
         }
-        // Stop accepting; the plane's listeners go with it.
-        for k in self.served.keys() {
-            self.plane.remove_service(k);
-        }
-        if let Some(k) = &mut self.kernel {
-            if self.keep_forwarding {
-                k.leave();
-            } else {
-                k.remove_all();
-            }
-        }
+        self.plane.stop(self.keep_forwarding);
     }
 }
 

@@ -7,6 +7,7 @@ pub mod agent;
 pub mod check;
 pub mod control;
 pub mod controller;
+pub mod dataplane;
 pub mod demo;
 pub mod files;
 pub mod ha;

@@ -105,14 +105,21 @@ pub async fn director(
         }
     };
     tracing::info!(%privileges, "privileges reduced");
-    let (plane, plane_rx) = controller::plane(Duration::from_secs(300), workers);
+    // The data plane: the kernel's IPVS, or the proxy's workers.
+    let (plane, plane_rx): (Box<dyn crate::dataplane::DataPlane>, _) = match kernel {
+        Some(mut k) => {
+            k.keep_state(crate::paths::kernel_state_path(&control));
+            // The kernel forwards: no connection events to schedule.
+            (Box::new(k), mpsc::channel(1).1)
+        }
+        None => {
+            let (p, rx) = controller::plane(Duration::from_secs(300), workers);
+            (Box::new(crate::dataplane::ProxyForwarding::new(p)), rx)
+        }
+    };
     let mut ctl = Controller::new(plane, config_path.clone(), origin);
     ctl.privileges = privileges;
     ctl.user = config.as_ref().and_then(|c| c.global.user.clone());
-    if let Some(mut k) = kernel {
-        k.keep_state(crate::paths::kernel_state_path(&control));
-        ctl.use_kernel(k);
-    }
     ctl.keep_forwarding = keep_forwarding;
     ctl.plane_why = plane_why;
     // The floating addresses come up before serving; failing to add one is
