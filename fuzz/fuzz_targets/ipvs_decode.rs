@@ -1,5 +1,6 @@
 //! Netlink replies from arbitrary bytes: framing, attributes and the IPVS
-//! decoders never panic.
+//! decoders (services, real servers, sync daemons) never panic; nor does
+//! reading the kernel's connection table (`/proc/net/ip_vs_conn`) as text.
 #![no_main]
 
 use fulcrum_core::Family;
@@ -15,7 +16,9 @@ fuzz_target!(|data: &[u8]| {
             let _ = msg::decode_dest(body, Family::V6);
             let _ = msg::decode_info(body);
             let _ = msg::decode_timeouts(body);
+            let _ = msg::decode_daemon(body);
         }
     }
     let _ = msg::decode_service(data);
+    let _ = fulcrum_ipvs::conns::parse(&String::from_utf8_lossy(data));
 });

@@ -365,6 +365,38 @@ pub fn ipvs_vm(tag: &str, script: &str, add: &[&str], timeout_secs: u32) -> Stri
     text
 }
 
+/// Run a scenario in the IPVS VM: the script `DIR/NAME.sh` after the
+/// helpers of `DIR/lib.sh`, with `fulcrum` (the binary under test) as
+/// `$FULCRUM` and each of `programs` (`VAR`, path) copied in and given as
+/// `$VAR`; its standard output (see [`section`]).
+///
+/// # Panics
+/// As [`ipvs_vm`]; when a script cannot be read.
+pub fn vm_scenario(
+    dir: &std::path::Path,
+    name: &str,
+    fulcrum: &str,
+    programs: &[(&str, &str)],
+    timeout_secs: u32,
+) -> String {
+    let read = |f: &str| {
+        std::fs::read_to_string(dir.join(f))
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.join(f).display()))
+    };
+    let vars: String = programs
+        .iter()
+        .map(|(v, p)| format!("{v}={p}\n"))
+        .collect();
+    let script = format!(
+        "FULCRUM={fulcrum}\n{vars}{}\n{}",
+        read("lib.sh"),
+        read(&format!("{name}.sh"))
+    );
+    let mut files = vec![fulcrum];
+    files.extend(programs.iter().map(|(_, p)| *p));
+    ipvs_vm(&format!("scenario-{name}"), &script, &files, timeout_secs)
+}
+
 /// The text between the line `=== NAME` and the next `=== ` marker.
 ///
 /// # Panics

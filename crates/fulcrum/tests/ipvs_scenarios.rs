@@ -5,7 +5,7 @@
 //! wget), and prints sections the test reads. Root and the VM: runs with
 //! FULCRUM_NETNS_TESTS=1 (.ci/run does).
 
-use fulcrum_testbed::{ipvs_vm, section};
+use fulcrum_testbed::{section, vm_scenario};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fulcrum");
 
@@ -13,16 +13,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_fulcrum");
 /// programs in `add`, each also given to the script as a variable.
 fn scenario(name: &str, add: &[(&str, &str)]) -> String {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vm");
-    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
-    let vars: String = add.iter().map(|(v, p)| format!("{v}={p}\n")).collect();
-    let script = format!(
-        "FULCRUM={BIN}\n{vars}{}\n{}",
-        read("lib.sh"),
-        read(&format!("{name}.sh"))
-    );
-    let mut files = vec![BIN];
-    files.extend(add.iter().map(|(_, p)| *p));
-    ipvs_vm(&format!("scenario-{name}"), &script, &files, 240)
+    vm_scenario(&dir, name, BIN, add, 240)
 }
 
 /// The first of `paths` that exists.
