@@ -383,10 +383,7 @@ pub fn vm_scenario(
         std::fs::read_to_string(dir.join(f))
             .unwrap_or_else(|e| panic!("{}: {e}", dir.join(f).display()))
     };
-    let vars: String = programs
-        .iter()
-        .map(|(v, p)| format!("{v}={p}\n"))
-        .collect();
+    let vars: String = programs.iter().map(|(v, p)| format!("{v}={p}\n")).collect();
     let script = format!(
         "FULCRUM={fulcrum}\n{vars}{}\n{}",
         read("lib.sh"),

@@ -230,6 +230,14 @@ impl Controller {
             }
             _ => {}
         }
+        if on_kernel
+            && (cfg.global.max_connections.is_some()
+                || cfg.virtuals.iter().any(|v| v.max_connections.is_some()))
+        {
+            tracing::warn!(
+                "`max_connections` limits the proxy plane only; on the kernel IPVS plane use the real servers' `uthreshold`"
+            );
+        }
         if on_kernel && let Some(name) = crate::kernel::ftp_nat_service(cfg) {
             crate::kernel::load_ftp_helper()
                 .map_err(|e| format!("virtual server `{name}`: {e}"))?;

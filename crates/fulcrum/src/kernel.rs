@@ -35,6 +35,9 @@ pub struct KernelPlane {
     /// The kernel's table as the last mirror left it, so the next one
     /// plans without reading it back; `None` after a refusal or a drift.
     known: Option<Vec<Entry>>,
+    /// The kernel's IPVS version and connection table size, for the
+    /// listings' first line.
+    info: (u32, u32),
 }
 
 /// The table as the kernel takes it.
@@ -205,6 +208,7 @@ impl KernelPlane {
             state: None,
             drift: Vec::new(),
             known: None,
+            info: (version, size),
         })
     }
 
@@ -352,7 +356,7 @@ impl KernelPlane {
         Some(match cmd {
             AdmCommand::List(l) => match l.target {
                 ListTarget::All => match self.listing() {
-                    Ok(v) => out(render_list(&v, &l.format, true, r)),
+                    Ok(v) => out(self.kernel_header(render_list(&v, &l.format, true, r))),
                     Err(e) => failed(e),
                 },
                 ListTarget::Service(k) => match self.listing() {
@@ -397,6 +401,19 @@ impl KernelPlane {
             },
             _ => return None,
         })
+    }
+
+    /// A listing with the kernel's own version and table size in its first
+    /// line, as ipvsadm prints them.
+    fn kernel_header(&self, text: String) -> String {
+        let (v, size) = self.info;
+        let ours = format!(
+            "IP Virtual Server version {}.{}.{} (size={size})",
+            v >> 16,
+            (v >> 8) & 0xff,
+            v & 0xff
+        );
+        text.replacen("IP Virtual Server version 1.2.1 (size=4096)", &ours, 1)
     }
 
     /// Zero the kernel's counters (`-Z`), after the controller's table.

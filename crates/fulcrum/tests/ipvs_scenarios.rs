@@ -216,6 +216,12 @@ fn upgrades_keep_forwarding_changes_behind_its_back_are_undone_and_kernel_refusa
     assert_eq!(n[2].trim_end_matches(','), n[4], "{out}");
     assert_ne!(n[4], "0", "{out}");
     assert_eq!(adopted.lines().nth(1), Some("1"), "{out}");
+    // The kernel's own table size in the listing, as ipvsadm prints it.
+    assert_eq!(
+        section(&out, "header"),
+        "IP Virtual Server version 1.2.1 (size=1024)\nsame\n",
+        "{out}"
+    );
     // Behind Fulcrum's back: both changes noticed and reported...
     let drift = section(&out, "drift");
     assert!(
