@@ -55,6 +55,11 @@ gen_cf() { awk -v S="$S" -v R="$R" -v pct="$1" 'BEGIN { print "dataplane = ipvs"
   } }'
 }
 gen_cf 0 > /tmp/full.cf; gen_cf 1 > /tmp/one.cf
+# The same 1 % change as ipvsadm commands.
+awk -v S="$S" 'BEGIN { for (s = 0; s < S; s += 100) {
+  vip = sprintf("10.%d.%d.%d", 1 + int(s / 65536), int(s / 256) % 256, s % 256)
+  printf "-e -t %s:80 -r 192.168.0.1:80 -m -w 5\n-d -t %s:80 -r 192.168.0.2:80\n-a -t %s:80 -r 192.168.9.9:80 -m -w 1\n", vip, vip, vip
+} }' > /tmp/one.txt
 printf 'dataplane = ipvs\n' > /tmp/empty.cf
 for i in $(seq "$RUNS"); do
   ipvsadm -C; t0=$(now); ipvsadm -R < /tmp/table.txt; t1=$(now); ms "$t0" "$t1" >> /tmp/ipvsadm
@@ -66,6 +71,7 @@ for i in $(seq 100); do [ -S /tmp/f.sock ] && break; sleep 0.1; done
 for i in $(seq "$RUNS"); do
   "$FULCRUM" adm --control /tmp/f.sock -C
   t0=$(now); "$FULCRUM" adm --control /tmp/f.sock -R < /tmp/table.txt; t1=$(now); ms "$t0" "$t1" >> /tmp/adm
+  t0=$(now); "$FULCRUM" adm --control /tmp/f.sock -R < /tmp/one.txt; t1=$(now); ms "$t0" "$t1" >> /tmp/admone
   "$FULCRUM" adm --control /tmp/f.sock -C
   cp /tmp/full.cf /tmp/lvs.cf
   t0=$(now); "$FULCRUM" reload --control /tmp/f.sock >/dev/null; t1=$(now); ms "$t0" "$t1" >> /tmp/full
@@ -78,10 +84,11 @@ for i in $(seq "$RUNS"); do
 done
 echo "check: $(ipvsadm -S -n | wc -l) lines in the kernel after the last reload to an empty file"
 a=$(median < /tmp/ipvsadm); b=$(median < /tmp/adm); c=$(median < /tmp/full); d=$(median < /tmp/one)
-e=$(median < /tmp/kfull); f=$(median < /tmp/kone)
+e=$(median < /tmp/kfull); f=$(median < /tmp/kone); g=$(median < /tmp/admone)
 echo "table: $S services x $R real servers; median of $RUNS runs (ms)"
 echo "ipvsadm -R          $a"
 echo "fulcrum adm -R      $b   ($(awk -v x="$b" -v y="$a" 'BEGIN {printf "%.2f", x / y}')x ipvsadm)"
+echo "fulcrum adm -R 1 %  $g   ($(awk -v x="$g" -v y="$b" 'BEGIN {printf "%.3f", x / y}')x a full adm -R)"
 echo "fulcrum reload full $c   ($(awk -v x="$c" -v y="$a" 'BEGIN {printf "%.2f", x / y}')x ipvsadm)"
 echo "fulcrum reload 1 %  $d   ($(awk -v x="$d" -v y="$c" 'BEGIN {printf "%.3f", x / y}')x a full reload)"
 echo "of which programming the kernel: full $e, 1 % $f ($(awk -v x="$f" -v y="$e" 'BEGIN {printf "%.3f", x / y}')x); the rest reads, checks and diffs the whole lvs.cf"
