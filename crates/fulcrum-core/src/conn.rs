@@ -143,3 +143,26 @@ impl ConnTable {
         id
     }
 }
+
+/// A connection as `/proc/net/ip_vs_conn` shows it and `ipvsadm -c` lists
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(
+    missing_docs,
+    reason = "fields mirror the /proc/net/ip_vs_conn columns"
+)]
+pub struct ConnEntry {
+    /// `TCP`, `UDP`, `SCTP` or `IP`.
+    pub proto: String,
+    pub caddr: IpAddr,
+    pub cport: u16,
+    pub vaddr: IpAddr,
+    pub vport: u16,
+    pub daddr: IpAddr,
+    pub dport: u16,
+    pub state: String,
+    /// Seconds until expiry.
+    pub expires: u64,
+    /// Persistence engine name and data, when present.
+    pub pe: Option<(String, String)>,
+}

@@ -20,9 +20,11 @@ pub mod estimator;
 pub mod sched;
 pub mod service;
 pub mod state;
+pub mod sync;
 pub mod table;
 
 pub use addr::{Family, Netmask};
 pub use dest::{Dest, DestId, Forwarding, TunnelCsum, TunnelType};
 pub use service::{Protocol, SchedFlags, Service, ServiceKey};
+pub use sync::{SyncDaemon, SyncRole};
 pub use table::{DestSpec, ServiceSpec, Table, TableError};

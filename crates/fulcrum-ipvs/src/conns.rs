@@ -8,25 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 /// Where the kernel shows its connections (of this network namespace).
 pub const PROC_PATH: &str = "/proc/net/ip_vs_conn";
 
-/// One connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[allow(missing_docs, reason = "the /proc/net/ip_vs_conn columns")]
-pub struct ProcConn {
-    /// `TCP`, `UDP`, `SCTP` or `IP`.
-    pub proto: String,
-    pub caddr: IpAddr,
-    pub cport: u16,
-    pub vaddr: IpAddr,
-    pub vport: u16,
-    pub daddr: IpAddr,
-    pub dport: u16,
-    /// The state's name (`ESTABLISHED`, `TIME_WAIT`, `UDP`, …).
-    pub state: String,
-    /// Seconds until it expires.
-    pub expires: u64,
-    /// Persistence engine name and data.
-    pub pe: Option<(String, String)>,
-}
+pub use fulcrum_core::conn::ConnEntry;
 
 fn addr(word: &str) -> Option<IpAddr> {
     if word.contains(':') {
@@ -45,12 +27,12 @@ fn port(word: &str) -> Option<u16> {
 }
 
 /// One line; `None` for the header and anything that does not read.
-fn line(l: &str) -> Option<ProcConn> {
+fn line(l: &str) -> Option<ConnEntry> {
     let w: Vec<&str> = l.split_ascii_whitespace().collect();
     if !(w.len() == 9 || w.len() == 11) {
         return None;
     }
-    Some(ProcConn {
+    Some(ConnEntry {
         proto: w[0].to_string(),
         caddr: addr(w[1])?,
         cport: port(w[2])?,
@@ -66,7 +48,7 @@ fn line(l: &str) -> Option<ProcConn> {
 
 /// Every connection in `text` (the file's contents), in its order; lines
 /// that do not read are skipped, as ipvsadm skips them.
-pub fn parse(text: &str) -> Vec<ProcConn> {
+pub fn parse(text: &str) -> Vec<ConnEntry> {
     text.lines().skip(1).filter_map(line).collect()
 }
 

@@ -8,6 +8,7 @@ use fulcrum_core::{
     DestSpec, Family, Forwarding, Netmask, Protocol, SchedFlags, ServiceKey, ServiceSpec,
     TunnelCsum, TunnelType,
 };
+pub use fulcrum_core::{SyncDaemon, SyncRole};
 
 use crate::nl::{Attr, Builder, DecodeError, attrs};
 
@@ -310,56 +311,19 @@ pub fn bare(family: u16, seq: u32, command: u8, flags: u16) -> Vec<u8> {
     Builder::new(family, flags, seq, command, VERSION).finish()
 }
 
-/// The role of a connection-sync daemon (`IP_VS_STATE_*`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SyncRole {
-    /// Sends the connections of this director (`IP_VS_STATE_MASTER`).
-    Master,
-    /// Receives another director's (`IP_VS_STATE_BACKUP`).
-    Backup,
-}
-
-impl SyncRole {
-    fn state(self) -> u32 {
-        match self {
-            SyncRole::Master => 1,
-            SyncRole::Backup => 2,
-        }
+/// `IP_VS_STATE_MASTER` / `IP_VS_STATE_BACKUP`.
+fn state(role: SyncRole) -> u32 {
+    match role {
+        SyncRole::Master => 1,
+        SyncRole::Backup => 2,
     }
-
-    /// `master` or `backup`, as ipvsadm says it.
-    pub fn name(self) -> &'static str {
-        match self {
-            SyncRole::Master => "master",
-            SyncRole::Backup => "backup",
-        }
-    }
-}
-
-/// A connection-sync daemon of the kernel (`--start-daemon`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SyncDaemon {
-    /// Its role.
-    pub role: SyncRole,
-    /// The interface its multicast goes out of or comes in on.
-    pub mcast_ifn: String,
-    /// The sync id: a backup takes only messages with its own (0: any).
-    pub syncid: u8,
-    /// The largest UDP payload (0: the kernel's default, from the MTU).
-    pub sync_maxlen: u16,
-    /// The multicast group (`None`: the kernel's 224.0.0.81).
-    pub mcast_group: Option<IpAddr>,
-    /// The UDP port (0: the kernel's 8848).
-    pub mcast_port: u16,
-    /// The multicast TTL (0: the kernel's 1).
-    pub mcast_ttl: u8,
 }
 
 /// `IPVS_CMD_NEW_DAEMON`: start a sync daemon.
 pub fn new_daemon(family: u16, seq: u32, d: &SyncDaemon, flags: u16) -> Vec<u8> {
     let mut b = Builder::new(family, flags, seq, cmd::NEW_DAEMON, VERSION);
     b.nest(cmd_attr::DAEMON);
-    b.u32(daemon::STATE, d.role.state())
+    b.u32(daemon::STATE, state(d.role))
         .string(daemon::MCAST_IFN, &d.mcast_ifn)
         .u32(daemon::SYNC_ID, u32::from(d.syncid));
     if d.sync_maxlen != 0 {
@@ -388,7 +352,7 @@ pub fn new_daemon(family: u16, seq: u32, d: &SyncDaemon, flags: u16) -> Vec<u8> 
 pub fn del_daemon(family: u16, seq: u32, role: SyncRole, flags: u16) -> Vec<u8> {
     let mut b = Builder::new(family, flags, seq, cmd::DEL_DAEMON, VERSION);
     b.nest(cmd_attr::DAEMON);
-    b.u32(daemon::STATE, role.state());
+    b.u32(daemon::STATE, state(role));
     b.end_nest();
     b.finish()
 }

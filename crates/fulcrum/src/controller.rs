@@ -154,7 +154,7 @@ impl Controller {
             return;
         }
         let want = self.syncd.as_ref().map(|s| {
-            use fulcrum_ipvs::msg::SyncRole;
+            use fulcrum_core::SyncRole;
             let role = match s.role {
                 fulcrum_config::SyncdRole::Master => SyncRole::Master,
                 fulcrum_config::SyncdRole::Backup => SyncRole::Backup,

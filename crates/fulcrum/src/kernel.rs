@@ -9,14 +9,15 @@
 use std::collections::HashSet;
 
 use fulcrum_api::ipvsadm::{
-    AdmCommand, ConnEntry, DaemonArgs, DaemonInfo, DaemonState, DestEntry, ListTarget, Outcome,
-    Resolver, ServiceEntry, render_conns, render_daemons, render_list, render_timeout,
+    AdmCommand, ConnEntry, DestEntry, ListTarget, Outcome, Resolver, ServiceEntry, render_conns,
+    render_daemons, render_list, render_timeout,
 };
 use fulcrum_config::{Config, Dataplane};
 use fulcrum_core::estimator::{Counters, Rates};
 use fulcrum_core::{DestSpec, ServiceKey, ServiceSpec, Table};
+use fulcrum_core::{SyncDaemon, SyncRole};
 use fulcrum_ipvs::driver::Ipvs;
-use fulcrum_ipvs::msg::{KernelStats, SyncDaemon, SyncRole};
+use fulcrum_ipvs::msg::KernelStats;
 use fulcrum_ipvs::reconcile::{self, Entry};
 
 /// The kernel's IPVS and the services Fulcrum installed there.
@@ -372,9 +373,7 @@ impl KernelPlane {
                     Err(e) => failed(e),
                 },
                 ListTarget::Daemon => match self.ipvs.daemons() {
-                    Ok(d) => out(render_daemons(
-                        &d.iter().map(daemon_info).collect::<Vec<_>>(),
-                    )),
+                    Ok(d) => out(render_daemons(&d)),
                     Err(e) => failed(e),
                 },
             },
@@ -391,11 +390,11 @@ impl KernelPlane {
                 )),
                 Err(e) => failed(e),
             },
-            AdmCommand::StartDaemon(a) => match self.ipvs.start_daemon(&sync_daemon(a)) {
+            AdmCommand::StartDaemon(a) => match self.ipvs.start_daemon(a) {
                 Ok(()) => Outcome::default(),
                 Err(e) => failed(e),
             },
-            AdmCommand::StopDaemon(state, _) => match self.ipvs.stop_daemon(role(*state)) {
+            AdmCommand::StopDaemon(role, _) => match self.ipvs.stop_daemon(*role) {
                 Ok(()) => Outcome::default(),
                 Err(e) => failed(e),
             },
@@ -678,54 +677,6 @@ fn split(s: &KernelStats) -> (Counters, Rates) {
 fn kernel_conns() -> Vec<ConnEntry> {
     let text = std::fs::read_to_string(fulcrum_ipvs::conns::PROC_PATH).unwrap_or_default();
     fulcrum_ipvs::conns::parse(&text)
-        .into_iter()
-        .map(|c| ConnEntry {
-            proto: c.proto,
-            caddr: c.caddr,
-            cport: c.cport,
-            vaddr: c.vaddr,
-            vport: c.vport,
-            daddr: c.daddr,
-            dport: c.dport,
-            state: c.state,
-            expires: c.expires,
-            pe: c.pe,
-        })
-        .collect()
-}
-
-fn role(s: DaemonState) -> SyncRole {
-    match s {
-        DaemonState::Master => SyncRole::Master,
-        DaemonState::Backup => SyncRole::Backup,
-    }
-}
-
-fn sync_daemon(a: &DaemonArgs) -> SyncDaemon {
-    SyncDaemon {
-        role: role(a.state),
-        mcast_ifn: a.mcast_ifn.clone(),
-        syncid: a.syncid,
-        sync_maxlen: a.sync_maxlen,
-        mcast_group: a.mcast_group,
-        mcast_port: a.mcast_port,
-        mcast_ttl: a.mcast_ttl,
-    }
-}
-
-fn daemon_info(d: &SyncDaemon) -> DaemonInfo {
-    DaemonInfo {
-        state: match d.role {
-            SyncRole::Master => DaemonState::Master,
-            SyncRole::Backup => DaemonState::Backup,
-        },
-        mcast_ifn: d.mcast_ifn.clone(),
-        syncid: d.syncid,
-        sync_maxlen: d.sync_maxlen,
-        mcast_group: d.mcast_group,
-        mcast_port: d.mcast_port,
-        mcast_ttl: d.mcast_ttl,
-    }
 }
 
 /// What ipvsadm says for a kernel error (`ipvs_strerror`), falling back to

@@ -8,7 +8,7 @@ use fulcrum_core::{DestSpec, ServiceSpec, Table, TableError};
 
 use super::parse::{AdmCommand, Format, Invocation, ListTarget, parse_args, usage, version};
 use super::render::{
-    ConnEntry, DaemonInfo, ServiceEntry, render_conns, render_daemons, render_list, render_timeout,
+    ConnEntry, ServiceEntry, render_conns, render_daemons, render_list, render_timeout,
 };
 use super::resolve::Resolver;
 
@@ -172,7 +172,7 @@ pub fn execute(cmd: &AdmCommand, table: &mut Table, r: &dyn Resolver, now: Durat
                 }
             }
             ListTarget::Daemon => Outcome {
-                stdout: render_daemons(&[] as &[DaemonInfo]),
+                stdout: render_daemons(&[]),
                 ..Default::default()
             },
         },

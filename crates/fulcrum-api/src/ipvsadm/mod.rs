@@ -7,11 +7,11 @@ mod resolve;
 
 pub use exec::{Outcome, Veto, conn_entries, entries, execute, run, run_with};
 pub use parse::{
-    AdmCommand, AdmError, DaemonArgs, DaemonState, DestArgs, Format, Invocation, ListArgs,
-    ListTarget, SvcArgs, parse_args, usage, version,
+    AdmCommand, AdmError, DestArgs, Format, Invocation, ListArgs, ListTarget, SvcArgs, parse_args,
+    usage, version,
 };
 pub use render::{
-    ConnEntry, DaemonInfo, DestEntry, ServiceEntry, print_largenum, render_conns, render_daemons,
-    render_list, render_timeout, sort_entries,
+    ConnEntry, DestEntry, ServiceEntry, print_largenum, render_conns, render_daemons, render_list,
+    render_timeout, sort_entries,
 };
 pub use resolve::{NumericResolver, Resolver};

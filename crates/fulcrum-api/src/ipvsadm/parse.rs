@@ -4,7 +4,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use fulcrum_core::{
-    Family, Forwarding, Netmask, Protocol, SchedFlags, ServiceKey, TunnelCsum, TunnelType,
+    Family, Forwarding, Netmask, Protocol, SchedFlags, ServiceKey, SyncDaemon, SyncRole,
+    TunnelCsum, TunnelType,
 };
 
 use super::resolve::Resolver;
@@ -117,34 +118,6 @@ pub struct ListArgs {
     pub format: Format,
 }
 
-/// Sync daemon role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DaemonState {
-    /// `master`
-    Master,
-    /// `backup`
-    Backup,
-}
-
-/// `--start-daemon` options.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DaemonArgs {
-    /// Role.
-    pub state: DaemonState,
-    /// `--mcast-interface`, default `eth0`.
-    pub mcast_ifn: String,
-    /// `--syncid`.
-    pub syncid: u8,
-    /// `--sync-maxlen` (0 = default).
-    pub sync_maxlen: u16,
-    /// `--mcast-group`.
-    pub mcast_group: Option<IpAddr>,
-    /// `--mcast-port` (0 = default).
-    pub mcast_port: u16,
-    /// `--mcast-ttl` (0 = default).
-    pub mcast_ttl: u8,
-}
-
 /// One ipvsadm command, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdmCommand {
@@ -176,9 +149,9 @@ pub enum AdmCommand {
     /// `--set tcp tcpfin udp`
     SetTimeout(u32, u32, u32),
     /// `--start-daemon`
-    StartDaemon(DaemonArgs),
+    StartDaemon(SyncDaemon),
     /// `--stop-daemon`
-    StopDaemon(DaemonState, u8),
+    StopDaemon(SyncRole, u8),
 }
 
 /// What a command line asks for.
@@ -937,7 +910,7 @@ fn parse_sched_flags(sched: &str, arg: &str) -> Result<SchedFlags, AdmError> {
 /// The command entry ipvsadm builds while scanning (`ipvs_command_entry`).
 struct Entry {
     cmd: Option<Cmd>,
-    daemon_state: Option<DaemonState>,
+    daemon_state: Option<SyncRole>,
     proto: Option<Protocol>,
     family: Family,
     addr: Option<IpAddr>,
@@ -1015,10 +988,10 @@ fn set_option(options: &mut u64, optc: usize) -> Result<(), AdmError> {
     Ok(())
 }
 
-fn daemon_state(arg: &str, what: &str) -> Result<DaemonState, AdmError> {
+fn daemon_state(arg: &str, what: &str) -> Result<SyncRole, AdmError> {
     match arg {
-        "master" => Ok(DaemonState::Master),
-        "backup" => Ok(DaemonState::Backup),
+        "master" => Ok(SyncRole::Master),
+        "backup" => Ok(SyncRole::Backup),
         _ => Err(fail(what)),
     }
 }
@@ -1425,8 +1398,8 @@ pub fn parse_args(
         Cmd::Save => AdmCommand::Save {
             numeric: fmt.numeric,
         },
-        Cmd::StartDaemon => AdmCommand::StartDaemon(DaemonArgs {
-            state: ce.daemon_state.expect("set with the command"),
+        Cmd::StartDaemon => AdmCommand::StartDaemon(SyncDaemon {
+            role: ce.daemon_state.expect("set with the command"),
             mcast_ifn: ce.mcast_ifn.clone(),
             syncid: ce.syncid,
             sync_maxlen: ce.sync_maxlen,

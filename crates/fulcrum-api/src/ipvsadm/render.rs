@@ -9,8 +9,10 @@ use fulcrum_core::{
     Family, Forwarding, Netmask, Protocol, SchedFlags, Service, ServiceKey, TunnelCsum, TunnelType,
 };
 
-use super::parse::{DaemonState, Format};
+use super::parse::Format;
 use super::resolve::Resolver;
+pub use fulcrum_core::conn::ConnEntry;
+use fulcrum_core::{SyncDaemon, SyncRole};
 
 /// `IP_VS_VERSION_CODE` 0x010201 and the default connection table size.
 const HEADER: &str = "IP Virtual Server version 1.2.1 (size=4096)\n";
@@ -97,41 +99,6 @@ impl ServiceEntry {
             ServiceKey::Fwmark { .. } => Protocol::Tcp,
         }
     }
-}
-
-/// A connection entry as `/proc/net/ip_vs_conn` gives it to `ipvsadm -c`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[allow(
-    missing_docs,
-    reason = "fields mirror the /proc/net/ip_vs_conn columns"
-)]
-pub struct ConnEntry {
-    /// `TCP`, `UDP`, `SCTP` or `IP`.
-    pub proto: String,
-    pub caddr: IpAddr,
-    pub cport: u16,
-    pub vaddr: IpAddr,
-    pub vport: u16,
-    pub daddr: IpAddr,
-    pub dport: u16,
-    pub state: String,
-    /// Seconds until expiry.
-    pub expires: u64,
-    /// Persistence engine name and data, when present.
-    pub pe: Option<(String, String)>,
-}
-
-/// A running sync daemon (`ipvs_daemon_t`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[allow(missing_docs, reason = "fields mirror ipvs_daemon_t")]
-pub struct DaemonInfo {
-    pub state: DaemonState,
-    pub mcast_ifn: String,
-    pub syncid: u8,
-    pub sync_maxlen: u16,
-    pub mcast_group: Option<IpAddr>,
-    pub mcast_port: u16,
-    pub mcast_ttl: u8,
 }
 
 /// `print_largenum`: K/M/G/T scaling, or `--exact`.
@@ -623,11 +590,11 @@ pub fn render_timeout(tcp: u64, tcpfin: u64, udp: u64) -> String {
 }
 
 /// `--daemon`: master first, then backup.
-pub fn render_daemons(daemons: &[DaemonInfo]) -> String {
+pub fn render_daemons(daemons: &[SyncDaemon]) -> String {
     let mut out = String::new();
-    for want in [DaemonState::Master, DaemonState::Backup] {
-        for d in daemons.iter().filter(|d| d.state == want) {
-            let role = if want == DaemonState::Master {
+    for want in [SyncRole::Master, SyncRole::Backup] {
+        for d in daemons.iter().filter(|d| d.role == want) {
+            let role = if want == SyncRole::Master {
                 "master"
             } else {
                 "backup"
