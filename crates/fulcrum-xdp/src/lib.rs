@@ -6,14 +6,15 @@
 //! ports) and looked up in the `services` map the controller publishes the
 //! table into; a virtual service's packets are counted against it (per CPU,
 //! summed here), everything else is counted by why it is not one. It
-//! forwards nothing yet: every verdict is `XDP_PASS`.
+//! forwards nothing yet: every verdict is `XDP_PASS`. It attaches to an
+//! interface natively, or in the generic path where the driver refuses.
 //!
 //! Without clang (and libbpf's headers) at build time the crate still
 //! builds: [`program`] then says what to install.
 
 use aya::Ebpf;
 use aya::maps::{HashMap, MapData, PerCpuArray};
-use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp};
+use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
 use fulcrum_core::{Protocol, ServiceKey};
 
 /// The compiled BPF object (empty when clang was missing at build time).
@@ -27,6 +28,15 @@ const PROGRAM: &str = "fulcrum_xdp";
 
 /// `XDP_PASS`: the frame goes on to the kernel.
 pub const XDP_PASS: u32 = 2;
+
+/// How the program runs on an interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attached {
+    /// In the driver (native XDP).
+    Native,
+    /// In the kernel's generic path (slower): the driver refused native.
+    Generic,
+}
 
 /// What went wrong.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +54,9 @@ pub enum XdpError {
         /// The error.
         why: String,
     },
+    /// Not an interface name.
+    #[error("`{0}` is not an interface name (at most 15 characters, no `/`, space or NUL)")]
+    BadInterface(String),
     /// Too many services for the map.
     #[error("{0} services: the XDP plane holds at most {MAX_SERVICES}")]
     TooMany(usize),
@@ -248,6 +261,39 @@ impl Classifier {
                 Ok((*e, v.iter().sum()))
             })
             .collect()
+    }
+
+    /// Attach the program to `interface` (of this thread's network
+    /// namespace): in the driver, or — when the driver refuses — in the
+    /// kernel's generic path, which the answer says (the caller warns).
+    /// It stays attached until the classifier is dropped.
+    ///
+    /// # Errors
+    /// A name that is not an interface's, no such interface, or the kernel
+    /// refusing both modes (the error of the generic attempt).
+    pub fn attach(&mut self, interface: &str) -> Result<Attached, XdpError> {
+        if interface.is_empty() || interface.len() > 15 || interface.contains(['/', ' ', '\0', ':'])
+        {
+            return Err(XdpError::BadInterface(interface.to_string()));
+        }
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(PROGRAM)
+            .ok_or(XdpError::Kernel {
+                what: "attaching the XDP program",
+                why: format!("no program `{PROGRAM}`"),
+            })?
+            .try_into()
+            .map_err(|e: ProgramError| kernel("attaching the XDP program")(&e))?;
+        if prog.attach(interface, XdpMode::Driver).is_ok() {
+            return Ok(Attached::Native);
+        }
+        prog.attach(interface, XdpMode::Skb)
+            .map(|_| Attached::Generic)
+            .map_err(|e| XdpError::Kernel {
+                what: "attaching the XDP program",
+                why: format!("{interface}: {e}"),
+            })
     }
 
     /// Run the program on one frame in the kernel (`BPF_PROG_TEST_RUN`, no

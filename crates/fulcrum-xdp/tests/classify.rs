@@ -191,3 +191,93 @@ fn truncated_and_random_frames_pass_unchanged() {
     let total: u64 = exceptions(&c).iter().map(|(_, n)| n).sum();
     assert!(total >= 2000, "every frame counted somewhere: {total}");
 }
+
+/// Delete the namespaces when the test ends, passed or not.
+struct Namespaces(Vec<String>);
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", n])
+                .status();
+        }
+    }
+}
+
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "network namespaces and BPF: needs root; run with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
+#[test]
+fn attached_to_a_veth_it_counts_real_traffic_and_refuses_bad_names() {
+    if Classifier::load().is_err_and(|e| matches!(e, XdpError::NotBuilt(_))) {
+        fulcrum_testbed::missing_peer("the XDP attach test", "clang (and libbpf-dev)");
+        return;
+    }
+    let (a, b) = (
+        format!("fxa{}", std::process::id()),
+        format!("fxb{}", std::process::id()),
+    );
+    let _ns = Namespaces(vec![a.clone(), b.clone()]);
+    fulcrum_testbed::sh(&format!(
+        "ip netns add {a} && ip netns add {b} && \
+         ip -n {a} link add eth0 type veth peer name eth0 netns {b} && \
+         ip -n {a} addr add 10.9.0.1/24 dev eth0 && ip -n {b} addr add 10.9.0.2/24 dev eth0 && \
+         ip -n {a} link set eth0 up && ip -n {b} link set eth0 up && \
+         ip -n {a} link set lo up && ip -n {b} link set lo up"
+    ));
+    // The classifier lives in a thread inside namespace b.
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (back, got) = std::sync::mpsc::channel();
+    let bn = b.clone();
+    let t = std::thread::spawn(move || {
+        let ns = std::fs::File::open(format!("/run/netns/{bn}")).unwrap();
+        rustix::thread::move_into_link_name_space(
+            std::os::fd::AsFd::as_fd(&ns),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .unwrap();
+        let mut c = Classifier::load().unwrap();
+        c.set_services(&[(
+            ServiceKey::Addr {
+                proto: Protocol::Udp,
+                addr: "10.9.0.2".parse().unwrap(),
+                port: 5353,
+            },
+            7,
+        )])
+        .unwrap();
+        let bad: Vec<String> = ["", "eth0/x", "a\0b", "a-name-much-too-long"]
+            .iter()
+            .map(|n| c.attach(n).unwrap_err().to_string())
+            .collect();
+        let missing = c.attach("nosuch0").unwrap_err().to_string();
+        let mode = c.attach("eth0").unwrap();
+        back.send((bad, missing, mode)).unwrap();
+        rx.recv().unwrap(); // traffic sent
+        back.send((
+            vec![format!("{:?}", c.service_counters(7).unwrap())],
+            String::new(),
+            mode,
+        ))
+        .unwrap();
+    });
+    let (bad, missing, mode) = got.recv().unwrap();
+    assert!(
+        bad.iter().all(|e| e.contains("is not an interface name")),
+        "{bad:?}"
+    );
+    assert!(missing.contains("nosuch0"), "{missing}");
+    assert_eq!(mode, fulcrum_xdp::Attached::Native, "veth takes native XDP");
+    // Ten datagrams of 100 bytes to the service, five elsewhere.
+    fulcrum_testbed::sh(&format!(
+        "ip netns exec {a} bash -c 'for i in $(seq 10); do head -c 100 /dev/zero > /dev/udp/10.9.0.2/5353; done; \
+         for i in $(seq 5); do head -c 100 /dev/zero > /dev/udp/10.9.0.2/5354; done'"
+    ));
+    tx.send(()).unwrap();
+    let (counters, _, _) = got.recv().unwrap();
+    t.join().unwrap();
+    // 100 bytes of payload + UDP 8 + IPv4 20 each.
+    assert_eq!(counters[0], "(10, 1280)");
+}
