@@ -61,9 +61,12 @@ fn five_node_nat_cluster_on_kernel_ipvs() {
     );
     // Passive FTP through NAT: Fulcrum loaded ip_vs_ftp, which rewrote the
     // server's address and made the data connection's entry.
+    // Four sessions over two real servers: every one completes, and the
+    // data connections went two to each (with their control connections).
     assert_eq!(
         section(&out, "ftp"),
-        "hello over ftp\nexit 0\n1\nip_vs_ftp loaded\n",
+        "hello over ftp\nexit 0\nhello over ftp\nexit 0\nhello over ftp\nexit 0\nhello over ftp\nexit 0\n\
+         2 192.168.1.2\n2 192.168.1.3\nip_vs_ftp loaded\n",
         "{out}"
     );
     // nanny: a dead web server leaves the kernel table, and comes back.

@@ -3,7 +3,7 @@
 # route is the director. The lvs.cf is Piranha's, without `dataplane`:
 # `auto` takes the kernel's IPVS. Then nanny: a real server whose web
 # server dies leaves the kernel table, and returns when it comes back.
-# rs3 also serves FTP (vsftpd), reached through NAT on the same VIP: the
+# rs2 and rs3 also serve FTP (vsftpd), reached through NAT on the same VIP: the
 # client has no route to the real servers, so passive FTP works only when
 # the kernel's ip_vs_ftp rewrites the server's 227 reply.
 ns client
@@ -30,6 +30,7 @@ pasv_min_port=30000
 pasv_max_port=30010
 tcp_wrappers=NO
 CF
+ip netns exec rs2 "$VSFTPD" /etc/vsftpd.conf &
 ip netns exec rs3 "$VSFTPD" /etc/vsftpd.conf &
 
 cat > /etc/lvs.cf <<'CF'
@@ -70,6 +71,10 @@ virtual ftp {
     address = 10.0.0.100 dc:1
     port = ftp
     scheduler = rr
+    server rs2 {
+        address = 192.168.1.2
+        active = 1
+    }
     server rs3 {
         address = 192.168.1.3
         active = 1
@@ -82,8 +87,12 @@ echo "=== status"; "$FULCRUM" status --control /run/f.sock | head -1
 echo "=== table"; ipvsadm -L -n
 echo "=== adm"; "$FULCRUM" adm --control /run/f.sock -L -n
 echo "=== ftp"
-ip netns exec client timeout 10 ftpget -u anonymous -p x 10.0.0.100 - file.txt 2>&1; echo "exit $?"
-ipvsadm -L -n -c | grep -c '10.0.0.100:300[01][0-9] ' || true
+# Four sessions, alternating between two real servers (rr): each data
+# connection must reach the real server of its own control connection.
+for i in 1 2 3 4; do
+  ip netns exec client timeout 10 ftpget -u anonymous -p x 10.0.0.100 - file.txt 2>&1; echo "exit $?"
+done
+ipvsadm -L -n -c | grep '10.0.0.100:300[01][0-9] ' | awk '{print $6}' | sed 's/:.*//' | sort | uniq -c | sed 's/^ *//'
 test -d /sys/module/ip_vs_ftp && echo "ip_vs_ftp loaded"
 ipvsadm -Z
 echo "=== spread"
