@@ -669,7 +669,8 @@ impl Controller {
     }
 
     /// Counters, weights and health in the Prometheus text format.
-    pub fn metrics(&self) -> String {
+    pub fn metrics(&mut self) -> String {
+        let live = self.live();
         use crate::metrics::Exposition;
         let mut m = Exposition::default();
         let svc_name = |k: &ServiceKey| self.names.get(k).cloned().unwrap_or_default();
@@ -720,7 +721,7 @@ impl Controller {
                 }
             }
         }
-        let services = self.table.services();
+        let services = &live;
         type Get = fn(&fulcrum_core::estimator::Counters) -> u64;
         let counters: [(&str, &str, Get); 3] = [
             ("connections_total", "Connections scheduled.", |c| c.conns),
@@ -743,7 +744,7 @@ impl Controller {
                 m.sample(
                     &name,
                     &[("service", &k), ("virtual_server", &n)],
-                    get(&s.stats.counters),
+                    get(&s.counters),
                 );
             }
         }
@@ -761,7 +762,7 @@ impl Controller {
                 refused,
             );
         }
-        type DestGet = fn(&fulcrum_core::Dest) -> u64;
+        type DestGet = fn(&ipvsadm::DestEntry) -> u64;
         let dest_metrics: [(&str, &str, &str, DestGet); 5] = [
             (
                 "weight",
@@ -785,13 +786,13 @@ impl Controller {
                 "connections_total",
                 "counter",
                 "Connections scheduled to it.",
-                |d| d.stats.counters.conns,
+                |d| d.counters.conns,
             ),
             (
                 "in_bytes_total",
                 "counter",
                 "Bytes from clients to it.",
-                |d| d.stats.counters.inbytes,
+                |d| d.counters.inbytes,
             ),
         ];
         for (suffix, kind, help, get) in dest_metrics {
@@ -900,8 +901,23 @@ impl Controller {
         m.finish()
     }
 
+    /// The services as the data plane counts them: the kernel's counters
+    /// and connections on the kernel plane, the table's on the proxy plane
+    /// (where the table tracks every connection).
+    fn live(&mut self) -> Vec<ipvsadm::ServiceEntry> {
+        match self.plane.kernel() {
+            Some(k) => k.listing().unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot read the kernel's IPVS counters");
+                Vec::new()
+            }),
+            None => ipvsadm::entries(&self.table),
+        }
+    }
+
     /// The director's state, for people.
-    pub fn status(&self) -> String {
+    pub fn status(&mut self) -> String {
+        let live: HashMap<ServiceKey, ipvsadm::ServiceEntry> =
+            self.live().into_iter().map(|e| (e.key, e)).collect();
         let mut o = String::new();
         let up = self.started.elapsed().as_secs();
         let _ = writeln!(
@@ -991,9 +1007,16 @@ impl Controller {
                 .names
                 .get(&s.key)
                 .map_or(String::new(), |n| format!("{n}: "));
-            let r = s.stats.est.rates();
-            let active: u32 = s.dests.iter().map(|d| d.activeconns).sum();
-            let inactive: u32 = s.dests.iter().map(|d| d.inactconns).sum();
+            // What the plane counts: the kernel's counters on the kernel plane.
+            let (r, conns, active, inactive) = match live.get(&s.key) {
+                Some(e) => (
+                    e.rates,
+                    e.counters.conns,
+                    e.dests.iter().map(|d| d.activeconns).sum::<u32>(),
+                    e.dests.iter().map(|d| d.inactconns).sum::<u32>(),
+                ),
+                None => (Default::default(), 0, 0, 0),
+            };
             let listening = if self.plane.kernel_ref().is_some() {
                 "in the kernel"
             } else if self.plane.forwards(&s.key) {
@@ -1007,7 +1030,7 @@ impl Controller {
                 s.key,
                 s.scheduler.kind(),
                 s.dests.len(),
-                s.stats.counters.conns,
+                conns,
                 r.cps
             );
             if let Some(p) = s.persistent {

@@ -424,7 +424,10 @@ impl KernelPlane {
     }
 
     /// The kernel's table with its counters, as listings see it.
-    fn listing(&mut self) -> Result<Vec<ServiceEntry>, fulcrum_ipvs::driver::IpvsError> {
+    ///
+    /// # Errors
+    /// The kernel refusing, or a reply that does not decode.
+    pub fn listing(&mut self) -> Result<Vec<ServiceEntry>, fulcrum_ipvs::driver::IpvsError> {
         let services = self.ipvs.services()?;
         let mut out = Vec::with_capacity(services.len());
         for s in services {

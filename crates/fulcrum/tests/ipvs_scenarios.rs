@@ -46,6 +46,13 @@ fn five_node_nat_cluster_on_kernel_ipvs() {
         "200 rs1 [::ffff:10.0.0.2]\n100 rs2 [::ffff:10.0.0.2]\n100 rs3 [::ffff:10.0.0.2]\n",
         "{out}"
     );
+    // fulcrum status counts what the kernel counted.
+    let counts = section(&out, "status counts");
+    assert!(
+        counts.contains("(in the kernel) — 3 real servers, 0 active / ")
+            && counts.contains(" inactive connections, 400 total"),
+        "{out}"
+    );
     // fulcrum adm answers from the kernel, byte for byte as ipvsadm.
     let oracle = section(&out, "oracle");
     assert!(!oracle.contains("DIFFERENT"), "{out}");

@@ -98,6 +98,8 @@ ipvsadm -Z
 echo "=== spread"
 for i in $(seq 400); do get client http://10.0.0.100/cgi-bin/who; done | sort | uniq -c | sed 's/^ *//'
 echo "=== stats"; ipvsadm -L -n --stats
+sleep 3  # the kernel's estimator sums its counters every 2 s
+echo "=== status counts"; "$FULCRUM" status --control /run/f.sock | grep "tcp 10.0.0.100:80"
 # fulcrum adm answers from the kernel: the same bytes as the real ipvsadm.
 adm() { "$FULCRUM" adm --control /run/f.sock "$@"; }
 noexp() { sed 's/^\(...\) [0-9][0-9]:[0-9][0-9]/\1 --:--/'; }
