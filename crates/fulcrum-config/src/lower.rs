@@ -1082,17 +1082,8 @@ fn check_global(g: &Global, seen: &KeySpans, diags: &mut Vec<Diagnostic>) {
 
 /// The kernel connection-sync daemon's keys.
 fn check_syncd(g: &Global, seen: &KeySpans, diags: &mut Vec<Diagnostic>) {
-    const KEYS: &[&str] = &[
-        "syncd_iface",
-        "syncd_id",
-        "syncd_role",
-        "syncd_maxlen",
-        "syncd_group",
-        "syncd_port",
-        "syncd_ttl",
-    ];
     if g.syncdaemon != Some(true) {
-        for k in KEYS {
+        for k in GLOBAL_KEYS.iter().filter(|k| k.starts_with("syncd_")) {
             if let Some(sp) = seen.get(k) {
                 diags.push(
                     Diagnostic::warning(sp, format!("`{k}` has no effect without `syncdaemon = 1`"))

@@ -69,6 +69,34 @@ fn kernel(what: &'static str) -> impl Fn(&dyn std::fmt::Display) -> XdpError {
     }
 }
 
+/// The object's XDP program, for `what`.
+fn xdp_mut<'a>(ebpf: &'a mut Ebpf, what: &'static str) -> Result<&'a mut Xdp, XdpError> {
+    ebpf.program_mut(PROGRAM)
+        .ok_or_else(|| missing(what, PROGRAM))?
+        .try_into()
+        .map_err(|e: ProgramError| kernel(what)(&e))
+}
+
+/// The object's XDP program, read-only, for `what`.
+fn xdp<'a>(ebpf: &'a Ebpf, what: &'static str) -> Result<&'a Xdp, XdpError> {
+    ebpf.program(PROGRAM)
+        .ok_or_else(|| missing(what, PROGRAM))?
+        .try_into()
+        .map_err(|e: ProgramError| kernel(what)(&e))
+}
+
+/// The object's map `name`, for `what`.
+fn map<'a>(ebpf: &'a Ebpf, name: &str, what: &'static str) -> Result<&'a aya::maps::Map, XdpError> {
+    ebpf.map(name).ok_or_else(|| missing(what, name))
+}
+
+fn missing(what: &'static str, name: &str) -> XdpError {
+    XdpError::Kernel {
+        what,
+        why: format!("no `{name}` in the object"),
+    }
+}
+
 /// The compiled BPF object.
 ///
 /// # Errors
@@ -163,24 +191,17 @@ impl Classifier {
     /// privilege: it needs root or CAP_BPF with CAP_NET_ADMIN).
     pub fn load() -> Result<Classifier, XdpError> {
         let mut ebpf = Ebpf::load(program()?).map_err(|e| kernel("loading the XDP object")(&e))?;
-        let prog: &mut Xdp = ebpf
-            .program_mut(PROGRAM)
-            .ok_or(XdpError::Kernel {
-                what: "loading the XDP object",
-                why: format!("no program `{PROGRAM}`"),
-            })?
-            .try_into()
-            .map_err(|e: ProgramError| kernel("loading the XDP program")(&e))?;
-        prog.load()
+        xdp_mut(&mut ebpf, "loading the XDP program")?
+            .load()
             .map_err(|e| kernel("loading the XDP program")(&e))?;
         Ok(Classifier { ebpf })
     }
 
     fn services(&mut self) -> Result<HashMap<&mut MapData, [u8; 20], u32>, XdpError> {
-        let map = self.ebpf.map_mut("services").ok_or(XdpError::Kernel {
-            what: "the services map",
-            why: "missing from the object".into(),
-        })?;
+        let map = self
+            .ebpf
+            .map_mut("services")
+            .ok_or_else(|| missing("the services map", "services"))?;
         HashMap::try_from(map).map_err(|e| kernel("the services map")(&e))
     }
 
@@ -225,10 +246,7 @@ impl Classifier {
     /// # Errors
     /// The kernel refusing the read.
     pub fn service_counters(&self, index: u32) -> Result<(u64, u64), XdpError> {
-        let map = self.ebpf.map("svc_stats").ok_or(XdpError::Kernel {
-            what: "the counters map",
-            why: "missing from the object".into(),
-        })?;
+        let map = map(&self.ebpf, "svc_stats", "the counters map")?;
         let arr: PerCpuArray<&MapData, [u64; 2]> =
             PerCpuArray::try_from(map).map_err(|e| kernel("the counters map")(&e))?;
         let per_cpu = arr
@@ -245,10 +263,7 @@ impl Classifier {
     /// # Errors
     /// The kernel refusing the read.
     pub fn exceptions(&self) -> Result<Vec<(Exception, u64)>, XdpError> {
-        let map = self.ebpf.map("exceptions").ok_or(XdpError::Kernel {
-            what: "the exceptions map",
-            why: "missing from the object".into(),
-        })?;
+        let map = map(&self.ebpf, "exceptions", "the exceptions map")?;
         let arr: PerCpuArray<&MapData, u64> =
             PerCpuArray::try_from(map).map_err(|e| kernel("the exceptions map")(&e))?;
         Exception::ALL
@@ -276,15 +291,7 @@ impl Classifier {
         {
             return Err(XdpError::BadInterface(interface.to_string()));
         }
-        let prog: &mut Xdp = self
-            .ebpf
-            .program_mut(PROGRAM)
-            .ok_or(XdpError::Kernel {
-                what: "attaching the XDP program",
-                why: format!("no program `{PROGRAM}`"),
-            })?
-            .try_into()
-            .map_err(|e: ProgramError| kernel("attaching the XDP program")(&e))?;
+        let prog = xdp_mut(&mut self.ebpf, "attaching the XDP program")?;
         if prog.attach(interface, XdpMode::Driver).is_ok() {
             return Ok(Attached::Native);
         }
@@ -302,15 +309,7 @@ impl Classifier {
     /// # Errors
     /// The kernel refusing the run.
     pub fn test_run(&self, frame: &[u8]) -> Result<(u32, Vec<u8>), XdpError> {
-        let prog: &Xdp = self
-            .ebpf
-            .program(PROGRAM)
-            .ok_or(XdpError::Kernel {
-                what: "running the XDP program",
-                why: format!("no program `{PROGRAM}`"),
-            })?
-            .try_into()
-            .map_err(|e: ProgramError| kernel("running the XDP program")(&e))?;
+        let prog = xdp(&self.ebpf, "running the XDP program")?;
         let mut out = vec![0u8; frame.len() + 256];
         let mut opts = TestRunOptions::new();
         opts.data_in = Some(frame);

@@ -42,6 +42,16 @@ struct NoDest {
     last_log: Option<Instant>,
 }
 
+/// A configuration applied: what changed, and what the data plane refused
+/// of it (the kernel plane tries that again at the next change).
+#[derive(Debug)]
+pub struct Applied {
+    /// For people: services added, removed, changed.
+    pub summary: String,
+    /// What the plane refused, and why.
+    pub refused: Option<String>,
+}
+
 /// The failover task as the controller sees it.
 struct FailoverLink {
     status: tokio::sync::watch::Receiver<HaStatus>,
@@ -85,8 +95,6 @@ pub struct Controller {
     /// On exit, leave the kernel's table and sync daemon in place for the
     /// next director (`fulcrum run --keep-forwarding`).
     pub keep_forwarding: bool,
-    /// What the plane refused of the last applied configuration.
-    plane_refused: Option<String>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -137,7 +145,6 @@ impl Controller {
             syncd: None,
             running: false,
             keep_forwarding: false,
-            plane_refused: None,
         }
     }
 
@@ -217,7 +224,7 @@ impl Controller {
     ///
     /// # Errors
     /// A message naming what could not be applied.
-    pub fn apply_config(&mut self, cfg: &Config) -> Result<String, String> {
+    pub fn apply_config(&mut self, cfg: &Config) -> Result<Applied, String> {
         let on_kernel = self.plane.kernel_ref().is_some();
         match (cfg.global.effective_dataplane(), on_kernel) {
             (Dataplane::Xdp, _) => {
@@ -237,10 +244,6 @@ impl Controller {
             tracing::warn!(
                 "`max_connections` limits the proxy plane only; on the kernel IPVS plane use the real servers' `uthreshold`"
             );
-        }
-        if on_kernel && let Some(name) = crate::kernel::ftp_nat_service(cfg) {
-            crate::kernel::load_ftp_helper()
-                .map_err(|e| format!("virtual server `{name}`: {e}"))?;
         }
         if !on_kernel && let Some(what) = cfg.kernel_only() {
             return Err(format!(
@@ -341,10 +344,12 @@ impl Controller {
                 crate::addresses::Announce::from_config(&cfg.global),
             ));
         }
-        self.plane_refused = refused;
-        Ok(format!(
-            "virtual servers: {added} added, {removed} removed, {changed} changed"
-        ))
+        Ok(Applied {
+            summary: format!(
+                "virtual servers: {added} added, {removed} removed, {changed} changed"
+            ),
+            refused,
+        })
     }
 
     /// Make a service's real servers in the table those of the
@@ -529,13 +534,13 @@ impl Controller {
             }
         };
         match self.apply_config(&parsed.config) {
-            Ok(summary) => {
+            Ok(Applied { summary, refused }) => {
                 if let (Some(new), Some(f)) = (failover, &mut self.failover) {
                     f.now = new.clone();
                     let _ = f.settings_tx.send(new);
                 }
                 tracing::info!(config = %name, %summary, "reloaded");
-                match self.plane_refused.take() {
+                match refused {
                     None => Response {
                         stdout: format!("{name}: reloaded: {summary}\n"),
                         stderr: diags,

@@ -230,6 +230,15 @@ impl DataPlane for KernelPlane {
         "kernel IPVS"
     }
 
+    /// FTP through NAT needs the kernel's helper before the service exists.
+    fn prepare(&mut self, desired: &[TableService]) -> Result<(), String> {
+        match crate::kernel::ftp_nat_service(desired) {
+            Some(name) => crate::kernel::load_ftp_helper()
+                .map_err(|e| format!("virtual server `{name}`: {e}")),
+            None => Ok(()),
+        }
+    }
+
     fn publish(&mut self, table: &mut Table) -> Result<(), String> {
         let t0 = std::time::Instant::now();
         match self.mirror(table) {

@@ -9,8 +9,8 @@
 use std::collections::HashSet;
 
 use fulcrum_api::ipvsadm::{
-    AdmCommand, ConnEntry, DestEntry, ListTarget, Outcome, Resolver, ServiceEntry, render_conns,
-    render_daemons, render_list, render_timeout,
+    AdmCommand, ConnEntry, DestEntry, Header, ListTarget, Outcome, Resolver, ServiceEntry,
+    render_conns, render_daemons, render_list, render_timeout,
 };
 use fulcrum_config::{Config, Dataplane};
 use fulcrum_core::estimator::{Counters, Rates};
@@ -38,7 +38,9 @@ pub struct KernelPlane {
     known: Option<Vec<Entry>>,
     /// The kernel's IPVS version and connection table size, for the
     /// listings' first line.
-    info: (u32, u32),
+    header: Header,
+    /// The timeouts sent last.
+    timeouts: Option<(u32, u32, u32)>,
 }
 
 /// The table as the kernel takes it.
@@ -104,7 +106,7 @@ pub fn choose(cfg: Option<&Config>) -> Result<(Option<KernelPlane>, String), Str
         },
     };
     if let (Some(_), Some(cfg)) = (&kernel, cfg)
-        && let Some(name) = ftp_nat_service(cfg)
+        && let Some(name) = ftp_nat_service(&cfg.table())
     {
         // Now, while the director may still load modules.
         load_ftp_helper().map_err(|e| format!("virtual server `{name}`: {e}"))?;
@@ -124,9 +126,9 @@ pub fn choose(cfg: Option<&Config>) -> Result<(Option<KernelPlane>, String), Str
 /// The first active FTP service (TCP port 21) with a real server reached
 /// by NAT: the kernel rewrites its passive and active data addresses only
 /// with the `ip_vs_ftp` helper loaded.
-pub fn ftp_nat_service(cfg: &Config) -> Option<String> {
-    cfg.table()
-        .into_iter()
+pub fn ftp_nat_service(desired: &[fulcrum_config::TableService]) -> Option<&str> {
+    desired
+        .iter()
         .find(|s| {
             matches!(
                 s.spec.key,
@@ -140,7 +142,7 @@ pub fn ftp_nat_service(cfg: &Config) -> Option<String> {
                 .iter()
                 .any(|(_, d)| d.fwd == fulcrum_core::Forwarding::Masq)
         })
-        .map(|s| s.name)
+        .map(|s| s.name.as_str())
 }
 
 /// Make sure the kernel's FTP helper for IPVS (`ip_vs_ftp`) is loaded.
@@ -209,7 +211,8 @@ impl KernelPlane {
             state: None,
             drift: Vec::new(),
             known: None,
-            info: (version, size),
+            header: Header { version, size },
+            timeouts: None,
         })
     }
 
@@ -268,19 +271,18 @@ impl KernelPlane {
             }
         }
         let n = changes.len();
+        // What Fulcrum installed is now what it wants, whatever failed.
+        let owned: HashSet<ServiceKey> = want.iter().map(|e| e.0.key).collect();
         if refused.is_empty() {
             // The kernel now holds the others' services as they were, and
             // Fulcrum's as wanted.
-            let want_keys: HashSet<ServiceKey> = want.iter().map(|e| e.0.key).collect();
             let mut now: Vec<Entry> = kernel
                 .into_iter()
-                .filter(|e| !want_keys.contains(&e.0.key) && !self.owned.contains(&e.0.key))
+                .filter(|e| !owned.contains(&e.0.key) && !self.owned.contains(&e.0.key))
                 .collect();
-            now.extend(want.iter().cloned());
+            now.extend(want);
             self.known = Some(now);
         }
-        // What Fulcrum installed is now what it wants, whatever failed.
-        let owned: HashSet<ServiceKey> = want.iter().map(|e| e.0.key).collect();
         if owned != self.owned {
             self.owned = owned;
             self.save_state();
@@ -336,10 +338,16 @@ impl KernelPlane {
     ///
     /// # Errors
     /// The kernel refusing.
+    /// Sent only when they differ from those sent last.
     pub fn set_timeouts(&mut self, tcp: u32, tcpfin: u32, udp: u32) -> Result<(), String> {
+        if self.timeouts == Some((tcp, tcpfin, udp)) {
+            return Ok(());
+        }
         self.ipvs
             .set_timeouts(tcp, tcpfin, udp)
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        self.timeouts = Some((tcp, tcpfin, udp));
+        Ok(())
     }
 
     /// Answer an ipvsadm command that reads or acts on what only the
@@ -357,12 +365,12 @@ impl KernelPlane {
         Some(match cmd {
             AdmCommand::List(l) => match l.target {
                 ListTarget::All => match self.listing() {
-                    Ok(v) => out(self.kernel_header(render_list(&v, &l.format, true, r))),
+                    Ok(v) => out(render_list(&v, &l.format, Some(self.header), r)),
                     Err(e) => failed(e),
                 },
                 ListTarget::Service(k) => match self.listing() {
                     Ok(v) => match v.into_iter().find(|e| e.key == k) {
-                        Some(e) => out(render_list(&[e], &l.format, false, r)),
+                        Some(e) => out(render_list(&[e], &l.format, None, r)),
                         None => Outcome::err("No such service\n", 1),
                     },
                     Err(e) => failed(e),
@@ -385,7 +393,7 @@ impl KernelPlane {
                         numeric: *numeric,
                         ..Default::default()
                     },
-                    false,
+                    None,
                     r,
                 )),
                 Err(e) => failed(e),
@@ -400,19 +408,6 @@ impl KernelPlane {
             },
             _ => return None,
         })
-    }
-
-    /// A listing with the kernel's own version and table size in its first
-    /// line, as ipvsadm prints them.
-    fn kernel_header(&self, text: String) -> String {
-        let (v, size) = self.info;
-        let ours = format!(
-            "IP Virtual Server version {}.{}.{} (size={size})",
-            v >> 16,
-            (v >> 8) & 0xff,
-            v & 0xff
-        );
-        text.replacen("IP Virtual Server version 1.2.1 (size=4096)", &ours, 1)
     }
 
     /// Zero the kernel's counters (`-Z`), after the controller's table.

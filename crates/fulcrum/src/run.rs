@@ -164,7 +164,8 @@ pub async fn director(
     };
     if let Some(cfg) = &config {
         match ctl.apply_config(cfg) {
-            Ok(summary) => tracing::info!(config = %name, %summary, "configuration applied"),
+            // What the kernel refused is logged where it happened.
+            Ok(a) => tracing::info!(config = %name, summary = %a.summary, "configuration applied"),
             Err(e) => {
                 eprintln!("fulcrum: {name}: {e}");
                 stop_addresses(addr_tx).await;

@@ -8,7 +8,7 @@ use fulcrum_core::{DestSpec, ServiceSpec, Table, TableError};
 
 use super::parse::{AdmCommand, Format, Invocation, ListTarget, parse_args, usage, version};
 use super::render::{
-    ConnEntry, ServiceEntry, render_conns, render_daemons, render_list, render_timeout,
+    ConnEntry, Header, ServiceEntry, render_conns, render_daemons, render_list, render_timeout,
 };
 use super::resolve::Resolver;
 
@@ -144,18 +144,18 @@ pub fn execute(cmd: &AdmCommand, table: &mut Table, r: &dyn Resolver, now: Durat
                 ..Default::default()
             };
             Outcome {
-                stdout: render_list(&entries(table), &f, false, r),
+                stdout: render_list(&entries(table), &f, None, r),
                 ..Default::default()
             }
         }
         AdmCommand::List(l) => match l.target {
             ListTarget::All => Outcome {
-                stdout: render_list(&entries(table), &l.format, true, r),
+                stdout: render_list(&entries(table), &l.format, Some(Header::default()), r),
                 ..Default::default()
             },
             ListTarget::Service(k) => match table.service(&k) {
                 Some(s) => Outcome {
-                    stdout: render_list(&[ServiceEntry::from_service(s)], &l.format, false, r),
+                    stdout: render_list(&[ServiceEntry::from_service(s)], &l.format, None, r),
                     ..Default::default()
                 },
                 None => Outcome::err("No such service\n", 1),
@@ -257,7 +257,12 @@ pub fn run_with(
     };
     if args.is_empty() {
         return Outcome {
-            stdout: render_list(&entries(table), &Format::default(), true, r),
+            stdout: render_list(
+                &entries(table),
+                &Format::default(),
+                Some(Header::default()),
+                r,
+            ),
             ..Default::default()
         };
     }

@@ -11,7 +11,7 @@ pub use parse::{
     usage, version,
 };
 pub use render::{
-    ConnEntry, DestEntry, ServiceEntry, print_largenum, render_conns, render_daemons, render_list,
-    render_timeout, sort_entries,
+    ConnEntry, DestEntry, Header, ServiceEntry, print_largenum, render_conns, render_daemons,
+    render_list, render_timeout, sort_entries,
 };
 pub use resolve::{NumericResolver, Resolver};

@@ -14,8 +14,25 @@ use super::resolve::Resolver;
 pub use fulcrum_core::conn::ConnEntry;
 use fulcrum_core::{SyncDaemon, SyncRole};
 
-/// `IP_VS_VERSION_CODE` 0x010201 and the default connection table size.
-const HEADER: &str = "IP Virtual Server version 1.2.1 (size=4096)\n";
+/// The first line of `-L`: the IPVS version and the size of the
+/// connection table (`ipvs_getinfo`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// `(major << 16) | (minor << 8) | patch`.
+    pub version: u32,
+    /// Connection table size.
+    pub size: u32,
+}
+
+impl Default for Header {
+    /// `IP_VS_VERSION_CODE` 0x010201 and the default table size.
+    fn default() -> Header {
+        Header {
+            version: 0x0001_0201,
+            size: 4096,
+        }
+    }
+}
 
 /// A service as a listing sees it (`ipvs_service_entry_t`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -525,12 +542,25 @@ pub fn sort_entries(entries: &mut [ServiceEntry]) {
     glibc_msort(entries, &cmp_services);
 }
 
-/// `-L`/`-S` output for services. `header` prints the version line (`list_all`
-/// does, `list_service` does not; `-S` never does).
-pub fn render_list(entries: &[ServiceEntry], f: &Format, header: bool, r: &dyn Resolver) -> String {
+/// `-L`/`-S` output for services. With `header` the version line comes
+/// first (`list_all` prints it, `list_service` does not; `-S` never does).
+pub fn render_list(
+    entries: &[ServiceEntry],
+    f: &Format,
+    header: Option<Header>,
+    r: &dyn Resolver,
+) -> String {
     let mut out = String::new();
-    if header && !f.rule {
-        out.push_str(HEADER);
+    if let Some(h) = header.filter(|_| !f.rule) {
+        let v = h.version;
+        let _ = writeln!(
+            out,
+            "IP Virtual Server version {}.{}.{} (size={})",
+            v >> 16,
+            (v >> 8) & 0xff,
+            v & 0xff,
+            h.size
+        );
     }
     let mut v: Vec<ServiceEntry> = entries.to_vec();
     if !f.nosort {
