@@ -39,6 +39,14 @@ fn main() {
         .output();
     let missing = match result {
         Ok(o) if o.status.success() => None,
+        // clang ran and the headers were there: an error in the program
+        // is a bug to fix, not a tool to install.
+        Ok(o) if !String::from_utf8_lossy(&o.stderr).contains("file not found") => {
+            panic!(
+                "clang could not compile bpf/fulcrum.bpf.c:\n{}",
+                String::from_utf8_lossy(&o.stderr)
+            )
+        }
         Ok(o) => Some(format!(
             "clang could not compile the XDP program: {}",
             String::from_utf8_lossy(&o.stderr)

@@ -165,6 +165,11 @@ impl Table {
         }
     }
 
+    /// The scheduler tunables the table was made with.
+    pub fn options(&self) -> &SchedOptions {
+        &self.opts
+    }
+
     /// Services in creation order.
     pub fn services(&self) -> &[Service] {
         &self.services

@@ -1,15 +1,33 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Fulcrum's XDP data plane: the packet classifier.
+ * Fulcrum's XDP data plane: an LVS director in XDP.
  *
  * Every frame is parsed (Ethernet, one 802.1Q tag, IPv4 with options,
- * IPv6 without extension headers, TCP/UDP/SCTP ports) and looked up in the
- * `services` map that the controller publishes the table into. A packet
- * for a virtual service is counted against that service (`svc_stats`,
- * per CPU); everything else goes on to the kernel untouched, counted by
- * why (`exceptions`). This stage forwards nothing itself: every verdict is
- * XDP_PASS. Bounds are checked before every read, so no frame — short,
- * truncated, lying about its lengths — is read past its end.
+ * IPv6 without extension headers, TCP/UDP/SCTP ports). A packet of a known
+ * flow is forwarded to the flow's real server; the first packet of a new
+ * connection to a virtual service is scheduled — by the service's IPVS
+ * scheduler, over the destinations the controller published, with the
+ * connection counts kept here — and becomes a flow. Replies of NAT flows
+ * coming back from the real servers get the virtual address back.
+ * Everything else goes on to the kernel untouched, counted by why
+ * (`exceptions`).
+ *
+ * Who owns what (one writer per piece of state):
+ *   the controller writes `services`, `svc_conf`, `dests`, `lookup`,
+ *   `tcp_table`, `timeouts`, `clock`;
+ *   this program writes `flows`, `nat_back`, `dest_conns`, `svc_sched`
+ *   (the controller seeds a service's scheduler state when the service's
+ *   destination list changes, as the kernel's update hooks do), and the
+ *   per-CPU counters.
+ *
+ * Forwarding: NAT rewrites the destination on the way in and the source on
+ * the way back; direct routing changes only the MAC addresses. Where the
+ * kernel's FIB knows the next hop and its neighbour, the frame is
+ * redirected out of the right interface here; otherwise it goes to the
+ * kernel already rewritten, and the kernel forwards it.
+ *
+ * Bounds are checked before every read, so no frame — short, truncated,
+ * lying about its lengths — is read past its end.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -17,7 +35,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
-/* Why a packet was not a virtual service's (indexes of `exceptions`). */
+/* Why a packet was not forwarded here (indexes of `exceptions`). */
 enum exception {
 	EXC_NOT_IP = 0,     /* not IPv4 or IPv6 (ARP, LLDP, ...) */
 	EXC_MALFORMED = 1,  /* shorter than its headers say, bad IHL */
@@ -25,7 +43,12 @@ enum exception {
 	EXC_IPV6_EXT = 3,   /* IPv6 with extension headers */
 	EXC_OTHER_L4 = 4,   /* not TCP, UDP or SCTP (ICMP, ...) */
 	EXC_NO_SERVICE = 5, /* TCP/UDP/SCTP, but no virtual service there */
-	EXC_MAX = 6,
+	EXC_NOT_SYN = 6,    /* TCP without SYN (or with RST) and no flow */
+	EXC_NO_DEST = 7,    /* the scheduler found no destination */
+	EXC_TO_KERNEL = 8,  /* forwarded, but the kernel routes it (no neighbour yet) */
+	EXC_TTL = 9,        /* TTL or hop limit ran out: the kernel answers */
+	EXC_UNSUPPORTED = 10, /* a forwarding method this program leaves to the kernel */
+	EXC_MAX = 11,
 };
 
 /* The key of `services`: 20 bytes, as fulcrum-xdp writes it. */
@@ -36,27 +59,225 @@ struct svc_key {
 	__u8 addr[16]; /* IPv4 in the first four bytes, the rest zero */
 };
 
-/* Per-service counters: packets and bytes (IP layer) in. */
-struct svc_counters {
-	__u64 packets;
-	__u64 bytes;
+#define MAX_SERVICES 4096
+#define MAX_DESTS 65536
+#define MAX_SVC_DESTS 256
+#define SVC_DEST_MASK (MAX_SVC_DESTS - 1)
+#define HASH_TAB_BITS 8
+#define HASH_TAB_SIZE (1 << HASH_TAB_BITS)
+#define MAX_LOOKUP (1 << 20)
+
+/* Scheduler numbers: fulcrum-core's SchedulerKind::ALL order. */
+enum sched {
+	S_RR = 0, S_WRR, S_LC, S_WLC, S_LBLC, S_LBLCR, S_DH, S_SH, S_SED,
+	S_NQ, S_FO, S_OVF, S_MH, S_TWOS,
 };
 
-#define MAX_SERVICES 65536
+/* svc.flags */
+#define SVC_SCHED1 0x1 /* sh/mh fallback */
+#define SVC_SCHED2 0x2 /* sh/mh port */
+
+/* A virtual service, as the controller publishes it. */
+struct svc {
+	__u8 sched;
+	__u8 flags;
+	__u16 ndests;
+	__u32 wrr_mw;  /* wrr: the largest weight less (gcd - 1) */
+	__u32 wrr_di;  /* wrr: the gcd of the weights */
+	__u32 mh_m;    /* mh: the lookup table's size */
+	__u32 slots[MAX_SVC_DESTS]; /* destination slots, in list order */
+};
+
+/* A service's scheduler state, kept by this program. */
+struct svc_sched {
+	__s64 wrr_cw;   /* wrr: current weight */
+	__s32 wrr_cl;   /* wrr: index of the last pick, -1 none */
+	__u32 rr_last;  /* rr: slot + 1 of the last pick, 0 none */
+	__u64 rng;      /* twos: splitmix64 state */
+};
+
+/* Forwarding methods (fulcrum-core's Forwarding::conn_flags). */
+#define FWD_MASQ 0
+#define FWD_LOCAL 1
+#define FWD_TUNNEL 2
+#define FWD_ROUTE 3
+
+/* A destination (real server), as the controller publishes it. */
+struct dest {
+	__u8 addr[16];
+	__u8 family;
+	__u8 fwd;
+	__be16 port;       /* 0: keep the packet's port */
+	__u32 weight;
+	__u32 u_threshold;
+	__u32 l_threshold;
+	__u32 epoch;       /* bumped when the controller clears OVERLOAD */
+	__u32 svc;
+};
+
+/* A destination's connections, counted here. */
+struct dest_conns {
+	__u32 active;
+	__u32 inactive;
+	__u32 persist;
+	__u32 overload; /* epoch + 1 while overloaded, 0 otherwise */
+};
+
+/* Traffic counters of a service or a destination (per CPU). */
+struct counters {
+	__u64 conns;
+	__u64 inpkts;
+	__u64 outpkts;
+	__u64 inbytes;
+	__u64 outbytes;
+};
+
+/* A flow: the client's packet as it arrives. */
+struct flow_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 family;
+	__u16 pad;
+};
+
+#define FLOW_INACTIVE 0x1
+
+struct flow {
+	__u64 expires; /* ns, on this program's clock */
+	__u32 dest;    /* destination slot */
+	__u16 svc;     /* service index */
+	__u8 state;    /* fulcrum-core's ConnState */
+	__u8 flags;
+};
+
+/* Where a NAT reply goes back to: the virtual address and port. */
+struct nat_back {
+	__u8 vaddr[16];
+	__be16 vport;
+	__u16 pad;
+};
+
+/* Connection states: fulcrum-core's ConnState. */
+#define ST_NONE 0
+#define ST_ESTABLISHED 1
+#define ST_UDP 11
+#define N_STATES 12
+#define N_TCP_STATES 11
+
+/* Directions of the state table. */
+#define DIR_INPUT 0
+#define DIR_OUTPUT 1
+#define DIR_INPUT_ONLY 2
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_SERVICES);
 	__type(key, struct svc_key);
-	__type(value, __u32); /* the service's index in svc_stats */
+	__type(value, __u32); /* the service's index */
 } services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct svc);
+} svc_conf SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct svc_sched);
+} svc_sched SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, MAX_SERVICES);
 	__type(key, __u32);
-	__type(value, struct svc_counters);
+	__type(value, struct counters);
 } svc_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_DESTS);
+	__type(key, __u32);
+	__type(value, struct dest);
+} dests SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_DESTS);
+	__type(key, __u32);
+	__type(value, struct dest_conns);
+} dest_conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_DESTS);
+	__type(key, __u32);
+	__type(value, struct counters);
+} dest_stats SEC(".maps");
+
+/* sh, dh and mh tables, as fulcrum-core computed them: key
+ * (service index << 20 | bucket), value the destination's list index. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_LOOKUP);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, __u32);
+} lookup SEC(".maps");
+
+/* The flow table; its size is set when the program is loaded. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct flow_key);
+	__type(value, struct flow);
+} flows SEC(".maps");
+
+/* NAT replies: (real server, client) as the reply arrives -> virtual. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct flow_key);
+	__type(value, struct nat_back);
+} nat_back SEC(".maps");
+
+/* IPVS's TCP state table: [direction * 4 + flag][state], from fulcrum-core. */
+struct tcp_table {
+	__u8 next[256]; /* 12 * 11 used; indexes masked into range */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tcp_table);
+} tcp_table SEC(".maps");
+
+/* Timeouts in seconds by state (`ipvsadm --set` and the defaults). */
+struct timeouts {
+	__u32 secs[16]; /* N_STATES used; indexes masked into range */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct timeouts);
+} timeouts SEC(".maps");
+
+/* An offset added to the kernel's monotonic clock (tests move time). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} clock SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -65,21 +286,818 @@ struct {
 	__type(value, __u64);
 } exceptions SEC(".maps");
 
+/* What the last sweep did: [entries seen, flows expired]. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} sweep_result SEC(".maps");
+
 #define NEXTHDR_ICMPV6 58
 #define NEXTHDR_NONE 59
+#define NSEC 1000000000ULL
+#define AF_INET 2
+#define AF_INET6 10
 
 struct vlan_hdr {
 	__be16 tci;
 	__be16 proto;
 };
 
-static __always_inline int count(enum exception why)
+static __always_inline int count(enum exception why, int verdict)
 {
 	__u32 k = why;
 	__u64 *n = bpf_map_lookup_elem(&exceptions, &k);
 	if (n)
 		*n += 1;
-	return XDP_PASS;
+	return verdict;
+}
+
+static __always_inline __u64 now_ns(void)
+{
+	__u32 z = 0;
+	__u64 *off = bpf_map_lookup_elem(&clock, &z);
+	return bpf_ktime_get_ns() + (off ? *off : 0);
+}
+
+static __always_inline __u64 timeout_ns(__u8 state)
+{
+	__u32 z = 0;
+	struct timeouts *t = bpf_map_lookup_elem(&timeouts, &z);
+	if (!t || state >= N_STATES)
+		return 2 * NSEC;
+	__u32 i = state;
+	barrier_var(i);
+	return (__u64)t->secs[i & 15] * NSEC;
+}
+
+/* ---- Connection counts (ip_vs_bind_dest / ip_vs_unbind_dest) ---- */
+
+static __always_inline int overloaded(const struct dest *d, const struct dest_conns *c)
+{
+	return c->overload == d->epoch + 1;
+}
+
+static __always_inline int available(const struct dest *d, const struct dest_conns *c)
+{
+	return !overloaded(d, c) && d->weight > 0;
+}
+
+static __always_inline void bind_dest(__u32 slot)
+{
+	struct dest *d = bpf_map_lookup_elem(&dests, &slot);
+	struct dest_conns *c = bpf_map_lookup_elem(&dest_conns, &slot);
+	if (!d || !c)
+		return;
+	__sync_fetch_and_add(&c->inactive, 1);
+	if (d->u_threshold && c->active + c->inactive >= d->u_threshold)
+		c->overload = d->epoch + 1;
+}
+
+static __always_inline void unbind_dest(__u32 slot, int inactive)
+{
+	struct dest *d = bpf_map_lookup_elem(&dests, &slot);
+	struct dest_conns *c = bpf_map_lookup_elem(&dest_conns, &slot);
+	if (!d || !c)
+		return;
+	if (inactive) {
+		if (c->inactive)
+			__sync_fetch_and_add(&c->inactive, -1);
+	} else if (c->active) {
+		__sync_fetch_and_add(&c->active, -1);
+	}
+	__u64 total = (__u64)c->active + c->inactive;
+	if (d->l_threshold) {
+		if (total < d->l_threshold)
+			c->overload = 0;
+	} else if (d->u_threshold) {
+		if (total * 4 < (__u64)d->u_threshold * 3)
+			c->overload = 0;
+	} else {
+		c->overload = 0;
+	}
+}
+
+/* A flow's state moved: re-arm its timer; move the destination's count
+ * between active (ESTABLISHED) and inactive (every other state). */
+static __always_inline void set_state(struct flow *f, __u8 state, __u64 now)
+{
+	int was_inactive = f->flags & FLOW_INACTIVE;
+	int inactive = state != ST_ESTABLISHED;
+	f->state = state;
+	f->expires = now + timeout_ns(state);
+	if (was_inactive == inactive)
+		return;
+	__u32 slot = f->dest;
+	struct dest_conns *c = bpf_map_lookup_elem(&dest_conns, &slot);
+	if (inactive) {
+		f->flags |= FLOW_INACTIVE;
+		if (c) {
+			if (c->active)
+				__sync_fetch_and_add(&c->active, -1);
+			__sync_fetch_and_add(&c->inactive, 1);
+		}
+	} else {
+		f->flags &= ~FLOW_INACTIVE;
+		if (c) {
+			if (c->inactive)
+				__sync_fetch_and_add(&c->inactive, -1);
+			__sync_fetch_and_add(&c->active, 1);
+		}
+	}
+}
+
+/* tcp flags -> the table's flag row: rst, then syn, fin, ack; -1 none. */
+static __always_inline int tcp_flag_row(__u8 flags)
+{
+	if (flags & 0x04)
+		return 3;
+	if (flags & 0x02)
+		return 0;
+	if (flags & 0x01)
+		return 1;
+	if (flags & 0x10)
+		return 2;
+	return -1;
+}
+
+static __always_inline void transition(struct flow *f, int dir, int is_tcp, __u8 tflags, __u64 now)
+{
+	__u8 next = f->state;
+	if (is_tcp && f->state < N_TCP_STATES) {
+		int row = tcp_flag_row(tflags);
+		__u32 z = 0;
+		struct tcp_table *t = bpf_map_lookup_elem(&tcp_table, &z);
+		if (row >= 0 && t) {
+			__u32 i = (__u32)(dir * 4 + row) * N_TCP_STATES + f->state;
+			barrier_var(i);
+			next = t->next[i & 0xff];
+		}
+	}
+	set_state(f, next, now);
+}
+
+/* ---- Schedulers: each follows its fulcrum-core twin (and ip_vs_<name>.c) ---- */
+
+struct scan {
+	__u32 svc;     /* service index */
+	__s32 best;    /* list index of the pick so far, -1 none */
+	__s64 boh;     /* its overhead */
+	__s64 bw;      /* its weight */
+	__u32 start;   /* rr: where to start */
+	__u32 n;       /* number of destinations */
+	__u32 want;    /* rr: the slot to find */
+	__s64 r1, r2;  /* twos */
+	__s32 c1, c2;
+	__s64 oh1, oh2;
+	__s64 total;
+	/* wrr */
+	__s64 cw, mw, di;
+	__s32 pos, stop, last;
+	__u8 last_pass, restarted, done, pad;
+};
+
+/* The destination at list position i of the scan's service. */
+static __always_inline int dest_at(__u32 svc, __u32 i, struct dest **d,
+				   struct dest_conns **c, __u32 *slotp)
+{
+	__u32 k = svc;
+	struct svc *sv = bpf_map_lookup_elem(&svc_conf, &k);
+	if (!sv)
+		return -1;
+	__u32 slot = sv->slots[i & SVC_DEST_MASK];
+	*d = bpf_map_lookup_elem(&dests, &slot);
+	*c = bpf_map_lookup_elem(&dest_conns, &slot);
+	if (slotp)
+		*slotp = slot;
+	return (*d && *c) ? 0 : -1;
+}
+
+static __always_inline __s64 conn_overhead(const struct dest_conns *c)
+{
+	return ((__s64)c->active << 8) + c->inactive;
+}
+
+/* lc: the available destination with the fewest connections, first of equals. */
+static long lc_step(__u32 i, void *ctx)
+{
+	struct scan *s = ctx;
+	struct dest *d;
+	struct dest_conns *c;
+	if (dest_at(s->svc, i, &d, &c, 0))
+		return 1;
+	if (!available(d, c))
+		return 0;
+	__s64 doh = conn_overhead(c);
+	if (s->best < 0 || doh < s->boh) {
+		s->best = i;
+		s->boh = doh;
+	}
+	return 0;
+}
+
+/* wlc and sed (weighted_least): the first available destination, then
+ * strictly better ones, skipping only overloaded ones. */
+static __always_inline long weighted_least_step(__u32 i, void *ctx, int sed)
+{
+	struct scan *s = ctx;
+	struct dest *d;
+	struct dest_conns *c;
+	if (dest_at(s->svc, i, &d, &c, 0))
+		return 1;
+	__s64 doh = sed ? (__s64)c->active + 1 : conn_overhead(c);
+	__s64 dw = d->weight;
+	if (s->best < 0) {
+		if (available(d, c)) {
+			s->best = i;
+			s->boh = doh;
+			s->bw = dw;
+		}
+		return 0;
+	}
+	if (overloaded(d, c))
+		return 0;
+	if (s->boh * dw > doh * s->bw) {
+		s->best = i;
+		s->boh = doh;
+		s->bw = dw;
+	}
+	return 0;
+}
+
+static long wlc_step(__u32 i, void *ctx)
+{
+	return weighted_least_step(i, ctx, 0);
+}
+
+static long sed_step(__u32 i, void *ctx)
+{
+	return weighted_least_step(i, ctx, 1);
+}
+
+/* nq: the first idle available destination, else as sed (first of equals). */
+static long nq_step(__u32 i, void *ctx)
+{
+	struct scan *s = ctx;
+	struct dest *d;
+	struct dest_conns *c;
+	if (dest_at(s->svc, i, &d, &c, 0))
+		return 1;
+	if (!available(d, c))
+		return 0;
+	__s64 doh = (__s64)c->active + 1;
+	__s64 dw = d->weight;
+	if (c->active == 0) {
+		s->best = i;
+		return 1;
+	}
+	if (s->best < 0 || s->boh * dw > doh * s->bw) {
+		s->best = i;
+		s->boh = doh;
+		s->bw = dw;
+	}
+	return 0;
+}
+
+/* fo: the highest weight not overloaded, first of equals. */
+static long fo_step(__u32 i, void *ctx)
+{
+	struct scan *s = ctx;
+	struct dest *d;
+	struct dest_conns *c;
+	if (dest_at(s->svc, i, &d, &c, 0))
+		return 1;
+	if (!overloaded(d, c) && (__s64)d->weight > s->bw) {
+		s->best = i;
+		s->bw = d->weight;
+	}
+	return 0;
+}
+
+/* ovf: the highest weight whose active connections do not exceed it. */
+static long ovf_step(__u32 i, void *ctx)
+{
+	struct scan *s = ctx;
+	struct dest *d;
+	struct dest_conns *c;
+	if (dest_at(s->svc, i, &d, &c, 0))
+		return 1;
+	if (overloaded(d, c) || c->active > d->weight || d->weight == 0)
+		return 0;
+	if (s->best < 0 || (__s64)d->weight > s->bw) {
+		s->best = i;
+		s->bw = d->weight;
+	}
+	return 0;
+}
+
+/* rr, first pass: where the last pick stands in the list. */
+static long rr_find(__u32 i, void *ctx)
+{
+	struct scan *s = ctx;
+	struct dest *d;
+	struct dest_conns *c;
+	__u32 slot;
+	if (dest_at(s->svc, i, &d, &c, &slot))
+		return 1;
+	if (slot + 1 == s->want) {
+		s->start = i + 1;
+		return 1;
+	}
+	return 0;
+}
+
+/* rr, second pass: the first available destination from there, cyclically. */
+static long rr_step(__u32 k, void *ctx)
+{
+	struct scan *s = ctx;
+	struct dest *d;
+	struct dest_conns *c;
+	if (!s->n)
+		return 1;
+	__u32 i = (s->start + k) % s->n;
+	if (dest_at(s->svc, i, &d, &c, 0))
+		return 1;
+	if (available(d, c)) {
+		s->best = i;
+		return 1;
+	}
+	return 0;
+}
+
+/* wrr: one step of WeightedRoundRobin::schedule's walk. */
+static long wrr_step(__u32 k, void *ctx)
+{
+	struct scan *s = ctx;
+	struct dest *d;
+	struct dest_conns *c;
+	if (s->pos < (__s32)s->n) {
+		__u32 i = s->pos;
+		if (dest_at(s->svc, i, &d, &c, 0)) {
+			s->done = 1;
+			return 1;
+		}
+		if (!overloaded(d, c) && (__s64)d->weight >= s->cw) {
+			s->best = i;
+			s->last = i;
+			s->done = 1;
+			return 1;
+		}
+		if (s->stop == (__s32)i) {
+			s->last = i;
+			s->done = 1;
+			return 1;
+		}
+		s->pos++;
+		return 0;
+	}
+	s->pos = 0;
+	s->cw -= s->di;
+	if (s->cw <= 0) {
+		s->cw = s->mw;
+		if (s->last_pass || s->last < 0) {
+			s->last = -1;
+			s->done = 1;
+			return 1;
+		}
+		s->restarted = 1;
+	}
+	s->last_pass = s->cw <= s->di;
+	if (s->last_pass && s->restarted && s->last >= 0)
+		s->stop = s->last;
+	return 0;
+}
+
+/* twos, first pass: the sum of the available weights; the last available. */
+static long twos_total(__u32 i, void *ctx)
+{
+	struct scan *s = ctx;
+	struct dest *d;
+	struct dest_conns *c;
+	if (dest_at(s->svc, i, &d, &c, 0))
+		return 1;
+	if (available(d, c)) {
+		s->total += d->weight;
+		s->best = i;
+	}
+	return 0;
+}
+
+/* twos, second pass: the two weighted random draws. */
+static long twos_pick(__u32 i, void *ctx)
+{
+	struct scan *s = ctx;
+	struct dest *d;
+	struct dest_conns *c;
+	if (dest_at(s->svc, i, &d, &c, 0))
+		return 1;
+	if (!available(d, c))
+		return 0;
+	s->r1 -= d->weight;
+	s->r2 -= d->weight;
+	if (s->r1 <= 0 && s->c1 < 0) {
+		s->c1 = i;
+		s->oh1 = conn_overhead(c);
+	}
+	if (s->r2 <= 0 && s->c2 < 0) {
+		s->c2 = i;
+		s->oh2 = conn_overhead(c);
+	}
+	return s->c1 >= 0 && s->c2 >= 0;
+}
+
+static __always_inline __u32 splitmix_next(__u64 *state)
+{
+	*state += 0x9e3779b97f4a7c15ULL;
+	__u64 z = *state;
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return (__u32)((z ^ (z >> 31)) >> 32);
+}
+
+/* The address "fold" IPVS hashes (fulcrum-core's addr_fold). */
+static __always_inline __u32 addr_fold(const __u8 *a, __u8 family)
+{
+	__u32 w0 = ((__u32)a[0] << 24) | ((__u32)a[1] << 16) | ((__u32)a[2] << 8) | a[3];
+	if (family == 4)
+		return w0;
+	__u32 w1 = ((__u32)a[4] << 24) | ((__u32)a[5] << 16) | ((__u32)a[6] << 8) | a[7];
+	__u32 w2 = ((__u32)a[8] << 24) | ((__u32)a[9] << 16) | ((__u32)a[10] << 8) | a[11];
+	__u32 w3 = ((__u32)a[12] << 24) | ((__u32)a[13] << 16) | ((__u32)a[14] << 8) | a[15];
+	return w0 ^ w1 ^ w2 ^ w3;
+}
+
+static __always_inline __u32 hash_32(__u32 v, __u32 bits)
+{
+	return (v * 0x61C88647u) >> (32 - bits);
+}
+
+/* The list index in a service's sh/dh/mh table; -1 for an empty bucket. */
+static __always_inline __s32 table_at(__u32 svc, __u32 bucket)
+{
+	__u32 k = (svc << 20) | (bucket & 0xfffff);
+	__u32 *v = bpf_map_lookup_elem(&lookup, &k);
+	return v ? (__s32)*v : -1;
+}
+
+static __always_inline int available_at(__u32 svc, __s32 i)
+{
+	struct dest *d;
+	struct dest_conns *c;
+	if (i < 0 || dest_at(svc, i, &d, &c, 0))
+		return 0;
+	return available(d, c);
+}
+
+struct sh_walk {
+	__u32 svc;
+	__u32 fold;
+	__u32 port;
+	__u32 ihash;
+	__s32 found;
+};
+
+static __always_inline __u32 sh_hashkey(__u32 fold, __u32 port, __u32 offset)
+{
+	return (offset + hash_32(port + fold, HASH_TAB_BITS)) & (HASH_TAB_SIZE - 1);
+}
+
+/* sh's fallback: the next buckets in the table's own order. */
+static long sh_step(__u32 offset, void *ctx)
+{
+	struct sh_walk *w = ctx;
+	__u32 roffset = (offset + w->ihash) % HASH_TAB_SIZE;
+	__s32 i = table_at(w->svc, sh_hashkey(w->fold, w->port, roffset));
+	if (i < 0)
+		return 1;
+	if (available_at(w->svc, i)) {
+		w->found = i;
+		return 1;
+	}
+	return 0;
+}
+
+/* Pick a destination for a new flow: its list index, or -1. */
+static __always_inline __s32 schedule(struct svc *sv, __u32 svc_idx, struct flow_key *k)
+{
+	struct scan s = {};
+	s.svc = svc_idx;
+	s.best = -1;
+	s.n = sv->ndests;
+	if (s.n > MAX_SVC_DESTS)
+		s.n = MAX_SVC_DESTS;
+	struct svc_sched *st = bpf_map_lookup_elem(&svc_sched, &svc_idx);
+	if (!st)
+		return -1;
+
+	switch (sv->sched) {
+	case S_RR:
+		s.want = st->rr_last;
+		if (s.want)
+			bpf_loop(s.n, rr_find, &s, 0);
+		if (s.start >= s.n)
+			s.start = 0;
+		bpf_loop(s.n, rr_step, &s, 0);
+		if (s.best >= 0) {
+			struct dest *d;
+			struct dest_conns *c;
+			__u32 slot;
+			if (!dest_at(s.svc, s.best, &d, &c, &slot))
+				st->rr_last = slot + 1;
+		}
+		return s.best;
+	case S_WRR:
+		if (sv->wrr_mw == 0)
+			return -1;
+		s.cw = st->wrr_cw;
+		s.mw = sv->wrr_mw;
+		s.di = sv->wrr_di ? sv->wrr_di : 1;
+		s.last = st->wrr_cl;
+		s.pos = s.last + 1;
+		s.stop = -1;
+		/* A pass per weight step in the worst case: bounded by the
+		 * helper's limit, past which nothing is picked (counted). */
+		bpf_loop(1 << 23, wrr_step, &s, 0);
+		st->wrr_cw = s.cw;
+		st->wrr_cl = s.done ? s.last : -1;
+		return s.best;
+	case S_LC:
+		bpf_loop(s.n, lc_step, &s, 0);
+		return s.best;
+	case S_WLC:
+		bpf_loop(s.n, wlc_step, &s, 0);
+		return s.best;
+	case S_SED:
+		bpf_loop(s.n, sed_step, &s, 0);
+		return s.best;
+	case S_NQ:
+		bpf_loop(s.n, nq_step, &s, 0);
+		return s.best;
+	case S_FO:
+		bpf_loop(s.n, fo_step, &s, 0);
+		return s.best;
+	case S_OVF:
+		bpf_loop(s.n, ovf_step, &s, 0);
+		return s.best;
+	case S_TWOS: {
+		bpf_loop(s.n, twos_total, &s, 0);
+		if (s.best < 0)
+			return -1;
+		s.total += 1;
+		__u64 rng = st->rng;
+		s.r1 = (__s64)((__u64)splitmix_next(&rng) % (__u64)s.total);
+		s.r2 = (__s64)((__u64)splitmix_next(&rng) % (__u64)s.total);
+		st->rng = rng;
+		s.c1 = -1;
+		s.c2 = -1;
+		bpf_loop(s.n, twos_pick, &s, 0);
+		if (s.c1 >= 0)
+			s.best = s.c1;
+		if (s.c1 >= 0 && s.c2 >= 0) {
+			struct dest *d1, *d2;
+			struct dest_conns *c1, *c2;
+			if (dest_at(s.svc, s.c1, &d1, &c1, 0) || dest_at(s.svc, s.c2, &d2, &c2, 0))
+				return s.best;
+			if ((__s64)d2->weight * s.oh1 > (__s64)d1->weight * s.oh2)
+				return s.c2;
+		}
+		return s.best;
+	}
+	case S_DH: {
+		__s32 i = table_at(svc_idx, hash_32(addr_fold(k->daddr, k->family), HASH_TAB_BITS));
+		return available_at(svc_idx, i) ? i : -1;
+	}
+	case S_SH: {
+		struct sh_walk w = {};
+		w.svc = svc_idx;
+		w.fold = addr_fold(k->saddr, k->family);
+		w.port = (sv->flags & SVC_SCHED2) ? bpf_ntohs(k->sport) : 0;
+		w.ihash = sh_hashkey(w.fold, w.port, 0);
+		w.found = -1;
+		__s32 first = table_at(svc_idx, w.ihash);
+		if (first < 0)
+			return -1;
+		if (available_at(svc_idx, first))
+			return first;
+		if (!(sv->flags & SVC_SCHED1))
+			return -1;
+		bpf_loop(HASH_TAB_SIZE, sh_step, &w, 0);
+		return w.found;
+	}
+	default:
+		/* lblc, lblcr, mh: not in this program yet; the controller
+		 * refuses them on this plane. */
+		return -1;
+	}
+}
+
+/* ---- Checksums (RFC 1624 incremental updates) ---- */
+
+static __always_inline __u16 csum_fold32(__u32 s)
+{
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__u16)s;
+}
+
+/* The sum to add for `len` bytes (even, at most 16) changing from old to new. */
+static __always_inline __u32 csum_delta(const __u8 *old, const __u8 *new, int len)
+{
+	__u32 acc = 0;
+#pragma unroll
+	for (int i = 0; i < 16; i += 2) {
+		if (i < len) {
+			__u16 o = ((__u16)old[i] << 8) | old[i + 1];
+			__u16 n = ((__u16)new[i] << 8) | new[i + 1];
+			acc += (__u16)~o;
+			acc += n;
+		}
+	}
+	return acc;
+}
+
+/* Apply a delta to a checksum field (network order, read byte-wise). */
+static __always_inline void csum_apply(__u8 *field, __u32 delta, int udp)
+{
+	__u16 old = ((__u16)field[0] << 8) | field[1];
+	if (udp && old == 0)
+		return; /* IPv4 UDP without a checksum stays without */
+	__u32 s = (__u16)~old;
+	s += delta;
+	__u16 res = ~csum_fold32(s);
+	if (udp && res == 0)
+		res = 0xffff;
+	field[0] = res >> 8;
+	field[1] = res & 0xff;
+}
+
+/* ---- The packet path ---- */
+
+struct pkt {
+	void *l3;
+	__u8 *ip;       /* the IP header */
+	__u8 *l4;
+	__u8 *csum;     /* the L4 checksum, NULL for SCTP */
+	__u32 l3_len;   /* the IP packet's length, for the counters */
+	__u8 family;
+	__u8 proto;
+	__u8 tflags;
+	__u8 udp;
+};
+
+/* Rewrite one address (and port, unless 0) of the packet: the
+ * destination when `dst`, else the source; checksums follow. */
+static __always_inline void rewrite(struct pkt *p, void *end, int dst, const __u8 *addr, __be16 port)
+{
+	__u8 *pt = p->l4 + (dst ? 2 : 0);
+	if ((void *)(pt + 2) > end)
+		return;
+	__u8 newport[2];
+	__builtin_memcpy(newport, &port, 2);
+	__u32 port_delta = port ? csum_delta(pt, newport, 2) : 0;
+	if (p->family == 4) {
+		__u8 *a = p->ip + (dst ? 16 : 12);
+		__u8 *ipc = p->ip + 10;
+		if ((void *)(a + 4) > end || (void *)(ipc + 2) > end)
+			return;
+		__u32 delta = csum_delta(a, addr, 4);
+		if (p->csum && (void *)(p->csum + 2) <= end)
+			csum_apply(p->csum, delta + port_delta, p->udp);
+		csum_apply(ipc, delta, 0);
+		__builtin_memcpy(a, addr, 4);
+	} else {
+		__u8 *a = p->ip + (dst ? 24 : 8);
+		if ((void *)(a + 16) > end)
+			return;
+		__u32 delta = csum_delta(a, addr, 16);
+		if (p->csum && (void *)(p->csum + 2) <= end)
+			csum_apply(p->csum, delta + port_delta, 0);
+		__builtin_memcpy(a, addr, 16);
+	}
+	if (port)
+		__builtin_memcpy(pt, newport, 2);
+}
+
+/* Send the frame on towards `to` (an address of `family`): the FIB picks
+ * the interface and the neighbour; with `ttl` the TTL/hop limit drops by
+ * one as in routing. Without a neighbour yet, the kernel forwards it. */
+static __always_inline int forward(struct xdp_md *ctx, struct pkt *p, const __u8 *to, int ttl)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct bpf_fib_lookup fib = {};
+	fib.ifindex = ctx->ingress_ifindex;
+	fib.l4_protocol = p->proto;
+	if (p->family == 4) {
+		if ((void *)(p->ip + 20) > end)
+			return XDP_PASS;
+		fib.family = AF_INET;
+		fib.tos = p->ip[1];
+		fib.tot_len = p->l3_len;
+		__builtin_memcpy(&fib.ipv4_src, p->ip + 12, 4);
+		__builtin_memcpy(&fib.ipv4_dst, to, 4);
+	} else {
+		if ((void *)(p->ip + 40) > end)
+			return XDP_PASS;
+		fib.family = AF_INET6;
+		fib.tot_len = p->l3_len;
+		__builtin_memcpy(fib.ipv6_src, p->ip + 8, 16);
+		__builtin_memcpy(fib.ipv6_dst, to, 16);
+	}
+	long rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+		return count(EXC_TO_KERNEL, XDP_PASS);
+	if (ttl) {
+		if (p->family == 4) {
+			if (p->ip[8] <= 1)
+				return count(EXC_TTL, XDP_PASS);
+			/* TTL sits in the high byte of its checksum word. */
+			__u8 old[2] = {p->ip[8], p->ip[9]};
+			p->ip[8] -= 1;
+			__u32 delta = csum_delta(old, p->ip + 8, 2);
+			csum_apply(p->ip + 10, delta, 0);
+		} else {
+			if (p->ip[7] <= 1)
+				return count(EXC_TTL, XDP_PASS);
+			p->ip[7] -= 1;
+		}
+	}
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end)
+		return XDP_PASS;
+	__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
+	if (fib.ifindex == ctx->ingress_ifindex)
+		return XDP_TX;
+	return bpf_redirect(fib.ifindex, 0);
+}
+
+static __always_inline void account(__u32 svc, __u32 slot, int out, __u64 bytes, int new_conn)
+{
+	struct counters *c = bpf_map_lookup_elem(&svc_stats, &svc);
+	if (c) {
+		c->conns += new_conn;
+		if (out) {
+			c->outpkts += 1;
+			c->outbytes += bytes;
+		} else {
+			c->inpkts += 1;
+			c->inbytes += bytes;
+		}
+	}
+	c = bpf_map_lookup_elem(&dest_stats, &slot);
+	if (c) {
+		c->conns += new_conn;
+		if (out) {
+			c->outpkts += 1;
+			c->outbytes += bytes;
+		} else {
+			c->inpkts += 1;
+			c->inbytes += bytes;
+		}
+	}
+}
+
+/* A client's packet for a flow bound to `slot`: rewrite and send on. */
+static __always_inline int to_real_server(struct xdp_md *ctx, struct pkt *p, struct flow_key *k,
+					  struct flow *f, __u64 now, int new_conn)
+{
+	void *end = (void *)(long)ctx->data_end;
+	__u32 slot = f->dest;
+	struct dest *d = bpf_map_lookup_elem(&dests, &slot);
+	if (!d)
+		return XDP_PASS;
+	int dir = d->fwd == FWD_MASQ ? DIR_INPUT : DIR_INPUT_ONLY;
+	transition(f, dir, p->proto == IPPROTO_TCP, p->tflags, now);
+	account(f->svc, slot, 0, p->l3_len, new_conn);
+	if (d->family != p->family)
+		return count(EXC_UNSUPPORTED, XDP_PASS);
+	if (d->fwd == FWD_MASQ) {
+		if (!p->csum && p->proto != IPPROTO_SCTP)
+			return XDP_PASS;
+		if (p->proto == IPPROTO_SCTP && d->port && d->port != k->dport)
+			return count(EXC_UNSUPPORTED, XDP_PASS);
+		__be16 port = d->port ? d->port : k->dport;
+		if (new_conn) {
+			struct flow_key back = {};
+			__builtin_memcpy(back.saddr, d->addr, 16);
+			__builtin_memcpy(back.daddr, k->saddr, 16);
+			back.sport = port;
+			back.dport = k->sport;
+			back.proto = k->proto;
+			back.family = k->family;
+			struct nat_back v = {};
+			__builtin_memcpy(v.vaddr, k->daddr, 16);
+			v.vport = k->dport;
+			bpf_map_update_elem(&nat_back, &back, &v, BPF_ANY);
+		}
+		rewrite(p, end, 1, d->addr, port == k->dport ? 0 : port);
+		return forward(ctx, p, d->addr, 1);
+	}
+	if (d->fwd == FWD_ROUTE)
+		return forward(ctx, p, d->addr, 0);
+	return count(EXC_UNSUPPORTED, XDP_PASS);
 }
 
 SEC("xdp")
@@ -87,19 +1105,20 @@ int fulcrum_xdp(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
-	struct svc_key key = {};
+	struct flow_key key = {};
+	struct pkt p = {};
 	__u8 *l4;
 	__u8 proto;
 
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > end)
-		return count(EXC_MALFORMED);
+		return count(EXC_MALFORMED, XDP_PASS);
 	__be16 type = eth->h_proto;
 	void *l3 = eth + 1;
 	if (type == bpf_htons(ETH_P_8021Q) || type == bpf_htons(ETH_P_8021AD)) {
 		struct vlan_hdr *v = l3;
 		if ((void *)(v + 1) > end)
-			return count(EXC_MALFORMED);
+			return count(EXC_MALFORMED, XDP_PASS);
 		type = v->proto;
 		l3 = v + 1;
 	}
@@ -107,56 +1126,172 @@ int fulcrum_xdp(struct xdp_md *ctx)
 	if (type == bpf_htons(ETH_P_IP)) {
 		__u8 *ip = l3;
 		if ((void *)(ip + 20) > end)
-			return count(EXC_MALFORMED);
+			return count(EXC_MALFORMED, XDP_PASS);
 		__u8 ihl = (ip[0] & 0x0f) * 4;
 		if ((ip[0] >> 4) != 4 || ihl < 20)
-			return count(EXC_MALFORMED);
+			return count(EXC_MALFORMED, XDP_PASS);
 		/* More fragments, or an offset: not the whole datagram. */
 		if (((ip[6] << 8) | ip[7]) & 0x3fff)
-			return count(EXC_FRAGMENT);
+			return count(EXC_FRAGMENT, XDP_PASS);
 		proto = ip[9];
 		key.family = 4;
-		__builtin_memcpy(key.addr, ip + 16, 4);
+		__builtin_memcpy(key.saddr, ip + 12, 4);
+		__builtin_memcpy(key.daddr, ip + 16, 4);
+		p.l3_len = (ip[2] << 8) | ip[3];
 		l4 = ip + ihl;
 		if ((void *)l4 > end)
-			return count(EXC_MALFORMED);
+			return count(EXC_MALFORMED, XDP_PASS);
+		p.ip = ip;
 	} else if (type == bpf_htons(ETH_P_IPV6)) {
 		__u8 *ip6 = l3;
 		if ((void *)(ip6 + 40) > end)
-			return count(EXC_MALFORMED);
+			return count(EXC_MALFORMED, XDP_PASS);
 		if ((ip6[0] >> 4) != 6)
-			return count(EXC_MALFORMED);
+			return count(EXC_MALFORMED, XDP_PASS);
 		proto = ip6[6];
 		if (proto != IPPROTO_TCP && proto != IPPROTO_UDP && proto != IPPROTO_SCTP &&
 		    proto != NEXTHDR_ICMPV6 && proto != NEXTHDR_NONE)
-			return count(EXC_IPV6_EXT);
+			return count(EXC_IPV6_EXT, XDP_PASS);
 		key.family = 6;
-		__builtin_memcpy(key.addr, ip6 + 24, 16);
+		__builtin_memcpy(key.saddr, ip6 + 8, 16);
+		__builtin_memcpy(key.daddr, ip6 + 24, 16);
+		p.l3_len = 40 + ((ip6[4] << 8) | ip6[5]);
 		l4 = ip6 + 40;
+		p.ip = ip6;
 	} else {
-		return count(EXC_NOT_IP);
+		return count(EXC_NOT_IP, XDP_PASS);
 	}
 
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP && proto != IPPROTO_SCTP)
-		return count(EXC_OTHER_L4);
+		return count(EXC_OTHER_L4, XDP_PASS);
 	/* The whole transport header must be there, as IPVS requires it;
 	 * source and destination ports lead all three. */
 	__u32 l4_len = proto == IPPROTO_TCP ? 20 : proto == IPPROTO_UDP ? 8 : 12;
 	if ((void *)(l4 + l4_len) > end)
-		return count(EXC_MALFORMED);
+		return count(EXC_MALFORMED, XDP_PASS);
 	key.proto = proto;
-	__builtin_memcpy(&key.port, l4 + 2, 2);
-
-	__u32 *id = bpf_map_lookup_elem(&services, &key);
-	if (!id)
-		return count(EXC_NO_SERVICE);
-	__u32 i = *id;
-	struct svc_counters *c = bpf_map_lookup_elem(&svc_stats, &i);
-	if (c) {
-		c->packets += 1;
-		/* As IPVS counts: the IP packet, without the Ethernet header. */
-		c->bytes += (__u64)(end - l3);
+	__builtin_memcpy(&key.sport, l4, 2);
+	__builtin_memcpy(&key.dport, l4 + 2, 2);
+	p.l3 = l3;
+	p.l4 = l4;
+	p.family = key.family;
+	p.proto = proto;
+	if (proto == IPPROTO_TCP) {
+		p.tflags = l4[13];
+		p.csum = l4 + 16;
+	} else if (proto == IPPROTO_UDP) {
+		p.csum = l4 + 6;
+		p.udp = key.family == 4;
 	}
+	__u64 now = now_ns();
+
+	/* A client's packet of a known flow. */
+	struct flow *f = bpf_map_lookup_elem(&flows, &key);
+	if (f && f->expires > now)
+		return to_real_server(ctx, &p, &key, f, now, 0);
+
+	/* A real server's reply of a NAT flow. */
+	struct nat_back *nb = bpf_map_lookup_elem(&nat_back, &key);
+	if (nb) {
+		struct flow_key fwd = {};
+		__builtin_memcpy(fwd.saddr, key.daddr, 16);
+		__builtin_memcpy(fwd.daddr, nb->vaddr, 16);
+		fwd.sport = key.dport;
+		fwd.dport = nb->vport;
+		fwd.proto = key.proto;
+		fwd.family = key.family;
+		__u8 vaddr[16];
+		__builtin_memcpy(vaddr, nb->vaddr, 16);
+		__be16 vport = nb->vport;
+		struct flow *ff = bpf_map_lookup_elem(&flows, &fwd);
+		if (ff && ff->expires > now) {
+			transition(ff, DIR_OUTPUT, proto == IPPROTO_TCP, p.tflags, now);
+			account(ff->svc, ff->dest, 1, p.l3_len, 0);
+			rewrite(&p, end, 0, vaddr, vport == key.sport ? 0 : vport);
+			return forward(ctx, &p, key.daddr, 1);
+		}
+	}
+
+	/* A new connection to a virtual service? */
+	struct svc_key sk = {};
+	sk.family = key.family;
+	sk.proto = proto;
+	sk.port = key.dport;
+	__builtin_memcpy(sk.addr, key.daddr, 16);
+	__u32 *id = bpf_map_lookup_elem(&services, &sk);
+	if (!id)
+		return count(EXC_NO_SERVICE, XDP_PASS);
+	__u32 svc_idx = *id;
+	if (proto == IPPROTO_TCP && (!(p.tflags & 0x02) || (p.tflags & 0x04)))
+		return count(EXC_NOT_SYN, XDP_PASS);
+	struct svc *sv = bpf_map_lookup_elem(&svc_conf, &svc_idx);
+	if (!sv)
+		return count(EXC_NO_SERVICE, XDP_PASS);
+
+	if (f) {
+		/* An expired flow the sweeper has not reached: let it go first. */
+		unbind_dest(f->dest, f->flags & FLOW_INACTIVE);
+		bpf_map_delete_elem(&flows, &key);
+	}
+	__s32 i = schedule(sv, svc_idx, &key);
+	if (i < 0)
+		return count(EXC_NO_DEST, XDP_PASS);
+	struct flow nf = {};
+	nf.dest = sv->slots[i & SVC_DEST_MASK];
+	nf.svc = svc_idx;
+	nf.state = proto == IPPROTO_UDP ? ST_UDP : ST_NONE;
+	nf.flags = FLOW_INACTIVE;
+	nf.expires = now + timeout_ns(nf.state);
+	bind_dest(nf.dest);
+	if (bpf_map_update_elem(&flows, &key, &nf, BPF_ANY))
+		return count(EXC_NO_DEST, XDP_PASS);
+	f = bpf_map_lookup_elem(&flows, &key);
+	if (!f)
+		return XDP_PASS;
+	return to_real_server(ctx, &p, &key, f, now, 1);
+}
+
+/* ---- The sweeper: run by the controller (BPF_PROG_TEST_RUN), once a second ---- */
+
+struct sweep_ctx {
+	__u64 now;
+	__u64 seen;
+	__u64 expired;
+};
+
+static long sweep_one(void *map, struct flow_key *k, struct flow *f, struct sweep_ctx *s)
+{
+	s->seen++;
+	if (f->expires > s->now)
+		return 0;
+	__u32 slot = f->dest;
+	struct dest *d = bpf_map_lookup_elem(&dests, &slot);
+	if (d && d->fwd == FWD_MASQ) {
+		struct flow_key back = {};
+		__builtin_memcpy(back.saddr, d->addr, 16);
+		__builtin_memcpy(back.daddr, k->saddr, 16);
+		back.sport = d->port ? d->port : k->dport;
+		back.dport = k->sport;
+		back.proto = k->proto;
+		back.family = k->family;
+		bpf_map_delete_elem(&nat_back, &back);
+	}
+	unbind_dest(slot, f->flags & FLOW_INACTIVE);
+	bpf_map_delete_elem(map, k);
+	s->expired++;
+	return 0;
+}
+
+SEC("xdp")
+int fulcrum_sweep(struct xdp_md *ctx)
+{
+	struct sweep_ctx s = {};
+	s.now = now_ns();
+	bpf_for_each_map_elem(&flows, sweep_one, &s, 0);
+	__u32 k = 0;
+	bpf_map_update_elem(&sweep_result, &k, &s.seen, BPF_ANY);
+	k = 1;
+	bpf_map_update_elem(&sweep_result, &k, &s.expired, BPF_ANY);
 	return XDP_PASS;
 }
 

@@ -1,30 +1,55 @@
 //! Fulcrum's XDP data plane: the BPF program (C in `bpf/`, compiled by
 //! clang when the crate is built) and its loader, on aya.
 //!
-//! This stage is the classifier every later one builds on: each frame is
-//! parsed (Ethernet, one VLAN tag, IPv4 with options, IPv6, TCP/UDP/SCTP
-//! ports) and looked up in the `services` map the controller publishes the
-//! table into; a virtual service's packets are counted against it (per CPU,
-//! summed here), everything else is counted by why it is not one. It
-//! forwards nothing yet: every verdict is `XDP_PASS`. It attaches to an
-//! interface natively, or in the generic path where the driver refuses.
+//! The program is an LVS director: it parses each frame (Ethernet, one VLAN
+//! tag, IPv4 with options, IPv6, TCP/UDP/SCTP ports), forwards the packets
+//! of known flows, schedules new connections to virtual services with the
+//! service's IPVS scheduler over the real servers the controller published
+//! (the connection counts live in the program), and forwards by NAT or
+//! direct routing. Everything else goes on to the kernel, counted by why.
+//!
+//! [`XdpPlane`] loads it, publishes a [`fulcrum_core::Table`] into its maps
+//! by difference ([`XdpPlane::publish`]), sets the timeouts, sweeps expired
+//! flows, reads the counters and the flows, and attaches to interfaces.
 //!
 //! Without clang (and libbpf's headers) at build time the crate still
 //! builds: [`program`] then says what to install.
 
-use aya::Ebpf;
-use aya::maps::{HashMap, MapData, PerCpuArray};
+mod publish;
+pub mod records;
+
+use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
-use fulcrum_core::{Protocol, ServiceKey};
+use aya::{Ebpf, EbpfLoader};
+use fulcrum_core::state::{ConnState, Direction, TcpFlags, Timeouts, tcp_transition};
+use fulcrum_core::{Protocol, ServiceKey, Table};
+
+use crate::publish::{Layout, SchedChange, Write, adjust_wrr};
+use crate::records::{
+    DEST_LEN, DestConns, FLOW_KEY_LEN, FLOW_LEN, FlowRecord, SCHED_LEN, SVC_LEN, SchedState,
+};
 
 /// The compiled BPF object (empty when clang was missing at build time).
 static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fulcrum.bpf.o"));
 
-/// The most services the `services` map holds.
-pub const MAX_SERVICES: u32 = 65536;
+pub use records::{MAX_DESTS, MAX_SERVICES, MAX_SVC_DESTS};
 
 /// The name of the XDP program in the object.
 const PROGRAM: &str = "fulcrum_xdp";
+
+/// The sweeper, run by the controller once a second.
+const SWEEPER: &str = "fulcrum_sweep";
+
+/// Flows the table holds by default (LRU: the least recently used goes
+/// when it is full).
+pub const DEFAULT_FLOWS: u32 = 1 << 20;
+
+/// `XDP_DROP`.
+pub const XDP_DROP: u32 = 1;
+/// `XDP_TX`: back out of the interface it came in on.
+pub const XDP_TX: u32 = 3;
+/// `XDP_REDIRECT`: out of another interface.
+pub const XDP_REDIRECT: u32 = 4;
 
 /// `XDP_PASS`: the frame goes on to the kernel.
 pub const XDP_PASS: u32 = 2;
@@ -60,6 +85,9 @@ pub enum XdpError {
     /// Too many services for the map.
     #[error("{0} services: the XDP plane holds at most {MAX_SERVICES}")]
     TooMany(usize),
+    /// Services the plane does not forward, each with why.
+    #[error("{}", .0.join("; "))]
+    Refused(Vec<String>),
 }
 
 fn kernel(what: &'static str) -> impl Fn(&dyn std::fmt::Display) -> XdpError {
@@ -69,20 +97,33 @@ fn kernel(what: &'static str) -> impl Fn(&dyn std::fmt::Display) -> XdpError {
     }
 }
 
-/// The object's XDP program, for `what`.
-fn xdp_mut<'a>(ebpf: &'a mut Ebpf, what: &'static str) -> Result<&'a mut Xdp, XdpError> {
-    ebpf.program_mut(PROGRAM)
-        .ok_or_else(|| missing(what, PROGRAM))?
+/// The object's XDP program `name`, for `what`.
+fn xdp_mut<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &str,
+    what: &'static str,
+) -> Result<&'a mut Xdp, XdpError> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| missing(what, name))?
         .try_into()
         .map_err(|e: ProgramError| kernel(what)(&e))
 }
 
-/// The object's XDP program, read-only, for `what`.
-fn xdp<'a>(ebpf: &'a Ebpf, what: &'static str) -> Result<&'a Xdp, XdpError> {
-    ebpf.program(PROGRAM)
-        .ok_or_else(|| missing(what, PROGRAM))?
+/// The object's XDP program `name`, read-only, for `what`.
+fn xdp<'a>(ebpf: &'a Ebpf, name: &str, what: &'static str) -> Result<&'a Xdp, XdpError> {
+    ebpf.program(name)
+        .ok_or_else(|| missing(what, name))?
         .try_into()
         .map_err(|e: ProgramError| kernel(what)(&e))
+}
+
+/// The object's map `name`, writable, for `what`.
+fn map_mut<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &str,
+    what: &'static str,
+) -> Result<&'a mut aya::maps::Map, XdpError> {
+    ebpf.map_mut(name).ok_or_else(|| missing(what, name))
 }
 
 /// The object's map `name`, for `what`.
@@ -109,7 +150,8 @@ pub fn program() -> Result<&'static [u8], XdpError> {
     }
 }
 
-/// Why a packet was not a virtual service's (the `exceptions` counters).
+/// Why a packet was not forwarded by the program (the `exceptions`
+/// counters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exception {
     /// Not IPv4 or IPv6 (ARP, LLDP, …).
@@ -124,17 +166,32 @@ pub enum Exception {
     OtherProtocol,
     /// TCP, UDP or SCTP to no virtual service.
     NoService,
+    /// TCP without SYN (or with RST) and no flow: not a new connection.
+    NotSyn,
+    /// The scheduler found no real server available.
+    NoDestination,
+    /// Rewritten, but the kernel routes it (no neighbour entry yet).
+    ToKernel,
+    /// TTL or hop limit ran out: the kernel answers.
+    Ttl,
+    /// A forwarding the program leaves to the kernel.
+    Unsupported,
 }
 
 impl Exception {
     /// Every kind, in the map's order.
-    pub const ALL: [Exception; 6] = [
+    pub const ALL: [Exception; 11] = [
         Exception::NotIp,
         Exception::Malformed,
         Exception::Fragment,
         Exception::Ipv6Extension,
         Exception::OtherProtocol,
         Exception::NoService,
+        Exception::NotSyn,
+        Exception::NoDestination,
+        Exception::ToKernel,
+        Exception::Ttl,
+        Exception::Unsupported,
     ];
 
     /// For people.
@@ -146,6 +203,11 @@ impl Exception {
             Exception::Ipv6Extension => "IPv6 extension header",
             Exception::OtherProtocol => "not TCP, UDP or SCTP",
             Exception::NoService => "no virtual service",
+            Exception::NotSyn => "TCP segment of no flow, not a SYN",
+            Exception::NoDestination => "no real server available",
+            Exception::ToKernel => "routed by the kernel (no neighbour yet)",
+            Exception::Ttl => "TTL ran out",
+            Exception::Unsupported => "forwarding left to the kernel",
         }
     }
 }
@@ -177,87 +239,390 @@ pub fn service_key(key: &ServiceKey) -> Option<[u8; 20]> {
     Some(k)
 }
 
-/// The classifier, loaded into the kernel (not attached to an interface).
-#[derive(Debug)]
-pub struct Classifier {
-    ebpf: Ebpf,
+/// Traffic counters of a service or a real server, summed over the CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Connections scheduled.
+    pub conns: u64,
+    /// Packets in (client to real server).
+    pub inpkts: u64,
+    /// Packets out (NAT replies).
+    pub outpkts: u64,
+    /// Bytes in (IP layer).
+    pub inbytes: u64,
+    /// Bytes out.
+    pub outbytes: u64,
 }
 
-impl Classifier {
-    /// Load the program and its maps into the kernel.
+/// What one sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sweep {
+    /// Flows looked at.
+    pub seen: u64,
+    /// Flows whose timer had run out, removed.
+    pub expired: u64,
+}
+
+/// The program, loaded into the kernel with its maps, and the table as
+/// last published into them.
+#[derive(Debug)]
+pub struct XdpPlane {
+    ebpf: Ebpf,
+    layout: Layout,
+}
+
+impl XdpPlane {
+    /// Load the program and its maps into the kernel, with room for
+    /// `flows` flows (NAT flows take a second entry for their replies).
     ///
     /// # Errors
     /// No program in this build, or the kernel refusing it (no BPF, no
     /// privilege: it needs root or CAP_BPF with CAP_NET_ADMIN).
-    pub fn load() -> Result<Classifier, XdpError> {
-        let mut ebpf = Ebpf::load(program()?).map_err(|e| kernel("loading the XDP object")(&e))?;
-        xdp_mut(&mut ebpf, "loading the XDP program")?
-            .load()
-            .map_err(|e| kernel("loading the XDP program")(&e))?;
-        Ok(Classifier { ebpf })
+    pub fn load(flows: u32) -> Result<XdpPlane, XdpError> {
+        let flows = flows.max(1024);
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries("flows", flows)
+            .map_max_entries("nat_back", flows)
+            .load(program()?)
+            .map_err(|e| kernel("loading the XDP object")(&e))?;
+        for name in [PROGRAM, SWEEPER] {
+            xdp_mut(&mut ebpf, name, "loading the XDP program")?
+                .load()
+                .map_err(|e| kernel("loading the XDP program")(&e))?;
+        }
+        let mut plane = XdpPlane {
+            ebpf,
+            layout: Layout::new(),
+        };
+        plane.set_tcp_table()?;
+        plane.set_timeouts(&Timeouts::default())?;
+        Ok(plane)
+    }
+
+    fn array<const N: usize>(
+        &mut self,
+        name: &str,
+        what: &'static str,
+    ) -> Result<Array<&mut MapData, [u8; N]>, XdpError> {
+        Array::try_from(map_mut(&mut self.ebpf, name, what)?).map_err(|e| kernel(what)(&e))
+    }
+
+    /// IPVS's TCP state table, from fulcrum-core, as the program indexes
+    /// it: `[direction * 4 + flag][state]`.
+    fn set_tcp_table(&mut self) -> Result<(), XdpError> {
+        let flags = [
+            TcpFlags::SYN,
+            TcpFlags {
+                fin: true,
+                ..TcpFlags::default()
+            },
+            TcpFlags::ACK,
+            TcpFlags::RST,
+        ];
+        let mut table = [0u8; 256];
+        for (d, dir) in [Direction::Input, Direction::Output, Direction::InputOnly]
+            .into_iter()
+            .enumerate()
+        {
+            for (f, flag) in flags.iter().enumerate() {
+                for s in 0..11u8 {
+                    let cur = ConnState::from_tcp_index(s).unwrap_or(ConnState::None);
+                    table[(d * 4 + f) * 11 + usize::from(s)] =
+                        tcp_transition(cur, dir, *flag) as u8;
+                }
+            }
+        }
+        self.array::<256>("tcp_table", "the TCP state table")?
+            .set(0, table, 0)
+            .map_err(|e| kernel("the TCP state table")(&e))
+    }
+
+    /// The timeouts of every state (`ipvsadm --set`, and the defaults).
+    ///
+    /// # Errors
+    /// The kernel refusing the write.
+    pub fn set_timeouts(&mut self, t: &Timeouts) -> Result<(), XdpError> {
+        let mut secs = [0u8; 64];
+        for s in 0..12u8 {
+            let state = if s == ConnState::Udp as u8 {
+                ConnState::Udp
+            } else {
+                ConnState::from_tcp_index(s).unwrap_or(ConnState::None)
+            };
+            let v = t.of(state).as_secs().min(u64::from(u32::MAX)) as u32;
+            secs[usize::from(s) * 4..usize::from(s) * 4 + 4].copy_from_slice(&v.to_ne_bytes());
+        }
+        self.array::<64>("timeouts", "the timeouts")?
+            .set(0, secs, 0)
+            .map_err(|e| kernel("the timeouts")(&e))
+    }
+
+    /// Move the program's clock by `offset_ns` past the kernel's monotonic
+    /// clock (tests make time pass with it).
+    ///
+    /// # Errors
+    /// The kernel refusing the write.
+    pub fn set_clock_offset(&mut self, offset_ns: u64) -> Result<(), XdpError> {
+        self.array::<8>("clock", "the clock")?
+            .set(0, offset_ns.to_ne_bytes(), 0)
+            .map_err(|e| kernel("the clock")(&e))
+    }
+
+    /// Make the maps say what `table` says, changing only what differs:
+    /// existing flows keep their real servers (a deleted real server's
+    /// flows go on until they end). Services the plane cannot forward are
+    /// left out, and named in the error; the rest is published.
+    ///
+    /// # Errors
+    /// [`XdpError::Refused`] naming what was left out and why, or the
+    /// kernel refusing a write.
+    pub fn publish(&mut self, table: &Table) -> Result<(), XdpError> {
+        let (writes, refused) = self.layout.plan(table);
+        for w in writes {
+            self.write(w)?;
+        }
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(XdpError::Refused(refused))
+        }
+    }
+
+    fn write(&mut self, w: Write) -> Result<(), XdpError> {
+        match w {
+            Write::Dest {
+                slot,
+                record,
+                fresh,
+            } => {
+                if fresh {
+                    self.array::<16>("dest_conns", "the connection counts")?
+                        .set(slot, [0u8; 16], 0)
+                        .map_err(|e| kernel("the connection counts")(&e))?;
+                    let ncpus =
+                        aya::util::nr_cpus().map_err(|(_, e)| kernel("counting the CPUs")(&e))?;
+                    let mut stats: PerCpuArray<&mut MapData, [u64; 5]> = PerCpuArray::try_from(
+                        map_mut(&mut self.ebpf, "dest_stats", "the counters")?,
+                    )
+                    .map_err(|e| kernel("the counters")(&e))?;
+                    let zero = aya::maps::PerCpuValues::try_from(vec![[0u64; 5]; ncpus])
+                        .map_err(|e| kernel("the counters")(&e))?;
+                    stats
+                        .set(slot, zero, 0)
+                        .map_err(|e| kernel("the counters")(&e))?;
+                }
+                self.array::<DEST_LEN>("dests", "the real servers")?
+                    .set(slot, record.bytes(), 0)
+                    .map_err(|e| kernel("the real servers")(&e))
+            }
+            Write::Svc { index, record } => {
+                let mut b = [0u8; SVC_LEN];
+                b.copy_from_slice(&record);
+                self.array::<SVC_LEN>("svc_conf", "the services")?
+                    .set(index, b, 0)
+                    .map_err(|e| kernel("the services")(&e))
+            }
+            Write::Sched { index, change } => {
+                let mut arr = self.array::<SCHED_LEN>("svc_sched", "the scheduler state")?;
+                let state = match change {
+                    SchedChange::Reset(mut s, steps) => {
+                        for (mw, di) in steps {
+                            adjust_wrr(&mut s, mw, di);
+                        }
+                        s
+                    }
+                    SchedChange::Adjust { steps, rr_last } => {
+                        let cur = arr
+                            .get(&index, 0)
+                            .map_err(|e| kernel("the scheduler state")(&e))?;
+                        let mut s = SchedState::from_bytes(&cur);
+                        for (mw, di) in steps {
+                            adjust_wrr(&mut s, mw, di);
+                        }
+                        if let Some((was, now)) = rr_last
+                            && s.rr_last == was
+                        {
+                            s.rr_last = now;
+                        }
+                        s
+                    }
+                };
+                arr.set(index, state.bytes(), 0)
+                    .map_err(|e| kernel("the scheduler state")(&e))
+            }
+            Write::Bucket {
+                index,
+                bucket,
+                dest,
+            } => {
+                let mut map: HashMap<&mut MapData, u32, u32> =
+                    HashMap::try_from(map_mut(&mut self.ebpf, "lookup", "the hash tables")?)
+                        .map_err(|e| kernel("the hash tables")(&e))?;
+                let k = (index << 20) | (bucket & 0xfffff);
+                match dest {
+                    Some(d) => map
+                        .insert(k, d, 0)
+                        .map_err(|e| kernel("the hash tables")(&e)),
+                    None => {
+                        let _ = map.remove(&k);
+                        Ok(())
+                    }
+                }
+            }
+            Write::Key { key, index } => {
+                let Some(k) = service_key(&key) else {
+                    return Ok(());
+                };
+                let mut map = self.services()?;
+                match index {
+                    Some(i) => map
+                        .insert(k, i, 0)
+                        .map_err(|e| kernel("adding a service")(&e)),
+                    None => {
+                        let _ = map.remove(&k);
+                        Ok(())
+                    }
+                }
+            }
+        }
     }
 
     fn services(&mut self) -> Result<HashMap<&mut MapData, [u8; 20], u32>, XdpError> {
-        let map = self
-            .ebpf
-            .map_mut("services")
-            .ok_or_else(|| missing("the services map", "services"))?;
-        HashMap::try_from(map).map_err(|e| kernel("the services map")(&e))
+        HashMap::try_from(map_mut(&mut self.ebpf, "services", "the services map")?)
+            .map_err(|e| kernel("the services map")(&e))
     }
 
-    /// Make the `services` map hold exactly `services` (each with its
-    /// counters' index), changing only what differs: a service present
-    /// before and after keeps its entry. fwmark services are skipped.
+    /// Remove the flows whose timers ran out (and their NAT reply entries),
+    /// taking them off their real servers' counts. Retired real servers
+    /// whose last flow is gone free their slots.
     ///
     /// # Errors
-    /// More than [`MAX_SERVICES`], an index out of range, or the kernel
-    /// refusing an update.
-    pub fn set_services(&mut self, services: &[(ServiceKey, u32)]) -> Result<(), XdpError> {
-        if services.len() > MAX_SERVICES as usize {
-            return Err(XdpError::TooMany(services.len()));
-        }
-        let want: std::collections::HashMap<[u8; 20], u32> = services
-            .iter()
-            .filter_map(|(k, i)| service_key(k).map(|k| (k, *i)))
-            .collect();
-        if let Some(i) = want.values().find(|i| **i >= MAX_SERVICES) {
-            return Err(XdpError::Kernel {
-                what: "the services map",
-                why: format!("counter index {i} out of range"),
-            });
-        }
-        let mut map = self.services()?;
-        let have: Vec<[u8; 20]> = map.keys().filter_map(Result::ok).collect();
-        for k in have.iter().filter(|k| !want.contains_key(*k)) {
-            map.remove(k)
-                .map_err(|e| kernel("removing a service")(&e))?;
-        }
-        for (k, i) in &want {
-            if map.get(k, 0).ok() != Some(*i) {
-                map.insert(k, i, 0)
-                    .map_err(|e| kernel("adding a service")(&e))?;
+    /// The kernel refusing the run or a read.
+    pub fn sweep(&mut self) -> Result<Sweep, XdpError> {
+        let prog = xdp(&self.ebpf, SWEEPER, "sweeping the flows")?;
+        let frame = [0u8; 64];
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(&frame);
+        prog.test_run(opts)
+            .map_err(|e| kernel("sweeping the flows")(&e))?;
+        let result: Array<&MapData, u64> =
+            Array::try_from(map(&self.ebpf, "sweep_result", "the sweep's result")?)
+                .map_err(|e| kernel("the sweep's result")(&e))?;
+        let get = |i| result.get(&i, 0).unwrap_or(0);
+        let sweep = Sweep {
+            seen: get(0),
+            expired: get(1),
+        };
+        for slot in self.layout.retired.clone() {
+            let c = self.dest_conns_of_slot(slot)?;
+            if c.active == 0 && c.inactive == 0 && c.persist == 0 {
+                self.layout.release(slot);
             }
         }
-        Ok(())
+        Ok(sweep)
     }
 
-    /// A service's packets and bytes, summed over the CPUs.
+    fn dest_conns_of_slot(&self, slot: u32) -> Result<DestConns, XdpError> {
+        let arr: Array<&MapData, [u32; 4]> =
+            Array::try_from(map(&self.ebpf, "dest_conns", "the connection counts")?)
+                .map_err(|e| kernel("the connection counts")(&e))?;
+        arr.get(&slot, 0)
+            .map(DestConns::from_words)
+            .map_err(|e| kernel("the connection counts")(&e))
+    }
+
+    fn slot(&self, key: &ServiceKey, id: fulcrum_core::DestId) -> Option<u32> {
+        self.layout.slots.get(&(*key, id)).copied()
+    }
+
+    /// A real server's connection counts, as the program keeps them;
+    /// `None` when the plane does not hold it.
     ///
     /// # Errors
     /// The kernel refusing the read.
-    pub fn service_counters(&self, index: u32) -> Result<(u64, u64), XdpError> {
-        let map = map(&self.ebpf, "svc_stats", "the counters map")?;
-        let arr: PerCpuArray<&MapData, [u64; 2]> =
-            PerCpuArray::try_from(map).map_err(|e| kernel("the counters map")(&e))?;
+    pub fn dest_conns(
+        &self,
+        key: &ServiceKey,
+        id: fulcrum_core::DestId,
+    ) -> Result<Option<DestConns>, XdpError> {
+        match self.slot(key, id) {
+            Some(s) => self.dest_conns_of_slot(s).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether a real server is overloaded (its upper threshold reached).
+    ///
+    /// # Errors
+    /// The kernel refusing the read.
+    pub fn overloaded(&self, key: &ServiceKey, id: fulcrum_core::DestId) -> Result<bool, XdpError> {
+        let Some(slot) = self.slot(key, id) else {
+            return Ok(false);
+        };
+        let c = self.dest_conns_of_slot(slot)?;
+        let epoch = self.layout.records.get(&slot).map_or(0, |r| r.epoch);
+        Ok(c.overload == epoch + 1)
+    }
+
+    fn counters(&self, name: &str, index: u32) -> Result<Counters, XdpError> {
+        let arr: PerCpuArray<&MapData, [u64; 5]> =
+            PerCpuArray::try_from(map(&self.ebpf, name, "the counters")?)
+                .map_err(|e| kernel("the counters")(&e))?;
         let per_cpu = arr
             .get(&index, 0)
             .map_err(|e| kernel("reading counters")(&e))?;
-        Ok(per_cpu
-            .iter()
-            .fold((0, 0), |(p, b), c| (p + c[0], b + c[1])))
+        Ok(per_cpu.iter().fold(Counters::default(), |a, c| Counters {
+            conns: a.conns + c[0],
+            inpkts: a.inpkts + c[1],
+            outpkts: a.outpkts + c[2],
+            inbytes: a.inbytes + c[3],
+            outbytes: a.outbytes + c[4],
+        }))
     }
 
-    /// The packets that were no virtual service's, by why, summed over the
+    /// A service's counters, summed over the CPUs; `None` when the plane
+    /// does not forward it.
+    ///
+    /// # Errors
+    /// The kernel refusing the read.
+    pub fn service_counters(&self, key: &ServiceKey) -> Result<Option<Counters>, XdpError> {
+        match self.layout.services.get(key) {
+            Some(s) => self.counters("svc_stats", s.index).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// A real server's counters, summed over the CPUs.
+    ///
+    /// # Errors
+    /// The kernel refusing the read.
+    pub fn dest_counters(
+        &self,
+        key: &ServiceKey,
+        id: fulcrum_core::DestId,
+    ) -> Result<Option<Counters>, XdpError> {
+        match self.slot(key, id) {
+            Some(s) => self.counters("dest_stats", s).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Every flow in the table (expired ones the sweeper has not reached
+    /// included), with the slot of its real server.
+    ///
+    /// # Errors
+    /// The kernel refusing the read.
+    pub fn flows(&self) -> Result<Vec<FlowRecord>, XdpError> {
+        let m: HashMap<&MapData, [u8; FLOW_KEY_LEN], [u8; FLOW_LEN]> =
+            HashMap::try_from(map(&self.ebpf, "flows", "the flow table")?)
+                .map_err(|e| kernel("the flow table")(&e))?;
+        Ok(m.iter()
+            .filter_map(Result::ok)
+            .filter_map(|(k, v)| FlowRecord::parse(&k, &v))
+            .collect())
+    }
+
+    /// The packets the program did not forward, by why, summed over the
     /// CPUs.
     ///
     /// # Errors
@@ -281,7 +646,7 @@ impl Classifier {
     /// Attach the program to `interface` (of this thread's network
     /// namespace): in the driver, or — when the driver refuses — in the
     /// kernel's generic path, which the answer says (the caller warns).
-    /// It stays attached until the classifier is dropped.
+    /// It stays attached until the plane is dropped.
     ///
     /// # Errors
     /// A name that is not an interface's, no such interface, or the kernel
@@ -291,7 +656,7 @@ impl Classifier {
         {
             return Err(XdpError::BadInterface(interface.to_string()));
         }
-        let prog = xdp_mut(&mut self.ebpf, "attaching the XDP program")?;
+        let prog = xdp_mut(&mut self.ebpf, PROGRAM, "attaching the XDP program")?;
         if prog.attach(interface, XdpMode::Driver).is_ok() {
             return Ok(Attached::Native);
         }
@@ -309,7 +674,7 @@ impl Classifier {
     /// # Errors
     /// The kernel refusing the run.
     pub fn test_run(&self, frame: &[u8]) -> Result<(u32, Vec<u8>), XdpError> {
-        let prog = xdp(&self.ebpf, "running the XDP program")?;
+        let prog = xdp(&self.ebpf, PROGRAM, "running the XDP program")?;
         let mut out = vec![0u8; frame.len() + 256];
         let mut opts = TestRunOptions::new();
         opts.data_in = Some(frame);

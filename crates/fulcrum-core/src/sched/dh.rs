@@ -30,6 +30,10 @@ impl Scheduler for DestinationHash {
         SchedulerKind::Dh
     }
 
+    fn buckets(&self) -> Option<&[Option<u32>]> {
+        Some(&self.buckets[..])
+    }
+
     fn update(&mut self, dests: &[Dest], _: DestChange) {
         for (i, b) in self.buckets.iter_mut().enumerate() {
             *b = (!dests.is_empty()).then(|| (i % dests.len()) as u32);

@@ -152,6 +152,10 @@ impl Scheduler for MaglevHash {
         Some(self.m as usize)
     }
 
+    fn buckets(&self) -> Option<&[Option<u32>]> {
+        Some(&self.lookup)
+    }
+
     fn schedule(
         &mut self,
         dests: &[Dest],

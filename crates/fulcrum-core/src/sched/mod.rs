@@ -233,6 +233,14 @@ pub trait Scheduler: fmt::Debug + Send + Sync {
         now: Duration,
     ) -> Option<usize>;
 
+    /// The lookup table of a table-driven scheduler (sh and dh: 256
+    /// buckets; mh: its prime-sized table), each bucket the index of a dest
+    /// in the list; `None` for schedulers without one. Data planes that
+    /// schedule elsewhere (XDP) publish it as it is.
+    fn buckets(&self) -> Option<&[Option<u32>]> {
+        None
+    }
+
     /// Periodic housekeeping (lblc/lblcr's cache garbage collector, every 60 s
     /// in the kernel). The default does nothing.
     fn collect_garbage(&mut self, _dests: &[Dest], _now: Duration) {}

@@ -43,6 +43,10 @@ impl Scheduler for SourceHash {
 
     /// `ip_vs_sh_reassign`: walk the list cyclically, each dest filling
     /// `weight` buckets (at least one, so weight 0 still takes one).
+    fn buckets(&self) -> Option<&[Option<u32>]> {
+        Some(&self.buckets[..])
+    }
+
     fn update(&mut self, dests: &[Dest], _: DestChange) {
         if dests.is_empty() {
             self.buckets.fill(None);

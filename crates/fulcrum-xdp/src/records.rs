@@ -1,0 +1,310 @@
+//! The map records the BPF program reads and writes, laid out byte for byte
+//! as the C structs in `bpf/fulcrum.bpf.c` (little-endian host, natural
+//! alignment). The crate forbids `unsafe`, so records travel as byte
+//! arrays, built and read here and nowhere else.
+
+use std::net::IpAddr;
+
+use fulcrum_core::Forwarding;
+use fulcrum_core::sched::SchedulerKind;
+
+/// The most services the program holds (`MAX_SERVICES`).
+pub const MAX_SERVICES: u32 = 4096;
+/// The most real-server slots (`MAX_DESTS`).
+pub const MAX_DESTS: u32 = 65536;
+/// The most real servers of one service (`MAX_SVC_DESTS`).
+pub const MAX_SVC_DESTS: usize = 256;
+
+/// `struct svc`.
+pub const SVC_LEN: usize = 16 + 4 * MAX_SVC_DESTS;
+/// `struct svc_sched`.
+pub const SCHED_LEN: usize = 24;
+/// `struct dest`.
+pub const DEST_LEN: usize = 40;
+/// `struct flow_key`.
+pub const FLOW_KEY_LEN: usize = 40;
+/// `struct flow`.
+pub const FLOW_LEN: usize = 16;
+
+/// `svc.flags`: sh/mh fall back to the next bucket.
+pub const SVC_SCHED1: u8 = 0x1;
+/// `svc.flags`: sh/mh hash the client's port too.
+pub const SVC_SCHED2: u8 = 0x2;
+
+/// The scheduler's number in the program (SchedulerKind::ALL order).
+pub fn sched_number(kind: SchedulerKind) -> u8 {
+    SchedulerKind::ALL
+        .iter()
+        .position(|k| *k == kind)
+        .map_or(0, |i| i as u8)
+}
+
+/// An address as the program keeps it: 16 bytes, IPv4 in the first four.
+pub fn addr16(addr: &IpAddr) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    match addr {
+        IpAddr::V4(v4) => a[..4].copy_from_slice(&v4.octets()),
+        IpAddr::V6(v6) => a = v6.octets(),
+    }
+    a
+}
+
+/// The address back from 16 bytes and a family (4 or 6).
+pub fn addr_of(bytes: &[u8], family: u8) -> Option<IpAddr> {
+    match family {
+        4 => {
+            let b: [u8; 4] = bytes.get(..4)?.try_into().ok()?;
+            Some(IpAddr::from(b))
+        }
+        6 => {
+            let b: [u8; 16] = bytes.get(..16)?.try_into().ok()?;
+            Some(IpAddr::from(b))
+        }
+        _ => None,
+    }
+}
+
+fn family(addr: &IpAddr) -> u8 {
+    if addr.is_ipv4() { 4 } else { 6 }
+}
+
+/// `struct svc`: scheduler, flags, wrr's constants, mh's size, and the
+/// destination slots in list order.
+pub struct SvcRecord {
+    /// Scheduler number.
+    pub sched: u8,
+    /// `SVC_SCHED1 | SVC_SCHED2`.
+    pub flags: u8,
+    /// wrr's `mw`.
+    pub wrr_mw: u32,
+    /// wrr's `di`.
+    pub wrr_di: u32,
+    /// mh's table size.
+    pub mh_m: u32,
+    /// Slots in list order (at most [`MAX_SVC_DESTS`]).
+    pub slots: Vec<u32>,
+}
+
+impl SvcRecord {
+    /// The bytes.
+    pub fn bytes(&self) -> [u8; SVC_LEN] {
+        let mut b = [0u8; SVC_LEN];
+        b[0] = self.sched;
+        b[1] = self.flags;
+        let n = self.slots.len().min(MAX_SVC_DESTS);
+        b[2..4].copy_from_slice(&(n as u16).to_ne_bytes());
+        b[4..8].copy_from_slice(&self.wrr_mw.to_ne_bytes());
+        b[8..12].copy_from_slice(&self.wrr_di.to_ne_bytes());
+        b[12..16].copy_from_slice(&self.mh_m.to_ne_bytes());
+        for (i, s) in self.slots.iter().take(n).enumerate() {
+            b[16 + 4 * i..20 + 4 * i].copy_from_slice(&s.to_ne_bytes());
+        }
+        b
+    }
+}
+
+/// `struct svc_sched`: the scheduler state the program keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchedState {
+    /// wrr's current weight.
+    pub wrr_cw: i64,
+    /// wrr's last pick (list index), -1 for none.
+    pub wrr_cl: i32,
+    /// rr's last pick: slot + 1, 0 for none.
+    pub rr_last: u32,
+    /// twos' random state.
+    pub rng: u64,
+}
+
+impl SchedState {
+    /// The bytes.
+    pub fn bytes(&self) -> [u8; SCHED_LEN] {
+        let mut b = [0u8; SCHED_LEN];
+        b[0..8].copy_from_slice(&self.wrr_cw.to_ne_bytes());
+        b[8..12].copy_from_slice(&self.wrr_cl.to_ne_bytes());
+        b[12..16].copy_from_slice(&self.rr_last.to_ne_bytes());
+        b[16..24].copy_from_slice(&self.rng.to_ne_bytes());
+        b
+    }
+
+    /// From the bytes.
+    pub fn from_bytes(b: &[u8; SCHED_LEN]) -> SchedState {
+        let u64_at = |i: usize| u64::from_ne_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
+        let u32_at = |i: usize| u32::from_ne_bytes(b[i..i + 4].try_into().unwrap_or([0; 4]));
+        SchedState {
+            wrr_cw: u64_at(0) as i64,
+            wrr_cl: u32_at(8) as i32,
+            rr_last: u32_at(12),
+            rng: u64_at(16),
+        }
+    }
+}
+
+/// `struct dest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestRecord {
+    /// Address.
+    pub addr: IpAddr,
+    /// Forwarding.
+    pub fwd: Forwarding,
+    /// Port, 0 to keep the packet's.
+    pub port: u16,
+    /// Weight.
+    pub weight: u32,
+    /// Upper threshold.
+    pub u_threshold: u32,
+    /// Lower threshold.
+    pub l_threshold: u32,
+    /// Bumped to clear OVERLOAD.
+    pub epoch: u32,
+    /// The service's index.
+    pub svc: u32,
+}
+
+impl DestRecord {
+    /// The bytes.
+    pub fn bytes(&self) -> [u8; DEST_LEN] {
+        let mut b = [0u8; DEST_LEN];
+        b[..16].copy_from_slice(&addr16(&self.addr));
+        b[16] = family(&self.addr);
+        b[17] = self.fwd.conn_flags() as u8;
+        b[18..20].copy_from_slice(&self.port.to_be_bytes());
+        b[20..24].copy_from_slice(&self.weight.to_ne_bytes());
+        b[24..28].copy_from_slice(&self.u_threshold.to_ne_bytes());
+        b[28..32].copy_from_slice(&self.l_threshold.to_ne_bytes());
+        b[32..36].copy_from_slice(&self.epoch.to_ne_bytes());
+        b[36..40].copy_from_slice(&self.svc.to_ne_bytes());
+        b
+    }
+}
+
+/// `struct dest_conns`: what the program counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DestConns {
+    /// ActiveConn.
+    pub active: u32,
+    /// InActConn.
+    pub inactive: u32,
+    /// PersistConn.
+    pub persist: u32,
+    /// `epoch + 1` while overloaded, 0 otherwise.
+    pub overload: u32,
+}
+
+impl DestConns {
+    /// From the map's value.
+    pub fn from_words(w: [u32; 4]) -> DestConns {
+        DestConns {
+            active: w[0],
+            inactive: w[1],
+            persist: w[2],
+            overload: w[3],
+        }
+    }
+}
+
+/// `struct flow_key` and `struct flow`, read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowRecord {
+    /// Protocol number.
+    pub proto: u8,
+    /// Client address and port.
+    pub client: (IpAddr, u16),
+    /// Virtual address and port.
+    pub virt: (IpAddr, u16),
+    /// Expiry, in ns on the program's clock.
+    pub expires_ns: u64,
+    /// The destination slot.
+    pub dest: u32,
+    /// The service index.
+    pub svc: u16,
+    /// fulcrum-core's ConnState number.
+    pub state: u8,
+    /// Counted as inactive.
+    pub inactive: bool,
+}
+
+impl FlowRecord {
+    /// From a key and value of `flows`; `None` for a record no program wrote.
+    pub fn parse(k: &[u8; FLOW_KEY_LEN], v: &[u8; FLOW_LEN]) -> Option<FlowRecord> {
+        let fam = k[37];
+        let port = |i: usize| u16::from_be_bytes([k[i], k[i + 1]]);
+        Some(FlowRecord {
+            proto: k[36],
+            client: (addr_of(&k[..16], fam)?, port(32)),
+            virt: (addr_of(&k[16..32], fam)?, port(34)),
+            expires_ns: u64::from_ne_bytes(v[..8].try_into().ok()?),
+            dest: u32::from_ne_bytes(v[8..12].try_into().ok()?),
+            svc: u16::from_ne_bytes(v[12..14].try_into().ok()?),
+            state: v[14],
+            inactive: v[15] & 1 != 0,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_have_the_c_layout() {
+        let d = DestRecord {
+            addr: "10.0.0.5".parse().unwrap(),
+            fwd: Forwarding::Masq,
+            port: 8080,
+            weight: 3,
+            u_threshold: 10,
+            l_threshold: 2,
+            epoch: 7,
+            svc: 9,
+        }
+        .bytes();
+        assert_eq!(&d[..4], &[10, 0, 0, 5]);
+        assert_eq!(d[16], 4);
+        assert_eq!(d[17], 0);
+        assert_eq!(&d[18..20], &[0x1f, 0x90]);
+        assert_eq!(u32::from_ne_bytes(d[20..24].try_into().unwrap()), 3);
+        assert_eq!(u32::from_ne_bytes(d[36..40].try_into().unwrap()), 9);
+        let s = SchedState {
+            wrr_cw: -1,
+            wrr_cl: 5,
+            rr_last: 3,
+            rng: 42,
+        };
+        assert_eq!(SchedState::from_bytes(&s.bytes()), s);
+        let v = SvcRecord {
+            sched: 3,
+            flags: SVC_SCHED2,
+            wrr_mw: 0,
+            wrr_di: 1,
+            mh_m: 0,
+            slots: vec![4, 5],
+        }
+        .bytes();
+        assert_eq!(&v[..4], &[3, 2, 2, 0]);
+        assert_eq!(u32::from_ne_bytes(v[20..24].try_into().unwrap()), 5);
+        assert_eq!(sched_number(SchedulerKind::Twos), 13);
+        assert_eq!(sched_number(SchedulerKind::Rr), 0);
+    }
+
+    #[test]
+    fn flow_records_read_back_and_refuse_unknown_families() {
+        let mut k = [0u8; FLOW_KEY_LEN];
+        k[..4].copy_from_slice(&[198, 51, 100, 1]);
+        k[16..20].copy_from_slice(&[192, 0, 2, 1]);
+        k[32..34].copy_from_slice(&40000u16.to_be_bytes());
+        k[34..36].copy_from_slice(&80u16.to_be_bytes());
+        k[36] = 6;
+        k[37] = 4;
+        let mut v = [0u8; FLOW_LEN];
+        v[..8].copy_from_slice(&5u64.to_ne_bytes());
+        v[8..12].copy_from_slice(&2u32.to_ne_bytes());
+        v[14] = 1;
+        let f = FlowRecord::parse(&k, &v).unwrap();
+        assert_eq!(f.client, ("198.51.100.1".parse().unwrap(), 40000));
+        assert_eq!(f.virt, ("192.0.2.1".parse().unwrap(), 80));
+        assert_eq!((f.dest, f.state, f.inactive), (2, 1, false));
+        k[37] = 5;
+        assert_eq!(FlowRecord::parse(&k, &v), None);
+    }
+}

@@ -1,0 +1,309 @@
+//! The XDP director run in the kernel on crafted frames
+//! (`BPF_PROG_TEST_RUN`, inside a network namespace of the test's own):
+//! NAT rewrites both ways with every checksum right, direct routing leaves
+//! the packet alone, the TCP states and the connection counts follow the
+//! packets, the sweeper expires flows, and a deleted real server keeps its
+//! flows. Runs with FULCRUM_NETNS_TESTS=1.
+
+mod common;
+
+use common::*;
+use fulcrum_core::sched::SchedulerKind;
+use fulcrum_core::{DestSpec, Forwarding, Protocol, ServiceKey, ServiceSpec, Table};
+use fulcrum_xdp::{Exception, XDP_PASS, XDP_REDIRECT, XdpPlane};
+
+fn svc(proto: Protocol, addr: &str, port: u16) -> ServiceKey {
+    ServiceKey::Addr {
+        proto,
+        addr: addr.parse().unwrap(),
+        port,
+    }
+}
+
+fn dest(addr: &str, port: u16, fwd: Forwarding, weight: u32) -> DestSpec {
+    let mut d = DestSpec::new(addr.parse().unwrap(), port, fwd);
+    d.weight = weight;
+    d
+}
+
+fn count(p: &XdpPlane, e: Exception) -> u64 {
+    p.exceptions()
+        .unwrap()
+        .into_iter()
+        .find(|(x, _)| *x == e)
+        .unwrap()
+        .1
+}
+
+fn conns(p: &XdpPlane, t: &Table, key: &ServiceKey, addr: &str) -> (u32, u32) {
+    let s = t.service(key).unwrap();
+    let d = s
+        .dest(
+            &addr.parse().unwrap(),
+            s.dests
+                .iter()
+                .find(|d| d.addr.to_string() == addr)
+                .unwrap()
+                .port,
+        )
+        .unwrap();
+    let c = p.dest_conns(key, d.id).unwrap().unwrap();
+    (c.active, c.inactive)
+}
+
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "loads a BPF program in a network namespace: needs root; run with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
+#[test]
+fn nat_rewrites_both_ways_with_checksums_right_and_counts_follow_the_states() {
+    in_netns("", || {
+        let Some(mut p) = load() else { return };
+        let web = svc(Protocol::Tcp, "192.0.2.1", 80);
+        let mut t = Table::new();
+        t.add_service(ServiceSpec::new(web, SchedulerKind::Rr))
+            .unwrap();
+        t.add_dest(&web, dest("10.0.0.2", 80, Forwarding::Masq, 1))
+            .unwrap();
+        t.add_dest(&web, dest("10.0.0.1", 8080, Forwarding::Masq, 1))
+            .unwrap();
+        p.publish(&t).unwrap();
+
+        // The SYN: to the first real server in list order (the newest),
+        // destination and port rewritten, checksums right; the kernel
+        // forwards it (no route in this namespace).
+        let syn = tcp(("198.51.100.7", 40000), ("192.0.2.1", 80), SYN);
+        let (v, out) = p.test_run(&syn).unwrap();
+        assert_eq!(v, XDP_PASS);
+        assert_eq!(
+            endpoints(&out).1,
+            ("10.0.0.1".parse().unwrap(), 8080),
+            "rewritten to the real server"
+        );
+        assert_eq!(endpoints(&out).0, ("198.51.100.7".parse().unwrap(), 40000));
+        assert!(checksums_ok(&out), "checksums after DNAT");
+        assert_eq!(count(&p, Exception::ToKernel), 1);
+        assert_eq!(
+            conns(&p, &t, &web, "10.0.0.1"),
+            (0, 1),
+            "SYN_RECV is inactive"
+        );
+
+        // The real server's SYN-ACK comes back with the virtual address.
+        let synack = tcp(("10.0.0.1", 8080), ("198.51.100.7", 40000), SYN | ACK);
+        let (_, out) = p.test_run(&synack).unwrap();
+        assert_eq!(endpoints(&out).0, ("192.0.2.1".parse().unwrap(), 80));
+        assert_eq!(endpoints(&out).1, ("198.51.100.7".parse().unwrap(), 40000));
+        assert!(checksums_ok(&out), "checksums after SNAT");
+
+        // The client's ACK: ESTABLISHED, counted active.
+        let ack = tcp(("198.51.100.7", 40000), ("192.0.2.1", 80), ACK);
+        let (_, out) = p.test_run(&ack).unwrap();
+        assert_eq!(endpoints(&out).1, ("10.0.0.1".parse().unwrap(), 8080));
+        assert_eq!(conns(&p, &t, &web, "10.0.0.1"), (1, 0));
+        let flows = p.flows().unwrap();
+        assert_eq!(flows.len(), 1);
+        assert_eq!(flows[0].state, 1, "ESTABLISHED");
+
+        // A second client goes to the other real server (rr), port kept.
+        let (_, out) = p
+            .test_run(&tcp(("198.51.100.8", 40001), ("192.0.2.1", 80), SYN))
+            .unwrap();
+        assert_eq!(endpoints(&out).1, ("10.0.0.2".parse().unwrap(), 80));
+        assert!(checksums_ok(&out));
+
+        // A segment of no flow that is not a SYN is left to the kernel.
+        let stray = tcp(("198.51.100.9", 1), ("192.0.2.1", 80), ACK);
+        let (v, out) = p.test_run(&stray).unwrap();
+        assert_eq!((v, &out), (XDP_PASS, &stray));
+        assert_eq!(count(&p, Exception::NotSyn), 1);
+
+        // Counters: the service saw 4 packets in, 1 out, 2 connections.
+        let c = p.service_counters(&web).unwrap().unwrap();
+        assert_eq!((c.conns, c.inpkts, c.outpkts), (2, 3, 1));
+        assert_eq!(c.inbytes, 3 * 40);
+
+        // FIN from the client: CLOSE_WAIT, inactive again.
+        let fin = tcp(("198.51.100.7", 40000), ("192.0.2.1", 80), FIN | ACK);
+        p.test_run(&fin).unwrap();
+        assert_eq!(conns(&p, &t, &web, "10.0.0.1"), (0, 1));
+
+        // Time passes beyond CLOSE_WAIT (60 s) and SYN_RECV (60 s): the
+        // sweeper removes both flows and their counts.
+        p.set_clock_offset(61_000_000_000).unwrap();
+        let s = p.sweep().unwrap();
+        assert_eq!((s.seen, s.expired), (2, 2));
+        assert!(p.flows().unwrap().is_empty());
+        assert_eq!(conns(&p, &t, &web, "10.0.0.1"), (0, 0));
+        assert_eq!(conns(&p, &t, &web, "10.0.0.2"), (0, 0));
+        // The reply of a swept flow is nobody's any more.
+        let (v, out) = p.test_run(&synack).unwrap();
+        assert_eq!((v, &out), (XDP_PASS, &synack));
+    });
+}
+
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "loads a BPF program in a network namespace: needs root; run with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
+#[test]
+fn udp_and_ipv6_nat_keep_checksums_right() {
+    in_netns("", || {
+        let Some(mut p) = load() else { return };
+        let dns = svc(Protocol::Udp, "192.0.2.1", 53);
+        let web6 = svc(Protocol::Tcp, "2001:db8::1", 443);
+        let mut t = Table::new();
+        t.add_service(ServiceSpec::new(dns, SchedulerKind::Wlc))
+            .unwrap();
+        t.add_dest(&dns, dest("10.0.0.3", 5353, Forwarding::Masq, 1))
+            .unwrap();
+        t.add_service(ServiceSpec::new(web6, SchedulerKind::Wlc))
+            .unwrap();
+        t.add_dest(&web6, dest("2001:db8:1::3", 8443, Forwarding::Masq, 1))
+            .unwrap();
+        p.publish(&t).unwrap();
+        for payload in [0, 1, 37, 512] {
+            let q = frame(
+                ("198.51.100.7", 1000 + payload as u16),
+                ("192.0.2.1", 53),
+                None,
+                payload,
+            );
+            let (_, out) = p.test_run(&q).unwrap();
+            assert_eq!(endpoints(&out).1, ("10.0.0.3".parse().unwrap(), 5353));
+            assert!(checksums_ok(&out), "UDP/IPv4 with {payload} bytes");
+            let r = frame(
+                ("10.0.0.3", 5353),
+                ("198.51.100.7", 1000 + payload as u16),
+                None,
+                payload,
+            );
+            let (_, out) = p.test_run(&r).unwrap();
+            assert_eq!(endpoints(&out).0, ("192.0.2.1".parse().unwrap(), 53));
+            assert!(checksums_ok(&out), "UDP/IPv4 reply with {payload} bytes");
+        }
+        // A datagram without a checksum keeps none.
+        let mut q = frame(("198.51.100.7", 999), ("192.0.2.1", 53), None, 4);
+        q[40..42].copy_from_slice(&[0, 0]);
+        let (_, out) = p.test_run(&q).unwrap();
+        assert_eq!(&out[40..42], &[0, 0]);
+        assert_eq!(
+            conns(&p, &t, &dns, "10.0.0.3"),
+            (0, 5),
+            "UDP flows count inactive"
+        );
+
+        let syn = tcp(("2001:db8:2::7", 40000), ("2001:db8::1", 443), SYN);
+        let (_, out) = p.test_run(&syn).unwrap();
+        assert_eq!(endpoints(&out).1, ("2001:db8:1::3".parse().unwrap(), 8443));
+        assert!(checksums_ok(&out), "TCP/IPv6");
+        let back = tcp(("2001:db8:1::3", 8443), ("2001:db8:2::7", 40000), SYN | ACK);
+        let (_, out) = p.test_run(&back).unwrap();
+        assert_eq!(endpoints(&out).0, ("2001:db8::1".parse().unwrap(), 443));
+        assert!(checksums_ok(&out), "TCP/IPv6 reply");
+    });
+}
+
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "loads a BPF program in a network namespace: needs root; run with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
+#[test]
+fn direct_routing_changes_only_the_macs_and_goes_out_of_the_fib_interface() {
+    // A namespace that routes: the real server's network on a dummy
+    // interface, its MAC known.
+    let setup = "sysctl -qw net.ipv4.ip_forward=1; ip link set lo up; \
+                 ip link add rs0 address 02:00:00:00:00:aa type veth peer name rs1; ip link set rs0 up; ip link set rs1 up; \
+                 ip addr add 10.0.0.254/24 dev rs0; \
+                 ip neigh add 10.0.0.1 lladdr 02:00:00:00:00:01 dev rs0 nud permanent";
+    in_netns(setup, || {
+        let Some(mut p) = load() else { return };
+        let web = svc(Protocol::Tcp, "192.0.2.1", 80);
+        let mut t = Table::new();
+        t.add_service(ServiceSpec::new(web, SchedulerKind::Wlc))
+            .unwrap();
+        t.add_dest(&web, dest("10.0.0.1", 80, Forwarding::Route, 1))
+            .unwrap();
+        p.publish(&t).unwrap();
+        let syn = tcp(("198.51.100.7", 40000), ("192.0.2.1", 80), SYN);
+        let (v, out) = p.test_run(&syn).unwrap();
+        assert_eq!(v, XDP_REDIRECT, "out of rs0");
+        assert_eq!(&out[..6], &[2, 0, 0, 0, 0, 1], "to the real server's MAC");
+        assert_eq!(&out[6..12], &[2, 0, 0, 0, 0, 0xaa], "from the director's");
+        assert_eq!(&out[12..], &syn[12..], "the IP packet untouched");
+        // Direct routing never sees replies: INPUT_ONLY states.
+        let ack = tcp(("198.51.100.7", 40000), ("192.0.2.1", 80), ACK);
+        p.test_run(&ack).unwrap();
+        assert_eq!(conns(&p, &t, &web, "10.0.0.1"), (1, 0));
+
+        // NAT through the same route decrements the TTL, checksum right.
+        let nat = svc(Protocol::Tcp, "192.0.2.1", 8080);
+        t.add_service(ServiceSpec::new(nat, SchedulerKind::Wlc))
+            .unwrap();
+        t.add_dest(&nat, dest("10.0.0.1", 80, Forwarding::Masq, 1))
+            .unwrap();
+        p.publish(&t).unwrap();
+        let syn = tcp(("198.51.100.7", 40001), ("192.0.2.1", 8080), SYN);
+        let (v, out) = p.test_run(&syn).unwrap();
+        assert_eq!(v, XDP_REDIRECT);
+        assert_eq!(out[22], 63, "TTL");
+        assert!(checksums_ok(&out));
+        // TTL 1: the kernel answers (time exceeded).
+        let mut syn = tcp(("198.51.100.7", 40002), ("192.0.2.1", 8080), SYN);
+        syn[22] = 1;
+        let (v, _) = p.test_run(&syn).unwrap();
+        assert_eq!(v, XDP_PASS);
+        assert_eq!(count(&p, Exception::Ttl), 1);
+    });
+}
+
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "loads a BPF program in a network namespace: needs root; run with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
+#[test]
+fn a_deleted_real_server_keeps_its_flows_and_quiesced_ones_get_no_new() {
+    in_netns("", || {
+        let Some(mut p) = load() else { return };
+        let web = svc(Protocol::Tcp, "192.0.2.1", 80);
+        let mut t = Table::new();
+        t.add_service(ServiceSpec::new(web, SchedulerKind::Rr))
+            .unwrap();
+        t.add_dest(&web, dest("10.0.0.2", 80, Forwarding::Masq, 1))
+            .unwrap();
+        t.add_dest(&web, dest("10.0.0.1", 80, Forwarding::Masq, 1))
+            .unwrap();
+        p.publish(&t).unwrap();
+        let a = tcp(("198.51.100.7", 40000), ("192.0.2.1", 80), SYN);
+        let (_, out) = p.test_run(&a).unwrap();
+        assert_eq!(endpoints(&out).1.0.to_string(), "10.0.0.1");
+        // Quiesce 10.0.0.1: new clients avoid it, its flow goes on.
+        t.edit_dest(&web, dest("10.0.0.1", 80, Forwarding::Masq, 0))
+            .unwrap();
+        p.publish(&t).unwrap();
+        for port in 1..5 {
+            let (_, out) = p
+                .test_run(&tcp(("198.51.100.8", port), ("192.0.2.1", 80), SYN))
+                .unwrap();
+            assert_eq!(endpoints(&out).1.0.to_string(), "10.0.0.2");
+        }
+        let ack = tcp(("198.51.100.7", 40000), ("192.0.2.1", 80), ACK);
+        let (_, out) = p.test_run(&ack).unwrap();
+        assert_eq!(endpoints(&out).1.0.to_string(), "10.0.0.1");
+        // Delete it: the established flow still reaches it.
+        t.delete_dest(&web, &"10.0.0.1".parse().unwrap(), 80)
+            .unwrap();
+        p.publish(&t).unwrap();
+        let (_, out) = p.test_run(&ack).unwrap();
+        assert_eq!(endpoints(&out).1.0.to_string(), "10.0.0.1");
+        // The service goes: no new flows, old ones go on.
+        t.delete_service(&web).unwrap();
+        p.publish(&t).unwrap();
+        let (_, out) = p.test_run(&ack).unwrap();
+        assert_eq!(endpoints(&out).1.0.to_string(), "10.0.0.1");
+        let new = tcp(("198.51.100.9", 1), ("192.0.2.1", 80), SYN);
+        let (v, out) = p.test_run(&new).unwrap();
+        assert_eq!((v, &out), (XDP_PASS, &new));
+        assert_eq!(count(&p, Exception::NoService), 1);
+    });
+}
