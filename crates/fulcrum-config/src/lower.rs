@@ -1071,11 +1071,15 @@ fn check_global(g: &Global, seen: &KeySpans, diags: &mut Vec<Diagnostic>) {
     check_failover(g, seen, diags);
     check_syncd(g, seen, diags);
     if g.dataplane == Some(Dataplane::Xdp)
-        && let Some(sp) = seen.get("dataplane")
+        && g.syncdaemon == Some(true)
+        && let Some(sp) = seen.get("syncdaemon")
     {
         diags.push(
-            Diagnostic::warning(sp, "the `xdp` data plane is not available in this version of Fulcrum")
-                .hint("`fulcrum run` will refuse this file until it is; `auto` (the default), `ipvs` and `proxy` are available"),
+            Diagnostic::error(
+                sp,
+                "connection synchronisation does not run on the `xdp` data plane yet",
+            )
+            .hint("remove `syncdaemon`, or set `dataplane = ipvs` for the kernel's sync daemon"),
         );
     }
 }
@@ -1330,6 +1334,45 @@ fn check_virtuals(cfg: &Config, infos: &[VirtualInfo], diags: &mut Vec<Diagnosti
             }
         }
         let sched = v.effective_scheduler();
+        if cfg.global.effective_dataplane() == Dataplane::Xdp {
+            let hint =
+                "set `dataplane = ipvs` (the kernel's IPVS) for this virtual server, or change it";
+            if v.fwmark.is_some() {
+                diags.push(
+                    Diagnostic::error(at("fwmark"), "fwmark services need the `ipvs` data plane: XDP runs before anything marks a packet")
+                        .hint(hint),
+                );
+            }
+            if matches!(
+                sched,
+                SchedulerKind::Lblc | SchedulerKind::Lblcr | SchedulerKind::Mh
+            ) {
+                diags.push(
+                    Diagnostic::error(
+                        at("scheduler"),
+                        format!("the {sched} scheduler does not run on the `xdp` data plane yet"),
+                    )
+                    .hint(
+                        "choose another scheduler (wlc, wrr, sh, ...), or set `dataplane = ipvs`",
+                    ),
+                );
+            }
+            if v.persistent.unwrap_or(0) > 0 {
+                diags.push(
+                    Diagnostic::error(
+                        at("persistent"),
+                        "persistence does not run on the `xdp` data plane yet",
+                    )
+                    .hint(hint),
+                );
+            }
+            if v.address.as_ref().is_some_and(|a| a.device().is_none()) {
+                diags.push(
+                    Diagnostic::error(at("address"), "the `xdp` data plane runs on the interface of the virtual server's address: name it")
+                        .hint("write the device after the address, e.g. `address = 192.0.2.10 eth0:1`"),
+                );
+            }
+        }
         for f in &v.sched_flags {
             if f.scheduler() != sched {
                 diags.push(
@@ -1524,6 +1567,16 @@ fn check_servers(
             diags.push(
                 Diagnostic::error(at("address"), format!("real server `{}` is {} but virtual server `{}` is {}", s.name, fam_name(Family::of(&addr)), v.name, fam_name(fam)))
                     .hint("only tunnelled real servers (`forwarding = tunnel`) may use the other address family"),
+            );
+        }
+        if routing == Routing::Tunnel && cfg.global.effective_dataplane() == Dataplane::Xdp {
+            let sp = keys
+                .get("forwarding")
+                .or_else(|| info.keys.get("forwarding"))
+                .unwrap_or(*header);
+            diags.push(
+                Diagnostic::error(sp, format!("real server `{}` uses tunnelling, which the `xdp` data plane does not do yet", s.name))
+                    .hint("use `forwarding = nat` or `forwarding = direct`, or set `dataplane = ipvs`"),
             );
         }
         if routing != Routing::Nat && cfg.global.effective_dataplane() == Dataplane::Proxy {

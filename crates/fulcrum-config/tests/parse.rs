@@ -122,7 +122,7 @@ fn quoted_send_expect_with_escapes() {
 
 #[test]
 fn extensions() {
-    let src = "dataplane = xdp\nkeepalive = 0.1\ndeadtime = 0.35\ntcp_timeout = 3600\nvirtual dns {\n address = 10.0.0.53\n active = 1\n protocol = udp\n port = 53\n scheduler = mh\n sched_flags = mh-fallback, mh-port\n one_packet = 1\n persistent = 60\n pmask = 255.255.255.0\n forwarding = nat\n timeout = 2.5\n server a {\n  address = 10.1.0.1\n  active = 1\n  uthreshold = 100\n  lthreshold = 50\n  port = 5353\n }\n}\nvirtual fw {\n address = 2001:db8::1\n fwmark = 7\n active = 1\n persistent = 300\n pmask = 64\n forwarding = direct\n server t {\n  address = 192.0.2.9\n  active = 1\n  forwarding = tunnel\n }\n}\n";
+    let src = "dataplane = ipvs\nkeepalive = 0.1\ndeadtime = 0.35\ntcp_timeout = 3600\nvirtual dns {\n address = 10.0.0.53\n active = 1\n protocol = udp\n port = 53\n scheduler = mh\n sched_flags = mh-fallback, mh-port\n one_packet = 1\n persistent = 60\n pmask = 255.255.255.0\n forwarding = nat\n timeout = 2.5\n server a {\n  address = 10.1.0.1\n  active = 1\n  uthreshold = 100\n  lthreshold = 50\n  port = 5353\n }\n}\nvirtual fw {\n address = 2001:db8::1\n fwmark = 7\n active = 1\n persistent = 300\n pmask = 64\n forwarding = direct\n server t {\n  address = 192.0.2.9\n  active = 1\n  forwarding = tunnel\n }\n}\n";
     let cfg = ok(src);
     assert_eq!(
         cfg.global.keepalive,
@@ -653,9 +653,12 @@ mod roundtrip {
         (global(), 0usize..4).prop_flat_map(|(g, n)| {
             let vs: Vec<_> = (0..n).map(virtual_server).collect();
             (Just(g), vs).prop_map(|(mut global, virtuals)| {
-                // fwmark services exist only on the xdp data plane.
-                if virtuals.iter().any(|v| v.fwmark.is_some()) {
-                    global.dataplane = Some(Dataplane::Xdp);
+                // fwmark services exist only on the packet-level planes;
+                // the xdp plane has its own rules (tested on their own).
+                if virtuals.iter().any(|v| v.fwmark.is_some())
+                    || global.dataplane == Some(Dataplane::Xdp)
+                {
+                    global.dataplane = Some(Dataplane::Ipvs);
                 }
                 Config { global, virtuals }
             })
@@ -744,4 +747,22 @@ fn ftp_by_direct_routing_is_warned_about() {
     );
     // Through NAT the kernel's helper follows it.
     assert!(parse("virtual f {\n address = 10.0.0.1\n active = 1\n port = 21\n server s {\n  address = 10.1.0.1\n  active = 1\n }\n}\n").diagnostics.is_empty());
+}
+
+#[test]
+fn the_xdp_plane_refuses_what_it_cannot_forward_yet_with_places() {
+    let good = "dataplane = xdp\nnat_router = 10.1.0.254 eth1:1\nvirtual web {\n address = 192.0.2.10 eth0:1\n active = 1\n scheduler = wrr\n server a {\n  address = 10.1.0.1\n  active = 1\n }\n server b {\n  address = 10.1.0.2\n  active = 1\n  forwarding = direct\n }\n}\n";
+    ok(good);
+    let bad = "dataplane = xdp\nsyncdaemon = 1\nvirtual web {\n address = 192.0.2.10\n active = 1\n scheduler = lblc\n persistent = 60\n server a {\n  address = 10.1.0.1\n  active = 1\n  forwarding = tunnel\n }\n}\nvirtual marked {\n address = 192.0.2.11 eth0\n fwmark = 3\n active = 1\n}\n";
+    assert_eq!(
+        errors(bad),
+        [
+            "2:1: connection synchronisation does not run on the `xdp` data plane yet",
+            "4:2: the `xdp` data plane runs on the interface of the virtual server's address: name it",
+            "6:2: the lblc scheduler does not run on the `xdp` data plane yet",
+            "7:2: persistence does not run on the `xdp` data plane yet",
+            "11:3: real server `a` uses tunnelling, which the `xdp` data plane does not do yet",
+            "16:2: fwmark services need the `ipvs` data plane: XDP runs before anything marks a packet",
+        ]
+    );
 }

@@ -27,4 +27,4 @@ pub use addr::{Family, Netmask};
 pub use dest::{Dest, DestId, Forwarding, TunnelCsum, TunnelType};
 pub use service::{Protocol, SchedFlags, Service, ServiceKey};
 pub use sync::{SyncDaemon, SyncRole};
-pub use table::{DestSpec, ServiceSpec, Table, TableError};
+pub use table::{DestSpec, Observed, ServiceSpec, Table, TableError};

@@ -139,6 +139,22 @@ pub struct Scheduled {
     pub dport: u16,
 }
 
+/// What a data plane that keeps its own connections and counters (XDP)
+/// counted for one real server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// Connections in ESTABLISHED.
+    pub activeconns: u32,
+    /// Connections in other states.
+    pub inactconns: u32,
+    /// Persistence templates.
+    pub persistconns: u32,
+    /// The upper threshold was reached.
+    pub overload: bool,
+    /// Traffic counters (cumulative).
+    pub counters: crate::estimator::Counters,
+}
+
 /// The whole IPVS state of one director.
 #[derive(Debug, Default)]
 pub struct Table {
@@ -162,6 +178,32 @@ impl Table {
         Table {
             opts,
             ..Table::default()
+        }
+    }
+
+    /// Bring a service's counters and its real servers' counts to what a
+    /// data plane that keeps them itself (XDP) counted, so listings,
+    /// status, rates and metrics read them as on the other planes. Real
+    /// servers not named keep theirs.
+    pub fn observe(
+        &mut self,
+        key: &ServiceKey,
+        counters: crate::estimator::Counters,
+        dests: impl IntoIterator<Item = (DestId, Observed)>,
+    ) {
+        let Some(i) = self.service_index(key) else {
+            return;
+        };
+        let svc = &mut self.services[i];
+        svc.stats.counters = counters;
+        for (id, o) in dests {
+            if let Some(d) = svc.dest_by_id_mut(id) {
+                d.activeconns = o.activeconns;
+                d.inactconns = o.inactconns;
+                d.persistconns = o.persistconns;
+                d.overload = o.overload;
+                d.stats.counters = o.counters;
+            }
         }
     }
 

@@ -18,6 +18,8 @@
 mod publish;
 pub mod records;
 
+pub use publish::{refuses_dest, refuses_service};
+
 use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
@@ -237,6 +239,18 @@ pub fn service_key(key: &ServiceKey) -> Option<[u8; 20]> {
         }
     }
     Some(k)
+}
+
+impl From<Counters> for fulcrum_core::estimator::Counters {
+    fn from(c: Counters) -> Self {
+        fulcrum_core::estimator::Counters {
+            conns: c.conns,
+            inpkts: c.inpkts,
+            outpkts: c.outpkts,
+            inbytes: c.inbytes,
+            outbytes: c.outbytes,
+        }
+    }
 }
 
 /// Traffic counters of a service or a real server, summed over the CPUs.
@@ -605,6 +619,111 @@ impl XdpPlane {
             Some(s) => self.counters("dest_stats", s).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// Bring the table's counts and counters (every published service and
+    /// real server) to what the program counted.
+    ///
+    /// # Errors
+    /// The kernel refusing a read.
+    pub fn observe(&self, table: &mut Table) -> Result<(), XdpError> {
+        for (key, svc) in &self.layout.services {
+            let c = self.counters("svc_stats", svc.index)?;
+            let mut dests = Vec::with_capacity(svc.dests.len());
+            for (id, slot) in &svc.dests {
+                let n = self.dest_conns_of_slot(*slot)?;
+                let epoch = self.layout.records.get(slot).map_or(0, |r| r.epoch);
+                let d = self.counters("dest_stats", *slot)?;
+                dests.push((
+                    *id,
+                    fulcrum_core::Observed {
+                        activeconns: n.active,
+                        inactconns: n.inactive,
+                        persistconns: n.persist,
+                        overload: n.overload == epoch + 1,
+                        counters: d.into(),
+                    },
+                ));
+            }
+            table.observe(key, c.into(), dests);
+        }
+        Ok(())
+    }
+
+    /// `ipvsadm -Z`: the counters of one service (and its real servers),
+    /// or of all, back to zero.
+    ///
+    /// # Errors
+    /// The kernel refusing a write.
+    pub fn zero(&mut self, key: Option<&ServiceKey>) -> Result<(), XdpError> {
+        let mut svcs = Vec::new();
+        let mut slots = Vec::new();
+        for (k, s) in &self.layout.services {
+            if key.is_none_or(|want| want == k) {
+                svcs.push(s.index);
+                slots.extend(s.dests.iter().map(|(_, slot)| *slot));
+            }
+        }
+        let ncpus = aya::util::nr_cpus().map_err(|(_, e)| kernel("counting the CPUs")(&e))?;
+        for (name, list) in [("svc_stats", svcs), ("dest_stats", slots)] {
+            let mut arr: PerCpuArray<&mut MapData, [u64; 5]> =
+                PerCpuArray::try_from(map_mut(&mut self.ebpf, name, "the counters")?)
+                    .map_err(|e| kernel("the counters")(&e))?;
+            for i in list {
+                let zero = aya::maps::PerCpuValues::try_from(vec![[0u64; 5]; ncpus])
+                    .map_err(|e| kernel("the counters")(&e))?;
+                arr.set(i, zero, 0)
+                    .map_err(|e| kernel("zeroing the counters")(&e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The flows as `ipvsadm -L -c` lists them: client, virtual and real
+    /// server, state and seconds left; expired flows the sweeper has not
+    /// reached yet are left out.
+    ///
+    /// # Errors
+    /// The kernel refusing the read.
+    pub fn connections(&self) -> Result<Vec<fulcrum_core::conn::ConnEntry>, XdpError> {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        let offset: u64 = Array::<&MapData, u64>::try_from(map(&self.ebpf, "clock", "the clock")?)
+            .map_err(|e| kernel("the clock")(&e))?
+            .get(&0, 0)
+            .unwrap_or(0);
+        let now = (t.tv_sec as u64) * 1_000_000_000 + t.tv_nsec as u64 + offset;
+        let mut out = Vec::new();
+        for f in self.flows()? {
+            if f.expires_ns <= now {
+                continue;
+            }
+            let Some(d) = self.layout.records.get(&f.dest) else {
+                continue;
+            };
+            let state = if f.state == ConnState::Udp as u8 {
+                ConnState::Udp
+            } else {
+                ConnState::from_tcp_index(f.state).unwrap_or(ConnState::None)
+            };
+            out.push(fulcrum_core::conn::ConnEntry {
+                proto: match f.proto {
+                    6 => "TCP",
+                    17 => "UDP",
+                    _ => "SCTP",
+                }
+                .to_string(),
+                caddr: f.client.0,
+                cport: f.client.1,
+                vaddr: f.virt.0,
+                vport: f.virt.1,
+                daddr: d.addr,
+                dport: if d.port == 0 { f.virt.1 } else { d.port },
+                state: state.name().to_string(),
+                expires: (f.expires_ns - now).div_ceil(1_000_000_000),
+                pe: None,
+            });
+        }
+        Ok(out)
     }
 
     /// Every flow in the table (expired ones the sweeper has not reached

@@ -105,56 +105,66 @@ pub(crate) enum SchedChange {
     },
 }
 
-/// Why a service is not forwarded by this plane.
-pub(crate) fn refusal(svc: &Service) -> Option<String> {
-    let key = &svc.key;
+/// Why the XDP plane cannot forward a service (the service alone, before
+/// its real servers), said for people; `None` when it can.
+pub fn refuses_service(
+    key: &ServiceKey,
+    scheduler: SchedulerKind,
+    persistent: bool,
+) -> Option<String> {
     if matches!(key, ServiceKey::Fwmark { .. }) {
         return Some(format!(
             "{key}: firewall-mark services need the ipvs data plane (XDP runs before anything marks a packet)"
         ));
     }
-    match svc.scheduler.kind() {
-        SchedulerKind::Lblc | SchedulerKind::Lblcr | SchedulerKind::Mh => {
-            return Some(format!(
-                "{key}: the {} scheduler does not run on the xdp data plane yet; choose another (wlc, wrr, sh, ...) or `dataplane = ipvs`",
-                svc.scheduler.kind()
-            ));
-        }
-        _ => {}
+    if matches!(
+        scheduler,
+        SchedulerKind::Lblc | SchedulerKind::Lblcr | SchedulerKind::Mh
+    ) {
+        return Some(format!(
+            "{key}: the {scheduler} scheduler does not run on the xdp data plane yet; choose another (wlc, wrr, sh, ...) or `dataplane = ipvs`"
+        ));
     }
-    if svc.persistent.is_some() {
+    if persistent {
         return Some(format!(
             "{key}: persistence does not run on the xdp data plane yet; use `dataplane = ipvs` or drop `persistent`"
         ));
     }
-    if svc.dests.len() > MAX_SVC_DESTS {
+    None
+}
+
+/// Why the XDP plane cannot reach a real server of `key` at `addr` by
+/// `fwd`; `None` when it can.
+pub fn refuses_dest(key: &ServiceKey, addr: &std::net::IpAddr, fwd: &Forwarding) -> Option<String> {
+    if !matches!(fwd, Forwarding::Masq | Forwarding::Route) {
         return Some(format!(
-            "{key}: {} real servers; the xdp data plane holds at most {MAX_SVC_DESTS} per virtual server",
-            svc.dests.len()
+            "{key}: real server {addr} forwards by {}, which the xdp data plane does not do yet (NAT and direct routing only)",
+            fwd.name()
         ));
     }
-    if let Some(d) = svc
-        .dests
-        .iter()
-        .find(|d| !matches!(d.fwd, Forwarding::Masq | Forwarding::Route))
-    {
+    if addr.is_ipv4() != (key.family() == fulcrum_core::Family::V4) {
         return Some(format!(
-            "{key}: real server {} forwards by {}, which the xdp data plane does not do yet (NAT and direct routing only)",
-            d.addr,
-            d.fwd.name()
-        ));
-    }
-    if let Some(d) = svc
-        .dests
-        .iter()
-        .find(|d| d.addr.is_ipv4() != (svc.key.family() == fulcrum_core::Family::V4))
-    {
-        return Some(format!(
-            "{key}: real server {} is of the other address family; the xdp data plane does not translate between IPv4 and IPv6",
-            d.addr
+            "{key}: real server {addr} is of the other address family; the xdp data plane does not translate between IPv4 and IPv6"
         ));
     }
     None
+}
+
+/// Why a service is not forwarded by this plane.
+pub(crate) fn refusal(svc: &Service) -> Option<String> {
+    if let Some(why) = refuses_service(&svc.key, svc.scheduler.kind(), svc.persistent.is_some()) {
+        return Some(why);
+    }
+    if svc.dests.len() > MAX_SVC_DESTS {
+        return Some(format!(
+            "{}: {} real servers; the xdp data plane holds at most {MAX_SVC_DESTS} per virtual server",
+            svc.key,
+            svc.dests.len()
+        ));
+    }
+    svc.dests
+        .iter()
+        .find_map(|d| refuses_dest(&svc.key, &d.addr, &d.fwd))
 }
 
 /// wrr's `mw` and `di` for a list of weights (as

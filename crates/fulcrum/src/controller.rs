@@ -226,26 +226,28 @@ impl Controller {
     /// A message naming what could not be applied.
     pub fn apply_config(&mut self, cfg: &Config) -> Result<Applied, String> {
         let on_kernel = self.plane.kernel_ref().is_some();
-        match (cfg.global.effective_dataplane(), on_kernel) {
-            (Dataplane::Xdp, _) => {
-                return Err("the xdp data plane is not available in this version of Fulcrum; use `dataplane = proxy` or `dataplane = ipvs`".into());
-            }
-            (Dataplane::Ipvs, false) | (Dataplane::Proxy, true) => {
-                return Err(
-                    "the new file changes `dataplane`; that needs a restart of the director".into(),
-                );
-            }
-            _ => {}
+        let on_xdp = self.plane.kind() == "xdp";
+        let on_proxy = !on_kernel && !on_xdp;
+        let changes = match cfg.global.effective_dataplane() {
+            Dataplane::Xdp => !on_xdp,
+            Dataplane::Ipvs => !on_kernel,
+            Dataplane::Proxy => !on_proxy,
+            Dataplane::Auto => on_xdp,
+        };
+        if changes {
+            return Err(
+                "the new file changes `dataplane`; that needs a restart of the director".into(),
+            );
         }
-        if on_kernel
+        if !on_proxy
             && (cfg.global.max_connections.is_some()
                 || cfg.virtuals.iter().any(|v| v.max_connections.is_some()))
         {
             tracing::warn!(
-                "`max_connections` limits the proxy plane only; on the kernel IPVS plane use the real servers' `uthreshold`"
+                "`max_connections` limits the proxy plane only; on the kernel IPVS and XDP planes use the real servers' `uthreshold`"
             );
         }
-        if !on_kernel && let Some(what) = cfg.kernel_only() {
+        if on_proxy && let Some(what) = cfg.kernel_only() {
             return Err(format!(
                 "{what}, which only the kernel's IPVS forwards; this director runs the proxy data plane ({})",
                 self.plane_why
@@ -568,11 +570,12 @@ impl Controller {
     /// answering what only it knows, and refusing what it cannot forward),
     /// then publish the table.
     pub fn adm(&mut self, args: &[String], stdin: &str) -> Response {
+        self.plane.refresh(&mut self.table);
         let now = self.now();
         // ipvsadm with no arguments lists; on the kernel plane, the
         // kernel's table.
         let listing = [String::from("-L")];
-        let args = if args.is_empty() && self.plane.kernel_ref().is_some() {
+        let args = if args.is_empty() && self.plane.proxy().is_none() {
             &listing[..]
         } else {
             args
@@ -910,6 +913,7 @@ impl Controller {
     /// and connections on the kernel plane, the table's on the proxy plane
     /// (where the table tracks every connection).
     fn live(&mut self) -> Vec<ipvsadm::ServiceEntry> {
+        self.plane.refresh(&mut self.table);
         match self.plane.kernel() {
             Some(k) => k.listing().unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "cannot read the kernel's IPVS counters");
@@ -1024,6 +1028,8 @@ impl Controller {
             };
             let listening = if self.plane.kernel_ref().is_some() {
                 "in the kernel"
+            } else if self.plane.kind() == "xdp" {
+                "in XDP"
             } else if self.plane.forwards(&s.key) {
                 "serving"
             } else {
@@ -1154,7 +1160,10 @@ impl Controller {
                     deadline = self.health_deadline();
                 }
                 _ = est.tick() => self.table.tick_estimators(),
-                _ = expire.tick() => { self.table.expire(self.now()); }
+                _ = expire.tick() => {
+                    self.table.expire(self.now());
+                    self.plane.refresh(&mut self.table);
+                }
                 _ = gc.tick() => self.table.collect_garbage(self.now()),
                 _ = upkeep.tick() => self.plane.upkeep(&self.table),
                 Ok(()) = async {

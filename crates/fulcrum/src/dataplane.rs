@@ -8,7 +8,9 @@
 //! - the proxy plane ([`ProxyForwarding`]) listens on each service's address
 //!   and asks the controller to schedule each connection;
 //! - the kernel plane ([`crate::kernel::KernelPlane`]) brings the kernel's
-//!   IPVS table to it by difference, and the kernel forwards.
+//!   IPVS table to it by difference, and the kernel forwards;
+//! - the XDP plane ([`crate::xdp::XdpForwarding`]) publishes it into its
+//!   BPF program's maps, and the program schedules and forwards.
 //!
 //! A plane also answers the ipvsadm commands only it can (the kernel's
 //! counters and connections, its sync daemons) or refuses what it cannot
@@ -63,6 +65,11 @@ pub trait DataPlane: Send {
     /// Every few seconds (the kernel plane looks for changes made behind
     /// the director's back).
     fn upkeep(&mut self, _table: &Table) {}
+
+    /// Every second and before every answer: a plane that keeps the flows
+    /// and counts itself (XDP) expires flows and brings the table's
+    /// counts and counters up to date.
+    fn refresh(&mut self, _table: &mut Table) {}
 
     /// The director stops: remove what the plane set up, or with `keep`
     /// leave it forwarding for the next director where the plane can.

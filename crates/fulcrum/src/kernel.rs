@@ -75,22 +75,50 @@ fn desired(table: &Table) -> Vec<Entry> {
         .collect()
 }
 
-/// The data plane a director runs: the kernel's IPVS (`Some`) or the
-/// proxy (`None`), and why, said for people (`fulcrum status`, the log).
+/// The data plane chosen for a director.
+#[derive(Debug)]
+pub enum Chosen {
+    /// Fulcrum's proxy.
+    Proxy,
+    /// The kernel's IPVS.
+    Kernel(KernelPlane),
+    /// Fulcrum's XDP program, loaded and attached.
+    Xdp(crate::xdp::XdpForwarding),
+}
+
+impl Chosen {
+    /// The plane's name in the log and in `fulcrum status`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Chosen::Proxy => "proxy",
+            Chosen::Kernel(_) => "ipvs",
+            Chosen::Xdp(_) => "xdp",
+        }
+    }
+}
+
+/// The data plane a director runs, and why, said for people (`fulcrum
+/// status`, the log).
 ///
 /// `dataplane = auto` (the default) takes IPVS when this process may
 /// program it (CAP_NET_ADMIN) and the kernel has it (`ip_vs` loads), the
-/// proxy otherwise; `ipvs` and `proxy` are taken as said.
+/// proxy otherwise; `ipvs`, `xdp` and `proxy` are taken as said (the XDP
+/// program is loaded and attached here, while the process is privileged).
 ///
 /// # Errors
 /// `dataplane = ipvs` on a host without IPVS, or a file that needs the
 /// kernel (direct routing, tunnelling, fwmark, SCTP) where `auto` found
 /// none; the message says what to do.
-pub fn choose(cfg: Option<&Config>) -> Result<(Option<KernelPlane>, String), String> {
+pub fn choose(cfg: Option<&Config>) -> Result<(Chosen, String), String> {
     let asked = cfg.map_or(Dataplane::Auto, |c| c.global.effective_dataplane());
+    if let (Dataplane::Xdp, Some(cfg)) = (asked, cfg) {
+        let x =
+            crate::xdp::XdpForwarding::start(cfg).map_err(|e| format!("`dataplane = xdp`: {e}"))?;
+        let why = format!("`dataplane = xdp` on {}", x.attached());
+        return Ok((Chosen::Xdp(x), why));
+    }
     let (kernel, why) = match asked {
-        Dataplane::Proxy => (None, "`dataplane = proxy`".to_string()),
-        Dataplane::Xdp => (None, "`dataplane = xdp`".to_string()),
+        Dataplane::Proxy | Dataplane::Xdp => (None, "`dataplane = proxy`".to_string()),
         Dataplane::Ipvs => {
             let k = KernelPlane::open().map_err(|e| format!("`dataplane = ipvs`: {e}"))?;
             (Some(k), "`dataplane = ipvs`".to_string())
@@ -120,7 +148,7 @@ pub fn choose(cfg: Option<&Config>) -> Result<(Option<KernelPlane>, String), Str
              run it where the kernel has IPVS (and as root), or use NAT (`forwarding = nat`) with address-and-port services"
         ));
     }
-    Ok((kernel, why))
+    Ok((kernel.map_or(Chosen::Proxy, Chosen::Kernel), why))
 }
 
 /// The first active FTP service (TCP port 21) with a real server reached

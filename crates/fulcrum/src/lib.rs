@@ -21,3 +21,4 @@ pub mod realserver;
 pub mod resolver;
 pub mod rs_setup;
 pub mod run;
+pub mod xdp;

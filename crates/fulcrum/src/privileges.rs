@@ -8,7 +8,9 @@
 //!
 //! - `CAP_NET_BIND_SERVICE`: listeners on ports below 1024, also on reload;
 //! - `CAP_NET_ADMIN`: floating addresses (rtnetlink) and failover;
-//! - `CAP_NET_RAW`: VRRP adverts, gratuitous ARP, ICMP checks and ipfail.
+//! - `CAP_NET_RAW`: VRRP adverts, gratuitous ARP, ICMP checks and ipfail;
+//! - `CAP_BPF` (with `CAP_NET_ADMIN`): the XDP plane's maps, which the
+//!   controller keeps writing and reading.
 //!
 //! The others go from the effective, permitted, inheritable and bounding
 //! sets, so neither the director nor a program it runs (checks, notify
@@ -20,9 +22,9 @@
 use fulcrum_config::{CheckType, Config};
 use rustix::thread::CapabilitySet;
 
-/// The capabilities a configuration needs, `kernel` when it runs on the
-/// kernel's IPVS.
-pub fn needed(cfg: &Config, kernel: bool) -> CapabilitySet {
+/// The capabilities a configuration needs on the chosen data plane.
+pub fn needed(cfg: &Config, plane: &crate::kernel::Chosen) -> CapabilitySet {
+    let kernel = matches!(plane, crate::kernel::Chosen::Kernel(_));
     let mut keep = CapabilitySet::NET_BIND_SERVICE;
     let floating = cfg
         .floating_addresses()
@@ -34,6 +36,11 @@ pub fn needed(cfg: &Config, kernel: bool) -> CapabilitySet {
     // Programming the kernel's IPVS table.
     if kernel {
         keep |= CapabilitySet::NET_ADMIN;
+    }
+    // The XDP program's maps (bpf() needs CAP_BPF where unprivileged BPF
+    // is off, as on Debian) and interfaces.
+    if matches!(plane, crate::kernel::Chosen::Xdp(_)) {
+        keep |= CapabilitySet::NET_ADMIN | CapabilitySet::BPF;
     }
     if !cfg.global.ping_node.is_empty() || cfg.checks().iter().any(|c| c.kind == CheckType::Ping) {
         keep |= CapabilitySet::NET_RAW;
@@ -47,6 +54,7 @@ pub fn names(set: CapabilitySet) -> String {
         (CapabilitySet::NET_ADMIN, "cap_net_admin"),
         (CapabilitySet::NET_RAW, "cap_net_raw"),
         (CapabilitySet::NET_BIND_SERVICE, "cap_net_bind_service"),
+        (CapabilitySet::BPF, "cap_bpf"),
     ];
     let mut out: Vec<String> = known
         .iter()
@@ -184,13 +192,13 @@ pub fn drop_to(keep: CapabilitySet, user: Option<RunAs>) -> Result<CapabilitySet
 /// What could not be done.
 pub fn reduce(
     config: Option<&Config>,
-    kernel: bool,
+    plane: &crate::kernel::Chosen,
     control: &std::path::Path,
 ) -> Result<String, String> {
     if let Some(cfg) = config {
         crate::limits::director_max(cfg.global.max_connections)?;
     }
-    let keep = config.map_or(CapabilitySet::NET_BIND_SERVICE, |c| needed(c, kernel));
+    let keep = config.map_or(CapabilitySet::NET_BIND_SERVICE, |c| needed(c, plane));
     let run_as = match config.and_then(|c| c.global.user.as_deref()) {
         None => None,
         Some(u) => Some(resolve_user(

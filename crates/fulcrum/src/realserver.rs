@@ -1,5 +1,7 @@
 //! `fulcrum realserver`: a tiny real server for demos and tests. Every HTTP
-//! request gets `200` with body `NAME\n`; every UDP datagram gets `NAME\n`.
+//! request gets `200` with body `NAME\n` and, in an `X-Client` header, the
+//! address the connection came from (behind NAT or direct routing, the
+//! client's own); every UDP datagram gets `NAME\n`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -15,20 +17,25 @@ use tokio::net::{TcpListener, UdpSocket};
 pub async fn serve_http(listener: TcpListener, name: String) {
     let body = Bytes::from(format!("{name}\n"));
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok((stream, peer)) = listener.accept().await else {
             continue;
         };
         let _ = stream.set_nodelay(true);
         let body = body.clone();
+        let client = hyper::header::HeaderValue::from_str(&peer.to_string()).ok();
         tokio::spawn(async move {
             let svc = service_fn(move |_req| {
                 let body = body.clone();
+                let client = client.clone();
                 async move {
                     let mut resp = hyper::Response::new(Full::new(body));
                     resp.headers_mut().insert(
                         hyper::header::CONTENT_TYPE,
                         hyper::header::HeaderValue::from_static("text/plain"),
                     );
+                    if let Some(c) = client {
+                        resp.headers_mut().insert("x-client", c);
+                    }
                     Ok::<_, Infallible>(resp)
                 }
             });

@@ -85,19 +85,15 @@ pub async fn director(
         return 1;
     }
     // The plane first: loading ip_vs may need privileges given up below.
-    let (kernel, plane_why) = match crate::kernel::choose(config.as_ref()) {
+    let (chosen, plane_why) = match crate::kernel::choose(config.as_ref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("fulcrum: {name}: {e}");
             return 1;
         }
     };
-    tracing::info!(
-        plane = if kernel.is_some() { "ipvs" } else { "proxy" },
-        why = %plane_why,
-        "data plane"
-    );
-    let privileges = match crate::privileges::reduce(config.as_ref(), kernel.is_some(), &control) {
+    tracing::info!(plane = chosen.name(), why = %plane_why, "data plane");
+    let privileges = match crate::privileges::reduce(config.as_ref(), &chosen, &control) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("fulcrum: {name}: {e}");
@@ -106,13 +102,15 @@ pub async fn director(
     };
     tracing::info!(%privileges, "privileges reduced");
     // The data plane: the kernel's IPVS, or the proxy's workers.
-    let (plane, plane_rx): (Box<dyn crate::dataplane::DataPlane>, _) = match kernel {
-        Some(mut k) => {
+    let (plane, plane_rx): (Box<dyn crate::dataplane::DataPlane>, _) = match chosen {
+        crate::kernel::Chosen::Kernel(mut k) => {
             k.keep_state(crate::paths::kernel_state_path(&control));
             // The kernel forwards: no connection events to schedule.
             (Box::new(k), mpsc::channel(1).1)
         }
-        None => {
+        // The program forwards and schedules: no events either.
+        crate::kernel::Chosen::Xdp(x) => (Box::new(x), mpsc::channel(1).1),
+        crate::kernel::Chosen::Proxy => {
             let (p, rx) = controller::plane(Duration::from_secs(300), workers);
             (Box::new(crate::dataplane::ProxyForwarding::new(p)), rx)
         }

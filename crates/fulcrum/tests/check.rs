@@ -54,7 +54,7 @@ fn forwarding_and_persistence_become_ipvsadm_options() {
     let cf = dir.join("lvs.cf");
     std::fs::write(
         &cf,
-        "dataplane = xdp\nnetwork = direct\nvirtual web {\n address = 10.0.0.1\n active = 1\n persistent = 600\n pmask = 255.255.255.0\n scheduler = sh\n sched_flags = sh-fallback\n server a {\n  address = 10.1.0.1\n  active = 1\n  weight = 3\n }\n server b {\n  address = 10.1.0.2\n  active = 1\n  forwarding = tunnel\n }\n server c {\n  address = 10.1.0.3\n  active = 0\n }\n}\nvirtual off {\n address = 10.0.0.2\n active = 0\n}\nvirtual dns {\n address = 10.0.0.3\n active = 1\n protocol = udp\n port = 53\n forwarding = nat\n server d {\n  address = 10.1.0.4\n  active = 1\n  port = 5353\n }\n}\n",
+        "dataplane = ipvs\nnetwork = direct\nvirtual web {\n address = 10.0.0.1\n active = 1\n persistent = 600\n pmask = 255.255.255.0\n scheduler = sh\n sched_flags = sh-fallback\n server a {\n  address = 10.1.0.1\n  active = 1\n  weight = 3\n }\n server b {\n  address = 10.1.0.2\n  active = 1\n  forwarding = tunnel\n }\n server c {\n  address = 10.1.0.3\n  active = 0\n }\n}\nvirtual off {\n address = 10.0.0.2\n active = 0\n}\nvirtual dns {\n address = 10.0.0.3\n active = 1\n protocol = udp\n port = 53\n forwarding = nat\n server d {\n  address = 10.1.0.4\n  active = 1\n  port = 5353\n }\n}\n",
     )
     .unwrap();
     let (code, out, err) = check(&["--config", cf.to_str().unwrap(), "--save"]);

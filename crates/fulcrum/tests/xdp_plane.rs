@@ -1,0 +1,240 @@
+//! `dataplane = xdp` in the seed's five-node network (network namespaces on
+//! the host kernel, which has no IPVS): Fulcrum's XDP program forwards by
+//! NAT, the real servers see the client's own address, wrr keeps its
+//! ratios, `fulcrum adm` lists the program's counts and flows, nanny's
+//! decisions reach the program, and a reload under load loses no flow.
+//! Runs when built with FULCRUM_NETNS_TESTS=1; otherwise reported as
+//! ignored.
+
+use fulcrum_testbed::{Bg, CLIENT, FiveNode, NAT_ROUTER, RS, Scratch as Dir, VIP, sh, wait_for};
+
+const BIN: &str = env!("CARGO_BIN_EXE_fulcrum");
+
+fn config(sched: &str, weights: [u32; 3], extra: &str) -> String {
+    let mut s = format!(
+        "primary = 10.200.1.2\nnetwork = nat\ndataplane = xdp\nnat_router = {NAT_ROUTER} eth1:1\nvirtual server vs1 {{\n address = {VIP} eth0:1\n active = 1\n port = 80\n scheduler = {sched}\n{extra}"
+    );
+    for (i, w) in weights.iter().enumerate() {
+        s.push_str(&format!(
+            " server rs{} {{\n  address = {}\n  active = 1\n  weight = {w}\n }}\n",
+            i + 1,
+            RS[i]
+        ));
+    }
+    s.push_str("}\n");
+    s
+}
+
+/// XDP_REDIRECT into a veth needs GRO (or a program) on the peer that
+/// receives: the client's side and the private bridge's port. And senders
+/// on veths hand over TCP/UDP checksums half done (checksum offload), which
+/// a redirected frame cannot finish: the client and the real servers
+/// compute theirs in full, as real NICs deliver them.
+fn receivers_take_redirects(net: &FiveNode) {
+    net.exec("cli", "ethtool -K eth0 gro on tx off");
+    net.exec("lan", "ethtool -K p-dir gro on");
+    for rs in ["rs1", "rs2", "rs3"] {
+        net.exec(rs, "ethtool -K eth0 tx off");
+    }
+}
+
+fn adm(control: &str, args: &str) -> String {
+    sh(&format!("{BIN} adm --control {control} {args}"))
+}
+
+/// Whether this build has the XDP program (clang at build time).
+fn built_with_xdp() -> bool {
+    if fulcrum_xdp::program().is_err() {
+        fulcrum_testbed::missing_peer("the XDP plane scenarios", "clang (and libbpf-dev)");
+        return false;
+    }
+    true
+}
+
+fn start(net: &FiveNode, cf: &str, control: &str) -> Bg {
+    let d = net.spawn(
+        "dir",
+        BIN,
+        &["run", "--config", cf, "--control", control],
+        &[],
+    );
+    wait_for("the director", 10, || {
+        std::path::Path::new(control).exists()
+    });
+    d
+}
+
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "network-namespace test: run as root with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
+#[test]
+fn five_node_nat_in_xdp_keeps_wrr_ratios_and_the_clients_address() {
+    if !built_with_xdp() {
+        return;
+    }
+    let mut net = FiveNode::new("x");
+    net.start_realservers(BIN);
+    receivers_take_redirects(&net);
+    let tmp = Dir::new("xdp-nat");
+    let cf = tmp.file("lvs.cf");
+    std::fs::write(&cf, config("wrr", [200, 100, 100], "")).unwrap();
+    let control = tmp.file("control.sock");
+    let mut director = start(&net, &cf, &control);
+    let dir = net.ns("dir");
+    let links = sh(&format!("ip -n {dir} link show"));
+    assert!(
+        links.matches("prog/xdp").count() >= 2,
+        "the program runs on eth0 and eth1: {links}"
+    );
+    let status = sh(&format!("{BIN} status --control {control}"));
+    assert!(
+        status.starts_with(
+            "Fulcrum director: xdp data plane (`dataplane = xdp` on eth0 (native), eth1 (native))"
+        ),
+        "{status}"
+    );
+
+    // The real server sees the client's own address (NAT, not a proxy).
+    let head = net.exec("cli", &format!("curl -si --max-time 3 http://{VIP}/"));
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(&format!("x-client: {CLIENT}:")),
+        "{head}"
+    );
+    let out = net.exec(
+        "cli",
+        &format!("sh -c 'for i in $(seq 399); do curl -s --max-time 3 http://{VIP}/; done'"),
+    );
+    let count = |n: &str| out.lines().filter(|l| *l == n).count();
+    let got = (count("rs1"), count("rs2"), count("rs3"));
+    // 400 connections in all, the first one above included.
+    assert_eq!(
+        got.0 + got.1 + got.2,
+        399,
+        "every request answered: {}",
+        &out[..out.len().min(300)]
+    );
+    assert!(
+        got.0 >= 199 && got.1 >= 99 && got.2 >= 99,
+        "wrr 200/100/100 over 400 connections: {got:?}"
+    );
+    // The listing shows what the program counted: 400 connections, all
+    // closed (TIME_WAIT, inactive), in ipvsadm's format.
+    let listing = adm(&control, "-L -n");
+    assert_eq!(
+        listing,
+        format!(
+            "IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\nTCP  {VIP}:80 wrr\n  -> {}:80                Masq    200    0          200       \n  -> {}:80                Masq    100    0          100       \n  -> {}:80                Masq    100    0          100       \n",
+            RS[0], RS[1], RS[2]
+        )
+    );
+    let stats = adm(&control, "-L -n --stats");
+    let svc_line = stats
+        .lines()
+        .find(|l| l.starts_with("TCP"))
+        .unwrap()
+        .to_string();
+    assert!(
+        svc_line.split_whitespace().nth(2) == Some("400"),
+        "400 connections counted: {stats}"
+    );
+    let conns = adm(&control, "-L -n -c");
+    let lines: Vec<&str> = conns.lines().skip(2).collect();
+    assert_eq!(lines.len(), 400, "{conns}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains(&format!(" {CLIENT}:")) && l.contains("TIME_WAIT")),
+        "{}",
+        lines[0]
+    );
+
+    assert_eq!(director.signal_and_wait("TERM"), Some(0));
+    let links = sh(&format!("ip -n {dir} link show"));
+    assert!(!links.contains("prog/xdp"), "detached on exit: {links}");
+}
+
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "network-namespace test: run as root with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
+#[test]
+fn in_xdp_nanny_removes_a_dead_real_server_and_a_reload_under_load_loses_nothing() {
+    if !built_with_xdp() {
+        return;
+    }
+    let mut net = FiveNode::new("y");
+    net.start_realservers(BIN);
+    receivers_take_redirects(&net);
+    let tmp = Dir::new("xdp-reload");
+    let cf = tmp.file("lvs.cf");
+    let checks = " check_interval = 0.3\n timeout = 1\n reentry = 1\n";
+    std::fs::write(&cf, config("wlc", [1, 1, 1], checks)).unwrap();
+    let control = tmp.file("control.sock");
+    let mut director = start(&net, &cf, &control);
+
+    // Load: a client fetching in a loop, counting failures, while the
+    // table is reloaded with new weights and a new scheduler.
+    let loader = net.spawn(
+        "cli",
+        "sh",
+        &[
+            "-c",
+            &format!(
+                "ok=0; bad=0; for i in $(seq 300); do if curl -s --max-time 3 http://{VIP}/ >/dev/null; then ok=$((ok+1)); else bad=$((bad+1)); fi; done; echo $ok $bad > {}",
+                tmp.file("result")
+            ),
+        ],
+        &[],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    for (i, sched) in ["wrr", "rr", "wlc"].iter().enumerate() {
+        std::fs::write(
+            &cf,
+            config(sched, [3 + i as u32, 1, 2], checks).replace(
+                "primary = 10.200.1.2\n",
+                &format!("primary = 10.200.1.2\nserial_no = {}\n", i + 2),
+            ),
+        )
+        .unwrap();
+        sh(&format!("{BIN} reload --control {control}"));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    wait_for("the load to finish", 60, || {
+        std::path::Path::new(&tmp.file("result")).exists()
+    });
+    drop(loader);
+    let result = std::fs::read_to_string(tmp.file("result")).unwrap();
+    assert_eq!(
+        result.trim(),
+        "300 0",
+        "no request lost across three reloads"
+    );
+    let listing = adm(&control, "-L -n");
+    assert!(listing.contains(&format!("TCP  {VIP}:80 wlc")), "{listing}");
+
+    // rs2 dies: nanny takes it out, new connections go to the others.
+    net.exec("rs2", "ip link set eth0 down");
+    wait_for("nanny to remove rs2", 10, || {
+        !adm(&control, "-L -n").contains(RS[1])
+    });
+    let out = net.exec(
+        "cli",
+        &format!("sh -c 'for i in $(seq 20); do curl -s --max-time 3 http://{VIP}/; done'"),
+    );
+    assert_eq!(out.lines().count(), 20, "{out}");
+    assert!(!out.contains("rs2"), "{out}");
+    // It comes back and re-enters.
+    net.exec("rs2", "ip link set eth0 up");
+    net.exec("rs2", &format!("ip route add default via {NAT_ROUTER}"));
+    wait_for("nanny to restore rs2", 15, || {
+        adm(&control, "-L -n").contains(RS[1])
+    });
+    let out = net.exec(
+        "cli",
+        &format!("sh -c 'for i in $(seq 30); do curl -s --max-time 3 http://{VIP}/; done'"),
+    );
+    assert!(out.contains("rs2"), "{out}");
+    assert_eq!(director.signal_and_wait("TERM"), Some(0));
+}
