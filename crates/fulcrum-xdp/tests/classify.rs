@@ -200,7 +200,7 @@ fn truncated_and_random_frames_pass_unchanged() {
     assert!(total >= 2000, "every frame counted somewhere: {total}");
 }
 
-//// Delete the namespaces when the test ends, passed or not.
+/// Delete the namespaces when the test ends, passed or not.
 struct Namespaces(Vec<String>);
 
 impl Drop for Namespaces {

@@ -1,7 +1,7 @@
 //! Frames for the XDP tests, built by hand with their checksums, and a
 //! checker that recomputes every checksum of a frame that left the program.
 
-#![allow(dead_code)]
+#![allow(dead_code, reason = "each test binary uses a part of these helpers")]
 
 use std::net::IpAddr;
 
