@@ -13,10 +13,32 @@ fn main() {
     if std::env::var("FULCRUM_NETNS_TESTS").as_deref() == Ok("1") {
         println!("cargo::rustc-cfg=netns_tests");
     }
-    println!("cargo::rerun-if-changed=bpf/fulcrum.bpf.c");
     println!("cargo::rerun-if-env-changed=CLANG");
-    let out =
-        PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("fulcrum.bpf.o");
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let mut missing = None;
+    for name in ["fulcrum", "decap"] {
+        println!("cargo::rerun-if-changed=bpf/{name}.bpf.c");
+        let out = out_dir.join(format!("{name}.bpf.o"));
+        if missing.is_none() {
+            missing = compile(&format!("bpf/{name}.bpf.c"), &out);
+        }
+        if missing.is_some() {
+            // An empty object: the library reports why at run time.
+            std::fs::write(&out, b"").expect("OUT_DIR is writable");
+        }
+    }
+    if let Some(why) = missing {
+        println!(
+            "cargo::warning=fulcrum-xdp: {why}; the XDP data plane is left out (install clang and libbpf-dev, then rebuild)"
+        );
+        println!("cargo::rustc-env=FULCRUM_XDP_MISSING={why}");
+    } else {
+        println!("cargo::rustc-env=FULCRUM_XDP_MISSING=");
+    }
+}
+
+/// Compile one program; why not, when a tool is missing.
+fn compile(src: &str, out: &std::path::Path) -> Option<String> {
     let clang = std::env::var("CLANG").unwrap_or_else(|_| "clang".into());
     let arch_include = format!(
         "-I/usr/include/{}-linux-gnu",
@@ -33,17 +55,17 @@ fn main() {
             &arch_include,
             "-c",
         ])
-        .arg("bpf/fulcrum.bpf.c")
+        .arg(src)
         .arg("-o")
-        .arg(&out)
+        .arg(out)
         .output();
-    let missing = match result {
+    match result {
         Ok(o) if o.status.success() => None,
         // clang ran and the headers were there: an error in the program
         // is a bug to fix, not a tool to install.
         Ok(o) if !String::from_utf8_lossy(&o.stderr).contains("file not found") => {
             panic!(
-                "clang could not compile bpf/fulcrum.bpf.c:\n{}",
+                "clang could not compile {src}:\n{}",
                 String::from_utf8_lossy(&o.stderr)
             )
         }
@@ -55,15 +77,5 @@ fn main() {
                 .unwrap_or("")
         )),
         Err(e) => Some(format!("`{clang}` could not be run ({e})")),
-    };
-    if let Some(why) = missing {
-        // An empty object: the library reports why at run time.
-        std::fs::write(&out, b"").expect("OUT_DIR is writable");
-        println!(
-            "cargo::warning=fulcrum-xdp: {why}; the XDP data plane is left out (install clang and libbpf-dev, then rebuild)"
-        );
-        println!("cargo::rustc-env=FULCRUM_XDP_MISSING={why}");
-    } else {
-        println!("cargo::rustc-env=FULCRUM_XDP_MISSING=");
     }
 }

@@ -1569,14 +1569,14 @@ fn check_servers(
                     .hint("only tunnelled real servers (`forwarding = tunnel`) may use the other address family"),
             );
         }
-        if routing == Routing::Tunnel && cfg.global.effective_dataplane() == Dataplane::Xdp {
-            let sp = keys
-                .get("forwarding")
-                .or_else(|| info.keys.get("forwarding"))
-                .unwrap_or(*header);
+        if routing == Routing::Tunnel
+            && cfg.global.effective_dataplane() == Dataplane::Xdp
+            && let Some(fam) = family
+            && Family::of(&addr) != fam
+        {
             diags.push(
-                Diagnostic::error(sp, format!("real server `{}` uses tunnelling, which the `xdp` data plane does not do yet", s.name))
-                    .hint("use `forwarding = nat` or `forwarding = direct`, or set `dataplane = ipvs`"),
+                Diagnostic::error(at("address"), format!("real server `{}` is tunnelled across address families, which the `xdp` data plane does not do yet", s.name))
+                    .hint("give the real server an address of the virtual server's family, or set `dataplane = ipvs`"),
             );
         }
         if routing != Routing::Nat && cfg.global.effective_dataplane() == Dataplane::Proxy {

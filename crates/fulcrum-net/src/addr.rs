@@ -174,6 +174,60 @@ impl AddressManager {
         Ok(())
     }
 
+    /// Attach the XDP program `fd` to a device over netlink (`ip link set
+    /// DEV xdpdrv|xdpgeneric fd FD`): the attachment lives with the device,
+    /// not with this process. In the driver when `native`, else in the
+    /// generic path. `fd = None` detaches what that mode runs.
+    ///
+    /// # Errors
+    /// [`NetError::NoSuchDevice`], or the kernel refusing.
+    pub async fn set_xdp(
+        &self,
+        dev: &str,
+        fd: Option<std::os::fd::RawFd>,
+        native: bool,
+    ) -> Result<(), NetError> {
+        use netlink_packet_route::link::LinkXdp;
+        const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
+        const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+        let index = self.link_index(dev).await?;
+        let mut msg = rtnetlink::LinkUnspec::new_with_index(index).build();
+        msg.attributes.push(LinkAttribute::Xdp(vec![
+            LinkXdp::Fd(fd.unwrap_or(-1)),
+            LinkXdp::Flags(if native {
+                XDP_FLAGS_DRV_MODE
+            } else {
+                XDP_FLAGS_SKB_MODE
+            }),
+        ]));
+        self.handle.link().set(msg).execute().await?;
+        Ok(())
+    }
+
+    /// The id of the XDP program a device runs, if any.
+    ///
+    /// # Errors
+    /// [`NetError::NoSuchDevice`].
+    pub async fn xdp_program(&self, dev: &str) -> Result<Option<u32>, NetError> {
+        use netlink_packet_route::link::LinkXdp;
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(dev.to_string())
+            .execute();
+        let Ok(Some(l)) = links.try_next().await else {
+            return Err(NetError::NoSuchDevice(dev.to_string()));
+        };
+        Ok(l.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Xdp(x) => x.iter().find_map(|x| match x {
+                LinkXdp::ProgId(id) if *id != 0 => Some(*id),
+                _ => None,
+            }),
+            _ => None,
+        }))
+    }
+
     /// Whether any interface has the address.
     ///
     /// # Errors

@@ -48,7 +48,9 @@ enum exception {
 	EXC_TO_KERNEL = 8,  /* forwarded, but the kernel routes it (no neighbour yet) */
 	EXC_TTL = 9,        /* TTL or hop limit ran out: the kernel answers */
 	EXC_UNSUPPORTED = 10, /* a forwarding method this program leaves to the kernel */
-	EXC_MAX = 11,
+	EXC_NO_NEIGH = 11,  /* direct routing or tunnelling, next hop not resolved yet: dropped */
+	EXC_TOO_BIG = 12,   /* too big for the tunnel with DF set: dropped */
+	EXC_MAX = 13,
 };
 
 /* The key of `services`: 20 bytes, as fulcrum-xdp writes it. */
@@ -113,6 +115,7 @@ struct dest {
 	__u32 l_threshold;
 	__u32 epoch;       /* bumped when the controller clears OVERLOAD */
 	__u32 svc;
+	__u8 tun_src[16];  /* tunnelling: the director's address towards it */
 };
 
 /* A destination's connections, counted here. */
@@ -247,6 +250,29 @@ struct {
 	__type(value, struct nat_back);
 } nat_back SEC(".maps");
 
+/* The next hop towards each destination, as the FIB last said (per CPU):
+ * a lookup per packet would cost a fifth of the forwarding rate. Trusted
+ * for a second, for packets no longer than one the FIB passed, arriving on
+ * the same interface. */
+struct nexthop {
+	__u64 expires;
+	__u32 ifindex;
+	__u32 ingress;
+	__u16 max_len;
+	__u8 smac[6];
+	__u8 dmac[6];
+	__u16 pad;
+};
+
+#define NEXTHOP_NS NSEC
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_DESTS);
+	__type(key, __u32);
+	__type(value, struct nexthop);
+} dest_nh SEC(".maps");
+
 /* IPVS's TCP state table: [direction * 4 + flag][state], from fulcrum-core. */
 struct tcp_table {
 	__u8 next[256]; /* 12 * 11 used; indexes masked into range */
@@ -318,7 +344,9 @@ static __always_inline __u64 now_ns(void)
 {
 	__u32 z = 0;
 	__u64 *off = bpf_map_lookup_elem(&clock, &z);
-	return bpf_ktime_get_ns() + (off ? *off : 0);
+	/* The coarse clock (the tick's): timers need no better, and it costs
+	 * less than the precise one. Userspace reads CLOCK_MONOTONIC_COARSE. */
+	return bpf_ktime_get_coarse_ns() + (off ? *off : 0);
 }
 
 static __always_inline __u64 timeout_ns(__u8 state)
@@ -385,8 +413,18 @@ static __always_inline void set_state(struct flow *f, __u8 state, __u64 now)
 {
 	int was_inactive = f->flags & FLOW_INACTIVE;
 	int inactive = state != ST_ESTABLISHED;
+	__u64 timeout = timeout_ns(state);
+	__u64 expires = now + timeout;
+	/* The same state, re-armed a moment ago: the entry is left as it is
+	 * (not written for every packet), so the timer moves in steps of at
+	 * most a second, or a sixteenth of the timeout. */
+	__u64 step = timeout >> 4;
+	if (step > NSEC)
+		step = NSEC;
+	if (state == f->state && expires < f->expires + step)
+		return;
 	f->state = state;
-	f->expires = now + timeout_ns(state);
+	f->expires = expires;
 	if (was_inactive == inactive)
 		return;
 	__u32 slot = f->dest;
@@ -982,34 +1020,65 @@ static __always_inline void rewrite(struct pkt *p, void *end, int dst, const __u
 /* Send the frame on towards `to` (an address of `family`): the FIB picks
  * the interface and the neighbour; with `ttl` the TTL/hop limit drops by
  * one as in routing. Without a neighbour yet, the kernel forwards it. */
-static __always_inline int forward(struct xdp_md *ctx, struct pkt *p, const __u8 *to, int ttl)
+static __always_inline int forward(struct xdp_md *ctx, struct pkt *p, const __u8 *to, int ttl,
+				   struct nexthop *nh, __u64 now)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
-	struct bpf_fib_lookup fib = {};
-	fib.ifindex = ctx->ingress_ifindex;
-	fib.l4_protocol = p->proto;
-	if (p->family == 4) {
-		if ((void *)(p->ip + 20) > end)
-			return XDP_PASS;
-		fib.family = AF_INET;
-		fib.tos = p->ip[1];
-		fib.tot_len = p->l3_len;
-		__builtin_memcpy(&fib.ipv4_src, p->ip + 12, 4);
-		__builtin_memcpy(&fib.ipv4_dst, to, 4);
+	__u32 ifindex;
+	__u8 smac[ETH_ALEN], dmac[ETH_ALEN];
+	if (nh && nh->expires > now && nh->ingress == ctx->ingress_ifindex &&
+	    p->l3_len <= nh->max_len) {
+		ifindex = nh->ifindex;
+		__builtin_memcpy(smac, nh->smac, ETH_ALEN);
+		__builtin_memcpy(dmac, nh->dmac, ETH_ALEN);
 	} else {
-		if ((void *)(p->ip + 40) > end)
-			return XDP_PASS;
-		fib.family = AF_INET6;
-		fib.tot_len = p->l3_len;
-		__builtin_memcpy(fib.ipv6_src, p->ip + 8, 16);
-		__builtin_memcpy(fib.ipv6_dst, to, 16);
+		struct bpf_fib_lookup fib = {};
+		fib.ifindex = ctx->ingress_ifindex;
+		fib.l4_protocol = p->proto;
+		if (p->family == 4) {
+			if ((void *)(p->ip + 20) > end)
+				return XDP_PASS;
+			fib.family = AF_INET;
+			fib.tos = p->ip[1];
+			fib.tot_len = p->l3_len;
+			__builtin_memcpy(&fib.ipv4_src, p->ip + 12, 4);
+			__builtin_memcpy(&fib.ipv4_dst, to, 4);
+		} else {
+			if ((void *)(p->ip + 40) > end)
+				return XDP_PASS;
+			fib.family = AF_INET6;
+			fib.tot_len = p->l3_len;
+			__builtin_memcpy(fib.ipv6_src, p->ip + 8, 16);
+			__builtin_memcpy(fib.ipv6_dst, to, 16);
+		}
+		long rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+		/* A NAT packet the kernel can forward itself (resolving the
+		 * next hop, or answering "fragmentation needed"); a
+		 * direct-routing one still bears the virtual address, which
+		 * the kernel would deliver to the director: dropped, counted
+		 * (the controller then has the neighbour resolved). */
+		if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+			return ttl ? count(EXC_TO_KERNEL, XDP_PASS) : count(EXC_NO_NEIGH, XDP_DROP);
+		ifindex = fib.ifindex;
+		__builtin_memcpy(smac, fib.smac, ETH_ALEN);
+		__builtin_memcpy(dmac, fib.dmac, ETH_ALEN);
+		if (nh) {
+			if (nh->expires <= now || nh->ingress != ctx->ingress_ifindex)
+				nh->max_len = 0;
+			nh->expires = now + NEXTHOP_NS;
+			nh->ifindex = ifindex;
+			nh->ingress = ctx->ingress_ifindex;
+			if (p->l3_len > nh->max_len)
+				nh->max_len = p->l3_len;
+			__builtin_memcpy(nh->smac, smac, ETH_ALEN);
+			__builtin_memcpy(nh->dmac, dmac, ETH_ALEN);
+		}
 	}
-	long rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
-	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
-		return count(EXC_TO_KERNEL, XDP_PASS);
 	if (ttl) {
 		if (p->family == 4) {
+			if ((void *)(p->ip + 20) > end)
+				return XDP_PASS;
 			if (p->ip[8] <= 1)
 				return count(EXC_TTL, XDP_PASS);
 			/* TTL sits in the high byte of its checksum word. */
@@ -1018,6 +1087,8 @@ static __always_inline int forward(struct xdp_md *ctx, struct pkt *p, const __u8
 			__u32 delta = csum_delta(old, p->ip + 8, 2);
 			csum_apply(p->ip + 10, delta, 0);
 		} else {
+			if ((void *)(p->ip + 40) > end)
+				return XDP_PASS;
 			if (p->ip[7] <= 1)
 				return count(EXC_TTL, XDP_PASS);
 			p->ip[7] -= 1;
@@ -1026,8 +1097,105 @@ static __always_inline int forward(struct xdp_md *ctx, struct pkt *p, const __u8
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > end)
 		return XDP_PASS;
+	__builtin_memcpy(eth->h_dest, dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, smac, ETH_ALEN);
+	if (ifindex == ctx->ingress_ifindex)
+		return XDP_TX;
+	return bpf_redirect(ifindex, 0);
+}
+
+/* Tunnelling: the packet goes inside a new IP header to the real server
+ * (IP-in-IP, or IPv6-in-IPv6), from the director's address towards it,
+ * out of the interface the FIB names. Too big for the tunnel's MTU, or no
+ * next hop yet: dropped, counted. */
+static __always_inline int encap(struct xdp_md *ctx, struct pkt *p, struct dest *d)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	if (p->l3 != data + sizeof(struct ethhdr))
+		return count(EXC_UNSUPPORTED, XDP_PASS); /* VLAN-tagged */
+	int v4 = p->family == 4;
+	__u16 hlen = v4 ? 20 : 40;
+	__u8 head[4] = {};
+	if (v4) {
+		if ((void *)(p->ip + 20) > end)
+			return XDP_PASS;
+		head[0] = p->ip[1];        /* TOS */
+		head[1] = p->ip[6] & 0x40; /* DF */
+	} else {
+		if ((void *)(p->ip + 40) > end)
+			return XDP_PASS;
+		__builtin_memcpy(head, p->ip, 4); /* traffic class, flow label */
+	}
+	struct bpf_fib_lookup fib = {};
+	fib.ifindex = ctx->ingress_ifindex;
+	fib.tot_len = p->l3_len + hlen;
+	if (v4) {
+		fib.family = AF_INET;
+		fib.l4_protocol = IPPROTO_IPIP;
+		fib.tos = head[0];
+		__builtin_memcpy(&fib.ipv4_src, d->tun_src, 4);
+		__builtin_memcpy(&fib.ipv4_dst, d->addr, 4);
+	} else {
+		fib.family = AF_INET6;
+		fib.l4_protocol = IPPROTO_IPV6;
+		__builtin_memcpy(fib.ipv6_src, d->tun_src, 16);
+		__builtin_memcpy(fib.ipv6_dst, d->addr, 16);
+	}
+	long rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+		return count(EXC_TOO_BIG, XDP_DROP);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+		return count(EXC_NO_NEIGH, XDP_DROP);
+	__u16 inner = p->l3_len;
+	if (bpf_xdp_adjust_head(ctx, -(int)hlen))
+		return count(EXC_UNSUPPORTED, XDP_PASS);
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end)
+		return XDP_DROP;
 	__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
 	__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
+	__u8 *ip = (void *)(eth + 1);
+	if (v4) {
+		if ((void *)(ip + 20) > end)
+			return XDP_DROP;
+		eth->h_proto = bpf_htons(ETH_P_IP);
+		__u16 tot = inner + 20;
+		ip[0] = 0x45;
+		ip[1] = head[0];
+		ip[2] = tot >> 8;
+		ip[3] = tot & 0xff;
+		ip[4] = 0;
+		ip[5] = 0;
+		ip[6] = head[1];
+		ip[7] = 0;
+		ip[8] = 64;
+		ip[9] = IPPROTO_IPIP;
+		ip[10] = 0;
+		ip[11] = 0;
+		__builtin_memcpy(ip + 12, d->tun_src, 4);
+		__builtin_memcpy(ip + 16, d->addr, 4);
+		__u32 sum = 0;
+#pragma unroll
+		for (int i = 0; i < 20; i += 2)
+			sum += ((__u32)ip[i] << 8) | ip[i + 1];
+		__u16 c = ~csum_fold32(sum);
+		ip[10] = c >> 8;
+		ip[11] = c & 0xff;
+	} else {
+		if ((void *)(ip + 40) > end)
+			return XDP_DROP;
+		eth->h_proto = bpf_htons(ETH_P_IPV6);
+		__builtin_memcpy(ip, head, 4);
+		ip[4] = inner >> 8;
+		ip[5] = inner & 0xff;
+		ip[6] = IPPROTO_IPV6;
+		ip[7] = 64;
+		__builtin_memcpy(ip + 8, d->tun_src, 16);
+		__builtin_memcpy(ip + 24, d->addr, 16);
+	}
 	if (fib.ifindex == ctx->ingress_ifindex)
 		return XDP_TX;
 	return bpf_redirect(fib.ifindex, 0);
@@ -1093,10 +1261,12 @@ static __always_inline int to_real_server(struct xdp_md *ctx, struct pkt *p, str
 			bpf_map_update_elem(&nat_back, &back, &v, BPF_ANY);
 		}
 		rewrite(p, end, 1, d->addr, port == k->dport ? 0 : port);
-		return forward(ctx, p, d->addr, 1);
+		return forward(ctx, p, d->addr, 1, bpf_map_lookup_elem(&dest_nh, &slot), now);
 	}
 	if (d->fwd == FWD_ROUTE)
-		return forward(ctx, p, d->addr, 0);
+		return forward(ctx, p, d->addr, 0, bpf_map_lookup_elem(&dest_nh, &slot), now);
+	if (d->fwd == FWD_TUNNEL)
+		return encap(ctx, p, d);
 	return count(EXC_UNSUPPORTED, XDP_PASS);
 }
 
@@ -1208,7 +1378,7 @@ int fulcrum_xdp(struct xdp_md *ctx)
 			transition(ff, DIR_OUTPUT, proto == IPPROTO_TCP, p.tflags, now);
 			account(ff->svc, ff->dest, 1, p.l3_len, 0);
 			rewrite(&p, end, 0, vaddr, vport == key.sport ? 0 : vport);
-			return forward(ctx, &p, key.daddr, 1);
+			return forward(ctx, &p, key.daddr, 1, NULL, now);
 		}
 	}
 

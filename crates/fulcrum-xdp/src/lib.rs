@@ -15,6 +15,7 @@
 //! Without clang (and libbpf's headers) at build time the crate still
 //! builds: [`program`] then says what to install.
 
+pub mod decap;
 mod publish;
 pub mod records;
 
@@ -178,11 +179,16 @@ pub enum Exception {
     Ttl,
     /// A forwarding the program leaves to the kernel.
     Unsupported,
+    /// Direct routing or tunnelling before the real server's next hop was
+    /// resolved: dropped (the director has it resolved).
+    NoNeighbour,
+    /// Too big for the tunnel: dropped.
+    TooBig,
 }
 
 impl Exception {
     /// Every kind, in the map's order.
-    pub const ALL: [Exception; 11] = [
+    pub const ALL: [Exception; 13] = [
         Exception::NotIp,
         Exception::Malformed,
         Exception::Fragment,
@@ -194,6 +200,8 @@ impl Exception {
         Exception::ToKernel,
         Exception::Ttl,
         Exception::Unsupported,
+        Exception::NoNeighbour,
+        Exception::TooBig,
     ];
 
     /// For people.
@@ -210,6 +218,8 @@ impl Exception {
             Exception::ToKernel => "routed by the kernel (no neighbour yet)",
             Exception::Ttl => "TTL ran out",
             Exception::Unsupported => "forwarding left to the kernel",
+            Exception::NoNeighbour => "real server's next hop not resolved yet (dropped)",
+            Exception::TooBig => "too big for the tunnel (dropped)",
         }
     }
 }
@@ -253,6 +263,20 @@ impl From<Counters> for fulcrum_core::estimator::Counters {
     }
 }
 
+/// The address this host sends from towards `to` (the kernel's choice,
+/// from its routing table): a tunnel's outer source. `None` without a
+/// route.
+pub fn source_towards(to: &std::net::IpAddr) -> Option<std::net::IpAddr> {
+    let any: std::net::SocketAddr = if to.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let s = std::net::UdpSocket::bind(any).ok()?;
+    s.connect((*to, 9)).ok()?;
+    s.local_addr().ok().map(|a| a.ip())
+}
+
 /// Traffic counters of a service or a real server, summed over the CPUs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -283,6 +307,8 @@ pub struct Sweep {
 pub struct XdpPlane {
     ebpf: Ebpf,
     layout: Layout,
+    /// The no-neighbour drops already answered by [`XdpPlane::resolve_next_hops`].
+    no_neigh_seen: u64,
 }
 
 impl XdpPlane {
@@ -307,6 +333,7 @@ impl XdpPlane {
         let mut plane = XdpPlane {
             ebpf,
             layout: Layout::new(),
+            no_neigh_seen: 0,
         };
         plane.set_tcp_table()?;
         plane.set_timeouts(&Timeouts::default())?;
@@ -391,7 +418,7 @@ impl XdpPlane {
     /// [`XdpError::Refused`] naming what was left out and why, or the
     /// kernel refusing a write.
     pub fn publish(&mut self, table: &Table) -> Result<(), XdpError> {
-        let (writes, refused) = self.layout.plan(table);
+        let (writes, refused) = self.layout.plan(table, &source_towards);
         for w in writes {
             self.write(w)?;
         }
@@ -424,6 +451,15 @@ impl XdpPlane {
                     stats
                         .set(slot, zero, 0)
                         .map_err(|e| kernel("the counters")(&e))?;
+                    // A next hop cached for the slot's last owner goes.
+                    let mut nh: PerCpuArray<&mut MapData, [u8; 32]> = PerCpuArray::try_from(
+                        map_mut(&mut self.ebpf, "dest_nh", "the next-hop cache")?,
+                    )
+                    .map_err(|e| kernel("the next-hop cache")(&e))?;
+                    let zero = aya::maps::PerCpuValues::try_from(vec![[0u8; 32]; ncpus])
+                        .map_err(|e| kernel("the next-hop cache")(&e))?;
+                    nh.set(slot, zero, 0)
+                        .map_err(|e| kernel("the next-hop cache")(&e))?;
                 }
                 self.array::<DEST_LEN>("dests", "the real servers")?
                     .set(slot, record.bytes(), 0)
@@ -547,6 +583,39 @@ impl XdpPlane {
 
     fn slot(&self, key: &ServiceKey, id: fulcrum_core::DestId) -> Option<u32> {
         self.layout.slots.get(&(*key, id)).copied()
+    }
+
+    /// Have the kernel resolve the next hop of every real server reached by
+    /// direct routing or tunnelling, when the program dropped packets for
+    /// want of one since the last call: an empty datagram to the discard
+    /// port makes the kernel find the neighbour, which the program then
+    /// finds in the FIB. Returns how many real servers were prodded.
+    ///
+    /// # Errors
+    /// The kernel refusing the counters' read.
+    pub fn resolve_next_hops(&mut self) -> Result<usize, XdpError> {
+        let dropped = self
+            .exceptions()?
+            .into_iter()
+            .find(|(e, _)| *e == Exception::NoNeighbour)
+            .map_or(0, |(_, n)| n);
+        if dropped == self.no_neigh_seen {
+            return Ok(0);
+        }
+        self.no_neigh_seen = dropped;
+        let mut n = 0;
+        for r in self.layout.records.values() {
+            if matches!(
+                r.fwd,
+                fulcrum_core::Forwarding::Route | fulcrum_core::Forwarding::Tunnel { .. }
+            ) && let Some(src) = source_towards(&r.addr)
+                && let Ok(s) = std::net::UdpSocket::bind((src, 0))
+                && s.send_to(&[], (r.addr, 9)).is_ok()
+            {
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// A real server's connection counts, as the program keeps them;
@@ -686,7 +755,7 @@ impl XdpPlane {
     /// # Errors
     /// The kernel refusing the read.
     pub fn connections(&self) -> Result<Vec<fulcrum_core::conn::ConnEntry>, XdpError> {
-        let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
         let offset: u64 = Array::<&MapData, u64>::try_from(map(&self.ebpf, "clock", "the clock")?)
             .map_err(|e| kernel("the clock")(&e))?
             .get(&0, 0)

@@ -136,11 +136,23 @@ pub fn refuses_service(
 /// Why the XDP plane cannot reach a real server of `key` at `addr` by
 /// `fwd`; `None` when it can.
 pub fn refuses_dest(key: &ServiceKey, addr: &std::net::IpAddr, fwd: &Forwarding) -> Option<String> {
-    if !matches!(fwd, Forwarding::Masq | Forwarding::Route) {
-        return Some(format!(
-            "{key}: real server {addr} forwards by {}, which the xdp data plane does not do yet (NAT and direct routing only)",
-            fwd.name()
-        ));
+    match fwd {
+        Forwarding::Masq | Forwarding::Route => {}
+        Forwarding::Tunnel {
+            kind: fulcrum_core::TunnelType::Ipip,
+            ..
+        } => {}
+        Forwarding::Tunnel { kind, .. } => {
+            return Some(format!(
+                "{key}: real server {addr} is tunnelled by {}, which the xdp data plane does not do yet (ipip only)",
+                kind.name()
+            ));
+        }
+        Forwarding::Local => {
+            return Some(format!(
+                "{key}: real server {addr} is local, which the xdp data plane does not forward"
+            ));
+        }
     }
     if addr.is_ipv4() != (key.family() == fulcrum_core::Family::V4) {
         return Some(format!(
@@ -269,7 +281,11 @@ impl Layout {
     /// The writes that bring the maps from the last publication to
     /// `table`, and the services refused (with why). A refused service is
     /// not forwarded (taken out if it was).
-    pub(crate) fn plan(&mut self, table: &Table) -> (Vec<Write>, Vec<String>) {
+    pub(crate) fn plan(
+        &mut self,
+        table: &Table,
+        source: &dyn Fn(&std::net::IpAddr) -> Option<std::net::IpAddr>,
+    ) -> (Vec<Write>, Vec<String>) {
         let mut writes = Vec::new();
         let mut refused = Vec::new();
         let mut seen: Vec<ServiceKey> = Vec::new();
@@ -278,7 +294,7 @@ impl Layout {
                 refused.push(why);
                 continue;
             }
-            match self.plan_service(svc, table.options(), &mut writes) {
+            match self.plan_service(svc, table.options(), source, &mut writes) {
                 Ok(()) => seen.push(svc.key),
                 Err(why) => refused.push(why),
             }
@@ -315,9 +331,23 @@ impl Layout {
         &mut self,
         svc: &Service,
         opts: &SchedOptions,
+        source: &dyn Fn(&std::net::IpAddr) -> Option<std::net::IpAddr>,
         writes: &mut Vec<Write>,
     ) -> Result<(), String> {
         let key = svc.key;
+        // Tunnels need the director's address towards each real server.
+        let mut tun_src = HashMap::new();
+        for d in &svc.dests {
+            if matches!(d.fwd, Forwarding::Tunnel { .. }) {
+                let src = source(&d.addr).ok_or_else(|| {
+                    format!(
+                        "{key}: no route to tunnelled real server {}: the director needs one to send from",
+                        d.addr
+                    )
+                })?;
+                tun_src.insert(d.id, src);
+            }
+        }
         let old = self.services.get(&key).cloned();
         let index = match &old {
             Some(o) => o.index,
@@ -363,6 +393,7 @@ impl Layout {
                 l_threshold: d.l_threshold,
                 epoch,
                 svc: index,
+                tun_src: tun_src.get(&d.id).copied(),
             };
             if let Some(b) = before
                 && b.u_threshold == record.u_threshold
@@ -525,7 +556,7 @@ mod tests {
     fn a_second_publication_of_the_same_table_writes_nothing() {
         let t = table(SchedulerKind::Wrr, &[3, 2]);
         let mut l = Layout::new();
-        let (w, refused) = l.plan(&t);
+        let (w, refused) = l.plan(&t, &|_| None);
         assert!(refused.is_empty());
         assert!(
             w.iter()
@@ -535,7 +566,7 @@ mod tests {
             w.iter().filter(|w| matches!(w, Write::Dest { .. })).count(),
             2
         );
-        let (w, _) = l.plan(&t);
+        let (w, _) = l.plan(&t, &|_| None);
         assert_eq!(w, vec![]);
     }
 
@@ -543,10 +574,10 @@ mod tests {
     fn a_deleted_real_server_keeps_its_slot_until_released() {
         let mut t = table(SchedulerKind::Rr, &[1, 1]);
         let mut l = Layout::new();
-        l.plan(&t);
+        l.plan(&t, &|_| None);
         t.delete_dest(&key(), &"10.0.0.1".parse().unwrap(), 80)
             .unwrap();
-        let (w, _) = l.plan(&t);
+        let (w, _) = l.plan(&t, &|_| None);
         assert_eq!(l.retired.len(), 1);
         assert!(w.iter().any(|w| matches!(w, Write::Sched { .. })));
         let slot = l.retired[0];
@@ -556,7 +587,7 @@ mod tests {
         let mut d = DestSpec::new("10.0.0.9".parse().unwrap(), 80, Forwarding::Masq);
         d.weight = 1;
         t.add_dest(&key(), d).unwrap();
-        let (w, _) = l.plan(&t);
+        let (w, _) = l.plan(&t, &|_| None);
         assert!(w.iter().any(|w| matches!(
             w,
             Write::Dest {
@@ -571,7 +602,7 @@ mod tests {
     fn what_the_plane_cannot_forward_is_refused_by_name() {
         let mut t = table(SchedulerKind::Lblc, &[1]);
         let mut l = Layout::new();
-        let (w, refused) = l.plan(&t);
+        let (w, refused) = l.plan(&t, &|_| None);
         assert!(w.is_empty());
         assert!(refused[0].contains("lblc"), "{refused:?}");
         t.edit_service(ServiceSpec::new(key(), SchedulerKind::Wlc))
@@ -579,8 +610,26 @@ mod tests {
         let mut d = DestSpec::new("10.0.0.7".parse().unwrap(), 80, Forwarding::TUNNEL);
         d.weight = 1;
         t.add_dest(&key(), d).unwrap();
-        let (_, refused) = l.plan(&t);
-        assert!(refused[0].contains("Tunnel"), "{refused:?}");
+        let (_, refused) = l.plan(&t, &|_| None);
+        assert!(
+            refused[0].contains("no route to tunnelled real server 10.0.0.7"),
+            "{refused:?}"
+        );
+        let (_, refused) = l.plan(&t, &|_| Some("10.0.0.254".parse().unwrap()));
+        assert!(refused.is_empty(), "{refused:?}");
+        let mut d = DestSpec::new(
+            "10.0.0.8".parse().unwrap(),
+            80,
+            Forwarding::Tunnel {
+                kind: fulcrum_core::TunnelType::Gue,
+                port: 6080,
+                csum: fulcrum_core::TunnelCsum::NoCsum,
+            },
+        );
+        d.weight = 1;
+        t.add_dest(&key(), d).unwrap();
+        let (_, refused) = l.plan(&t, &|_| Some("10.0.0.254".parse().unwrap()));
+        assert!(refused[0].contains("tunnelled by gue"), "{refused:?}");
     }
 
     #[test]

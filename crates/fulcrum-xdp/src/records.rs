@@ -20,7 +20,7 @@ pub const SVC_LEN: usize = 16 + 4 * MAX_SVC_DESTS;
 /// `struct svc_sched`.
 pub const SCHED_LEN: usize = 24;
 /// `struct dest`.
-pub const DEST_LEN: usize = 40;
+pub const DEST_LEN: usize = 56;
 /// `struct flow_key`.
 pub const FLOW_KEY_LEN: usize = 40;
 /// `struct flow`.
@@ -159,6 +159,9 @@ pub struct DestRecord {
     pub epoch: u32,
     /// The service's index.
     pub svc: u32,
+    /// Tunnelling: the director's address towards the real server (the
+    /// outer header's source).
+    pub tun_src: Option<IpAddr>,
 }
 
 impl DestRecord {
@@ -174,6 +177,9 @@ impl DestRecord {
         b[28..32].copy_from_slice(&self.l_threshold.to_ne_bytes());
         b[32..36].copy_from_slice(&self.epoch.to_ne_bytes());
         b[36..40].copy_from_slice(&self.svc.to_ne_bytes());
+        if let Some(src) = &self.tun_src {
+            b[40..56].copy_from_slice(&addr16(src));
+        }
         b
     }
 }
@@ -257,8 +263,10 @@ mod tests {
             l_threshold: 2,
             epoch: 7,
             svc: 9,
+            tun_src: Some("10.0.0.254".parse().unwrap()),
         }
         .bytes();
+        assert_eq!(&d[40..44], &[10, 0, 0, 254]);
         assert_eq!(&d[..4], &[10, 0, 0, 5]);
         assert_eq!(d[16], 4);
         assert_eq!(d[17], 0);

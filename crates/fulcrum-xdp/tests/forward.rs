@@ -307,3 +307,89 @@ fn a_deleted_real_server_keeps_its_flows_and_quiesced_ones_get_no_new() {
         assert_eq!(count(&p, Exception::NoService), 1);
     });
 }
+
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "loads a BPF program in a network namespace: needs root; run with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
+#[test]
+fn tunnelling_wraps_the_packet_whole_and_drops_what_cannot_go_yet() {
+    let setup = "sysctl -qw net.ipv4.ip_forward=1; sysctl -qw net.ipv6.conf.all.forwarding=1; ip link set lo up; \
+                 ip link add rs0 address 02:00:00:00:00:aa mtu 1300 type veth peer name rs1; ip link set rs0 up; ip link set rs1 up; \
+                 ip addr add 10.0.0.254/24 dev rs0; ip addr add 2001:db8:1::fe/64 dev rs0 nodad; \
+                 ip neigh add 10.0.0.1 lladdr 02:00:00:00:00:01 dev rs0 nud permanent; \
+                 ip neigh add 2001:db8:1::1 lladdr 02:00:00:00:00:01 dev rs0 nud permanent";
+    in_netns(setup, || {
+        let Some(mut p) = load() else { return };
+        let web = svc(Protocol::Tcp, "192.0.2.1", 80);
+        let web6 = svc(Protocol::Tcp, "2001:db8::1", 80);
+        let mut t = Table::new();
+        t.add_service(ServiceSpec::new(web, SchedulerKind::Rr))
+            .unwrap();
+        t.add_dest(&web, dest("10.0.0.1", 80, Forwarding::TUNNEL, 1))
+            .unwrap();
+        t.add_service(ServiceSpec::new(web6, SchedulerKind::Rr))
+            .unwrap();
+        t.add_dest(&web6, dest("2001:db8:1::1", 80, Forwarding::TUNNEL, 1))
+            .unwrap();
+        p.publish(&t).unwrap();
+
+        let syn = tcp(("198.51.100.7", 40000), ("192.0.2.1", 80), SYN);
+        let (v, out) = p.test_run(&syn).unwrap();
+        assert_eq!(v, XDP_REDIRECT);
+        assert_eq!(&out[..6], &[2, 0, 0, 0, 0, 1]);
+        assert_eq!(&out[12..14], &[0x08, 0x00]);
+        let outer = &out[14..34];
+        assert_eq!(outer[0], 0x45);
+        assert_eq!(outer[9], 4, "IP-in-IP");
+        assert_eq!(
+            usize::from(u16::from_be_bytes([outer[2], outer[3]])),
+            syn.len() - 14 + 20
+        );
+        assert_eq!(
+            &outer[12..16],
+            &[10, 0, 0, 254],
+            "from the director's address"
+        );
+        assert_eq!(&outer[16..20], &[10, 0, 0, 1], "to the real server");
+        let sum: u32 = outer
+            .chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+            .sum();
+        assert_eq!((sum & 0xffff) + (sum >> 16), 0xffff, "outer checksum");
+        assert_eq!(&out[34..], &syn[14..], "the client's packet, whole");
+
+        let syn6 = tcp(("2001:db8:2::7", 40000), ("2001:db8::1", 80), SYN);
+        let (v, out) = p.test_run(&syn6).unwrap();
+        assert_eq!(v, XDP_REDIRECT);
+        assert_eq!(&out[12..14], &[0x86, 0xdd]);
+        assert_eq!(out[14 + 6], 41, "IPv6-in-IPv6");
+        assert_eq!(
+            usize::from(u16::from_be_bytes([out[18], out[19]])),
+            syn6.len() - 14
+        );
+        assert_eq!(&out[54..], &syn6[14..]);
+
+        // A segment bigger than the tunnel's path allows: dropped, counted.
+        let big = frame(("198.51.100.7", 40000), ("192.0.2.1", 80), Some(ACK), 1250);
+        let (v, _) = p.test_run(&big).unwrap();
+        assert_eq!(v, fulcrum_xdp::XDP_DROP);
+        assert_eq!(count(&p, Exception::TooBig), 1);
+
+        // A real server whose next hop is not resolved: dropped, counted,
+        // and the plane has the kernel resolve it.
+        t.delete_dest(&web, &"10.0.0.1".parse().unwrap(), 80)
+            .unwrap();
+        t.add_dest(&web, dest("10.0.0.2", 80, Forwarding::Route, 1))
+            .unwrap();
+        p.publish(&t).unwrap();
+        let (v, _) = p
+            .test_run(&tcp(("198.51.100.9", 1), ("192.0.2.1", 80), SYN))
+            .unwrap();
+        assert_eq!(v, fulcrum_xdp::XDP_DROP);
+        assert_eq!(count(&p, Exception::NoNeighbour), 1);
+        // All three: the deleted real server still carries its flow.
+        assert_eq!(p.resolve_next_hops().unwrap(), 3);
+        assert_eq!(p.resolve_next_hops().unwrap(), 0, "once per new drop");
+    });
+}

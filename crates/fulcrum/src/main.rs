@@ -98,6 +98,14 @@ enum Command {
         /// How the director forwards: direct routing (-g) or IPIP tunnelling (-i).
         #[arg(long, value_enum, required_unless_present = "undo")]
         mode: Option<fulcrum::rs_setup::Mode>,
+        /// Tunnelling: who takes the outer header off — the kernel's ipip
+        /// module, or Fulcrum's XDP program (kernels without ipip; IPv6 too).
+        #[arg(long, value_enum, default_value = "kernel")]
+        decap: fulcrum::rs_setup::Decap,
+        /// The interface tunnelled packets arrive on, for `--decap xdp`
+        /// (default: the default route's).
+        #[arg(long, value_name = "IFACE")]
+        interface: Option<String>,
         /// A virtual address (repeatable).
         #[arg(long = "vip", value_name = "ADDRESS", required_unless_present = "undo")]
         vips: Vec<std::net::IpAddr>,
@@ -250,6 +258,8 @@ fn main() -> ExitCode {
         )),
         Command::RealserverSetup {
             mode,
+            decap,
+            interface,
             vips,
             check,
             undo,
@@ -257,6 +267,8 @@ fn main() -> ExitCode {
         } => code(
             runtime().block_on(fulcrum::rs_setup::run(fulcrum::rs_setup::Request {
                 mode: mode.unwrap_or(fulcrum::rs_setup::Mode::Direct),
+                decap,
+                interface,
                 vips,
                 check,
                 undo,

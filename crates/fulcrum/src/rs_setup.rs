@@ -12,7 +12,12 @@
 //!   a source);
 //! - `--mode tunnel`: the `ipip` module, `tunl0` up with the VIPs (IPv4),
 //!   the same ARP settings, and `rp_filter = 2` (loose) on `tunl0`, whose
-//!   decapsulated packets come from clients the host routes elsewhere.
+//!   decapsulated packets come from clients the host routes elsewhere;
+//! - `--mode tunnel --decap xdp`: for kernels without `ipip` — Fulcrum's
+//!   decapsulation program on the interface the tunnelled packets arrive on
+//!   (IP-in-IP and IPv6-in-IPv6), attached over netlink so it stays after
+//!   the command, the VIPs on `lo`, the ARP settings, and `rp_filter = 2`
+//!   there.
 //!
 //! What is changed is recorded (with the values it replaced) in a state
 //! file, so `--undo` puts back exactly that; running twice changes nothing;
@@ -31,6 +36,16 @@ pub enum Mode {
     Tunnel,
 }
 
+/// Who takes the tunnel's outer header off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Decap {
+    /// The kernel's `ipip` module (`tunl0`).
+    #[default]
+    Kernel,
+    /// Fulcrum's XDP program, where the kernel has no `ipip`.
+    Xdp,
+}
+
 /// One change to the host, with what undoes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -45,6 +60,8 @@ pub enum Step {
         /// The address.
         addr: IpAddr,
     },
+    /// Attach Fulcrum's decapsulation program to an interface.
+    AttachDecap(String),
     /// Write a sysctl under `/proc/sys`.
     Sysctl {
         /// Its name, e.g. `net/ipv4/conf/all/arp_ignore`.
@@ -62,6 +79,7 @@ impl std::fmt::Display for Step {
             Step::LoadModule(m) => write!(f, "load the kernel module {m}"),
             Step::LinkUp(d) => write!(f, "bring {d} up"),
             Step::AddAddress { dev, addr } => write!(f, "add {addr} to {dev}"),
+            Step::AttachDecap(d) => write!(f, "attach the XDP decapsulation program to {d}"),
             Step::Sysctl { name, value, was } => {
                 write!(f, "set {} = {value} (is {was})", name.replace('/', "."))
             }
@@ -80,6 +98,8 @@ pub struct Host {
     pub addresses: Vec<(String, IpAddr)>,
     /// Sysctl values by name (`net/ipv4/conf/all/arp_ignore`).
     pub sysctls: Vec<(String, String)>,
+    /// Interfaces with the decapsulation program pinned.
+    pub decap_on: Vec<String>,
 }
 
 impl Host {
@@ -98,31 +118,55 @@ impl Host {
 /// A sysctl a mode needs: its name, the value to write, and whether a
 /// current value is good enough.
 struct Wanted {
-    name: &'static str,
+    name: String,
     value: &'static str,
     good: fn(i64) -> bool,
 }
 
-/// The sysctls a mode needs.
-fn wanted_sysctls(mode: Mode) -> Vec<Wanted> {
+/// How a real server is set up: the forwarding, who decapsulates, and the
+/// interface tunnelled packets arrive on (for XDP decapsulation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setup {
+    /// Direct routing or tunnelling.
+    pub mode: Mode,
+    /// Who takes the outer header off.
+    pub decap: Decap,
+    /// The interface for `--decap xdp`.
+    pub interface: String,
+}
+
+impl Setup {
+    fn xdp(&self) -> bool {
+        self.mode == Mode::Tunnel && self.decap == Decap::Xdp
+    }
+}
+
+/// The sysctls a set-up needs.
+fn wanted_sysctls(setup: &Setup) -> Vec<Wanted> {
     let mut v = vec![
         // 1 and stricter (2, 3) all keep the VIP out of ARP replies.
         Wanted {
-            name: "net/ipv4/conf/all/arp_ignore",
+            name: "net/ipv4/conf/all/arp_ignore".into(),
             value: "1",
             good: |v| (1..=3).contains(&v),
         },
         Wanted {
-            name: "net/ipv4/conf/all/arp_announce",
+            name: "net/ipv4/conf/all/arp_announce".into(),
             value: "2",
             good: |v| v == 2,
         },
     ];
-    if mode == Mode::Tunnel {
+    if setup.mode == Mode::Tunnel {
         // The kernel applies the larger of `all` and the device: 2 (loose)
-        // on tunl0 lets decapsulated packets in whatever `all` says.
+        // on the device the decapsulated packets come in on lets them in
+        // whatever `all` says.
+        let dev = if setup.xdp() {
+            setup.interface.as_str()
+        } else {
+            "tunl0"
+        };
         v.push(Wanted {
-            name: "net/ipv4/conf/tunl0/rp_filter",
+            name: format!("net/ipv4/conf/{dev}/rp_filter"),
             value: "2",
             good: |v| v != 1,
         });
@@ -134,16 +178,22 @@ fn wanted_sysctls(mode: Mode) -> Vec<Wanted> {
 ///
 /// # Errors
 /// A VIP the mode cannot carry (IPv6 over the IPv4 tunnel).
-pub fn plan(mode: Mode, vips: &[IpAddr], host: &Host) -> Result<Vec<Step>, String> {
+pub fn plan(setup: &Setup, vips: &[IpAddr], host: &Host) -> Result<Vec<Step>, String> {
     let mut steps = Vec::new();
+    let mode = setup.mode;
     let dev = match mode {
         Mode::Direct => "lo",
+        Mode::Tunnel if setup.xdp() => "lo",
         Mode::Tunnel => "tunl0",
     };
-    if mode == Mode::Tunnel {
+    if setup.xdp() {
+        if !host.decap_on.contains(&setup.interface) {
+            steps.push(Step::AttachDecap(setup.interface.clone()));
+        }
+    } else if mode == Mode::Tunnel {
         if let Some(v6) = vips.iter().find(|a| a.is_ipv6()) {
             return Err(format!(
-                "{v6}: tunnel mode carries IPv4 virtual addresses (ipip); use --mode direct for IPv6"
+                "{v6}: tunnel mode carries IPv4 virtual addresses (ipip); use --mode direct, or --decap xdp (IPv6-in-IPv6 too), for IPv6"
             ));
         }
         if !host.tunl0 {
@@ -161,12 +211,12 @@ pub fn plan(mode: Mode, vips: &[IpAddr], host: &Host) -> Result<Vec<Step>, Strin
             });
         }
     }
-    for Wanted { name, value, good } in wanted_sysctls(mode) {
+    for Wanted { name, value, good } in wanted_sysctls(setup) {
         // Missing: tunl0's, before the module is loaded.
-        let was = host.sysctl(name).map(str::trim);
+        let was = host.sysctl(&name).map(str::trim);
         if !was.is_some_and(|w| w.parse::<i64>().is_ok_and(good)) {
             steps.push(Step::Sysctl {
-                name: name.into(),
+                name,
                 value: value.into(),
                 was: was.unwrap_or("unknown").into(),
             });
@@ -183,6 +233,7 @@ pub fn record(steps: &[Step]) -> String {
             Step::LoadModule(m) => format!("module {m}"),
             Step::LinkUp(d) => format!("link {d}"),
             Step::AddAddress { dev, addr } => format!("address {dev} {addr}"),
+            Step::AttachDecap(d) => format!("decap {d}"),
             Step::Sysctl { name, value, was } => format!("sysctl {name} {value} {was}"),
         };
         out.push_str(&line);
@@ -199,6 +250,7 @@ pub fn recorded(text: &str) -> Vec<Step> {
             Some(match f.as_slice() {
                 ["module", m] => Step::LoadModule((*m).into()),
                 ["link", d] => Step::LinkUp((*d).into()),
+                ["decap", d] if !d.contains(['/', '.']) => Step::AttachDecap((*d).into()),
                 ["address", d, a] => Step::AddAddress {
                     dev: (*d).into(),
                     addr: a.parse().ok()?,
@@ -221,7 +273,7 @@ fn sysctl_path(name: &str) -> PathBuf {
 }
 
 /// Look at the host.
-async fn observe(mgr: &fulcrum_net::addr::AddressManager, vips: &[IpAddr], mode: Mode) -> Host {
+async fn observe(mgr: &fulcrum_net::addr::AddressManager, vips: &[IpAddr], setup: &Setup) -> Host {
     let tunl0 = Path::new("/sys/class/net/tunl0").exists();
     let tunl0_up = std::fs::read_to_string("/sys/class/net/tunl0/flags")
         .ok()
@@ -233,19 +285,27 @@ async fn observe(mgr: &fulcrum_net::addr::AddressManager, vips: &[IpAddr], mode:
             addresses.push((dev, a));
         }
     }
-    let sysctls = wanted_sysctls(mode)
+    let sysctls = wanted_sysctls(setup)
         .into_iter()
         .filter_map(|Wanted { name: n, .. }| {
-            std::fs::read_to_string(sysctl_path(n))
+            std::fs::read_to_string(sysctl_path(&n))
                 .ok()
-                .map(|v| (n.to_string(), v.trim().to_string()))
+                .map(|v| (n.clone(), v.trim().to_string()))
         })
         .collect();
+    let mut decap_on = Vec::new();
+    if !setup.interface.is_empty()
+        && let Ok(Some(id)) = mgr.xdp_program(&setup.interface).await
+        && fulcrum_xdp::decap::is_decap(id)
+    {
+        decap_on.push(setup.interface.clone());
+    }
     Host {
         tunl0,
         tunl0_up,
         addresses,
         sysctls,
+        decap_on,
     }
 }
 
@@ -270,6 +330,26 @@ async fn apply(mgr: &mut fulcrum_net::addr::AddressManager, step: &Step) -> Resu
             .await
             .map(|()| step.clone())
             .map_err(|e| format!("{d}: {e}")),
+        Step::AttachDecap(d) => {
+            if let Ok(Some(id)) = mgr.xdp_program(d).await
+                && !fulcrum_xdp::decap::is_decap(id)
+            {
+                return Err(format!(
+                    "{d} already runs another XDP program (id {id}); detach it first (`ip link set {d} xdp off`)"
+                ));
+            }
+            let prog = fulcrum_xdp::decap::DecapProgram::load().map_err(|e| format!("{d}: {e}"))?;
+            let fd = prog.fd().map_err(|e| format!("{d}: {e}"))?;
+            if mgr.set_xdp(d, Some(fd), true).await.is_err() {
+                mgr.set_xdp(d, Some(fd), false)
+                    .await
+                    .map_err(|e| format!("{d}: cannot attach the decapsulation program: {e}"))?;
+                eprintln!(
+                    "fulcrum realserver-setup: {d}: the driver refused native XDP; the decapsulation program runs in the generic path (slower)"
+                );
+            }
+            Ok(step.clone())
+        }
         Step::AddAddress { dev, addr } => {
             let f = fulcrum_net::addr::FloatingAddr {
                 addr: *addr,
@@ -305,6 +385,23 @@ async fn undo(mgr: &mut fulcrum_net::addr::AddressManager, step: &Step) -> Resul
             .set_link_up(d, false)
             .await
             .map_err(|e| format!("{d}: {e}")),
+        Step::AttachDecap(d) => {
+            // Only Fulcrum's program goes; another one put there since is
+            // left alone.
+            match mgr.xdp_program(d).await {
+                Ok(Some(id)) if fulcrum_xdp::decap::is_decap(id) => {
+                    let native = mgr.set_xdp(d, None, true).await;
+                    let generic = mgr.set_xdp(d, None, false).await;
+                    match mgr.xdp_program(d).await {
+                        Ok(None) => Ok(()),
+                        _ => Err(format!(
+                            "{d}: cannot detach the decapsulation program ({native:?}, {generic:?})"
+                        )),
+                    }
+                }
+                _ => Ok(()),
+            }
+        }
         Step::AddAddress { dev, addr } => {
             if mgr.adopt(addr).await.map_err(|e| e.to_string())? {
                 mgr.remove(addr)
@@ -323,6 +420,10 @@ async fn undo(mgr: &mut fulcrum_net::addr::AddressManager, step: &Step) -> Resul
 pub struct Request {
     /// Direct routing or tunnelling.
     pub mode: Mode,
+    /// Who decapsulates tunnelled packets.
+    pub decap: Decap,
+    /// The interface for `--decap xdp` (default: the default route's).
+    pub interface: Option<String>,
     /// The virtual addresses.
     pub vips: Vec<IpAddr>,
     /// Only say what is missing.
@@ -331,6 +432,15 @@ pub struct Request {
     pub undo: bool,
     /// Where the changes are recorded.
     pub state: PathBuf,
+}
+
+/// The device of the IPv4 default route (`/proc/net/route`).
+fn default_route_device() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/net/route").ok()?;
+    text.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.get(1) == Some(&"00000000") && f.get(7) == Some(&"00000000")).then(|| f[0].to_string())
+    })
 }
 
 /// Run `realserver-setup`; the exit status.
@@ -363,8 +473,26 @@ pub async fn run(req: Request) -> i32 {
         let _ = std::fs::remove_file(&req.state);
         return 0;
     }
-    let host = observe(&mgr, &req.vips, req.mode).await;
-    let steps = match plan(req.mode, &req.vips, &host) {
+    let interface = match (&req.interface, req.decap) {
+        (Some(i), _) => i.clone(),
+        (None, Decap::Xdp) if req.mode == Mode::Tunnel => match default_route_device() {
+            Some(d) => d,
+            None => {
+                eprintln!(
+                    "fulcrum realserver-setup: no default route to find the interface the tunnelled packets arrive on; name it with --interface"
+                );
+                return 2;
+            }
+        },
+        (None, _) => String::new(),
+    };
+    let setup = Setup {
+        mode: req.mode,
+        decap: req.decap,
+        interface,
+    };
+    let host = observe(&mgr, &req.vips, &setup).await;
+    let steps = match plan(&setup, &req.vips, &host) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("fulcrum realserver-setup: {e}");
@@ -435,6 +563,14 @@ mod tests {
         }
     }
 
+    fn setup(mode: Mode, decap: Decap) -> Setup {
+        Setup {
+            mode,
+            decap,
+            interface: "eth0".into(),
+        }
+    }
+
     #[test]
     fn direct_mode_puts_the_vips_on_lo_and_silences_arp() {
         let vip: IpAddr = "10.0.0.100".parse().unwrap();
@@ -442,7 +578,7 @@ mod tests {
             ("net/ipv4/conf/all/arp_ignore", "0"),
             ("net/ipv4/conf/all/arp_announce", "0"),
         ]);
-        let steps = plan(Mode::Direct, &[vip], &h).unwrap();
+        let steps = plan(&setup(Mode::Direct, Decap::Kernel), &[vip], &h).unwrap();
         assert_eq!(
             steps.iter().map(ToString::to_string).collect::<Vec<_>>(),
             vec![
@@ -457,7 +593,10 @@ mod tests {
             ("net/ipv4/conf/all/arp_announce", "2"),
         ]);
         h.addresses.push(("lo".into(), vip));
-        assert_eq!(plan(Mode::Direct, &[vip], &h).unwrap(), vec![]);
+        assert_eq!(
+            plan(&setup(Mode::Direct, Decap::Kernel), &[vip], &h).unwrap(),
+            vec![]
+        );
     }
 
     #[test]
@@ -467,7 +606,7 @@ mod tests {
             ("net/ipv4/conf/all/arp_ignore", "1"),
             ("net/ipv4/conf/all/arp_announce", "2"),
         ]);
-        let steps = plan(Mode::Tunnel, &[vip], &h).unwrap();
+        let steps = plan(&setup(Mode::Tunnel, Decap::Kernel), &[vip], &h).unwrap();
         assert_eq!(
             steps.iter().map(ToString::to_string).collect::<Vec<_>>(),
             vec![
@@ -477,8 +616,47 @@ mod tests {
                 "set net.ipv4.conf.tunl0.rp_filter = 2 (is unknown)",
             ]
         );
-        let e = plan(Mode::Tunnel, &["2001:db8::1".parse().unwrap()], &h).unwrap_err();
-        assert!(e.contains("use --mode direct for IPv6"), "{e}");
+        let e = plan(
+            &setup(Mode::Tunnel, Decap::Kernel),
+            &["2001:db8::1".parse().unwrap()],
+            &h,
+        )
+        .unwrap_err();
+        assert!(e.contains("use --mode direct, or --decap xdp"), "{e}");
+    }
+
+    #[test]
+    fn xdp_decapsulation_needs_no_ipip_and_carries_ipv6() {
+        let vips: Vec<IpAddr> = vec![
+            "10.0.0.100".parse().unwrap(),
+            "2001:db8::1".parse().unwrap(),
+        ];
+        let mut h = host(&[
+            ("net/ipv4/conf/all/arp_ignore", "1"),
+            ("net/ipv4/conf/all/arp_announce", "2"),
+            ("net/ipv4/conf/eth0/rp_filter", "1"),
+        ]);
+        let s = setup(Mode::Tunnel, Decap::Xdp);
+        let steps = plan(&s, &vips, &h).unwrap();
+        assert_eq!(
+            steps.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            vec![
+                "attach the XDP decapsulation program to eth0",
+                "add 10.0.0.100 to lo",
+                "add 2001:db8::1 to lo",
+                "set net.ipv4.conf.eth0.rp_filter = 2 (is 1)",
+            ]
+        );
+        h.decap_on.push("eth0".into());
+        h.addresses
+            .extend(vips.iter().map(|v| ("lo".to_string(), *v)));
+        h.sysctls[2].1 = "2".into();
+        assert_eq!(plan(&s, &vips, &h).unwrap(), vec![]);
+        assert_eq!(
+            recorded(&record(&[Step::AttachDecap("eth0".into())])),
+            vec![Step::AttachDecap("eth0".into())]
+        );
+        assert_eq!(recorded("decap ../x\ndecap a.b\n"), vec![]);
     }
 
     #[test]

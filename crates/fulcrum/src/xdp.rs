@@ -207,6 +207,14 @@ impl DataPlane for XdpForwarding {
         if let Err(e) = self.plane.sweep() {
             tracing::warn!(error = %e, "cannot sweep the XDP flow table");
         }
+        match self.plane.resolve_next_hops() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                real_servers = n,
+                "packets for direct routing or tunnelling waited for a next hop; the kernel resolves it"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot read the XDP counters"),
+        }
         if let Err(e) = self.plane.observe(table) {
             tracing::warn!(error = %e, "cannot read the XDP counters");
         }

@@ -238,3 +238,188 @@ fn in_xdp_nanny_removes_a_dead_real_server_and_a_reload_under_load_loses_nothing
     assert!(out.contains("rs2"), "{out}");
     assert_eq!(director.signal_and_wait("TERM"), Some(0));
 }
+
+/// Namespaces deleted when the test ends, passed or not.
+struct Nets(Vec<String>);
+
+impl Drop for Nets {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            let _ = fulcrum_testbed::try_sh(&format!("ip netns del {n}"));
+        }
+    }
+}
+
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "network-namespace test: run as root with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
+#[test]
+fn direct_routing_and_tunnelling_in_xdp_to_real_servers_without_ipip() {
+    if !built_with_xdp() {
+        return;
+    }
+    // client -- pub bridge -- director (eth0 | eth1) -- lan bridge -- rs1, rs2;
+    // a router on both bridges is the real servers' gateway, so their
+    // replies (from the virtual addresses) go to the client without the
+    // director, as with LVS-DR and LVS-TUN.
+    let p = format!("xt{}", std::process::id() % 100_000);
+    let n = |s: &str| format!("{p}-{s}");
+    let nets = Nets(
+        ["cli", "pub", "dir", "rt", "lan", "rs1", "rs2"]
+            .iter()
+            .map(|s| n(s))
+            .collect(),
+    );
+    for ns in &nets.0 {
+        sh(&format!("ip netns add {ns} && ip -n {ns} link set lo up"));
+    }
+    let (cli, pubn, dir, rt, lan) = (n("cli"), n("pub"), n("dir"), n("rt"), n("lan"));
+    for (br, ns) in [("br0", &pubn), ("br0", &lan)] {
+        sh(&format!(
+            "ip -n {ns} link add {br} type bridge && ip -n {ns} link set {br} up"
+        ));
+    }
+    let plug = |host: &str, dev: &str, bridge_ns: &str, port: &str, addr: &str| {
+        sh(&format!(
+            "ip link add {port} netns {bridge_ns} type veth peer name {dev} netns {host} && \
+             ip -n {bridge_ns} link set {port} master br0 up && \
+             ip -n {host} addr add {addr} dev {dev} && ip -n {host} link set {dev} up"
+        ));
+    };
+    plug(&cli, "eth0", &pubn, "p-cli", "10.210.1.10/24");
+    plug(&dir, "eth0", &pubn, "p-dir", "10.210.1.2/24");
+    plug(&rt, "eth0", &pubn, "p-rt", "10.210.1.254/24");
+    plug(&dir, "eth1", &lan, "p-dir", "10.210.2.1/24");
+    plug(&rt, "eth1", &lan, "p-rt", "10.210.2.254/24");
+    sh(&format!(
+        "ip netns exec {rt} sysctl -qw net.ipv4.ip_forward=1"
+    ));
+    // Redirects into eth1 land on the bridge's port: GRO there. The
+    // client's checksums in full (see receivers_take_redirects).
+    sh(&format!(
+        "ip netns exec {lan} ethtool -K p-dir gro on >/dev/null"
+    ));
+    sh(&format!(
+        "ip netns exec {cli} ethtool -K eth0 tx off >/dev/null"
+    ));
+    let tmp = Dir::new("xdp-drtun");
+    let mut procs = Vec::new();
+    for (i, rs) in ["rs1", "rs2"].iter().enumerate() {
+        let ns = n(rs);
+        plug(
+            &ns,
+            "eth0",
+            &lan,
+            &format!("p-{rs}"),
+            &format!("10.210.2.{}/24", 3 + i),
+        );
+        sh(&format!("ip -n {ns} route add default via 10.210.2.254"));
+        let state = tmp.file(&format!("{rs}.state"));
+        sh(&format!(
+            "ip netns exec {ns} {BIN} realserver-setup --mode direct --vip 10.210.1.100 --state {state}"
+        ));
+        let out = sh(&format!(
+            "ip netns exec {ns} {BIN} realserver-setup --mode tunnel --decap xdp --vip 10.210.1.101 --state {state}"
+        ));
+        assert!(
+            out.contains("done: attach the XDP decapsulation program to eth0"),
+            "{out}"
+        );
+        let mut c = std::process::Command::new("ip");
+        c.args([
+            "netns",
+            "exec",
+            &ns,
+            BIN,
+            "realserver",
+            "--listen",
+            "0.0.0.0:80",
+            "--name",
+            rs,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+        procs.push(Bg(c.spawn().unwrap()));
+    }
+    assert!(
+        !std::path::Path::new("/sys/class/net/tunl0").exists()
+            || sh(&format!("ip -n {} link show", n("rs1"))).contains("prog/xdp"),
+        "the program, not ipip, decapsulates"
+    );
+    let cf = tmp.file("lvs.cf");
+    std::fs::write(
+        &cf,
+        "primary = 10.210.1.2\nnetwork = direct\ndataplane = xdp\nnat_router = 10.210.2.250 eth1:1\n\
+         virtual dr {\n address = 10.210.1.100 eth0:1\n active = 1\n port = 80\n scheduler = rr\n check_interval = 0.3\n\
+          server rs1 {\n  address = 10.210.2.3\n  active = 1\n }\n server rs2 {\n  address = 10.210.2.4\n  active = 1\n }\n}\n\
+         virtual tun {\n address = 10.210.1.101 eth0:2\n active = 1\n port = 80\n scheduler = rr\n check_interval = 0.3\n\
+          server rs1 {\n  address = 10.210.2.3\n  active = 1\n  forwarding = tunnel\n }\n server rs2 {\n  address = 10.210.2.4\n  active = 1\n  forwarding = tunnel\n }\n}\n",
+    )
+    .unwrap();
+    let control = tmp.file("control.sock");
+    let mut c = std::process::Command::new("ip");
+    c.args([
+        "netns",
+        "exec",
+        &dir,
+        BIN,
+        "run",
+        "--config",
+        &cf,
+        "--control",
+        &control,
+    ]);
+    if std::env::var_os("FULCRUM_TEST_VERBOSE").is_none() {
+        c.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+    }
+    let mut director = Bg(c.spawn().unwrap());
+    wait_for("the director", 10, || {
+        std::path::Path::new(&control).exists()
+    });
+    wait_for("both real servers up in both services", 10, || {
+        adm(&control, "-L -n").matches("Route").count() == 2
+            && adm(&control, "-L -n").matches("Tunnel").count() == 2
+    });
+    for vip in ["10.210.1.100", "10.210.1.101"] {
+        let out = sh(&format!(
+            "ip netns exec {cli} sh -c 'for i in $(seq 20); do curl -si --max-time 3 http://{vip}/; done'"
+        ));
+        let lower = out.to_ascii_lowercase();
+        assert_eq!(
+            lower.matches("x-client: 10.210.1.10:").count(),
+            20,
+            "{vip}: {out}"
+        );
+        assert_eq!(
+            out.lines().filter(|l| *l == "rs1").count(),
+            10,
+            "{vip}: {out}"
+        );
+        assert_eq!(
+            out.lines().filter(|l| *l == "rs2").count(),
+            10,
+            "{vip}: {out}"
+        );
+    }
+    let listing = adm(&control, "-L -n --stats");
+    assert!(listing.contains("TCP  10.210.1.101:80"), "{listing}");
+    assert_eq!(director.signal_and_wait("TERM"), Some(0));
+    drop(procs);
+    for rs in ["rs1", "rs2"] {
+        let ns = n(rs);
+        let state = tmp.file(&format!("{rs}.state"));
+        let out = sh(&format!(
+            "ip netns exec {ns} {BIN} realserver-setup --undo --state {state}"
+        ));
+        assert!(
+            out.contains("undone: attach the XDP decapsulation program to eth0"),
+            "{out}"
+        );
+        assert!(
+            !sh(&format!("ip -n {ns} link show eth0")).contains("prog/xdp"),
+            "detached"
+        );
+    }
+}
