@@ -1357,15 +1357,6 @@ fn check_virtuals(cfg: &Config, infos: &[VirtualInfo], diags: &mut Vec<Diagnosti
                     ),
                 );
             }
-            if v.persistent.unwrap_or(0) > 0 {
-                diags.push(
-                    Diagnostic::error(
-                        at("persistent"),
-                        "persistence does not run on the `xdp` data plane yet",
-                    )
-                    .hint(hint),
-                );
-            }
             if v.address.as_ref().is_some_and(|a| a.device().is_none()) {
                 diags.push(
                     Diagnostic::error(at("address"), "the `xdp` data plane runs on the interface of the virtual server's address: name it")

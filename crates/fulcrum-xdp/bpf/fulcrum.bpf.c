@@ -87,6 +87,10 @@ struct svc {
 	__u32 wrr_mw;  /* wrr: the largest weight less (gcd - 1) */
 	__u32 wrr_di;  /* wrr: the gcd of the weights */
 	__u32 mh_m;    /* mh: the lookup table's size */
+	__u32 persist; /* persistence timeout in seconds, 0: not persistent */
+	__be16 port;   /* the service's port (0: all ports) */
+	__u16 pad;
+	__u8 netmask[16]; /* persistence granularity, as an address mask */
 	__u32 slots[MAX_SVC_DESTS]; /* destination slots, in list order */
 };
 
@@ -116,7 +120,11 @@ struct dest {
 	__u32 epoch;       /* bumped when the controller clears OVERLOAD */
 	__u32 svc;
 	__u8 tun_src[16];  /* tunnelling: the director's address towards it */
+	__u8 flags;        /* DEST_F_* */
+	__u8 pad[7];
 };
+
+#define DEST_F_RETIRED 0x1 /* deleted: forwards its flows, takes no new ones */
 
 /* A destination's connections, counted here. */
 struct dest_conns {
@@ -249,6 +257,40 @@ struct {
 	__type(key, struct flow_key);
 	__type(value, struct nat_back);
 } nat_back SEC(".maps");
+
+/* Persistence templates (IPVS's): a client network's real server for a
+ * service, kept for the persistence timeout after the last new connection
+ * and at least as long as the connections it placed. */
+struct tmpl_key {
+	__u8 snet[16];  /* the client's address under the service's netmask */
+	__u8 vaddr[16];
+	__u32 svc;
+	__be16 vport;   /* the virtual port, 0 for port-zero services and FTP */
+	__u8 proto;
+	__u8 pad;
+};
+
+struct tmpl {
+	__u64 expires;
+	__u32 dest;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct tmpl_key);
+	__type(value, struct tmpl);
+} templates SEC(".maps");
+
+/* Room for a template key off the stack: [0] the packet path, [1] the
+ * sweeper (which the packet path may interrupt on the same CPU). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct tmpl_key);
+} scratch SEC(".maps");
 
 /* The next hop towards each destination, as the FIB last said (per CPU):
  * a lookup per packet would cost a fifth of the forwarding rate. Trusted
@@ -405,6 +447,57 @@ static __always_inline void unbind_dest(__u32 slot, int inactive)
 	} else {
 		c->overload = 0;
 	}
+}
+
+/* A template placed on / taken off a destination (persistconns). */
+static __always_inline void bind_template(__u32 slot)
+{
+	struct dest *d = bpf_map_lookup_elem(&dests, &slot);
+	struct dest_conns *c = bpf_map_lookup_elem(&dest_conns, &slot);
+	if (!d || !c)
+		return;
+	__sync_fetch_and_add(&c->persist, 1);
+	if (d->u_threshold && c->active + c->inactive >= d->u_threshold)
+		c->overload = d->epoch + 1;
+}
+
+static __always_inline void unbind_template(__u32 slot)
+{
+	struct dest *d = bpf_map_lookup_elem(&dests, &slot);
+	struct dest_conns *c = bpf_map_lookup_elem(&dest_conns, &slot);
+	if (!d || !c)
+		return;
+	if (c->persist)
+		__sync_fetch_and_add(&c->persist, -1);
+	__u64 total = (__u64)c->active + c->inactive;
+	if (d->l_threshold) {
+		if (total < d->l_threshold)
+			c->overload = 0;
+	} else if (d->u_threshold) {
+		if (total * 4 < (__u64)d->u_threshold * 3)
+			c->overload = 0;
+	} else {
+		c->overload = 0;
+	}
+}
+
+/* The template key of a flow of a persistent service, in scratch slot
+ * `room` (fulcrum-core's schedule_persistent). */
+static __always_inline struct tmpl_key *tmpl_key_of(__u32 room, const struct svc *sv, __u32 svc_idx,
+						    const struct flow_key *k)
+{
+	struct tmpl_key *t = bpf_map_lookup_elem(&scratch, &room);
+	if (!t)
+		return 0;
+#pragma unroll
+	for (int i = 0; i < 16; i++)
+		t->snet[i] = k->saddr[i] & sv->netmask[i];
+	__builtin_memcpy(t->vaddr, k->daddr, 16);
+	t->svc = svc_idx;
+	t->proto = k->proto;
+	t->pad = 0;
+	t->vport = (k->dport == sv->port && sv->port != bpf_htons(21)) ? k->dport : 0;
+	return t;
 }
 
 /* A flow's state moved: re-arm its timer; move the destination's count
@@ -930,6 +1023,38 @@ static __always_inline __s32 schedule(struct svc *sv, __u32 svc_idx, struct flow
 	}
 }
 
+/* A persistent service's pick: the client network's template if its real
+ * server is still in the service, else a new pick and a new template.
+ * The slot, or -1. */
+static __always_inline __s64 persist_pick(struct svc *sv, __u32 svc_idx, struct flow_key *k, __u64 now)
+{
+	struct tmpl_key *tk = tmpl_key_of(0, sv, svc_idx, k);
+	if (!tk)
+		return -1;
+	__u64 timeout = (__u64)sv->persist * NSEC;
+	struct tmpl *t = bpf_map_lookup_elem(&templates, tk);
+	if (t) {
+		__u32 slot = t->dest;
+		struct dest *d = bpf_map_lookup_elem(&dests, &slot);
+		if (t->expires > now && d && !(d->flags & DEST_F_RETIRED) && d->svc == svc_idx) {
+			t->expires = now + timeout;
+			return slot;
+		}
+		/* Dead (its real server left the service) or expired. */
+		unbind_template(slot);
+		bpf_map_delete_elem(&templates, tk);
+	}
+	__s32 i = schedule(sv, svc_idx, k);
+	if (i < 0)
+		return -1;
+	struct tmpl nt = {};
+	nt.expires = now + timeout;
+	nt.dest = sv->slots[i & SVC_DEST_MASK];
+	bpf_map_update_elem(&templates, tk, &nt, BPF_ANY);
+	bind_template(nt.dest);
+	return nt.dest;
+}
+
 /* ---- Checksums (RFC 1624 incremental updates) ---- */
 
 static __always_inline __u16 csum_fold32(__u32 s)
@@ -1389,6 +1514,11 @@ int fulcrum_xdp(struct xdp_md *ctx)
 	sk.port = key.dport;
 	__builtin_memcpy(sk.addr, key.daddr, 16);
 	__u32 *id = bpf_map_lookup_elem(&services, &sk);
+	if (!id) {
+		/* A persistent service of port zero takes every port. */
+		sk.port = 0;
+		id = bpf_map_lookup_elem(&services, &sk);
+	}
 	if (!id)
 		return count(EXC_NO_SERVICE, XDP_PASS);
 	__u32 svc_idx = *id;
@@ -1403,11 +1533,17 @@ int fulcrum_xdp(struct xdp_md *ctx)
 		unbind_dest(f->dest, f->flags & FLOW_INACTIVE);
 		bpf_map_delete_elem(&flows, &key);
 	}
-	__s32 i = schedule(sv, svc_idx, &key);
-	if (i < 0)
+	__s64 slot;
+	if (sv->persist) {
+		slot = persist_pick(sv, svc_idx, &key, now);
+	} else {
+		__s32 i = schedule(sv, svc_idx, &key);
+		slot = i < 0 ? -1 : (__s64)sv->slots[i & SVC_DEST_MASK];
+	}
+	if (slot < 0)
 		return count(EXC_NO_DEST, XDP_PASS);
 	struct flow nf = {};
-	nf.dest = sv->slots[i & SVC_DEST_MASK];
+	nf.dest = slot;
 	nf.svc = svc_idx;
 	nf.state = proto == IPPROTO_UDP ? ST_UDP : ST_NONE;
 	nf.flags = FLOW_INACTIVE;
@@ -1432,8 +1568,18 @@ struct sweep_ctx {
 static long sweep_one(void *map, struct flow_key *k, struct flow *f, struct sweep_ctx *s)
 {
 	s->seen++;
-	if (f->expires > s->now)
+	if (f->expires > s->now) {
+		/* A live flow of a persistent service keeps its template. */
+		__u32 si = f->svc;
+		struct svc *sv = bpf_map_lookup_elem(&svc_conf, &si);
+		if (sv && sv->persist) {
+			struct tmpl_key *tk = tmpl_key_of(1, sv, si, k);
+			struct tmpl *t = tk ? bpf_map_lookup_elem(&templates, tk) : 0;
+			if (t && t->expires < f->expires)
+				t->expires = f->expires;
+		}
 		return 0;
+	}
 	__u32 slot = f->dest;
 	struct dest *d = bpf_map_lookup_elem(&dests, &slot);
 	if (d && d->fwd == FWD_MASQ) {
@@ -1452,12 +1598,22 @@ static long sweep_one(void *map, struct flow_key *k, struct flow *f, struct swee
 	return 0;
 }
 
+static long sweep_template(void *map, struct tmpl_key *k, struct tmpl *t, struct sweep_ctx *s)
+{
+	if (t->expires > s->now)
+		return 0;
+	unbind_template(t->dest);
+	bpf_map_delete_elem(map, k);
+	return 0;
+}
+
 SEC("xdp")
 int fulcrum_sweep(struct xdp_md *ctx)
 {
 	struct sweep_ctx s = {};
 	s.now = now_ns();
 	bpf_for_each_map_elem(&flows, sweep_one, &s, 0);
+	bpf_for_each_map_elem(&templates, sweep_template, &s, 0);
 	__u32 k = 0;
 	bpf_map_update_elem(&sweep_result, &k, &s.seen, BPF_ANY);
 	k = 1;

@@ -30,6 +30,7 @@ use fulcrum_core::{Protocol, ServiceKey, Table};
 use crate::publish::{Layout, SchedChange, Write, adjust_wrr};
 use crate::records::{
     DEST_LEN, DestConns, FLOW_KEY_LEN, FLOW_LEN, FlowRecord, SCHED_LEN, SVC_LEN, SchedState,
+    TMPL_KEY_LEN, TemplateRecord,
 };
 
 /// The compiled BPF object (empty when clang was missing at build time).
@@ -323,6 +324,7 @@ impl XdpPlane {
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("flows", flows)
             .map_max_entries("nat_back", flows)
+            .map_max_entries("templates", (flows / 4).max(1024))
             .load(program()?)
             .map_err(|e| kernel("loading the XDP object")(&e))?;
         for name in [PROGRAM, SWEEPER] {
@@ -789,6 +791,54 @@ impl XdpPlane {
                 dport: if d.port == 0 { f.virt.1 } else { d.port },
                 state: state.name().to_string(),
                 expires: (f.expires_ns - now).div_ceil(1_000_000_000),
+                pe: None,
+            });
+        }
+        // Persistence templates, as ipvsadm lists them: the client network,
+        // port 0, state NONE.
+        let m: HashMap<&MapData, [u8; TMPL_KEY_LEN], [u8; 16]> =
+            HashMap::try_from(map(&self.ebpf, "templates", "the templates")?)
+                .map_err(|e| kernel("the templates")(&e))?;
+        for (k, v) in m.iter().filter_map(Result::ok) {
+            let Some(family) = self
+                .layout
+                .services
+                .iter()
+                .find(|(_, s)| s.index == u32::from_ne_bytes([k[32], k[33], k[34], k[35]]))
+                .map(|(key, _)| {
+                    if key.family() == fulcrum_core::Family::V4 {
+                        4
+                    } else {
+                        6
+                    }
+                })
+            else {
+                continue;
+            };
+            let Some(t) = TemplateRecord::parse(&k, &v, family) else {
+                continue;
+            };
+            let Some(d) = self.layout.records.get(&t.dest) else {
+                continue;
+            };
+            if t.expires_ns <= now {
+                continue;
+            }
+            out.push(fulcrum_core::conn::ConnEntry {
+                proto: match t.proto {
+                    6 => "TCP",
+                    17 => "UDP",
+                    _ => "SCTP",
+                }
+                .to_string(),
+                caddr: t.snet,
+                cport: 0,
+                vaddr: t.virt.0,
+                vport: t.virt.1,
+                daddr: d.addr,
+                dport: if t.virt.1 == 0 { 0 } else { d.port },
+                state: ConnState::None.name().to_string(),
+                expires: (t.expires_ns - now).div_ceil(1_000_000_000),
                 pe: None,
             });
         }

@@ -107,11 +107,7 @@ pub(crate) enum SchedChange {
 
 /// Why the XDP plane cannot forward a service (the service alone, before
 /// its real servers), said for people; `None` when it can.
-pub fn refuses_service(
-    key: &ServiceKey,
-    scheduler: SchedulerKind,
-    persistent: bool,
-) -> Option<String> {
+pub fn refuses_service(key: &ServiceKey, scheduler: SchedulerKind) -> Option<String> {
     if matches!(key, ServiceKey::Fwmark { .. }) {
         return Some(format!(
             "{key}: firewall-mark services need the ipvs data plane (XDP runs before anything marks a packet)"
@@ -123,11 +119,6 @@ pub fn refuses_service(
     ) {
         return Some(format!(
             "{key}: the {scheduler} scheduler does not run on the xdp data plane yet; choose another (wlc, wrr, sh, ...) or `dataplane = ipvs`"
-        ));
-    }
-    if persistent {
-        return Some(format!(
-            "{key}: persistence does not run on the xdp data plane yet; use `dataplane = ipvs` or drop `persistent`"
         ));
     }
     None
@@ -164,7 +155,7 @@ pub fn refuses_dest(key: &ServiceKey, addr: &std::net::IpAddr, fwd: &Forwarding)
 
 /// Why a service is not forwarded by this plane.
 pub(crate) fn refusal(svc: &Service) -> Option<String> {
-    if let Some(why) = refuses_service(&svc.key, svc.scheduler.kind(), svc.persistent.is_some()) {
+    if let Some(why) = refuses_service(&svc.key, svc.scheduler.kind()) {
         return Some(why);
     }
     if svc.dests.len() > MAX_SVC_DESTS {
@@ -271,6 +262,20 @@ impl Layout {
         }
     }
 
+    /// A deleted real server's slot: marked, so no template places new
+    /// connections on it, and kept while flows may use it.
+    fn retire(&mut self, slot: u32, writes: &mut Vec<Write>) {
+        if let Some(r) = self.records.get_mut(&slot) {
+            r.retired = true;
+            writes.push(Write::Dest {
+                slot,
+                record: r.clone(),
+                fresh: false,
+            });
+        }
+        self.retired.push(slot);
+    }
+
     /// A retired slot no flow uses any more goes back to the pool.
     pub(crate) fn release(&mut self, slot: u32) {
         self.retired.retain(|s| *s != slot);
@@ -319,7 +324,7 @@ impl Layout {
                 }
                 for (id, slot) in old.dests {
                     self.slots.remove(&(key, id));
-                    self.retired.push(slot);
+                    self.retire(slot, &mut writes);
                 }
                 self.svc_numbers.give_back(old.index);
             }
@@ -394,6 +399,7 @@ impl Layout {
                 epoch,
                 svc: index,
                 tun_src: tun_src.get(&d.id).copied(),
+                retired: false,
             };
             if let Some(b) = before
                 && b.u_threshold == record.u_threshold
@@ -421,7 +427,7 @@ impl Layout {
             for (id, slot) in &o.dests {
                 if !dests.iter().any(|(i, _)| i == id) {
                     self.slots.remove(&(key, *id));
-                    self.retired.push(*slot);
+                    self.retire(*slot, writes);
                 }
             }
         }
@@ -437,6 +443,9 @@ impl Layout {
             wrr_mw: mw.clamp(0, i64::from(u32::MAX)) as u32,
             wrr_di: di.clamp(1, i64::from(u32::MAX)) as u32,
             mh_m: svc.scheduler.buckets().map_or(0, |b| b.len() as u32),
+            persist: svc.persistent.unwrap_or(0),
+            port: key.port(),
+            netmask: crate::records::netmask16(&svc.netmask),
             slots: dests.iter().map(|(_, s)| *s).collect(),
         }
         .bytes()

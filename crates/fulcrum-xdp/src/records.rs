@@ -16,11 +16,11 @@ pub const MAX_DESTS: u32 = 65536;
 pub const MAX_SVC_DESTS: usize = 256;
 
 /// `struct svc`.
-pub const SVC_LEN: usize = 16 + 4 * MAX_SVC_DESTS;
+pub const SVC_LEN: usize = 40 + 4 * MAX_SVC_DESTS;
 /// `struct svc_sched`.
 pub const SCHED_LEN: usize = 24;
 /// `struct dest`.
-pub const DEST_LEN: usize = 56;
+pub const DEST_LEN: usize = 64;
 /// `struct flow_key`.
 pub const FLOW_KEY_LEN: usize = 40;
 /// `struct flow`.
@@ -68,6 +68,61 @@ fn family(addr: &IpAddr) -> u8 {
     if addr.is_ipv4() { 4 } else { 6 }
 }
 
+/// A persistence netmask as the 16 bytes the program ANDs addresses with.
+pub fn netmask16(m: &fulcrum_core::Netmask) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    match m {
+        fulcrum_core::Netmask::V4(mask) => b[..4].copy_from_slice(&mask.to_be_bytes()),
+        fulcrum_core::Netmask::V6(len) => {
+            let len = u32::from((*len).min(128));
+            let bits = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
+            b = bits.to_be_bytes();
+        }
+    }
+    b
+}
+
+/// `struct tmpl_key` and `struct tmpl`, read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateRecord {
+    /// Protocol number.
+    pub proto: u8,
+    /// The client network.
+    pub snet: IpAddr,
+    /// Virtual address and port (0 for port-zero services and FTP).
+    pub virt: (IpAddr, u16),
+    /// The service index.
+    pub svc: u32,
+    /// Expiry, in ns on the program's clock.
+    pub expires_ns: u64,
+    /// The destination slot.
+    pub dest: u32,
+}
+
+/// `struct tmpl_key`.
+pub const TMPL_KEY_LEN: usize = 40;
+
+impl TemplateRecord {
+    /// From a key and value of `templates`, for a service of `family`.
+    pub fn parse(k: &[u8; TMPL_KEY_LEN], v: &[u8; 16], family: u8) -> Option<TemplateRecord> {
+        Some(TemplateRecord {
+            proto: k[38],
+            snet: addr_of(&k[..16], family)?,
+            virt: (
+                addr_of(&k[16..32], family)?,
+                u16::from_be_bytes([k[36], k[37]]),
+            ),
+            svc: u32::from_ne_bytes(k[32..36].try_into().ok()?),
+            expires_ns: u64::from_ne_bytes(v[..8].try_into().ok()?),
+            dest: u32::from_ne_bytes(v[8..12].try_into().ok()?),
+        })
+    }
+}
+
 /// `struct svc`: scheduler, flags, wrr's constants, mh's size, and the
 /// destination slots in list order.
 pub struct SvcRecord {
@@ -81,6 +136,13 @@ pub struct SvcRecord {
     pub wrr_di: u32,
     /// mh's table size.
     pub mh_m: u32,
+    /// Persistence timeout in seconds, 0 when not persistent.
+    pub persist: u32,
+    /// The service's port (0: all ports).
+    pub port: u16,
+    /// Persistence granularity as an address mask (16 bytes, IPv4 in the
+    /// first four).
+    pub netmask: [u8; 16],
     /// Slots in list order (at most [`MAX_SVC_DESTS`]).
     pub slots: Vec<u32>,
 }
@@ -96,8 +158,11 @@ impl SvcRecord {
         b[4..8].copy_from_slice(&self.wrr_mw.to_ne_bytes());
         b[8..12].copy_from_slice(&self.wrr_di.to_ne_bytes());
         b[12..16].copy_from_slice(&self.mh_m.to_ne_bytes());
+        b[16..20].copy_from_slice(&self.persist.to_ne_bytes());
+        b[20..22].copy_from_slice(&self.port.to_be_bytes());
+        b[24..40].copy_from_slice(&self.netmask);
         for (i, s) in self.slots.iter().take(n).enumerate() {
-            b[16 + 4 * i..20 + 4 * i].copy_from_slice(&s.to_ne_bytes());
+            b[40 + 4 * i..44 + 4 * i].copy_from_slice(&s.to_ne_bytes());
         }
         b
     }
@@ -162,6 +227,8 @@ pub struct DestRecord {
     /// Tunnelling: the director's address towards the real server (the
     /// outer header's source).
     pub tun_src: Option<IpAddr>,
+    /// Deleted from its service: forwards its flows, takes no new ones.
+    pub retired: bool,
 }
 
 impl DestRecord {
@@ -180,6 +247,7 @@ impl DestRecord {
         if let Some(src) = &self.tun_src {
             b[40..56].copy_from_slice(&addr16(src));
         }
+        b[56] = u8::from(self.retired);
         b
     }
 }
@@ -264,8 +332,10 @@ mod tests {
             epoch: 7,
             svc: 9,
             tun_src: Some("10.0.0.254".parse().unwrap()),
+            retired: true,
         }
         .bytes();
+        assert_eq!(d[56], 1);
         assert_eq!(&d[40..44], &[10, 0, 0, 254]);
         assert_eq!(&d[..4], &[10, 0, 0, 5]);
         assert_eq!(d[16], 4);
@@ -286,11 +356,21 @@ mod tests {
             wrr_mw: 0,
             wrr_di: 1,
             mh_m: 0,
+            persist: 300,
+            port: 80,
+            netmask: netmask16(&fulcrum_core::Netmask::V4(0xffff_ff00)),
             slots: vec![4, 5],
         }
         .bytes();
         assert_eq!(&v[..4], &[3, 2, 2, 0]);
-        assert_eq!(u32::from_ne_bytes(v[20..24].try_into().unwrap()), 5);
+        assert_eq!(u32::from_ne_bytes(v[16..20].try_into().unwrap()), 300);
+        assert_eq!(&v[20..22], &[0, 80]);
+        assert_eq!(&v[24..29], &[255, 255, 255, 0, 0]);
+        assert_eq!(u32::from_ne_bytes(v[44..48].try_into().unwrap()), 5);
+        assert_eq!(
+            &netmask16(&fulcrum_core::Netmask::V6(20))[..4],
+            &[255, 255, 0xf0, 0]
+        );
         assert_eq!(sched_number(SchedulerKind::Twos), 13);
         assert_eq!(sched_number(SchedulerKind::Rr), 0);
     }

@@ -393,3 +393,60 @@ fn tunnelling_wraps_the_packet_whole_and_drops_what_cannot_go_yet() {
         assert_eq!(p.resolve_next_hops().unwrap(), 0, "once per new drop");
     });
 }
+
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "loads a BPF program in a network namespace: needs root; run with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
+#[test]
+fn persistence_templates_are_listed_outlive_their_flows_and_expire() {
+    in_netns("", || {
+        let Some(mut p) = load() else { return };
+        let web = svc(Protocol::Tcp, "192.0.2.1", 0);
+        let mut t = Table::new();
+        let mut s = ServiceSpec::new(web, SchedulerKind::Rr);
+        s.persistent = Some(300);
+        t.add_service(s).unwrap();
+        t.add_dest(&web, dest("10.0.0.2", 0, Forwarding::Masq, 1))
+            .unwrap();
+        t.add_dest(&web, dest("10.0.0.1", 0, Forwarding::Masq, 1))
+            .unwrap();
+        p.publish(&t).unwrap();
+        // A port-zero service takes every port; one client, one real
+        // server, whatever the port.
+        for port in [80, 443, 8080] {
+            let (_, out) = p
+                .test_run(&tcp(
+                    ("198.51.100.7", 40000 + port),
+                    ("192.0.2.1", port),
+                    SYN,
+                ))
+                .unwrap();
+            assert_eq!(endpoints(&out).1, ("10.0.0.1".parse().unwrap(), port));
+        }
+        let (_, out) = p
+            .test_run(&tcp(("198.51.100.8", 1), ("192.0.2.1", 80), SYN))
+            .unwrap();
+        assert_eq!(endpoints(&out).1.0.to_string(), "10.0.0.2");
+        let c = p.connections().unwrap();
+        let templates: Vec<_> = c.iter().filter(|e| e.cport == 0).collect();
+        assert_eq!(templates.len(), 2, "{c:?}");
+        assert!(
+            templates
+                .iter()
+                .all(|e| e.state == "NONE" && e.vport == 0 && e.expires > 290)
+        );
+        let s = t.service(&web).unwrap();
+        let d1 = s.dest(&"10.0.0.1".parse().unwrap(), 0).unwrap().id;
+        assert_eq!(p.dest_conns(&web, d1).unwrap().unwrap().persist, 1);
+        // 61 s on: the SYN_RECV flows are gone, the templates stay.
+        p.set_clock_offset(61_000_000_000).unwrap();
+        assert_eq!(p.sweep().unwrap().expired, 4);
+        assert_eq!(p.dest_conns(&web, d1).unwrap().unwrap().persist, 1);
+        // 301 s on: the templates go too.
+        p.set_clock_offset(301_000_000_000).unwrap();
+        p.sweep().unwrap();
+        assert_eq!(p.dest_conns(&web, d1).unwrap().unwrap().persist, 0);
+        assert!(p.connections().unwrap().is_empty());
+    });
+}

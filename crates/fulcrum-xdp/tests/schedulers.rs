@@ -55,11 +55,16 @@ struct Live {
 }
 
 /// Drive `steps` steps of one scheduler; panics at the first difference.
-fn run(kind: SchedulerKind, flags: SchedFlags, seed: u64, steps: usize) {
+fn run(kind: SchedulerKind, flags: SchedFlags, seed: u64, steps: usize, persistent: bool) {
     let mut p = XdpPlane::load(65536).unwrap();
     let mut t = Table::new();
     let mut s = ServiceSpec::new(key(), kind);
     s.flags = flags;
+    if persistent {
+        // Clients grouped by /24: three networks below.
+        s.persistent = Some(300);
+        s.netmask = fulcrum_core::Netmask::V4(0xffff_ff00);
+    }
     t.add_service(s).unwrap();
     let mut rng = Rng(seed);
     // A start with unequal weights, a quiesced one, one with thresholds.
@@ -168,8 +173,8 @@ fn run(kind: SchedulerKind, flags: SchedFlags, seed: u64, steps: usize) {
         for d in &t.service(&key()).unwrap().dests {
             let c = p.dest_conns(&key(), d.id).unwrap().unwrap();
             assert_eq!(
-                (c.active, c.inactive),
-                (d.activeconns, d.inactconns),
+                (c.active, c.inactive, c.persist),
+                (d.activeconns, d.inactconns, d.persistconns),
                 "{}",
                 ctx(&format!("counts of {}", d.addr))
             );
@@ -184,6 +189,10 @@ fn run(kind: SchedulerKind, flags: SchedFlags, seed: u64, steps: usize) {
 }
 
 fn each(kinds: &[SchedulerKind], flags: SchedFlags) {
+    each_with(kinds, flags, false);
+}
+
+fn each_with(kinds: &[SchedulerKind], flags: SchedFlags, persistent: bool) {
     let kinds = kinds.to_vec();
     in_netns("", move || {
         if load().is_none() {
@@ -191,7 +200,7 @@ fn each(kinds: &[SchedulerKind], flags: SchedFlags) {
         }
         for (i, kind) in kinds.into_iter().enumerate() {
             for seed in [0x9e37_79b9_7f4a_7c15u64, 0x1234_5678_9abc_def1] {
-                run(kind, flags, seed ^ i as u64, 600);
+                run(kind, flags, seed ^ i as u64, 600, persistent);
             }
         }
     });
@@ -242,5 +251,20 @@ fn sh_with_fallback_and_port_picks_as_fulcrum_core() {
             sched2: false,
             sched3: false,
         },
+    );
+}
+
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "loads a BPF program in a network namespace: needs root; run with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
+#[test]
+fn persistent_services_keep_client_networks_as_fulcrum_core() {
+    // Templates per /24, their real servers deleted and quiesced on the
+    // way: every pick and every PersistConn compared.
+    each_with(
+        &[SchedulerKind::Wlc, SchedulerKind::Rr, SchedulerKind::Sh],
+        SchedFlags::default(),
+        true,
     );
 }

@@ -116,7 +116,7 @@ fn xdp_refuses(cmd: &AdmCommand) -> Option<String> {
     match cmd {
         AdmCommand::AddService(a) | AdmCommand::EditService(a) => {
             let kind: SchedulerKind = a.scheduler.parse().ok()?;
-            refuses_service(&a.key, kind, a.persistent.is_some())
+            refuses_service(&a.key, kind)
         }
         AdmCommand::AddDest(k, d) | AdmCommand::EditDest(k, d) => refuses_dest(k, &d.addr, &d.fwd),
         AdmCommand::StartDaemon(_) => Some(
@@ -135,9 +135,7 @@ impl DataPlane for XdpForwarding {
     /// whole configuration, naming it.
     fn prepare(&mut self, desired: &[TableService]) -> Result<(), String> {
         for s in desired {
-            if let Some(why) =
-                refuses_service(&s.spec.key, s.spec.scheduler, s.spec.persistent.is_some())
-            {
+            if let Some(why) = refuses_service(&s.spec.key, s.spec.scheduler) {
                 return Err(format!("virtual server `{}`: {why}", s.name));
             }
             if s.dests.len() > fulcrum_xdp::MAX_SVC_DESTS {
