@@ -1343,20 +1343,6 @@ fn check_virtuals(cfg: &Config, infos: &[VirtualInfo], diags: &mut Vec<Diagnosti
                         .hint(hint),
                 );
             }
-            if matches!(
-                sched,
-                SchedulerKind::Lblc | SchedulerKind::Lblcr | SchedulerKind::Mh
-            ) {
-                diags.push(
-                    Diagnostic::error(
-                        at("scheduler"),
-                        format!("the {sched} scheduler does not run on the `xdp` data plane yet"),
-                    )
-                    .hint(
-                        "choose another scheduler (wlc, wrr, sh, ...), or set `dataplane = ipvs`",
-                    ),
-                );
-            }
             if v.address.as_ref().is_some_and(|a| a.device().is_none()) {
                 diags.push(
                     Diagnostic::error(at("address"), "the `xdp` data plane runs on the interface of the virtual server's address: name it")

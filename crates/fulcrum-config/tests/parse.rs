@@ -759,7 +759,6 @@ fn the_xdp_plane_refuses_what_it_cannot_forward_yet_with_places() {
         [
             "2:1: connection synchronisation does not run on the `xdp` data plane yet",
             "4:2: the `xdp` data plane runs on the interface of the virtual server's address: name it",
-            "6:2: the lblc scheduler does not run on the `xdp` data plane yet",
             "9:3: real server `a` is tunnelled across address families, which the `xdp` data plane does not do yet",
             "16:2: fwmark services need the `ipvs` data plane: XDP runs before anything marks a packet",
         ]

@@ -91,6 +91,8 @@ struct svc {
 	__be16 port;   /* the service's port (0: all ports) */
 	__u16 pad;
 	__u8 netmask[16]; /* persistence granularity, as an address mask */
+	__u32 lblc_expire; /* lblc/lblcr: cache expiration in seconds */
+	__u32 pad2;
 	__u32 slots[MAX_SVC_DESTS]; /* destination slots, in list order */
 };
 
@@ -241,6 +243,37 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } lookup SEC(".maps");
+
+/* lblc and lblcr: per service and destination address, the real server
+ * (lblc: one) or servers (lblcr: a set, newest first) it went to. */
+#define LBLCR_MAX 16
+
+struct loc_key {
+	__u8 daddr[16];
+	__u32 svc;
+};
+
+struct loc_set {
+	__u64 lastuse;
+	__u64 lastmod;
+	__u32 n;
+	__u32 members[LBLCR_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct loc_key);
+	__type(value, struct loc_set);
+} locality SEC(".maps");
+
+/* Room for a new set off the stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct loc_set);
+} loc_scratch SEC(".maps");
 
 /* The flow table; its size is set when the program is loaded. */
 struct {
@@ -589,6 +622,21 @@ struct scan {
 	__u8 last_pass, restarted, done, pad;
 };
 
+/* The scan's state lives off the stack (per CPU): the packet path's stack
+ * is near its limit, and bpf_loop callbacks reach it from here. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scan);
+} scan_scratch SEC(".maps");
+
+static __always_inline struct scan *scan_state(void)
+{
+	__u32 z = 0;
+	return bpf_map_lookup_elem(&scan_scratch, &z);
+}
+
 /* The destination at list position i of the scan's service. */
 static __always_inline int dest_at(__u32 svc, __u32 i, struct dest **d,
 				   struct dest_conns **c, __u32 *slotp)
@@ -613,7 +661,9 @@ static __always_inline __s64 conn_overhead(const struct dest_conns *c)
 /* lc: the available destination with the fewest connections, first of equals. */
 static long lc_step(__u32 i, void *ctx)
 {
-	struct scan *s = ctx;
+	struct scan *s = scan_state();
+	if (!s)
+		return 1;
 	struct dest *d;
 	struct dest_conns *c;
 	if (dest_at(s->svc, i, &d, &c, 0))
@@ -632,7 +682,9 @@ static long lc_step(__u32 i, void *ctx)
  * strictly better ones, skipping only overloaded ones. */
 static __always_inline long weighted_least_step(__u32 i, void *ctx, int sed)
 {
-	struct scan *s = ctx;
+	struct scan *s = scan_state();
+	if (!s)
+		return 1;
 	struct dest *d;
 	struct dest_conns *c;
 	if (dest_at(s->svc, i, &d, &c, 0))
@@ -670,7 +722,9 @@ static long sed_step(__u32 i, void *ctx)
 /* nq: the first idle available destination, else as sed (first of equals). */
 static long nq_step(__u32 i, void *ctx)
 {
-	struct scan *s = ctx;
+	struct scan *s = scan_state();
+	if (!s)
+		return 1;
 	struct dest *d;
 	struct dest_conns *c;
 	if (dest_at(s->svc, i, &d, &c, 0))
@@ -694,7 +748,9 @@ static long nq_step(__u32 i, void *ctx)
 /* fo: the highest weight not overloaded, first of equals. */
 static long fo_step(__u32 i, void *ctx)
 {
-	struct scan *s = ctx;
+	struct scan *s = scan_state();
+	if (!s)
+		return 1;
 	struct dest *d;
 	struct dest_conns *c;
 	if (dest_at(s->svc, i, &d, &c, 0))
@@ -709,7 +765,9 @@ static long fo_step(__u32 i, void *ctx)
 /* ovf: the highest weight whose active connections do not exceed it. */
 static long ovf_step(__u32 i, void *ctx)
 {
-	struct scan *s = ctx;
+	struct scan *s = scan_state();
+	if (!s)
+		return 1;
 	struct dest *d;
 	struct dest_conns *c;
 	if (dest_at(s->svc, i, &d, &c, 0))
@@ -726,7 +784,9 @@ static long ovf_step(__u32 i, void *ctx)
 /* rr, first pass: where the last pick stands in the list. */
 static long rr_find(__u32 i, void *ctx)
 {
-	struct scan *s = ctx;
+	struct scan *s = scan_state();
+	if (!s)
+		return 1;
 	struct dest *d;
 	struct dest_conns *c;
 	__u32 slot;
@@ -742,7 +802,9 @@ static long rr_find(__u32 i, void *ctx)
 /* rr, second pass: the first available destination from there, cyclically. */
 static long rr_step(__u32 k, void *ctx)
 {
-	struct scan *s = ctx;
+	struct scan *s = scan_state();
+	if (!s)
+		return 1;
 	struct dest *d;
 	struct dest_conns *c;
 	if (!s->n)
@@ -760,7 +822,9 @@ static long rr_step(__u32 k, void *ctx)
 /* wrr: one step of WeightedRoundRobin::schedule's walk. */
 static long wrr_step(__u32 k, void *ctx)
 {
-	struct scan *s = ctx;
+	struct scan *s = scan_state();
+	if (!s)
+		return 1;
 	struct dest *d;
 	struct dest_conns *c;
 	if (s->pos < (__s32)s->n) {
@@ -803,7 +867,9 @@ static long wrr_step(__u32 k, void *ctx)
 /* twos, first pass: the sum of the available weights; the last available. */
 static long twos_total(__u32 i, void *ctx)
 {
-	struct scan *s = ctx;
+	struct scan *s = scan_state();
+	if (!s)
+		return 1;
 	struct dest *d;
 	struct dest_conns *c;
 	if (dest_at(s->svc, i, &d, &c, 0))
@@ -818,7 +884,9 @@ static long twos_total(__u32 i, void *ctx)
 /* twos, second pass: the two weighted random draws. */
 static long twos_pick(__u32 i, void *ctx)
 {
-	struct scan *s = ctx;
+	struct scan *s = scan_state();
+	if (!s)
+		return 1;
 	struct dest *d;
 	struct dest_conns *c;
 	if (dest_at(s->svc, i, &d, &c, 0))
@@ -909,91 +977,376 @@ static long sh_step(__u32 offset, void *ctx)
 	return 0;
 }
 
-/* Pick a destination for a new flow: its list index, or -1. */
-static __always_inline __s32 schedule(struct svc *sv, __u32 svc_idx, struct flow_key *k)
+/* mh's hash: SipHash-1-3 of a 32-bit value with 64-bit keys, cut to 32
+ * bits (fulcrum-core's hsiphash, the kernel's hsiphash on 64-bit). */
+static __always_inline __u64 rotl64(__u64 x, int b)
 {
-	struct scan s = {};
-	s.svc = svc_idx;
+	return (x << b) | (x >> (64 - b));
+}
+
+#define SIPROUND                                                                             \
+	do {                                                                                 \
+		v0 += v1; v1 = rotl64(v1, 13); v1 ^= v0; v0 = rotl64(v0, 32);                \
+		v2 += v3; v3 = rotl64(v3, 16); v3 ^= v2;                                     \
+		v0 += v3; v3 = rotl64(v3, 21); v3 ^= v0;                                     \
+		v2 += v1; v1 = rotl64(v1, 17); v1 ^= v2; v2 = rotl64(v2, 32);                \
+	} while (0)
+
+#define MH_KEY 2654435761ULL
+
+static __always_inline __u32 mh_hash(__u32 fold, __u32 port, __u32 offset)
+{
+	__u64 k0 = MH_KEY, k1 = MH_KEY;
+	__u64 v0 = k0 ^ 0x736f6d6570736575ULL;
+	__u64 v1 = k1 ^ 0x646f72616e646f6dULL;
+	__u64 v2 = k0 ^ 0x6c7967656e657261ULL;
+	__u64 v3 = k1 ^ 0x7465646279746573ULL;
+	__u64 b = ((__u64)4 << 56) | (__u32)(offset + port + fold);
+	v3 ^= b;
+	SIPROUND;
+	v0 ^= b;
+	v2 ^= 0xff;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	return (__u32)(v0 ^ v1 ^ v2 ^ v3);
+}
+
+struct mh_walk {
+	__u32 svc;
+	__u32 fold;
+	__u32 port;
+	__u32 ihash;
+	__u32 m;
+	__s32 found;
+};
+
+/* mh's fallback: the next offsets, rehashed. */
+static long mh_step(__u32 offset, void *ctx)
+{
+	struct mh_walk *w = ctx;
+	if (!w->m)
+		return 1;
+	__u32 roffset = (offset + w->ihash) % w->m;
+	__s32 i = table_at(w->svc, mh_hash(w->fold, w->port, roffset) % w->m);
+	if (i < 0)
+		return 1;
+	if (available_at(w->svc, i)) {
+		w->found = i;
+		return 1;
+	}
+	return 0;
+}
+
+/* A small scan: the service, a slot looked for, what was found. */
+struct find {
+	__u32 svc;
+	__u32 want;
+	__s32 best;
+};
+
+/* The list index of `slot` in the service (`want`), or -1. */
+static long slot_step(__u32 i, void *ctx)
+{
+	struct find *s = ctx;
+	struct dest *d;
+	struct dest_conns *c;
+	__u32 slot;
+	if (dest_at(s->svc, i, &d, &c, &slot))
+		return 1;
+	if (slot == s->want) {
+		s->best = i;
+		return 1;
+	}
+	return 0;
+}
+
+static __always_inline __s32 index_of(__u32 svc, __u32 n, __u32 slot)
+{
+	struct find s = {};
+	s.svc = svc;
+	s.want = slot;
 	s.best = -1;
-	s.n = sv->ndests;
-	if (s.n > MAX_SVC_DESTS)
-		s.n = MAX_SVC_DESTS;
+	bpf_loop(n, slot_step, &s, 0);
+	return s.best;
+}
+
+/* Some destination has fewer active connections than half its weight. */
+static long half_step(__u32 i, void *ctx)
+{
+	struct find *s = ctx;
+	struct dest *d;
+	struct dest_conns *c;
+	if (dest_at(s->svc, i, &d, &c, 0))
+		return 1;
+	if ((__u64)c->active * 2 < d->weight) {
+		s->best = i;
+		return 1;
+	}
+	return 0;
+}
+
+/* lblc's locality_overloaded: the destination is over its weight while
+ * another is under half of its own. */
+static __always_inline int locality_overloaded(__u32 svc, __u32 n, __u32 slot)
+{
+	struct dest *d = bpf_map_lookup_elem(&dests, &slot);
+	struct dest_conns *c = bpf_map_lookup_elem(&dest_conns, &slot);
+	if (!d || !c || c->active <= d->weight)
+		return 0;
+	struct find s = {};
+	s.svc = svc;
+	s.best = -1;
+	bpf_loop(n, half_step, &s, 0);
+	return s.best >= 0;
+}
+
+/* A slot is still one of the service's destinations. */
+static __always_inline int member_of(__u32 svc, __u32 slot)
+{
+	struct dest *d = bpf_map_lookup_elem(&dests, &slot);
+	return d && d->svc == svc && !(d->flags & DEST_F_RETIRED);
+}
+
+static __always_inline __s64 overhead_of(__u32 slot, __s64 *weight, int *overload)
+{
+	struct dest *d = bpf_map_lookup_elem(&dests, &slot);
+	struct dest_conns *c = bpf_map_lookup_elem(&dest_conns, &slot);
+	if (!d || !c) {
+		*weight = 0;
+		*overload = 1;
+		return 0;
+	}
+	*weight = d->weight;
+	*overload = overloaded(d, c);
+	return conn_overhead(c);
+}
+
+/* lblcr's walks over a set, one member per step (the set looked up
+ * again each time: callbacks cannot hold map values). */
+struct set_walk {
+	struct loc_key lk;
+	__s64 best, boh, bw;
+	__s64 most, moh, mw;
+	__u32 mj;
+	__u32 at;
+	__u32 n;
+	__u32 want;
+	__u32 found;
+};
+
+/* The walk's state, off the stack (per CPU). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct set_walk);
+} walk_scratch SEC(".maps");
+
+static __always_inline struct set_walk *walk(void)
+{
+	__u32 z = 0;
+	return bpf_map_lookup_elem(&walk_scratch, &z);
+}
+
+static long set_min_step(__u32 j, void *ctx)
+{
+	struct set_walk *w = walk();
+	if (!w)
+		return 1;
+	struct loc_set *set = bpf_map_lookup_elem(&locality, &w->lk);
+	if (!set)
+		return 1;
+	__u32 slot = set->members[j & (LBLCR_MAX - 1)];
+	if (!member_of(w->lk.svc, slot))
+		return 0;
+	__s64 wt;
+	int ov;
+	__s64 oh = overhead_of(slot, &wt, &ov);
+	if (ov)
+		return 0;
+	if (w->best < 0) {
+		if (wt > 0) {
+			w->best = slot;
+			w->boh = oh;
+			w->bw = wt;
+		}
+	} else if (w->boh * wt > oh * w->bw) {
+		w->best = slot;
+		w->boh = oh;
+		w->bw = wt;
+	}
+	return 0;
+}
+
+static long set_max_step(__u32 j, void *ctx)
+{
+	struct set_walk *w = walk();
+	if (!w)
+		return 1;
+	struct loc_set *set = bpf_map_lookup_elem(&locality, &w->lk);
+	if (!set)
+		return 1;
+	__u32 slot = set->members[j & (LBLCR_MAX - 1)];
+	if (!member_of(w->lk.svc, slot))
+		return 0;
+	__s64 wt;
+	int ov;
+	__s64 oh = overhead_of(slot, &wt, &ov);
+	if (w->most < 0) {
+		if (wt > 0) {
+			w->most = slot;
+			w->moh = oh;
+			w->mw = wt;
+			w->mj = j;
+		}
+	} else if (w->moh * wt < oh * w->mw && wt > 0) {
+		w->most = slot;
+		w->moh = oh;
+		w->mw = wt;
+		w->mj = j;
+	}
+	return 0;
+}
+
+/* Close the gap at `at`: members after it move up one. */
+static long set_erase_step(__u32 j, void *ctx)
+{
+	struct set_walk *w = walk();
+	if (!w)
+		return 1;
+	if (j < w->at || j + 1 >= w->n)
+		return 0;
+	struct loc_set *set = bpf_map_lookup_elem(&locality, &w->lk);
+	if (!set)
+		return 1;
+	set->members[j & (LBLCR_MAX - 1)] = set->members[(j + 1) & (LBLCR_MAX - 1)];
+	return 0;
+}
+
+/* Make room at the head: members move down one (from the end). */
+static long set_shift_step(__u32 k, void *ctx)
+{
+	struct set_walk *w = walk();
+	if (!w)
+		return 1;
+	__u32 j = LBLCR_MAX - 1 - k;
+	if (j == 0 || j > w->n)
+		return 0;
+	struct loc_set *set = bpf_map_lookup_elem(&locality, &w->lk);
+	if (!set)
+		return 1;
+	set->members[j & (LBLCR_MAX - 1)] = set->members[(j - 1) & (LBLCR_MAX - 1)];
+	return 0;
+}
+
+static long set_has_step(__u32 j, void *ctx)
+{
+	struct set_walk *w = walk();
+	if (!w)
+		return 1;
+	struct loc_set *set = bpf_map_lookup_elem(&locality, &w->lk);
+	if (!set)
+		return 1;
+	if (set->members[j & (LBLCR_MAX - 1)] == w->want) {
+		w->found = 1;
+		return 1;
+	}
+	return 0;
+}
+
+/* Pick a destination for a new flow: its list index, or -1. A global
+ * function, so the verifier checks it once, not at every call. */
+__attribute__((noinline)) int fulcrum_schedule(__u32 svc_idx, struct flow_key *k, __u64 now)
+{
+	if (!k)
+		return -1;
+	struct svc *sv = bpf_map_lookup_elem(&svc_conf, &svc_idx);
+	struct scan *sp = scan_state();
+	if (!sv || !sp)
+		return -1;
+	__builtin_memset(sp, 0, sizeof(*sp));
+	sp->svc = svc_idx;
+	sp->best = -1;
+	sp->n = sv->ndests;
+	if (sp->n > MAX_SVC_DESTS)
+		sp->n = MAX_SVC_DESTS;
 	struct svc_sched *st = bpf_map_lookup_elem(&svc_sched, &svc_idx);
 	if (!st)
 		return -1;
 
 	switch (sv->sched) {
 	case S_RR:
-		s.want = st->rr_last;
-		if (s.want)
-			bpf_loop(s.n, rr_find, &s, 0);
-		if (s.start >= s.n)
-			s.start = 0;
-		bpf_loop(s.n, rr_step, &s, 0);
-		if (s.best >= 0) {
+		sp->want = st->rr_last;
+		if (sp->want)
+			bpf_loop(sp->n, rr_find, 0, 0);
+		if (sp->start >= sp->n)
+			sp->start = 0;
+		bpf_loop(sp->n, rr_step, 0, 0);
+		if (sp->best >= 0) {
 			struct dest *d;
 			struct dest_conns *c;
 			__u32 slot;
-			if (!dest_at(s.svc, s.best, &d, &c, &slot))
+			if (!dest_at(sp->svc, sp->best, &d, &c, &slot))
 				st->rr_last = slot + 1;
 		}
-		return s.best;
+		return sp->best;
 	case S_WRR:
 		if (sv->wrr_mw == 0)
 			return -1;
-		s.cw = st->wrr_cw;
-		s.mw = sv->wrr_mw;
-		s.di = sv->wrr_di ? sv->wrr_di : 1;
-		s.last = st->wrr_cl;
-		s.pos = s.last + 1;
-		s.stop = -1;
+		sp->cw = st->wrr_cw;
+		sp->mw = sv->wrr_mw;
+		sp->di = sv->wrr_di ? sv->wrr_di : 1;
+		sp->last = st->wrr_cl;
+		sp->pos = sp->last + 1;
+		sp->stop = -1;
 		/* A pass per weight step in the worst case: bounded by the
 		 * helper's limit, past which nothing is picked (counted). */
-		bpf_loop(1 << 23, wrr_step, &s, 0);
-		st->wrr_cw = s.cw;
-		st->wrr_cl = s.done ? s.last : -1;
-		return s.best;
+		bpf_loop(1 << 23, wrr_step, 0, 0);
+		st->wrr_cw = sp->cw;
+		st->wrr_cl = sp->done ? sp->last : -1;
+		return sp->best;
 	case S_LC:
-		bpf_loop(s.n, lc_step, &s, 0);
-		return s.best;
+		bpf_loop(sp->n, lc_step, 0, 0);
+		return sp->best;
 	case S_WLC:
-		bpf_loop(s.n, wlc_step, &s, 0);
-		return s.best;
+		bpf_loop(sp->n, wlc_step, 0, 0);
+		return sp->best;
 	case S_SED:
-		bpf_loop(s.n, sed_step, &s, 0);
-		return s.best;
+		bpf_loop(sp->n, sed_step, 0, 0);
+		return sp->best;
 	case S_NQ:
-		bpf_loop(s.n, nq_step, &s, 0);
-		return s.best;
+		bpf_loop(sp->n, nq_step, 0, 0);
+		return sp->best;
 	case S_FO:
-		bpf_loop(s.n, fo_step, &s, 0);
-		return s.best;
+		bpf_loop(sp->n, fo_step, 0, 0);
+		return sp->best;
 	case S_OVF:
-		bpf_loop(s.n, ovf_step, &s, 0);
-		return s.best;
+		bpf_loop(sp->n, ovf_step, 0, 0);
+		return sp->best;
 	case S_TWOS: {
-		bpf_loop(s.n, twos_total, &s, 0);
-		if (s.best < 0)
+		bpf_loop(sp->n, twos_total, 0, 0);
+		if (sp->best < 0)
 			return -1;
-		s.total += 1;
+		sp->total += 1;
 		__u64 rng = st->rng;
-		s.r1 = (__s64)((__u64)splitmix_next(&rng) % (__u64)s.total);
-		s.r2 = (__s64)((__u64)splitmix_next(&rng) % (__u64)s.total);
+		sp->r1 = (__s64)((__u64)splitmix_next(&rng) % (__u64)sp->total);
+		sp->r2 = (__s64)((__u64)splitmix_next(&rng) % (__u64)sp->total);
 		st->rng = rng;
-		s.c1 = -1;
-		s.c2 = -1;
-		bpf_loop(s.n, twos_pick, &s, 0);
-		if (s.c1 >= 0)
-			s.best = s.c1;
-		if (s.c1 >= 0 && s.c2 >= 0) {
+		sp->c1 = -1;
+		sp->c2 = -1;
+		bpf_loop(sp->n, twos_pick, 0, 0);
+		if (sp->c1 >= 0)
+			sp->best = sp->c1;
+		if (sp->c1 >= 0 && sp->c2 >= 0) {
 			struct dest *d1, *d2;
 			struct dest_conns *c1, *c2;
-			if (dest_at(s.svc, s.c1, &d1, &c1, 0) || dest_at(s.svc, s.c2, &d2, &c2, 0))
-				return s.best;
-			if ((__s64)d2->weight * s.oh1 > (__s64)d1->weight * s.oh2)
-				return s.c2;
+			if (dest_at(sp->svc, sp->c1, &d1, &c1, 0) || dest_at(sp->svc, sp->c2, &d2, &c2, 0))
+				return sp->best;
+			if ((__s64)d2->weight * sp->oh1 > (__s64)d1->weight * sp->oh2)
+				return sp->c2;
 		}
-		return s.best;
+		return sp->best;
 	}
 	case S_DH: {
 		__s32 i = table_at(svc_idx, hash_32(addr_fold(k->daddr, k->family), HASH_TAB_BITS));
@@ -1016,9 +1369,110 @@ static __always_inline __s32 schedule(struct svc *sv, __u32 svc_idx, struct flow
 		bpf_loop(HASH_TAB_SIZE, sh_step, &w, 0);
 		return w.found;
 	}
+	case S_MH: {
+		struct mh_walk w = {};
+		w.svc = svc_idx;
+		w.m = sv->mh_m;
+		if (!w.m)
+			return -1;
+		w.fold = addr_fold(k->saddr, k->family);
+		w.port = (sv->flags & SVC_SCHED2) ? bpf_ntohs(k->sport) : 0;
+		w.ihash = mh_hash(w.fold, w.port, 0) % w.m;
+		w.found = -1;
+		__s32 first = table_at(svc_idx, w.ihash);
+		if (first < 0)
+			return -1;
+		if (available_at(svc_idx, first))
+			return first;
+		if (!(sv->flags & SVC_SCHED1))
+			return -1;
+		bpf_loop(w.m, mh_step, &w, 0);
+		return w.found;
+	}
+	case S_LBLC:
+	case S_LBLCR: {
+		struct loc_key lk = {};
+		__builtin_memcpy(lk.daddr, k->daddr, 16);
+		lk.svc = svc_idx;
+		struct loc_set *set = bpf_map_lookup_elem(&locality, &lk);
+		if (set && sv->sched == S_LBLC) {
+			set->lastuse = now;
+			__u32 slot = set->members[0];
+			struct dest *d = bpf_map_lookup_elem(&dests, &slot);
+			if (d && member_of(svc_idx, slot) && d->weight > 0 &&
+			    !locality_overloaded(svc_idx, sp->n, slot))
+				return index_of(svc_idx, sp->n, slot);
+		} else if (set) {
+			set->lastuse = now;
+			__u32 n = set->n < LBLCR_MAX ? set->n : LBLCR_MAX;
+			/* The least loaded member, first of equals. */
+			struct set_walk *w = walk();
+			if (!w)
+				return -1;
+			__builtin_memset(w, 0, sizeof(*w));
+			__builtin_memcpy(&w->lk, &lk, sizeof(lk));
+			w->best = -1;
+			w->most = -1;
+			bpf_loop(n, set_min_step, 0, 0);
+			/* Shrink a set unchanged for longer than the expiration:
+			 * the most loaded member goes. */
+			if (n > 1 && now > set->lastmod + (__u64)sv->lblc_expire * NSEC) {
+				bpf_loop(n, set_max_step, 0, 0);
+				if (w->most >= 0) {
+					w->at = w->mj;
+					w->n = n;
+					bpf_loop(LBLCR_MAX - 1, set_erase_step, 0, 0);
+					set = bpf_map_lookup_elem(&locality, &lk);
+					if (set) {
+						set->n = n - 1;
+						set->lastmod = now;
+					}
+				}
+			}
+			__s64 best = w->best;
+			if (best >= 0 && !locality_overloaded(svc_idx, sp->n, best))
+				return index_of(svc_idx, sp->n, best);
+		}
+		bpf_loop(sp->n, wlc_step, 0, 0);
+		if (sp->best < 0)
+			return -1;
+		__u32 slot = sv->slots[sp->best & SVC_DEST_MASK];
+		set = bpf_map_lookup_elem(&locality, &lk);
+		if (set && sv->sched == S_LBLCR) {
+			/* Joins the set at its head, unless already in it. */
+			__u32 n = set->n < LBLCR_MAX ? set->n : LBLCR_MAX;
+			struct set_walk *w = walk();
+			if (!w)
+				return -1;
+			__builtin_memset(w, 0, sizeof(*w));
+			__builtin_memcpy(&w->lk, &lk, sizeof(lk));
+			w->want = slot;
+			bpf_loop(n, set_has_step, 0, 0);
+			if (!w->found && n < LBLCR_MAX) {
+				w->n = n;
+				bpf_loop(LBLCR_MAX - 1, set_shift_step, 0, 0);
+				set = bpf_map_lookup_elem(&locality, &lk);
+				if (set) {
+					set->members[0] = slot;
+					set->n = n + 1;
+					set->lastmod = now;
+				}
+			}
+		} else {
+			__u32 z = 0;
+			struct loc_set *ns = bpf_map_lookup_elem(&loc_scratch, &z);
+			if (ns) {
+				__builtin_memset(ns, 0, sizeof(*ns));
+				ns->lastuse = now;
+				ns->lastmod = now;
+				ns->n = 1;
+				ns->members[0] = slot;
+				bpf_map_update_elem(&locality, &lk, ns, BPF_ANY);
+			}
+		}
+		return sp->best;
+	}
 	default:
-		/* lblc, lblcr, mh: not in this program yet; the controller
-		 * refuses them on this plane. */
 		return -1;
 	}
 }
@@ -1044,7 +1498,7 @@ static __always_inline __s64 persist_pick(struct svc *sv, __u32 svc_idx, struct 
 		unbind_template(slot);
 		bpf_map_delete_elem(&templates, tk);
 	}
-	__s32 i = schedule(sv, svc_idx, k);
+	__s32 i = fulcrum_schedule(svc_idx, k, now);
 	if (i < 0)
 		return -1;
 	struct tmpl nt = {};
@@ -1103,10 +1557,12 @@ struct pkt {
 	__u8 *l4;
 	__u8 *csum;     /* the L4 checksum, NULL for SCTP */
 	__u32 l3_len;   /* the IP packet's length, for the counters */
+	__u64 now;      /* the program's clock for this packet */
 	__u8 family;
 	__u8 proto;
 	__u8 tflags;
 	__u8 udp;
+	__u8 route;     /* forward(): routed (NAT), so the TTL goes down */
 };
 
 /* Rewrite one address (and port, unless 0) of the packet: the
@@ -1145,9 +1601,12 @@ static __always_inline void rewrite(struct pkt *p, void *end, int dst, const __u
 /* Send the frame on towards `to` (an address of `family`): the FIB picks
  * the interface and the neighbour; with `ttl` the TTL/hop limit drops by
  * one as in routing. Without a neighbour yet, the kernel forwards it. */
-static __always_inline int forward(struct xdp_md *ctx, struct pkt *p, const __u8 *to, int ttl,
-				   struct nexthop *nh, __u64 now)
+/* Not inlined: its FIB lookup's room is on its own stack frame. */
+static __attribute__((noinline)) int forward(struct xdp_md *ctx, struct pkt *p, const __u8 *to,
+					     struct nexthop *nh)
 {
+	int ttl = p->route;
+	__u64 now = p->now;
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	__u32 ifindex;
@@ -1233,7 +1692,7 @@ static __always_inline int forward(struct xdp_md *ctx, struct pkt *p, const __u8
  * (IP-in-IP, or IPv6-in-IPv6), from the director's address towards it,
  * out of the interface the FIB names. Too big for the tunnel's MTU, or no
  * next hop yet: dropped, counted. */
-static __always_inline int encap(struct xdp_md *ctx, struct pkt *p, struct dest *d)
+static __attribute__((noinline)) int encap(struct xdp_md *ctx, struct pkt *p, struct dest *d)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
@@ -1352,6 +1811,50 @@ static __always_inline void account(__u32 svc, __u32 slot, int out, __u64 bytes,
 	}
 }
 
+/* A new NAT flow: where its replies (real server to client) go back to.
+ * Not inlined: its keys take their room on their own stack frame. */
+static __attribute__((noinline)) int remember_reply(struct flow_key *k, struct dest *d, __be16 port)
+{
+	struct flow_key back = {};
+	__builtin_memcpy(back.saddr, d->addr, 16);
+	__builtin_memcpy(back.daddr, k->saddr, 16);
+	back.sport = port;
+	back.dport = k->sport;
+	back.proto = k->proto;
+	back.family = k->family;
+	struct nat_back v = {};
+	__builtin_memcpy(v.vaddr, k->daddr, 16);
+	v.vport = k->dport;
+	return bpf_map_update_elem(&nat_back, &back, &v, BPF_ANY);
+}
+
+/* A real server's reply of a NAT flow (`nb` says where to): the virtual
+ * address and port back as the source, ready to forward (0); -1 when it
+ * is no live flow's. */
+static __attribute__((noinline)) int nat_reply(struct xdp_md *ctx, struct pkt *p, struct flow_key *key,
+					       struct nat_back *nb)
+{
+	void *end = (void *)(long)ctx->data_end;
+	struct flow_key fwd = {};
+	__builtin_memcpy(fwd.saddr, key->daddr, 16);
+	__builtin_memcpy(fwd.daddr, nb->vaddr, 16);
+	fwd.sport = key->dport;
+	fwd.dport = nb->vport;
+	fwd.proto = key->proto;
+	fwd.family = key->family;
+	__u8 vaddr[16];
+	__builtin_memcpy(vaddr, nb->vaddr, 16);
+	__be16 vport = nb->vport;
+	struct flow *ff = bpf_map_lookup_elem(&flows, &fwd);
+	if (!ff || ff->expires <= p->now)
+		return -1;
+	transition(ff, DIR_OUTPUT, p->proto == IPPROTO_TCP, p->tflags, p->now);
+	account(ff->svc, ff->dest, 1, p->l3_len, 0);
+	rewrite(p, end, 0, vaddr, vport == key->sport ? 0 : vport);
+	p->route = 1;
+	return 0;
+}
+
 /* A client's packet for a flow bound to `slot`: rewrite and send on. */
 static __always_inline int to_real_server(struct xdp_md *ctx, struct pkt *p, struct flow_key *k,
 					  struct flow *f, __u64 now, int new_conn)
@@ -1372,24 +1875,16 @@ static __always_inline int to_real_server(struct xdp_md *ctx, struct pkt *p, str
 		if (p->proto == IPPROTO_SCTP && d->port && d->port != k->dport)
 			return count(EXC_UNSUPPORTED, XDP_PASS);
 		__be16 port = d->port ? d->port : k->dport;
-		if (new_conn) {
-			struct flow_key back = {};
-			__builtin_memcpy(back.saddr, d->addr, 16);
-			__builtin_memcpy(back.daddr, k->saddr, 16);
-			back.sport = port;
-			back.dport = k->sport;
-			back.proto = k->proto;
-			back.family = k->family;
-			struct nat_back v = {};
-			__builtin_memcpy(v.vaddr, k->daddr, 16);
-			v.vport = k->dport;
-			bpf_map_update_elem(&nat_back, &back, &v, BPF_ANY);
-		}
+		if (new_conn)
+			remember_reply(k, d, port);
 		rewrite(p, end, 1, d->addr, port == k->dport ? 0 : port);
-		return forward(ctx, p, d->addr, 1, bpf_map_lookup_elem(&dest_nh, &slot), now);
+		p->route = 1;
+		return forward(ctx, p, d->addr, bpf_map_lookup_elem(&dest_nh, &slot));
 	}
-	if (d->fwd == FWD_ROUTE)
-		return forward(ctx, p, d->addr, 0, bpf_map_lookup_elem(&dest_nh, &slot), now);
+	if (d->fwd == FWD_ROUTE) {
+		p->route = 0;
+		return forward(ctx, p, d->addr, bpf_map_lookup_elem(&dest_nh, &slot));
+	}
 	if (d->fwd == FWD_TUNNEL)
 		return encap(ctx, p, d);
 	return count(EXC_UNSUPPORTED, XDP_PASS);
@@ -1479,6 +1974,7 @@ int fulcrum_xdp(struct xdp_md *ctx)
 		p.udp = key.family == 4;
 	}
 	__u64 now = now_ns();
+	p.now = now;
 
 	/* A client's packet of a known flow. */
 	struct flow *f = bpf_map_lookup_elem(&flows, &key);
@@ -1487,25 +1983,8 @@ int fulcrum_xdp(struct xdp_md *ctx)
 
 	/* A real server's reply of a NAT flow. */
 	struct nat_back *nb = bpf_map_lookup_elem(&nat_back, &key);
-	if (nb) {
-		struct flow_key fwd = {};
-		__builtin_memcpy(fwd.saddr, key.daddr, 16);
-		__builtin_memcpy(fwd.daddr, nb->vaddr, 16);
-		fwd.sport = key.dport;
-		fwd.dport = nb->vport;
-		fwd.proto = key.proto;
-		fwd.family = key.family;
-		__u8 vaddr[16];
-		__builtin_memcpy(vaddr, nb->vaddr, 16);
-		__be16 vport = nb->vport;
-		struct flow *ff = bpf_map_lookup_elem(&flows, &fwd);
-		if (ff && ff->expires > now) {
-			transition(ff, DIR_OUTPUT, proto == IPPROTO_TCP, p.tflags, now);
-			account(ff->svc, ff->dest, 1, p.l3_len, 0);
-			rewrite(&p, end, 0, vaddr, vport == key.sport ? 0 : vport);
-			return forward(ctx, &p, key.daddr, 1, NULL, now);
-		}
-	}
+	if (nb && nat_reply(ctx, &p, &key, nb) == 0)
+		return forward(ctx, &p, key.daddr, NULL);
 
 	/* A new connection to a virtual service? */
 	struct svc_key sk = {};
@@ -1537,7 +2016,7 @@ int fulcrum_xdp(struct xdp_md *ctx)
 	if (sv->persist) {
 		slot = persist_pick(sv, svc_idx, &key, now);
 	} else {
-		__s32 i = schedule(sv, svc_idx, &key);
+		__s32 i = fulcrum_schedule(svc_idx, &key, now);
 		slot = i < 0 ? -1 : (__s64)sv->slots[i & SVC_DEST_MASK];
 	}
 	if (slot < 0)

@@ -467,6 +467,20 @@ impl XdpPlane {
                     .set(slot, record.bytes(), 0)
                     .map_err(|e| kernel("the real servers")(&e))
             }
+            Write::ClearLocality { index } => {
+                let mut map: HashMap<&mut MapData, [u8; 20], [u8; 88]> =
+                    HashMap::try_from(map_mut(&mut self.ebpf, "locality", "the lblc cache")?)
+                        .map_err(|e| kernel("the lblc cache")(&e))?;
+                let mine: Vec<[u8; 20]> = map
+                    .keys()
+                    .filter_map(Result::ok)
+                    .filter(|k| u32::from_ne_bytes([k[16], k[17], k[18], k[19]]) == index)
+                    .collect();
+                for k in mine {
+                    let _ = map.remove(&k);
+                }
+                Ok(())
+            }
             Write::Svc { index, record } => {
                 let mut b = [0u8; SVC_LEN];
                 b.copy_from_slice(&record);

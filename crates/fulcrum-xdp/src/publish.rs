@@ -76,6 +76,9 @@ pub(crate) enum Write {
     },
     /// A service's record.
     Svc { index: u32, record: Vec<u8> },
+    /// A service's lblc/lblcr cache entries go (its scheduler was bound
+    /// anew).
+    ClearLocality { index: u32 },
     /// The scheduler state: `Reset` writes it, `Adjust` reads the
     /// program's and changes it as the scheduler's update hook would.
     Sched { index: u32, change: SchedChange },
@@ -107,18 +110,10 @@ pub(crate) enum SchedChange {
 
 /// Why the XDP plane cannot forward a service (the service alone, before
 /// its real servers), said for people; `None` when it can.
-pub fn refuses_service(key: &ServiceKey, scheduler: SchedulerKind) -> Option<String> {
+pub fn refuses_service(key: &ServiceKey) -> Option<String> {
     if matches!(key, ServiceKey::Fwmark { .. }) {
         return Some(format!(
             "{key}: firewall-mark services need the ipvs data plane (XDP runs before anything marks a packet)"
-        ));
-    }
-    if matches!(
-        scheduler,
-        SchedulerKind::Lblc | SchedulerKind::Lblcr | SchedulerKind::Mh
-    ) {
-        return Some(format!(
-            "{key}: the {scheduler} scheduler does not run on the xdp data plane yet; choose another (wlc, wrr, sh, ...) or `dataplane = ipvs`"
         ));
     }
     None
@@ -155,7 +150,7 @@ pub fn refuses_dest(key: &ServiceKey, addr: &std::net::IpAddr, fwd: &Forwarding)
 
 /// Why a service is not forwarded by this plane.
 pub(crate) fn refusal(svc: &Service) -> Option<String> {
-    if let Some(why) = refuses_service(&svc.key, svc.scheduler.kind()) {
+    if let Some(why) = refuses_service(&svc.key) {
         return Some(why);
     }
     if svc.dests.len() > MAX_SVC_DESTS {
@@ -446,6 +441,7 @@ impl Layout {
             persist: svc.persistent.unwrap_or(0),
             port: key.port(),
             netmask: crate::records::netmask16(&svc.netmask),
+            lblc_expire: opts.lblc_expiration.as_secs().min(u64::from(u32::MAX)) as u32,
             slots: dests.iter().map(|(_, s)| *s).collect(),
         }
         .bytes()
@@ -482,16 +478,25 @@ impl Layout {
                 }
             }
             // Another scheduler bound to the list as it is.
-            Some(_) => writes.push(Write::Sched {
-                index,
-                change: SchedChange::Reset(reset_state(&svc_weights(svc), opts), vec![]),
-            }),
+            Some(_) => {
+                writes.push(Write::ClearLocality { index });
+                writes.push(Write::Sched {
+                    index,
+                    change: SchedChange::Reset(reset_state(&svc_weights(svc), opts), vec![]),
+                });
+            }
             // A new service: bound to an empty list, then its real servers
             // added one by one, oldest first.
-            None => writes.push(Write::Sched {
-                index,
-                change: SchedChange::Reset(reset_state(&[], opts), wrr_steps(&[], &weights, &[])),
-            }),
+            None => {
+                writes.push(Write::ClearLocality { index });
+                writes.push(Write::Sched {
+                    index,
+                    change: SchedChange::Reset(
+                        reset_state(&[], opts),
+                        wrr_steps(&[], &weights, &[]),
+                    ),
+                });
+            }
         }
 
         // sh, dh: the table fulcrum-core computed.
@@ -609,13 +614,8 @@ mod tests {
 
     #[test]
     fn what_the_plane_cannot_forward_is_refused_by_name() {
-        let mut t = table(SchedulerKind::Lblc, &[1]);
+        let mut t = table(SchedulerKind::Wlc, &[1]);
         let mut l = Layout::new();
-        let (w, refused) = l.plan(&t, &|_| None);
-        assert!(w.is_empty());
-        assert!(refused[0].contains("lblc"), "{refused:?}");
-        t.edit_service(ServiceSpec::new(key(), SchedulerKind::Wlc))
-            .unwrap();
         let mut d = DestSpec::new("10.0.0.7".parse().unwrap(), 80, Forwarding::TUNNEL);
         d.weight = 1;
         t.add_dest(&key(), d).unwrap();

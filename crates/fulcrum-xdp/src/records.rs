@@ -16,7 +16,7 @@ pub const MAX_DESTS: u32 = 65536;
 pub const MAX_SVC_DESTS: usize = 256;
 
 /// `struct svc`.
-pub const SVC_LEN: usize = 40 + 4 * MAX_SVC_DESTS;
+pub const SVC_LEN: usize = 48 + 4 * MAX_SVC_DESTS;
 /// `struct svc_sched`.
 pub const SCHED_LEN: usize = 24;
 /// `struct dest`.
@@ -143,6 +143,8 @@ pub struct SvcRecord {
     /// Persistence granularity as an address mask (16 bytes, IPv4 in the
     /// first four).
     pub netmask: [u8; 16],
+    /// lblc/lblcr: cache expiration in seconds.
+    pub lblc_expire: u32,
     /// Slots in list order (at most [`MAX_SVC_DESTS`]).
     pub slots: Vec<u32>,
 }
@@ -161,8 +163,9 @@ impl SvcRecord {
         b[16..20].copy_from_slice(&self.persist.to_ne_bytes());
         b[20..22].copy_from_slice(&self.port.to_be_bytes());
         b[24..40].copy_from_slice(&self.netmask);
+        b[40..44].copy_from_slice(&self.lblc_expire.to_ne_bytes());
         for (i, s) in self.slots.iter().take(n).enumerate() {
-            b[40 + 4 * i..44 + 4 * i].copy_from_slice(&s.to_ne_bytes());
+            b[48 + 4 * i..52 + 4 * i].copy_from_slice(&s.to_ne_bytes());
         }
         b
     }
@@ -359,6 +362,7 @@ mod tests {
             persist: 300,
             port: 80,
             netmask: netmask16(&fulcrum_core::Netmask::V4(0xffff_ff00)),
+            lblc_expire: 86400,
             slots: vec![4, 5],
         }
         .bytes();
@@ -366,7 +370,8 @@ mod tests {
         assert_eq!(u32::from_ne_bytes(v[16..20].try_into().unwrap()), 300);
         assert_eq!(&v[20..22], &[0, 80]);
         assert_eq!(&v[24..29], &[255, 255, 255, 0, 0]);
-        assert_eq!(u32::from_ne_bytes(v[44..48].try_into().unwrap()), 5);
+        assert_eq!(u32::from_ne_bytes(v[40..44].try_into().unwrap()), 86400);
+        assert_eq!(u32::from_ne_bytes(v[52..56].try_into().unwrap()), 5);
         assert_eq!(
             &netmask16(&fulcrum_core::Netmask::V6(20))[..4],
             &[255, 255, 0xf0, 0]

@@ -225,6 +225,9 @@ fn every_pick_is_fulcrum_cores_pick() {
             SchedulerKind::Twos,
             SchedulerKind::Dh,
             SchedulerKind::Sh,
+            SchedulerKind::Mh,
+            SchedulerKind::Lblc,
+            SchedulerKind::Lblcr,
         ],
         SchedFlags::default(),
     );
@@ -235,9 +238,9 @@ fn every_pick_is_fulcrum_cores_pick() {
     ignore = "loads a BPF program in a network namespace: needs root; run with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
 )]
 #[test]
-fn sh_with_fallback_and_port_picks_as_fulcrum_core() {
+fn sh_and_mh_with_fallback_and_port_pick_as_fulcrum_core() {
     each(
-        &[SchedulerKind::Sh],
+        &[SchedulerKind::Sh, SchedulerKind::Mh],
         SchedFlags {
             sched1: true,
             sched2: true,
@@ -245,7 +248,7 @@ fn sh_with_fallback_and_port_picks_as_fulcrum_core() {
         },
     );
     each(
-        &[SchedulerKind::Sh],
+        &[SchedulerKind::Sh, SchedulerKind::Mh],
         SchedFlags {
             sched1: true,
             sched2: false,

@@ -12,7 +12,6 @@
 
 use fulcrum_api::ipvsadm::{AdmCommand, ListTarget, Outcome, render_conns};
 use fulcrum_config::{Config, TableService};
-use fulcrum_core::sched::SchedulerKind;
 use fulcrum_core::{ServiceKey, Table};
 use fulcrum_xdp::{Attached, XdpPlane, refuses_dest, refuses_service};
 
@@ -114,10 +113,7 @@ impl XdpForwarding {
 /// Why the XDP plane refuses an ipvsadm command, if it does.
 fn xdp_refuses(cmd: &AdmCommand) -> Option<String> {
     match cmd {
-        AdmCommand::AddService(a) | AdmCommand::EditService(a) => {
-            let kind: SchedulerKind = a.scheduler.parse().ok()?;
-            refuses_service(&a.key, kind)
-        }
+        AdmCommand::AddService(a) | AdmCommand::EditService(a) => refuses_service(&a.key),
         AdmCommand::AddDest(k, d) | AdmCommand::EditDest(k, d) => refuses_dest(k, &d.addr, &d.fwd),
         AdmCommand::StartDaemon(_) => Some(
             "connection synchronisation does not run on the xdp data plane yet; use `dataplane = ipvs` for the kernel's sync daemon".into(),
@@ -135,7 +131,7 @@ impl DataPlane for XdpForwarding {
     /// whole configuration, naming it.
     fn prepare(&mut self, desired: &[TableService]) -> Result<(), String> {
         for s in desired {
-            if let Some(why) = refuses_service(&s.spec.key, s.spec.scheduler) {
+            if let Some(why) = refuses_service(&s.spec.key) {
                 return Err(format!("virtual server `{}`: {why}", s.name));
             }
             if s.dests.len() > fulcrum_xdp::MAX_SVC_DESTS {
