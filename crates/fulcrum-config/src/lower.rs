@@ -1577,6 +1577,17 @@ fn check_servers(
                     .hint("with direct routing or tunnelling the packet reaches the real server unchanged: use the virtual port, or `forwarding = nat`"),
             );
         }
+        if let Some(p) = s.port
+            && p != vport
+            && routing == Routing::Nat
+            && v.effective_protocol() == Protocol::Sctp
+            && cfg.global.effective_dataplane() == Dataplane::Xdp
+        {
+            diags.push(
+                Diagnostic::error(at("port"), format!("real server `{}` remaps SCTP port {vport} to {p}, which the `xdp` data plane cannot do (it does not recompute SCTP's CRC)", s.name))
+                    .hint("keep the virtual server's port, or set `dataplane = ipvs`"),
+            );
+        }
         if vport == 21
             && v.fwmark.is_none()
             && v.effective_protocol() == Protocol::Tcp

@@ -49,8 +49,9 @@ enum exception {
 	EXC_TTL = 9,        /* TTL or hop limit ran out: the kernel answers */
 	EXC_UNSUPPORTED = 10, /* a forwarding method this program leaves to the kernel */
 	EXC_NO_NEIGH = 11,  /* direct routing or tunnelling, next hop not resolved yet: dropped */
-	EXC_TOO_BIG = 12,   /* too big for the tunnel with DF set: dropped */
-	EXC_MAX = 13,
+	EXC_TOO_BIG = 12,   /* too big for the tunnel: answered "fragmentation needed" (IPv4) or dropped */
+	EXC_ICMP_FWD = 13,  /* an ICMP error of a flow, sent on to its real server or client */
+	EXC_MAX = 14,
 };
 
 /* The key of `services`: 20 bytes, as fulcrum-xdp writes it. */
@@ -586,10 +587,34 @@ static __always_inline int tcp_flag_row(__u8 flags)
 	return -1;
 }
 
-static __always_inline void transition(struct flow *f, int dir, int is_tcp, __u8 tflags, __u64 now)
+/* SCTP, by its first chunk (`tflags` holds the chunk type): the
+ * association's life in the TCP states' names and timeouts — setting up
+ * (INIT, INIT ACK, COOKIE ECHO) as SYN_RECV, running as ESTABLISHED,
+ * shutting down as FIN_WAIT, aborted or complete as CLOSE. */
+static __always_inline __u8 sctp_state(__u8 cur, __u8 chunk)
+{
+	switch (chunk) {
+	case 1:  /* INIT */
+	case 2:  /* INIT ACK */
+	case 10: /* COOKIE ECHO */
+		return cur == ST_ESTABLISHED ? cur : 3; /* SYN_RECV */
+	case 6:  /* ABORT */
+	case 14: /* SHUTDOWN COMPLETE */
+		return 6; /* CLOSE */
+	case 7:  /* SHUTDOWN */
+	case 8:  /* SHUTDOWN ACK */
+		return 4; /* FIN_WAIT */
+	default: /* COOKIE ACK, DATA, SACK, HEARTBEAT... */
+		return ST_ESTABLISHED;
+	}
+}
+
+static __always_inline void transition(struct flow *f, int dir, __u8 proto, __u8 tflags, __u64 now)
 {
 	__u8 next = f->state;
-	if (is_tcp && f->state < N_TCP_STATES) {
+	if (proto == IPPROTO_SCTP) {
+		next = sctp_state(f->state, tflags);
+	} else if (proto == IPPROTO_TCP && f->state < N_TCP_STATES) {
 		int row = tcp_flag_row(tflags);
 		__u32 z = 0;
 		struct tcp_table *t = bpf_map_lookup_elem(&tcp_table, &z);
@@ -1549,6 +1574,97 @@ static __always_inline void csum_apply(__u8 *field, __u32 delta, int udp)
 	field[1] = res & 0xff;
 }
 
+/* ---- ICMP errors ---- */
+
+/* Answer the IPv4 packet in the frame with "fragmentation needed" (type 3
+ * code 4) carrying `mtu`, from its destination back to its source, out of
+ * the interface it came in on: the packet's header and first 8 bytes
+ * follow, as RFC 792 asks. */
+static __attribute__((noinline)) int frag_needed(struct xdp_md *ctx, __u32 mtu)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr eth;
+	if (data + sizeof(eth) + 20 > end)
+		return XDP_DROP;
+	__builtin_memcpy(&eth, data, sizeof(eth));
+	__u8 *ip = data + sizeof(eth);
+	__u32 ihl = (ip[0] & 0x0f) * 4;
+	if (ihl < 20 || ihl > 60)
+		return XDP_DROP;
+	__u8 src[4], dst[4];
+	__builtin_memcpy(src, ip + 12, 4);
+	__u8 tos = ip[1];
+	__builtin_memcpy(dst, ip + 16, 4);
+	__u32 quoted = ihl + 8;
+	__u32 want = sizeof(eth) + 28 + quoted;
+	__u32 have = (__u32)(end - data);
+	if (have < want - 28)
+		return XDP_DROP;
+	/* Room for the new IP and ICMP headers before the quoted packet. */
+	if (bpf_xdp_adjust_head(ctx, -28))
+		return XDP_DROP;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	have = (__u32)(end - data);
+	if (have > want && bpf_xdp_adjust_tail(ctx, (int)want - (int)have))
+		return XDP_DROP;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	struct ethhdr *e = data;
+	if ((void *)(e + 1) > end)
+		return XDP_DROP;
+	__builtin_memcpy(e->h_dest, eth.h_source, ETH_ALEN);
+	__builtin_memcpy(e->h_source, eth.h_dest, ETH_ALEN);
+	e->h_proto = bpf_htons(ETH_P_IP);
+	__u8 *nip = (void *)(e + 1);
+	if ((void *)(nip + 28) > end)
+		return XDP_DROP;
+	__u16 tot = 28 + quoted;
+	nip[0] = 0x45;
+	nip[1] = tos & 0xfc;
+	nip[2] = tot >> 8;
+	nip[3] = tot & 0xff;
+	nip[4] = 0;
+	nip[5] = 0;
+	nip[6] = 0;
+	nip[7] = 0;
+	nip[8] = 64;
+	nip[9] = IPPROTO_ICMP;
+	nip[10] = 0;
+	nip[11] = 0;
+	__builtin_memcpy(nip + 12, dst, 4);
+	__builtin_memcpy(nip + 16, src, 4);
+	__u32 sum = 0;
+#pragma unroll
+	for (int i = 0; i < 20; i += 2)
+		sum += ((__u32)nip[i] << 8) | nip[i + 1];
+	__u16 c = ~csum_fold32(sum);
+	nip[10] = c >> 8;
+	nip[11] = c & 0xff;
+	__u8 *icmp = nip + 20;
+	icmp[0] = 3;
+	icmp[1] = 4;
+	icmp[2] = 0;
+	icmp[3] = 0;
+	icmp[4] = 0;
+	icmp[5] = 0;
+	icmp[6] = (mtu >> 8) & 0xff;
+	icmp[7] = mtu & 0xff;
+	sum = 0;
+	for (int i = 0; i < 8 + 68; i += 2) {
+		if ((__u32)i >= 8 + quoted)
+			break;
+		if ((void *)(icmp + i + 2) > end)
+			break;
+		sum += ((__u32)icmp[i] << 8) | icmp[i + 1];
+	}
+	c = ~csum_fold32(sum);
+	icmp[2] = c >> 8;
+	icmp[3] = c & 0xff;
+	return XDP_TX;
+}
+
 /* ---- The packet path ---- */
 
 struct pkt {
@@ -1563,6 +1679,7 @@ struct pkt {
 	__u8 tflags;
 	__u8 udp;
 	__u8 route;     /* forward(): routed (NAT), so the TTL goes down */
+	__u32 icmp_to;  /* icmp4_error(): the real server's slot, or ~0 for the client */
 };
 
 /* Rewrite one address (and port, unless 0) of the packet: the
@@ -1727,8 +1844,12 @@ static __attribute__((noinline)) int encap(struct xdp_md *ctx, struct pkt *p, st
 		__builtin_memcpy(fib.ipv6_dst, d->addr, 16);
 	}
 	long rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
-	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
+		/* The client learns the path's MTU less the tunnel's header. */
+		if (v4 && head[1] && fib.mtu_result > hlen)
+			return count(EXC_TOO_BIG, frag_needed(ctx, fib.mtu_result - hlen));
 		return count(EXC_TOO_BIG, XDP_DROP);
+	}
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 		return count(EXC_NO_NEIGH, XDP_DROP);
 	__u16 inner = p->l3_len;
@@ -1848,7 +1969,7 @@ static __attribute__((noinline)) int nat_reply(struct xdp_md *ctx, struct pkt *p
 	struct flow *ff = bpf_map_lookup_elem(&flows, &fwd);
 	if (!ff || ff->expires <= p->now)
 		return -1;
-	transition(ff, DIR_OUTPUT, p->proto == IPPROTO_TCP, p->tflags, p->now);
+	transition(ff, DIR_OUTPUT, p->proto, p->tflags, p->now);
 	account(ff->svc, ff->dest, 1, p->l3_len, 0);
 	rewrite(p, end, 0, vaddr, vport == key->sport ? 0 : vport);
 	p->route = 1;
@@ -1865,7 +1986,7 @@ static __always_inline int to_real_server(struct xdp_md *ctx, struct pkt *p, str
 	if (!d)
 		return XDP_PASS;
 	int dir = d->fwd == FWD_MASQ ? DIR_INPUT : DIR_INPUT_ONLY;
-	transition(f, dir, p->proto == IPPROTO_TCP, p->tflags, now);
+	transition(f, dir, p->proto, p->tflags, now);
 	account(f->svc, slot, 0, p->l3_len, new_conn);
 	if (d->family != p->family)
 		return count(EXC_UNSUPPORTED, XDP_PASS);
@@ -1888,6 +2009,105 @@ static __always_inline int to_real_server(struct xdp_md *ctx, struct pkt *p, str
 	if (d->fwd == FWD_TUNNEL)
 		return encap(ctx, p, d);
 	return count(EXC_UNSUPPORTED, XDP_PASS);
+}
+
+/* Change `n` bytes (2 or 4) at `at` to `to`, adding the difference to the
+ * checksum accumulators `a` and (when not NULL) `b`. */
+static __always_inline void icmp_patch(__u8 *at, const __u8 *to, int n, __u32 *a, __u32 *b)
+{
+	__u32 d = n == 4 ? csum_delta(at, to, 4) : csum_delta(at, to, 2);
+	*a += d;
+	if (b)
+		*b += d;
+	__builtin_memcpy(at, to, n == 4 ? 4 : 2);
+}
+
+/* An IPv4 ICMP error (unreachable, time exceeded, parameter problem)
+ * quoting a packet of a flow: to the flow's real server when the quoted
+ * packet went from the virtual address to the client (NAT: the quote and
+ * the destination rewritten to the real server), to the client when it
+ * went from the director to a NAT real server (the quote and the source
+ * rewritten to the virtual address). Otherwise the kernel's. */
+static __attribute__((noinline)) int icmp4_error(struct xdp_md *ctx, struct pkt *p)
+{
+	void *end = (void *)(long)ctx->data_end;
+	__u8 *ip = p->ip;
+	__u8 *icmp = p->l4;
+	if ((void *)(ip + 20) > end || (void *)(icmp + 8 + 20) > end)
+		return -1;
+	if (icmp[0] != 3 && icmp[0] != 11 && icmp[0] != 12)
+		return -1;
+	__u8 *eip = icmp + 8;
+	__u32 eihl = (eip[0] & 0x0f) * 4;
+	if ((eip[0] >> 4) != 4 || eihl < 20 || eihl > 60)
+		return -1;
+	__u8 eproto = eip[9];
+	if (eproto != IPPROTO_TCP && eproto != IPPROTO_UDP && eproto != IPPROTO_SCTP)
+		return -1;
+	__u8 *el4 = eip + eihl;
+	if ((void *)(el4 + 8) > end)
+		return -1;
+	/* The flow, if the quoted packet is a reply to a client. */
+	struct flow_key k = {};
+	__builtin_memcpy(k.saddr, eip + 16, 4);
+	__builtin_memcpy(k.daddr, eip + 12, 4);
+	__builtin_memcpy(&k.sport, el4 + 2, 2);
+	__builtin_memcpy(&k.dport, el4, 2);
+	k.proto = eproto;
+	k.family = 4;
+	struct flow *f = bpf_map_lookup_elem(&flows, &k);
+	if (f && f->expires > p->now) {
+		__u32 slot = f->dest;
+		struct dest *d = bpf_map_lookup_elem(&dests, &slot);
+		if (!d || d->family != 4)
+			return -1;
+		p->route = d->fwd == FWD_MASQ;
+		if (d->fwd == FWD_MASQ) {
+			__u32 icsum = 0, ecsum = 0, ocsum = 0;
+			__u8 port[2];
+			__be16 rport = d->port ? d->port : k.dport;
+			__builtin_memcpy(port, &rport, 2);
+			icmp_patch(eip + 12, d->addr, 4, &icsum, &ecsum);
+			icmp_patch(el4, port, 2, &icsum, 0);
+			__u8 old[2] = {eip[10], eip[11]};
+			csum_apply(eip + 10, ecsum, 0);
+			icsum += csum_delta(old, eip + 10, 2);
+			csum_apply(icmp + 2, icsum, 0);
+			icmp_patch(ip + 16, d->addr, 4, &ocsum, 0);
+			csum_apply(ip + 10, ocsum, 0);
+			p->icmp_to = slot;
+			return 0;
+		}
+		p->icmp_to = slot;
+		return 0;
+	}
+	/* The quoted packet went to a NAT real server: back to its client. */
+	struct flow_key b = {};
+	__builtin_memcpy(b.saddr, eip + 16, 4);
+	__builtin_memcpy(b.daddr, eip + 12, 4);
+	__builtin_memcpy(&b.sport, el4 + 2, 2);
+	__builtin_memcpy(&b.dport, el4, 2);
+	b.proto = eproto;
+	b.family = 4;
+	struct nat_back *nb = bpf_map_lookup_elem(&nat_back, &b);
+	if (!nb)
+		return -1;
+	__u32 icsum = 0, ecsum = 0, ocsum = 0;
+	__u8 vaddr[4];
+	__u8 vport[2];
+	__builtin_memcpy(vaddr, nb->vaddr, 4);
+	__builtin_memcpy(vport, &nb->vport, 2);
+	icmp_patch(eip + 16, vaddr, 4, &icsum, &ecsum);
+	icmp_patch(el4 + 2, vport, 2, &icsum, 0);
+	__u8 old[2] = {eip[10], eip[11]};
+	csum_apply(eip + 10, ecsum, 0);
+	icsum += csum_delta(old, eip + 10, 2);
+	csum_apply(icmp + 2, icsum, 0);
+	icmp_patch(ip + 12, vaddr, 4, &ocsum, 0);
+	csum_apply(ip + 10, ocsum, 0);
+	p->route = 1;
+	p->icmp_to = (__u32)-1;
+	return 0;
 }
 
 SEC("xdp")
@@ -1952,6 +2172,31 @@ int fulcrum_xdp(struct xdp_md *ctx)
 		return count(EXC_NOT_IP, XDP_PASS);
 	}
 
+	if (proto == IPPROTO_ICMP && key.family == 4) {
+		p.l3 = l3;
+		p.l4 = l4;
+		p.family = 4;
+		p.proto = proto;
+		p.now = now_ns();
+		if (icmp4_error(ctx, &p) == 0) {
+			count(EXC_ICMP_FWD, 0);
+			if (p.icmp_to == (__u32)-1) {
+				__u8 client[16] = {};
+				if ((void *)(p.ip + 20) > end)
+					return XDP_PASS;
+				__builtin_memcpy(client, p.ip + 16, 4);
+				return forward(ctx, &p, client, NULL);
+			}
+			__u32 slot = p.icmp_to;
+			struct dest *d = bpf_map_lookup_elem(&dests, &slot);
+			if (!d)
+				return XDP_PASS;
+			if (d->fwd == FWD_TUNNEL)
+				return encap(ctx, &p, d);
+			return forward(ctx, &p, d->addr, bpf_map_lookup_elem(&dest_nh, &slot));
+		}
+		return count(EXC_OTHER_L4, XDP_PASS);
+	}
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP && proto != IPPROTO_SCTP)
 		return count(EXC_OTHER_L4, XDP_PASS);
 	/* The whole transport header must be there, as IPVS requires it;
@@ -1972,6 +2217,10 @@ int fulcrum_xdp(struct xdp_md *ctx)
 	} else if (proto == IPPROTO_UDP) {
 		p.csum = l4 + 6;
 		p.udp = key.family == 4;
+	} else if ((void *)(l4 + 13) <= end) {
+		/* SCTP: its CRC covers no IP address; the first chunk's type
+		 * drives the state. */
+		p.tflags = l4[12];
 	}
 	__u64 now = now_ns();
 	p.now = now;
@@ -2002,6 +2251,9 @@ int fulcrum_xdp(struct xdp_md *ctx)
 		return count(EXC_NO_SERVICE, XDP_PASS);
 	__u32 svc_idx = *id;
 	if (proto == IPPROTO_TCP && (!(p.tflags & 0x02) || (p.tflags & 0x04)))
+		return count(EXC_NOT_SYN, XDP_PASS);
+	/* SCTP associations begin with INIT. */
+	if (proto == IPPROTO_SCTP && p.tflags != 1)
 		return count(EXC_NOT_SYN, XDP_PASS);
 	struct svc *sv = bpf_map_lookup_elem(&svc_conf, &svc_idx);
 	if (!sv)

@@ -183,13 +183,16 @@ pub enum Exception {
     /// Direct routing or tunnelling before the real server's next hop was
     /// resolved: dropped (the director has it resolved).
     NoNeighbour,
-    /// Too big for the tunnel: dropped.
+    /// Too big for the tunnel: answered "fragmentation needed" (IPv4)
+    /// or dropped.
     TooBig,
+    /// An ICMP error of a flow, sent on to its real server or client.
+    IcmpForwarded,
 }
 
 impl Exception {
     /// Every kind, in the map's order.
-    pub const ALL: [Exception; 13] = [
+    pub const ALL: [Exception; 14] = [
         Exception::NotIp,
         Exception::Malformed,
         Exception::Fragment,
@@ -203,6 +206,7 @@ impl Exception {
         Exception::Unsupported,
         Exception::NoNeighbour,
         Exception::TooBig,
+        Exception::IcmpForwarded,
     ];
 
     /// For people.
@@ -220,7 +224,8 @@ impl Exception {
             Exception::Ttl => "TTL ran out",
             Exception::Unsupported => "forwarding left to the kernel",
             Exception::NoNeighbour => "real server's next hop not resolved yet (dropped)",
-            Exception::TooBig => "too big for the tunnel (dropped)",
+            Exception::TooBig => "too big for the tunnel (answered or dropped)",
+            Exception::IcmpForwarded => "ICMP error of a flow, sent on",
         }
     }
 }

@@ -121,7 +121,25 @@ pub fn refuses_service(key: &ServiceKey) -> Option<String> {
 
 /// Why the XDP plane cannot reach a real server of `key` at `addr` by
 /// `fwd`; `None` when it can.
-pub fn refuses_dest(key: &ServiceKey, addr: &std::net::IpAddr, fwd: &Forwarding) -> Option<String> {
+pub fn refuses_dest(
+    key: &ServiceKey,
+    addr: &std::net::IpAddr,
+    port: u16,
+    fwd: &Forwarding,
+) -> Option<String> {
+    if let ServiceKey::Addr {
+        proto: fulcrum_core::Protocol::Sctp,
+        port: vport,
+        ..
+    } = key
+        && *fwd == Forwarding::Masq
+        && port != 0
+        && port != *vport
+    {
+        return Some(format!(
+            "{key}: real server {addr}:{port} takes SCTP on another port; the xdp data plane does not recompute SCTP's CRC (keep the virtual server's port, or use `dataplane = ipvs`)"
+        ));
+    }
     match fwd {
         Forwarding::Masq | Forwarding::Route => {}
         Forwarding::Tunnel {
@@ -162,7 +180,7 @@ pub(crate) fn refusal(svc: &Service) -> Option<String> {
     }
     svc.dests
         .iter()
-        .find_map(|d| refuses_dest(&svc.key, &d.addr, &d.fwd))
+        .find_map(|d| refuses_dest(&svc.key, &d.addr, d.port, &d.fwd))
 }
 
 /// wrr's `mw` and `di` for a list of weights (as

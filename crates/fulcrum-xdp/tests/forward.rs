@@ -370,11 +370,22 @@ fn tunnelling_wraps_the_packet_whole_and_drops_what_cannot_go_yet() {
         );
         assert_eq!(&out[54..], &syn6[14..]);
 
-        // A segment bigger than the tunnel's path allows: dropped, counted.
+        // A segment bigger than the tunnel's path allows (DF set, as the
+        // builder sends): answered, counted (the answer: the next test).
         let big = frame(("198.51.100.7", 40000), ("192.0.2.1", 80), Some(ACK), 1250);
         let (v, _) = p.test_run(&big).unwrap();
-        assert_eq!(v, fulcrum_xdp::XDP_DROP);
+        assert_eq!(v, fulcrum_xdp::XDP_TX);
         assert_eq!(count(&p, Exception::TooBig), 1);
+        // IPv6: dropped, counted.
+        let big6 = frame(
+            ("2001:db8:2::7", 40000),
+            ("2001:db8::1", 80),
+            Some(ACK),
+            1250,
+        );
+        let (v, _) = p.test_run(&big6).unwrap();
+        assert_eq!(v, fulcrum_xdp::XDP_DROP);
+        assert_eq!(count(&p, Exception::TooBig), 2);
 
         // A real server whose next hop is not resolved: dropped, counted,
         // and the plane has the kernel resolve it.
@@ -448,5 +459,180 @@ fn persistence_templates_are_listed_outlive_their_flows_and_expire() {
         p.sweep().unwrap();
         assert_eq!(p.dest_conns(&web, d1).unwrap().unwrap().persist, 0);
         assert!(p.connections().unwrap().is_empty());
+    });
+}
+
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "loads a BPF program in a network namespace: needs root; run with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
+#[test]
+fn icmp_errors_of_a_flow_reach_its_real_server_or_its_client() {
+    in_netns("", || {
+        let Some(mut p) = load() else { return };
+        let web = svc(Protocol::Tcp, "192.0.2.1", 80);
+        let mut t = Table::new();
+        t.add_service(ServiceSpec::new(web, SchedulerKind::Rr))
+            .unwrap();
+        t.add_dest(&web, dest("10.0.0.1", 8080, Forwarding::Masq, 1))
+            .unwrap();
+        p.publish(&t).unwrap();
+        p.test_run(&tcp(("198.51.100.7", 40000), ("192.0.2.1", 80), SYN))
+            .unwrap();
+        // A router towards the client cannot pass the director's reply:
+        // "fragmentation needed" for the VIP goes on to the real server,
+        // the quote now naming the real server's own address and port.
+        let reply = tcp(("192.0.2.1", 80), ("198.51.100.7", 40000), ACK);
+        let frag = icmp4_error("203.0.113.1", "192.0.2.1", 3, 4, [0, 0, 0x05, 0xdc], &reply);
+        let (v, out) = p.test_run(&frag).unwrap();
+        assert_eq!(v, XDP_PASS, "the kernel routes it (no route here)");
+        assert_eq!(&out[30..34], &[10, 0, 0, 1], "to the real server");
+        let q = 14 + 20 + 8;
+        assert_eq!(&out[q + 12..q + 16], &[10, 0, 0, 1], "quoted source");
+        assert_eq!(&out[q + 20..q + 22], &8080u16.to_be_bytes(), "quoted port");
+        assert_eq!(&out[q + 16..q + 20], &[198, 51, 100, 7]);
+        assert!(icmp4_ok(&out), "checksums");
+        assert_eq!(count(&p, Exception::IcmpForwarded), 1);
+        // Between the director and the real server a router cannot pass
+        // the client's packet: the client hears it from the VIP.
+        let fwd = tcp(("198.51.100.7", 40000), ("10.0.0.1", 8080), ACK);
+        let unreach = icmp4_error("10.0.0.254", "198.51.100.7", 3, 1, [0; 4], &fwd);
+        let (_, out) = p.test_run(&unreach).unwrap();
+        assert_eq!(&out[26..30], &[192, 0, 2, 1], "from the VIP");
+        assert_eq!(&out[q + 16..q + 20], &[192, 0, 2, 1], "quoted destination");
+        assert_eq!(&out[q + 22..q + 24], &80u16.to_be_bytes());
+        assert!(icmp4_ok(&out), "checksums");
+        // An error about nobody's flow is the kernel's, untouched.
+        let other = tcp(("192.0.2.1", 80), ("198.51.100.99", 1), ACK);
+        let stray = icmp4_error("203.0.113.1", "192.0.2.1", 3, 4, [0; 4], &other);
+        let (v, out) = p.test_run(&stray).unwrap();
+        assert_eq!((v, &out), (XDP_PASS, &stray));
+    });
+}
+
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "loads a BPF program in a network namespace: needs root; run with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
+#[test]
+fn too_big_for_the_tunnel_answers_fragmentation_needed_less_the_tunnel() {
+    let setup = "sysctl -qw net.ipv4.ip_forward=1; ip link set lo up; \
+                 ip link add rs0 address 02:00:00:00:00:aa mtu 1300 type veth peer name rs1; ip link set rs0 up; ip link set rs1 up; \
+                 ip addr add 10.0.0.254/24 dev rs0; \
+                 ip neigh add 10.0.0.1 lladdr 02:00:00:00:00:01 dev rs0 nud permanent";
+    in_netns(setup, || {
+        let Some(mut p) = load() else { return };
+        let web = svc(Protocol::Tcp, "192.0.2.1", 80);
+        let mut t = Table::new();
+        t.add_service(ServiceSpec::new(web, SchedulerKind::Rr))
+            .unwrap();
+        t.add_dest(&web, dest("10.0.0.1", 80, Forwarding::TUNNEL, 1))
+            .unwrap();
+        p.publish(&t).unwrap();
+        p.test_run(&tcp(("198.51.100.7", 40000), ("192.0.2.1", 80), SYN))
+            .unwrap();
+        let mut big = frame(("198.51.100.7", 40000), ("192.0.2.1", 80), Some(ACK), 1250);
+        big[14 + 6] = 0x40; // DF, as TCP sends
+        let sum: u32 = big[14..34]
+            .chunks(2)
+            .enumerate()
+            .filter(|(i, _)| *i != 5)
+            .map(|(_, c)| u32::from(u16::from_be_bytes([c[0], c[1]])))
+            .sum();
+        let c = !(((sum & 0xffff) + (sum >> 16)) as u16);
+        big[24..26].copy_from_slice(&c.to_be_bytes());
+        let (v, out) = p.test_run(&big).unwrap();
+        assert_eq!(v, fulcrum_xdp::XDP_TX, "answered on the way it came");
+        assert_eq!(&out[..6], &MAC[6..12], "to the sender's MAC");
+        assert_eq!(out[14 + 9], 1, "ICMP");
+        assert_eq!(&out[26..30], &[192, 0, 2, 1], "from the VIP");
+        assert_eq!(&out[30..34], &[198, 51, 100, 7], "to the client");
+        assert_eq!(&out[34..36], &[3, 4], "fragmentation needed");
+        assert_eq!(
+            u16::from_be_bytes([out[40], out[41]]),
+            1280,
+            "the path's MTU less the tunnel's 20 bytes"
+        );
+        assert_eq!(out.len(), 14 + 20 + 8 + 28, "the quote: header and 8 bytes");
+        assert_eq!(&out[42..70], &big[14..42]);
+        assert!(icmp4_ok(&out), "checksums");
+    });
+}
+
+/// An SCTP packet with one chunk of `kind` (CRC left zero: the program
+/// never reads or changes it).
+fn sctp(src: (&str, u16), dst: (&str, u16), kind: u8) -> Vec<u8> {
+    let s: std::net::Ipv4Addr = src.0.parse().unwrap();
+    let d: std::net::Ipv4Addr = dst.0.parse().unwrap();
+    let mut l4 = Vec::new();
+    l4.extend_from_slice(&src.1.to_be_bytes());
+    l4.extend_from_slice(&dst.1.to_be_bytes());
+    l4.extend_from_slice(&[0, 0, 0, 7, 0, 0, 0, 0]);
+    l4.extend_from_slice(&[kind, 0, 0, 4]);
+    let mut ip = vec![0x45, 0];
+    ip.extend_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
+    ip.extend_from_slice(&[0, 1, 0x40, 0, 64, 132, 0, 0]);
+    ip.extend_from_slice(&s.octets());
+    ip.extend_from_slice(&d.octets());
+    let sum: u32 = ip
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    let c = !(((sum & 0xffff) + (sum >> 16)) as u16);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut f = MAC.to_vec();
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&l4);
+    f
+}
+
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "loads a BPF program in a network namespace: needs root; run with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
+#[test]
+fn sctp_associations_begin_with_init_and_go_by_nat() {
+    in_netns("", || {
+        let Some(mut p) = load() else { return };
+        let sip = svc(Protocol::Sctp, "192.0.2.1", 5060);
+        let mut t = Table::new();
+        t.add_service(ServiceSpec::new(sip, SchedulerKind::Wlc))
+            .unwrap();
+        t.add_dest(&sip, dest("10.0.0.1", 5060, Forwarding::Masq, 1))
+            .unwrap();
+        p.publish(&t).unwrap();
+        // Not an INIT: no association to schedule.
+        let data = sctp(("198.51.100.7", 5000), ("192.0.2.1", 5060), 0);
+        let (v, out) = p.test_run(&data).unwrap();
+        assert_eq!((v, &out), (XDP_PASS, &data));
+        assert_eq!(count(&p, Exception::NotSyn), 1);
+        let init = sctp(("198.51.100.7", 5000), ("192.0.2.1", 5060), 1);
+        let (_, out) = p.test_run(&init).unwrap();
+        assert_eq!(&out[30..34], &[10, 0, 0, 1], "to the real server");
+        assert_eq!(
+            &out[34..],
+            &init[34..],
+            "the SCTP packet and its CRC untouched"
+        );
+        assert_eq!(conns(&p, &t, &sip, "10.0.0.1"), (0, 1));
+        let back = sctp(("10.0.0.1", 5060), ("198.51.100.7", 5000), 2);
+        let (_, out) = p.test_run(&back).unwrap();
+        assert_eq!(&out[26..30], &[192, 0, 2, 1], "replies from the VIP");
+        p.test_run(&sctp(("198.51.100.7", 5000), ("192.0.2.1", 5060), 10))
+            .unwrap();
+        p.test_run(&sctp(("10.0.0.1", 5060), ("198.51.100.7", 5000), 11))
+            .unwrap();
+        assert_eq!(conns(&p, &t, &sip, "10.0.0.1"), (1, 0), "established");
+        let (_, out) = p.test_run(&data).unwrap();
+        assert_eq!(&out[30..34], &[10, 0, 0, 1]);
+        p.test_run(&sctp(("198.51.100.7", 5000), ("192.0.2.1", 5060), 6))
+            .unwrap();
+        assert_eq!(conns(&p, &t, &sip, "10.0.0.1"), (0, 1), "aborted: CLOSE");
+        // Another port at the real server would need the CRC recomputed.
+        t.add_dest(&sip, dest("10.0.0.2", 5061, Forwarding::Masq, 1))
+            .unwrap();
+        let e = p.publish(&t).unwrap_err().to_string();
+        assert!(e.contains("does not recompute SCTP's CRC"), "{e}");
     });
 }

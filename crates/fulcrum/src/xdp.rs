@@ -114,7 +114,9 @@ impl XdpForwarding {
 fn xdp_refuses(cmd: &AdmCommand) -> Option<String> {
     match cmd {
         AdmCommand::AddService(a) | AdmCommand::EditService(a) => refuses_service(&a.key),
-        AdmCommand::AddDest(k, d) | AdmCommand::EditDest(k, d) => refuses_dest(k, &d.addr, &d.fwd),
+        AdmCommand::AddDest(k, d) | AdmCommand::EditDest(k, d) => {
+            refuses_dest(k, &d.addr, d.port, &d.fwd)
+        }
         AdmCommand::StartDaemon(_) => Some(
             "connection synchronisation does not run on the xdp data plane yet; use `dataplane = ipvs` for the kernel's sync daemon".into(),
         ),
@@ -143,7 +145,7 @@ impl DataPlane for XdpForwarding {
                 ));
             }
             for (name, d) in &s.dests {
-                if let Some(why) = refuses_dest(&s.spec.key, &d.addr, &d.fwd) {
+                if let Some(why) = refuses_dest(&s.spec.key, &d.addr, d.port, &d.fwd) {
                     return Err(format!(
                         "virtual server `{}`, real server `{name}`: {why}",
                         s.name

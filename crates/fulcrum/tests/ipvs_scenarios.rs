@@ -267,3 +267,41 @@ fn upgrades_keep_forwarding_changes_behind_its_back_are_undone_and_kernel_refusa
     // too), its record, and the VIP.
     assert_eq!(section(&out, "stopped"), "0\n", "{out}");
 }
+
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "needs root and the ipvs-vm tool: run with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
+#[test]
+fn five_node_nat_cluster_on_the_xdp_plane_on_another_kernel() {
+    // The XDP plane on the VM's kernel (6.1) for kernel-version coverage.
+    if fulcrum_xdp::program().is_err() {
+        return fulcrum_testbed::missing_peer("the XDP plane in the VM", "clang (and libbpf-dev)");
+    }
+    let Some(ethtool) = program(&["/usr/sbin/ethtool", "/sbin/ethtool"]) else {
+        return fulcrum_testbed::missing_peer("the XDP plane in the VM", "ethtool");
+    };
+    let out = scenario("xdp", &[("ETHTOOL", ethtool)]);
+    assert!(
+        section(&out, "status")
+            .starts_with("Fulcrum director: xdp data plane (`dataplane = xdp` on dc ("),
+        "{out}"
+    );
+    assert!(section(&out, "kernel").starts_with("6.1."), "{out}");
+    assert_eq!(
+        section(&out, "spread"),
+        "200 rs1 [::ffff:10.0.0.2]\n100 rs2 [::ffff:10.0.0.2]\n100 rs3 [::ffff:10.0.0.2]\n",
+        "{out}"
+    );
+    let table = section(&out, "table");
+    assert!(
+        table.contains("  -> 192.168.1.1:80                Masq    2000   0          200"),
+        "{out}"
+    );
+    // The 400 and the first request (waiting for the VIP), in TIME_WAIT.
+    assert_eq!(section(&out, "conns").trim(), "401", "{out}");
+    let nanny = section(&out, "nanny");
+    assert!(nanny.starts_with("rs2 out\n"), "{out}");
+    assert!(!nanny.contains("rs2\n"), "{out}");
+    assert_eq!(section(&out, "stop"), "detached\n", "{out}");
+}

@@ -203,3 +203,47 @@ pub(crate) fn in_netns<T: Send + 'static>(
         Err(e) => std::panic::resume_unwind(e),
     }
 }
+
+/// An IPv4 ICMP error (`kind`, `code`, the 4 bytes after the checksum)
+/// from `src` to `dst` quoting the IP header and 8 bytes of `quoted` (a
+/// frame); checksums right.
+pub(crate) fn icmp4_error(
+    src: &str,
+    dst: &str,
+    kind: u8,
+    code: u8,
+    rest: [u8; 4],
+    quoted: &[u8],
+) -> Vec<u8> {
+    let q = &quoted[14..14 + 20 + 8];
+    let mut icmp = vec![kind, code, 0, 0];
+    icmp.extend_from_slice(&rest);
+    icmp.extend_from_slice(q);
+    let c = !fold(sum16(&icmp));
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let s: std::net::Ipv4Addr = src.parse().unwrap();
+    let d: std::net::Ipv4Addr = dst.parse().unwrap();
+    let mut ip = vec![0x45, 0];
+    ip.extend_from_slice(&((20 + icmp.len()) as u16).to_be_bytes());
+    ip.extend_from_slice(&[0, 1, 0, 0, 64, 1, 0, 0]);
+    ip.extend_from_slice(&s.octets());
+    ip.extend_from_slice(&d.octets());
+    let c = !fold(sum16(&ip));
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut f = MAC.to_vec();
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&icmp);
+    f
+}
+
+/// An IPv4 ICMP frame's checksums verify: the IP header, the ICMP
+/// message, the quoted IP header.
+pub(crate) fn icmp4_ok(f: &[u8]) -> bool {
+    let ihl = usize::from(f[14] & 0xf) * 4;
+    let icmp = &f[14 + ihl..];
+    let qihl = usize::from(icmp[8] & 0xf) * 4;
+    fold(sum16(&f[14..14 + ihl])) == 0xffff
+        && fold(sum16(icmp)) == 0xffff
+        && fold(sum16(&icmp[8..8 + qihl])) == 0xffff
+}
