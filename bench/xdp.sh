@@ -4,7 +4,7 @@
 #   apt-get install clang libbpf-dev netsniff-ng nftables ethtool wrk haproxy nginx-light
 #   cargo build --release
 # Usage: bench/xdp.sh   (DUR seconds per measurement, default 5; RUNS rounds,
-#                        default 3; PART=pps|cps|all, default all)
+#                        default 3; PART=pps|cps|mem|all, default all)
 #
 # pps: 64-byte UDP packets from a generator namespace (trafgen, one CPU,
 # source ports 1000..60000: one flow each) through the director namespace
@@ -14,6 +14,10 @@
 # the private veth (the forwarding ceiling of this set-up), kernel routing,
 # nftables DNAT, Fulcrum's XDP plane by NAT and by direct routing. Each
 # round measures every one; the medians and the ratios are printed.
+#
+# mem: the memory the program's maps take (the kernel's own account,
+# `memlock` in /proc/PID/fdinfo), for the default table of 1,048,576 flows:
+# per flow, the flow table and the NAT replies' table together.
 #
 # cps: TCP connections per second with wrk (64 connections, a new
 # connection per request) through Fulcrum's XDP NAT, Fulcrum's proxy plane
@@ -31,7 +35,7 @@ PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   sleep 0.5
-  for n in xg xd xs cli dir lan rs1 rs2; do ip netns del "$P-$n" 2>/dev/null || true; done
+  for n in xg xd xs xm cli dir lan rs1 rs2; do ip netns del "$P-$n" 2>/dev/null || true; done
   [ -n "${KEEP:-}" ] && echo "bench: kept $W" >&2 || rm -rf "$W"
 }
 trap cleanup EXIT
@@ -268,10 +272,49 @@ CF
     printf "Fulcrum XDP NAT / Fulcrum proxy:    %.2fx\nFulcrum XDP NAT / HAProxy:          %.2fx\n", a / b, a / c }'
 }
 
+mem_part() {
+  ip netns add "$(ns xm)"; ip -n "$(ns xm)" link set lo up
+  ip -n "$(ns xm)" link add m0 type veth peer name m1
+  ip -n "$(ns xm)" link set m0 up; ip -n "$(ns xm)" link set m1 up
+  cat > "$W/mem.cf" <<CF
+dataplane = xdp
+network = nat
+virtual v {
+ address = 10.203.0.100 m0:1
+ active = 1
+ port = 80
+ checktype = off
+ server s {
+  address = 10.203.0.2
+  active = 1
+ }
+}
+CF
+  ip netns exec "$(ns xm)" "$BIN" run --config "$W/mem.cf" --control "$W/m.sock" >"$W/mem.log" 2>&1 &
+  local fp=$!
+  for _ in $(seq 50); do [ -S "$W/m.sock" ] && break; sleep 0.1; done
+  echo "== mem: the program's maps (memlock, as the kernel accounts them)"
+  local total=0 flows=0
+  for fd in /proc/$fp/fdinfo/*; do
+    grep -q '^map_type' "$fd" 2>/dev/null || continue
+    local t e m k v
+    t=$(awk '/^map_type/ {print $2}' "$fd"); e=$(awk '/^max_entries/ {print $2}' "$fd")
+    m=$(awk '/^memlock/ {print $2}' "$fd"); k=$(awk '/^key_size/ {print $2}' "$fd"); v=$(awk '/^value_size/ {print $2}' "$fd")
+    printf '  map type %-2s entries %-8s key %-3s value %-5s %10s bytes\n' "$t" "$e" "$k" "$v" "$m"
+    total=$((total + m))
+    # The flow table and the NAT replies: LRU hashes (type 9) of 1,048,576.
+    if [ "$t" = 9 ] && [ "$e" = 1048576 ]; then flows=$((flows + m)); fi
+  done
+  kill $fp; wait $fp 2>/dev/null || true
+  echo "all maps: $((total / 1048576)) MiB"
+  echo "flows + NAT replies for 1,048,576 flows: $((flows / 1048576)) MiB, $((flows / 1048576)) bytes per flow"
+}
+
 declare -A M
 case $PART in
   pps) pps_part ;;
   cps) cps_part ;;
-  all) pps_part; cps_part ;;
-  *) echo "bench: PART is pps, cps or all" >&2; exit 2 ;;
+  mem) mem_part ;;
+  all) pps_part; cps_part; mem_part ;;
+  *) echo "bench: PART is pps, cps, mem or all" >&2; exit 2 ;;
 esac

@@ -423,3 +423,94 @@ fn direct_routing_and_tunnelling_in_xdp_to_real_servers_without_ipip() {
         );
     }
 }
+
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "network-namespace test: run as root with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
+#[test]
+fn failover_moves_the_addresses_and_the_backups_program_forwards() {
+    if !built_with_xdp() {
+        return;
+    }
+    use fulcrum_testbed::{DIRECTOR_PUBLIC, director_name, port_name};
+    let mut net = FiveNode::with_directors("w", 2);
+    net.start_realservers(BIN);
+    // Both directors' programs redirect into their veths: GRO on the
+    // bridges' ports; full checksums from the client and real servers.
+    net.exec("cli", "ethtool -K eth0 tx off");
+    for i in 0..2 {
+        net.exec("pub", &format!("ethtool -K {} gro on", port_name(i)));
+        net.exec("lan", &format!("ethtool -K {} gro on", port_name(i)));
+    }
+    for rs in ["rs1", "rs2", "rs3"] {
+        net.exec(rs, "ethtool -K eth0 tx off");
+    }
+    let tmp = Dir::new("xdp-ha");
+    let cf = tmp.file("lvs.cf");
+    std::fs::write(
+        &cf,
+        config("rr", [1, 1, 1], "").replace(
+            "primary = 10.200.1.2\n",
+            &format!(
+                "primary = {}\nbackup = {}\nbackup_active = 1\nheartbeat = 1\nkeepalive = 0.1\ndeadtime = 0.5\n",
+                DIRECTOR_PUBLIC[0], DIRECTOR_PUBLIC[1]
+            ),
+        ),
+    )
+    .unwrap();
+    let controls: Vec<String> = (0..2).map(|i| tmp.file(&format!("d{i}.sock"))).collect();
+    let mut ds: Vec<Bg> = (0..2)
+        .map(|i| {
+            let d = net.spawn(
+                &director_name(i),
+                BIN,
+                &["run", "--config", &cf, "--control", &controls[i]],
+                &[],
+            );
+            let c = controls[i].clone();
+            wait_for("a director", 10, || std::path::Path::new(&c).exists());
+            d
+        })
+        .collect();
+    let holds = |i: usize| {
+        net.addrs(&director_name(i), "eth0")
+            .contains(&format!("{VIP}/32"))
+    };
+    wait_for("the primary to hold the VIP", 5, || holds(0) && !holds(1));
+    let cli = net.ns("cli");
+    let get = |n: usize| {
+        let o = fulcrum_testbed::try_sh(&format!(
+            "ip netns exec {cli} sh -c 'for i in $(seq {n}); do curl -s --max-time 2 http://{VIP}/; done'"
+        ));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert_eq!(get(9).lines().count(), 9, "served by the primary's program");
+    // The primary dies as a machine does: kill -9 and its links gone (a
+    // killed process leaves its addresses, which a live kernel would go on
+    // answering ARP for). The backup takes the addresses; its program
+    // forwards.
+    ds[0].signal_and_wait("KILL");
+    net.exec("dir", "ip link set eth0 down");
+    net.exec("dir", "ip link set eth1 down");
+    wait_for("the backup to take over", 5, || holds(1));
+    // The real servers' neighbour entries for the NAT router address
+    // still name the dead director's MAC until the backup's gratuitous
+    // ARPs are taken (the kernel ignores them within `locktime` of the
+    // last update): the first replies may be lost, as with kernel IPVS.
+    wait_for("the backup to serve every real server", 30, || {
+        get(3).lines().count() == 3
+    });
+    let out = get(9);
+    assert_eq!(
+        out.lines().count(),
+        9,
+        "served by the backup's program: {out}"
+    );
+    let status = sh(&format!("{BIN} status --control {}", controls[1]));
+    assert!(status.contains("xdp data plane"), "{status}");
+    assert!(status.contains("failover: MASTER"), "{status}");
+    let listing = adm(&controls[1], "-L -n");
+    assert!(listing.matches("Masq    1").count() == 3, "{listing}");
+    assert_eq!(ds[1].signal_and_wait("TERM"), Some(0));
+}
