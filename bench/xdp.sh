@@ -4,7 +4,8 @@
 #   apt-get install clang libbpf-dev netsniff-ng nftables ethtool wrk haproxy nginx-light
 #   cargo build --release
 # Usage: bench/xdp.sh   (DUR seconds per measurement, default 5; RUNS rounds,
-#                        default 3; PART=pps|cps|mem|all, default all)
+#                        default 3; PART=pps|cps|mem|vm|all, default all:
+#                        all but vm)
 #
 # pps: 64-byte UDP packets from a generator namespace (trafgen, one CPU,
 # source ports 1000..60000: one flow each) through the director namespace
@@ -18,6 +19,11 @@
 # mem: the memory the program's maps take (the kernel's own account,
 # `memlock` in /proc/PID/fdinfo), for the default table of 1,048,576 flows:
 # per flow, the flow table and the NAT replies' table together.
+#
+# vm: the pps comparison in ../shared/tools/ipvs-vm (Debian 6.1 under
+# QEMU) against the kernel's IPVS NAT, for the record: there the emulated
+# generator bounds everything, so the figures show that the planes work,
+# not which is faster.
 #
 # cps: TCP connections per second with wrk (64 connections, a new
 # connection per request) through Fulcrum's XDP NAT, Fulcrum's proxy plane
@@ -310,11 +316,90 @@ CF
   echo "flows + NAT replies for 1,048,576 flows: $((flows / 1048576)) MiB, $((flows / 1048576)) bytes per flow"
 }
 
+vm_part() {
+  local VMTOOL=${IPVS_VM:-$ROOT/../shared/tools/ipvs-vm}
+  [ -x "$VMTOOL" ] || { echo "bench: needs $VMTOOL" >&2; exit 2; }
+  bpf -c "$ROOT/bench/xdp/drop.bpf.c" -o "$W/drop.o"
+  cat > "$W/vm.sh" <<VMS
+FULCRUM=$BIN; DUR=$DUR; DROP=$W/drop.o
+VMS
+  cat >> "$W/vm.sh" <<'VMS'
+set -u
+modprobe veth; modprobe ip_vs; modprobe ip_vs_rr; modprobe nf_tables 2>/dev/null; modprobe nft_nat 2>/dev/null
+ip netns add xg; ip netns add xs
+ip link add g0 netns xg type veth peer name d0
+ip link add d1 type veth peer name s0 netns xs
+ip -n xg addr add 10.201.1.10/24 dev g0; ip -n xg link set g0 up; ip -n xg link set lo up
+ip addr add 10.201.1.1/24 dev d0; ip link set d0 up
+ip addr add 10.201.2.1/24 dev d1; ip link set d1 up
+ip -n xs addr add 10.201.2.2/24 dev s0; ip -n xs link set s0 up
+sysctl -qw net.ipv4.ip_forward=1
+mac() { ip -n "$1" -o link show "$2" 2>/dev/null | sed 's/.*link\/ether \([0-9a-f:]*\).*//'; }
+ip neigh replace 10.201.2.2 lladdr "$(mac xs s0)" dev d1 nud permanent
+ip -n xs link set dev s0 xdpdrv obj "$DROP" sec xdp
+DMAC=$(ip -o link show d0 | sed 's/.*link\/ether \([0-9a-f:]*\).*//')
+echo "{ eth(da=$DMAC), ipv4(saddr=10.201.1.10, daddr=10.201.1.100, ttl=64), udp(sp=dinc(1000, 60000), dp=9), fill(0x41, 18) }" > /tmp/vip.cfg
+# count NS DEV: the XDP drops counted on DEV (in NS, or the VM's own with "").
+count() {
+  if [ -z "$1" ]; then "$ETHTOOL" -S "$2"; else ip netns exec "$1" "$ETHTOOL" -S "$2"; fi |
+    awk '/rx_queue_0_xdp_drops/ {print $2}'
+}
+run() { # what, counting ns, dev
+  local a b
+  a=$(count "$2" "$3")
+  ip netns exec xg timeout -s KILL "$DUR" "$TRAFGEN" --dev g0 --conf /tmp/vip.cfg --cpus 1 -q >/dev/null 2>&1
+  sleep 0.5
+  b=$(count "$2" "$3")
+  echo "$1 $(( (b - a) / DUR / 1000 ))"
+}
+ip link set dev d0 xdpdrv obj "$DROP" sec xdp
+run drop "" d0
+ip link set dev d0 xdpdrv off
+ipvsadm -A -u 10.201.1.100:9 -s rr; ipvsadm -a -u 10.201.1.100:9 -r 10.201.2.2:9 -m
+ip addr add 10.201.1.100/32 dev d0
+run ipvs_nat xs s0
+ipvsadm -C; ip addr del 10.201.1.100/32 dev d0
+if "$NFT" add table ip bench 2>/dev/null; then
+  "$NFT" add chain ip bench pre '{ type nat hook prerouting priority -100; }'
+  "$NFT" add rule ip bench pre ip daddr 10.201.1.100 udp dport 9 dnat to 10.201.2.2
+  run nft_dnat xs s0
+  "$NFT" delete table ip bench
+fi
+cat > /tmp/x.cf <<CF
+dataplane = xdp
+network = nat
+nat_router = 10.201.2.254 d1:1
+virtual v {
+ address = 10.201.1.100 d0:1
+ active = 1
+ protocol = udp
+ port = 9
+ checktype = off
+ server s {
+  address = 10.201.2.2
+  active = 1
+ }
+}
+CF
+"$FULCRUM" run --config /tmp/x.cf --control /tmp/x.sock 2>/tmp/x.log &
+for i in $(seq 100); do [ -S /tmp/x.sock ] && break; sleep 0.1; done
+sleep 0.5
+run fulcrum_xdp_nat xs s0
+kill %1 2>/dev/null
+VMS
+  local tg nf et
+  tg=$(command -v trafgen); nf=$(command -v nft); et=$(command -v ethtool)
+  sed -i "1i TRAFGEN=$tg; NFT=$nf; ETHTOOL=$et" "$W/vm.sh"
+  echo "== vm: 64-byte UDP kpps inside the VM (kernel 6.1, TCG), DUR=${DUR}s"
+  "$VMTOOL" --add "$BIN" --add "$tg" --add "$nf" --add "$et" --add "$W/drop.o" --timeout 600 "$W/vm.sh"
+}
+
 declare -A M
 case $PART in
   pps) pps_part ;;
   cps) cps_part ;;
   mem) mem_part ;;
+  vm) vm_part ;;
   all) pps_part; cps_part; mem_part ;;
-  *) echo "bench: PART is pps, cps, mem or all" >&2; exit 2 ;;
+  *) echo "bench: PART is pps, cps, mem, vm or all" >&2; exit 2 ;;
 esac

@@ -2110,6 +2110,104 @@ static __attribute__((noinline)) int icmp4_error(struct xdp_md *ctx, struct pkt 
 	return 0;
 }
 
+/* bpf_csum_diff of 16 bytes (an IPv6 address), as the big-endian 16-bit
+ * sum the rest of this file adds: the helper sums in host order (little
+ * endian), which is the same ones' complement sum with its bytes swapped. */
+static __always_inline __u32 addr_delta16(const __u8 *from, const __u8 *to)
+{
+	__u64 s = (__u32)bpf_csum_diff((__be32 *)from, 16, (__be32 *)to, 16, 0);
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return ((s & 0xff) << 8) | ((s >> 8) & 0xff);
+}
+
+/* A checksum difference summed in 64 bits, brought down to what
+ * csum_apply adds (at most 17 bits). */
+static __always_inline __u32 fold_delta(__u64 s)
+{
+	s = (s & 0xffffffff) + (s >> 32);
+	s = (s & 0xffffffff) + (s >> 32);
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__u32)s;
+}
+
+/* The same for ICMPv6 (unreachable, packet too big, time exceeded,
+ * parameter problem), whose checksum also covers the outer addresses. */
+static __attribute__((noinline)) int icmp6_error(struct xdp_md *ctx, struct pkt *p)
+{
+	void *end = (void *)(long)ctx->data_end;
+	__u8 *ip = p->ip;
+	__u8 *icmp = p->l4;
+	if ((void *)(ip + 40) > end || (void *)(icmp + 8 + 40 + 8) > end)
+		return -1;
+	if (icmp[0] < 1 || icmp[0] > 4)
+		return -1;
+	__u8 *eip = icmp + 8;
+	if ((eip[0] >> 4) != 6)
+		return -1;
+	__u8 eproto = eip[6];
+	if (eproto != IPPROTO_TCP && eproto != IPPROTO_UDP && eproto != IPPROTO_SCTP)
+		return -1;
+	__u8 *el4 = eip + 40;
+	struct flow_key k = {};
+	__builtin_memcpy(k.saddr, eip + 24, 16);
+	__builtin_memcpy(k.daddr, eip + 8, 16);
+	__builtin_memcpy(&k.sport, el4 + 2, 2);
+	__builtin_memcpy(&k.dport, el4, 2);
+	k.proto = eproto;
+	k.family = 6;
+	__u64 acc = 0;
+	struct flow *f = bpf_map_lookup_elem(&flows, &k);
+	if (f && f->expires > p->now) {
+		__u32 slot = f->dest;
+		struct dest *d = bpf_map_lookup_elem(&dests, &slot);
+		if (!d || d->family != 6)
+			return -1;
+		p->route = d->fwd == FWD_MASQ;
+		p->icmp_to = slot;
+		if (d->fwd != FWD_MASQ)
+			return 0;
+		__u8 port[2];
+		__be16 rport = d->port ? d->port : k.dport;
+		__builtin_memcpy(port, &rport, 2);
+		acc += addr_delta16(eip + 8, d->addr);
+		__builtin_memcpy(eip + 8, d->addr, 16);
+		acc += csum_delta(el4, port, 2);
+		__builtin_memcpy(el4, port, 2);
+		/* The pseudo-header's destination changes too. */
+		acc += addr_delta16(ip + 24, d->addr);
+		__builtin_memcpy(ip + 24, d->addr, 16);
+		csum_apply(icmp + 2, fold_delta(acc), 0);
+		return 0;
+	}
+	struct flow_key b = {};
+	__builtin_memcpy(b.saddr, eip + 24, 16);
+	__builtin_memcpy(b.daddr, eip + 8, 16);
+	__builtin_memcpy(&b.sport, el4 + 2, 2);
+	__builtin_memcpy(&b.dport, el4, 2);
+	b.proto = eproto;
+	b.family = 6;
+	struct nat_back *nb = bpf_map_lookup_elem(&nat_back, &b);
+	if (!nb)
+		return -1;
+	__u8 vaddr[16];
+	__u8 vport[2];
+	__builtin_memcpy(vaddr, nb->vaddr, 16);
+	__builtin_memcpy(vport, &nb->vport, 2);
+	acc += addr_delta16(eip + 24, vaddr);
+	__builtin_memcpy(eip + 24, vaddr, 16);
+	acc += csum_delta(el4 + 2, vport, 2);
+	__builtin_memcpy(el4 + 2, vport, 2);
+	acc += addr_delta16(ip + 8, vaddr);
+	__builtin_memcpy(ip + 8, vaddr, 16);
+	csum_apply(icmp + 2, fold_delta(acc), 0);
+	p->route = 1;
+	p->icmp_to = (__u32)-1;
+	return 0;
+}
+
 SEC("xdp")
 int fulcrum_xdp(struct xdp_md *ctx)
 {
@@ -2172,20 +2270,21 @@ int fulcrum_xdp(struct xdp_md *ctx)
 		return count(EXC_NOT_IP, XDP_PASS);
 	}
 
-	if (proto == IPPROTO_ICMP && key.family == 4) {
+	if ((proto == IPPROTO_ICMP && key.family == 4) ||
+	    (proto == NEXTHDR_ICMPV6 && key.family == 6)) {
 		p.l3 = l3;
 		p.l4 = l4;
-		p.family = 4;
+		p.family = key.family;
 		p.proto = proto;
 		p.now = now_ns();
-		if (icmp4_error(ctx, &p) == 0) {
+		int r = key.family == 4 ? icmp4_error(ctx, &p) : icmp6_error(ctx, &p);
+		if (r == 0) {
 			count(EXC_ICMP_FWD, 0);
 			if (p.icmp_to == (__u32)-1) {
-				__u8 client[16] = {};
-				if ((void *)(p.ip + 20) > end)
+				/* To the client: the packet's own destination. */
+				if ((void *)(p.ip + 40) > end)
 					return XDP_PASS;
-				__builtin_memcpy(client, p.ip + 16, 4);
-				return forward(ctx, &p, client, NULL);
+				return forward(ctx, &p, key.family == 4 ? p.ip + 16 : p.ip + 24, NULL);
 			}
 			__u32 slot = p.icmp_to;
 			struct dest *d = bpf_map_lookup_elem(&dests, &slot);

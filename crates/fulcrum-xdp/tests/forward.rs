@@ -636,3 +636,46 @@ fn sctp_associations_begin_with_init_and_go_by_nat() {
         assert!(e.contains("does not recompute SCTP's CRC"), "{e}");
     });
 }
+
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "loads a BPF program in a network namespace: needs root; run with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
+#[test]
+fn icmpv6_errors_of_a_flow_reach_its_real_server_or_its_client() {
+    in_netns("", || {
+        let Some(mut p) = load() else { return };
+        let web = svc(Protocol::Tcp, "2001:db8::1", 443);
+        let mut t = Table::new();
+        t.add_service(ServiceSpec::new(web, SchedulerKind::Rr))
+            .unwrap();
+        t.add_dest(&web, dest("2001:db8:1::3", 8443, Forwarding::Masq, 1))
+            .unwrap();
+        p.publish(&t).unwrap();
+        p.test_run(&tcp(("2001:db8:2::7", 40000), ("2001:db8::1", 443), SYN))
+            .unwrap();
+        // "Packet too big" for the VIP about its reply: to the real server.
+        let reply = tcp(("2001:db8::1", 443), ("2001:db8:2::7", 40000), ACK);
+        let ptb = icmp6_error("2001:db8:ff::1", "2001:db8::1", 2, 0, [0, 0, 5, 0], &reply);
+        let (_, out) = p.test_run(&ptb).unwrap();
+        let rs: std::net::Ipv6Addr = "2001:db8:1::3".parse().unwrap();
+        assert_eq!(&out[38..54], &rs.octets(), "to the real server");
+        assert_eq!(&out[62 + 8..62 + 24], &rs.octets(), "quoted source");
+        assert_eq!(
+            &out[62 + 40..62 + 42],
+            &8443u16.to_be_bytes(),
+            "quoted port"
+        );
+        assert!(icmp6_ok(&out), "checksum");
+        // Unreachable towards the real server: to the client, from the VIP.
+        let fwd = tcp(("2001:db8:2::7", 40000), ("2001:db8:1::3", 8443), ACK);
+        let unreach = icmp6_error("2001:db8:1::fe", "2001:db8:2::7", 1, 3, [0; 4], &fwd);
+        let (_, out) = p.test_run(&unreach).unwrap();
+        let vip: std::net::Ipv6Addr = "2001:db8::1".parse().unwrap();
+        assert_eq!(&out[22..38], &vip.octets(), "from the VIP");
+        assert_eq!(&out[62 + 24..62 + 40], &vip.octets(), "quoted destination");
+        assert_eq!(&out[62 + 42..62 + 44], &443u16.to_be_bytes());
+        assert!(icmp6_ok(&out), "checksum");
+        assert_eq!(count(&p, Exception::IcmpForwarded), 2);
+    });
+}

@@ -247,3 +247,44 @@ pub(crate) fn icmp4_ok(f: &[u8]) -> bool {
         && fold(sum16(icmp)) == 0xffff
         && fold(sum16(&icmp[8..8 + qihl])) == 0xffff
 }
+
+/// An ICMPv6 error (`kind`, `code`, the 4 bytes after the checksum) from
+/// `src` to `dst` quoting the IPv6 header and 8 bytes of `quoted` (a
+/// frame); checksum right.
+pub(crate) fn icmp6_error(
+    src: &str,
+    dst: &str,
+    kind: u8,
+    code: u8,
+    rest: [u8; 4],
+    quoted: &[u8],
+) -> Vec<u8> {
+    let s: IpAddr = src.parse().unwrap();
+    let d: IpAddr = dst.parse().unwrap();
+    let mut icmp = vec![kind, code, 0, 0];
+    icmp.extend_from_slice(&rest);
+    icmp.extend_from_slice(&quoted[14..14 + 40 + 8]);
+    let c = !fold(pseudo(&s, &d, 58, icmp.len()) + sum16(&icmp));
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let (IpAddr::V6(s6), IpAddr::V6(d6)) = (s, d) else {
+        panic!("IPv6 addresses")
+    };
+    let mut f = MAC.to_vec();
+    f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+    f.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[58, 64]);
+    f.extend_from_slice(&s6.octets());
+    f.extend_from_slice(&d6.octets());
+    f.extend_from_slice(&icmp);
+    f
+}
+
+/// An ICMPv6 frame's checksum verifies (with its pseudo-header).
+pub(crate) fn icmp6_ok(f: &[u8]) -> bool {
+    let a = |i: usize| -> IpAddr {
+        let b: [u8; 16] = f[i..i + 16].try_into().unwrap();
+        IpAddr::from(b)
+    };
+    let icmp = &f[54..];
+    fold(pseudo(&a(22), &a(38), 58, icmp.len()) + sum16(icmp)) == 0xffff
+}
