@@ -300,7 +300,7 @@ CF
   local fp=$!
   for _ in $(seq 50); do [ -S "$W/m.sock" ] && break; sleep 0.1; done
   echo "== mem: the program's maps (memlock, as the kernel accounts them)"
-  local total=0 flows=0
+  local total=0 flows=0 v6=0 v6n=1
   for fd in /proc/$fp/fdinfo/*; do
     grep -q '^map_type' "$fd" 2>/dev/null || continue
     local t e m k v
@@ -308,12 +308,17 @@ CF
     m=$(awk '/^memlock/ {print $2}' "$fd"); k=$(awk '/^key_size/ {print $2}' "$fd"); v=$(awk '/^value_size/ {print $2}' "$fd")
     printf '  map type %-2s entries %-8s key %-3s value %-5s %10s bytes\n' "$t" "$e" "$k" "$v" "$m"
     total=$((total + m))
-    # The flow table and the NAT replies: LRU hashes (type 9) of 1,048,576.
-    if [ "$t" = 9 ] && [ "$e" = 1048576 ]; then flows=$((flows + m)); fi
+    # The IPv4 flow table (with the NAT replies): the array of 128-byte
+    # buckets.
+    if [ "$t" = 2 ] && [ "$v" = 128 ]; then flows=$((flows + m)); fi
+    # IPv6 flows and their replies: the LRU hashes of a quarter as many
+    # (the templates' hash has an eighth).
+    if [ "$t" = 9 ] && [ "$e" = 262144 ]; then v6=$((v6 + m)); v6n=$e; fi
   done
   kill $fp; wait $fp 2>/dev/null || true
   echo "all maps: $((total / 1048576)) MiB"
-  echo "flows + NAT replies for 1,048,576 flows: $((flows / 1048576)) MiB, $((flows / 1048576)) bytes per flow"
+  echo "IPv4 flows (NAT: a flow and its replies) for 1,048,576 flows: $((flows / 1048576)) MiB, $((flows / 1048576)) bytes per flow"
+  echo "IPv6 flows and replies, room for $v6n: $((v6 / 1048576)) MiB, $((v6 / v6n)) bytes per flow"
 }
 
 vm_part() {

@@ -627,6 +627,228 @@ static __always_inline void transition(struct flow *f, int dir, __u8 proto, __u8
 	set_state(f, next, now);
 }
 
+/* ---- The IPv4 flow table: 4-way buckets in an array, 32 bytes a slot ----
+ *
+ * IPv4 flows (the many) live here rather than in a kernel hash table,
+ * whose every element costs some 64 bytes of bookkeeping: a flow takes one
+ * 32-byte slot, a NAT flow a second for its replies, so a million NAT flows
+ * fit in 64 MiB. A bucket is two cache lines. A new entry takes a free
+ * slot, else an expired flow's, else the flow that expires first (evicted,
+ * its counts taken off: the table is full). IPv6 flows keep the hash maps. */
+#define KIND_FLOW 1
+#define KIND_BACK 2
+
+struct back4 {
+	__be32 vaddr;
+	__be16 vport;
+	__u16 pad;
+	__u64 pad2;
+};
+
+struct slot4 {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 kind;
+	__u16 pad;
+	union {
+		struct flow f;
+		struct back4 b;
+	};
+};
+
+struct bucket4 {
+	struct slot4 s[4];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct bucket4);
+} ftab4 SEC(".maps");
+
+/* Buckets - 1 (a power of two), set when the program is loaded. */
+const volatile __u32 ftab4_mask = 16383;
+
+static __always_inline struct bucket4 *bucket4_of(const struct flow_key *k)
+{
+	__u32 sa, da;
+	__builtin_memcpy(&sa, k->saddr, 4);
+	__builtin_memcpy(&da, k->daddr, 4);
+	__u64 h = (((__u64)sa << 32) | da) * 0x9E3779B97F4A7C15ULL;
+	h ^= (((__u64)k->sport << 24) | ((__u64)k->dport << 8) | k->proto) * 0xC2B2AE3D27D4EB4FULL;
+	h ^= h >> 31;
+	__u32 i = (__u32)h & ftab4_mask;
+	return bpf_map_lookup_elem(&ftab4, &i);
+}
+
+static __always_inline int slot_is(const struct slot4 *s, const struct flow_key *k, __u8 kind)
+{
+	__u32 sa, da;
+	__builtin_memcpy(&sa, k->saddr, 4);
+	__builtin_memcpy(&da, k->daddr, 4);
+	return s->kind == kind && s->saddr == sa && s->daddr == da && s->sport == k->sport &&
+	       s->dport == k->dport && s->proto == k->proto;
+}
+
+static __always_inline struct slot4 *slot4_find(struct bucket4 *b, const struct flow_key *k, __u8 kind)
+{
+	if (slot_is(&b->s[0], k, kind))
+		return &b->s[0];
+	if (slot_is(&b->s[1], k, kind))
+		return &b->s[1];
+	if (slot_is(&b->s[2], k, kind))
+		return &b->s[2];
+	if (slot_is(&b->s[3], k, kind))
+		return &b->s[3];
+	return 0;
+}
+
+/* A slot for a new entry with key `k`, filled with the key and `kind`. */
+static __always_inline struct slot4 *slot4_take(struct bucket4 *b, const struct flow_key *k, __u8 kind,
+						__u64 now)
+{
+	struct slot4 *v = 0;
+	if (b->s[0].kind == 0)
+		v = &b->s[0];
+	else if (b->s[1].kind == 0)
+		v = &b->s[1];
+	else if (b->s[2].kind == 0)
+		v = &b->s[2];
+	else if (b->s[3].kind == 0)
+		v = &b->s[3];
+	if (!v) {
+		/* The flow that expires first (expired ones first of all). */
+		__u64 least = ~0ULL;
+		if (b->s[0].kind == KIND_FLOW && b->s[0].f.expires < least) {
+			least = b->s[0].f.expires;
+			v = &b->s[0];
+		}
+		if (b->s[1].kind == KIND_FLOW && b->s[1].f.expires < least) {
+			least = b->s[1].f.expires;
+			v = &b->s[1];
+		}
+		if (b->s[2].kind == KIND_FLOW && b->s[2].f.expires < least) {
+			least = b->s[2].f.expires;
+			v = &b->s[2];
+		}
+		if (b->s[3].kind == KIND_FLOW && b->s[3].f.expires < least) {
+			least = b->s[3].f.expires;
+			v = &b->s[3];
+		}
+		if (!v)
+			v = &b->s[0];
+		if (v->kind == KIND_FLOW)
+			unbind_dest(v->f.dest, v->f.flags & FLOW_INACTIVE);
+	}
+	__builtin_memcpy(&v->saddr, k->saddr, 4);
+	__builtin_memcpy(&v->daddr, k->daddr, 4);
+	v->sport = k->sport;
+	v->dport = k->dport;
+	v->proto = k->proto;
+	v->kind = kind;
+	v->pad = 0;
+	return v;
+}
+
+/* The flow of a key (either family). */
+static __always_inline struct flow *flow_get(const struct flow_key *k)
+{
+	if (k->family != 4)
+		return bpf_map_lookup_elem(&flows, k);
+	struct bucket4 *b = bucket4_of(k);
+	if (!b)
+		return 0;
+	struct slot4 *s = slot4_find(b, k, KIND_FLOW);
+	return s ? &s->f : 0;
+}
+
+/* A new flow for a key: where it now lives, or NULL. */
+static __always_inline struct flow *flow_new(const struct flow_key *k, const struct flow *nf, __u64 now)
+{
+	if (k->family != 4) {
+		if (bpf_map_update_elem(&flows, k, nf, BPF_ANY))
+			return 0;
+		return bpf_map_lookup_elem(&flows, k);
+	}
+	struct bucket4 *b = bucket4_of(k);
+	if (!b)
+		return 0;
+	struct slot4 *s = slot4_find(b, k, KIND_FLOW);
+	if (!s)
+		s = slot4_take(b, k, KIND_FLOW, now);
+	__builtin_memcpy(&s->f, nf, sizeof(*nf));
+	return &s->f;
+}
+
+static __always_inline void flow_del(const struct flow_key *k)
+{
+	if (k->family != 4) {
+		bpf_map_delete_elem(&flows, k);
+		return;
+	}
+	struct bucket4 *b = bucket4_of(k);
+	struct slot4 *s = b ? slot4_find(b, k, KIND_FLOW) : 0;
+	if (s)
+		s->kind = 0;
+}
+
+/* Where the replies of a NAT flow (keyed as they arrive) go back to. */
+static __always_inline int back_get(const struct flow_key *k, struct nat_back *out)
+{
+	if (k->family != 4) {
+		struct nat_back *nb = bpf_map_lookup_elem(&nat_back, k);
+		if (!nb)
+			return 0;
+		__builtin_memcpy(out, nb, sizeof(*out));
+		return 1;
+	}
+	struct bucket4 *b = bucket4_of(k);
+	struct slot4 *s = b ? slot4_find(b, k, KIND_BACK) : 0;
+	if (!s)
+		return 0;
+	__builtin_memset(out, 0, sizeof(*out));
+	__builtin_memcpy(out->vaddr, &s->b.vaddr, 4);
+	out->vport = s->b.vport;
+	return 1;
+}
+
+static __always_inline void back_put(const struct flow_key *k, const __u8 *vaddr, __be16 vport, __u64 now)
+{
+	if (k->family != 4) {
+		struct nat_back v = {};
+		__builtin_memcpy(v.vaddr, vaddr, 16);
+		v.vport = vport;
+		bpf_map_update_elem(&nat_back, k, &v, BPF_ANY);
+		return;
+	}
+	struct bucket4 *b = bucket4_of(k);
+	if (!b)
+		return;
+	struct slot4 *s = slot4_find(b, k, KIND_BACK);
+	if (!s)
+		s = slot4_take(b, k, KIND_BACK, now);
+	__builtin_memcpy(&s->b.vaddr, vaddr, 4);
+	s->b.vport = vport;
+	s->b.pad = 0;
+	s->b.pad2 = 0;
+}
+
+static __always_inline void back_del(const struct flow_key *k)
+{
+	if (k->family != 4) {
+		bpf_map_delete_elem(&nat_back, k);
+		return;
+	}
+	struct bucket4 *b = bucket4_of(k);
+	struct slot4 *s = b ? slot4_find(b, k, KIND_BACK) : 0;
+	if (s)
+		s->kind = 0;
+}
+
 /* ---- Schedulers: each follows its fulcrum-core twin (and ip_vs_<name>.c) ---- */
 
 struct scan {
@@ -1943,10 +2165,8 @@ static __attribute__((noinline)) int remember_reply(struct flow_key *k, struct d
 	back.dport = k->sport;
 	back.proto = k->proto;
 	back.family = k->family;
-	struct nat_back v = {};
-	__builtin_memcpy(v.vaddr, k->daddr, 16);
-	v.vport = k->dport;
-	return bpf_map_update_elem(&nat_back, &back, &v, BPF_ANY);
+	back_put(&back, k->daddr, k->dport, now_ns());
+	return 0;
 }
 
 /* A real server's reply of a NAT flow (`nb` says where to): the virtual
@@ -1966,7 +2186,7 @@ static __attribute__((noinline)) int nat_reply(struct xdp_md *ctx, struct pkt *p
 	__u8 vaddr[16];
 	__builtin_memcpy(vaddr, nb->vaddr, 16);
 	__be16 vport = nb->vport;
-	struct flow *ff = bpf_map_lookup_elem(&flows, &fwd);
+	struct flow *ff = flow_get(&fwd);
 	if (!ff || ff->expires <= p->now)
 		return -1;
 	transition(ff, DIR_OUTPUT, p->proto, p->tflags, p->now);
@@ -1974,6 +2194,16 @@ static __attribute__((noinline)) int nat_reply(struct xdp_md *ctx, struct pkt *p
 	rewrite(p, end, 0, vaddr, vport == key->sport ? 0 : vport);
 	p->route = 1;
 	return 0;
+}
+
+/* A real server's reply of a NAT flow, found by its key: rewritten, ready
+ * to forward (0), or -1. Not inlined: the lookup's room is its own. */
+static __attribute__((noinline)) int reply_of_nat(struct xdp_md *ctx, struct pkt *p, struct flow_key *key)
+{
+	struct nat_back nb;
+	if (!back_get(key, &nb))
+		return -1;
+	return nat_reply(ctx, p, key, &nb);
 }
 
 /* A client's packet for a flow bound to `slot`: rewrite and send on. */
@@ -2055,7 +2285,7 @@ static __attribute__((noinline)) int icmp4_error(struct xdp_md *ctx, struct pkt 
 	__builtin_memcpy(&k.dport, el4, 2);
 	k.proto = eproto;
 	k.family = 4;
-	struct flow *f = bpf_map_lookup_elem(&flows, &k);
+	struct flow *f = flow_get(&k);
 	if (f && f->expires > p->now) {
 		__u32 slot = f->dest;
 		struct dest *d = bpf_map_lookup_elem(&dests, &slot);
@@ -2089,9 +2319,10 @@ static __attribute__((noinline)) int icmp4_error(struct xdp_md *ctx, struct pkt 
 	__builtin_memcpy(&b.dport, el4, 2);
 	b.proto = eproto;
 	b.family = 4;
-	struct nat_back *nb = bpf_map_lookup_elem(&nat_back, &b);
-	if (!nb)
+	struct nat_back nbv;
+	if (!back_get(&b, &nbv))
 		return -1;
+	struct nat_back *nb = &nbv;
 	__u32 icsum = 0, ecsum = 0, ocsum = 0;
 	__u8 vaddr[4];
 	__u8 vport[2];
@@ -2159,7 +2390,7 @@ static __attribute__((noinline)) int icmp6_error(struct xdp_md *ctx, struct pkt 
 	k.proto = eproto;
 	k.family = 6;
 	__u64 acc = 0;
-	struct flow *f = bpf_map_lookup_elem(&flows, &k);
+	struct flow *f = flow_get(&k);
 	if (f && f->expires > p->now) {
 		__u32 slot = f->dest;
 		struct dest *d = bpf_map_lookup_elem(&dests, &slot);
@@ -2325,13 +2556,12 @@ int fulcrum_xdp(struct xdp_md *ctx)
 	p.now = now;
 
 	/* A client's packet of a known flow. */
-	struct flow *f = bpf_map_lookup_elem(&flows, &key);
+	struct flow *f = flow_get(&key);
 	if (f && f->expires > now)
 		return to_real_server(ctx, &p, &key, f, now, 0);
 
 	/* A real server's reply of a NAT flow. */
-	struct nat_back *nb = bpf_map_lookup_elem(&nat_back, &key);
-	if (nb && nat_reply(ctx, &p, &key, nb) == 0)
+	if (reply_of_nat(ctx, &p, &key) == 0)
 		return forward(ctx, &p, key.daddr, NULL);
 
 	/* A new connection to a virtual service? */
@@ -2361,7 +2591,7 @@ int fulcrum_xdp(struct xdp_md *ctx)
 	if (f) {
 		/* An expired flow the sweeper has not reached: let it go first. */
 		unbind_dest(f->dest, f->flags & FLOW_INACTIVE);
-		bpf_map_delete_elem(&flows, &key);
+		flow_del(&key);
 	}
 	__s64 slot;
 	if (sv->persist) {
@@ -2379,11 +2609,11 @@ int fulcrum_xdp(struct xdp_md *ctx)
 	nf.flags = FLOW_INACTIVE;
 	nf.expires = now + timeout_ns(nf.state);
 	bind_dest(nf.dest);
-	if (bpf_map_update_elem(&flows, &key, &nf, BPF_ANY))
+	f = flow_new(&key, &nf, now);
+	if (!f) {
+		unbind_dest(nf.dest, 1);
 		return count(EXC_NO_DEST, XDP_PASS);
-	f = bpf_map_lookup_elem(&flows, &key);
-	if (!f)
-		return XDP_PASS;
+	}
 	return to_real_server(ctx, &p, &key, f, now, 1);
 }
 
@@ -2420,11 +2650,55 @@ static long sweep_one(void *map, struct flow_key *k, struct flow *f, struct swee
 		back.dport = k->sport;
 		back.proto = k->proto;
 		back.family = k->family;
-		bpf_map_delete_elem(&nat_back, &back);
+		back_del(&back);
 	}
 	unbind_dest(slot, f->flags & FLOW_INACTIVE);
-	bpf_map_delete_elem(map, k);
+	if (map)
+		bpf_map_delete_elem(map, k);
 	s->expired++;
+	return 0;
+}
+
+/* The IPv4 table, one bucket a step: flows as above (the slot freed when
+ * expired), reply entries whose flow is gone freed too. */
+static __always_inline void sweep_slot4(struct slot4 *sl, struct sweep_ctx *s)
+{
+	struct flow_key k = {};
+	__builtin_memcpy(k.saddr, &sl->saddr, 4);
+	__builtin_memcpy(k.daddr, &sl->daddr, 4);
+	k.sport = sl->sport;
+	k.dport = sl->dport;
+	k.proto = sl->proto;
+	k.family = 4;
+	if (sl->kind == KIND_FLOW) {
+		int expired = sl->f.expires <= s->now;
+		sweep_one(0, &k, &sl->f, s);
+		if (expired)
+			sl->kind = 0;
+	} else if (sl->kind == KIND_BACK) {
+		struct flow_key fwd = {};
+		__builtin_memcpy(fwd.saddr, &sl->daddr, 4);
+		__builtin_memcpy(fwd.daddr, &sl->b.vaddr, 4);
+		fwd.sport = sl->dport;
+		fwd.dport = sl->b.vport;
+		fwd.proto = sl->proto;
+		fwd.family = 4;
+		struct flow *f = flow_get(&fwd);
+		if (!f || f->expires <= s->now)
+			sl->kind = 0;
+	}
+}
+
+static long sweep_bucket4(__u32 i, void *ctx)
+{
+	struct sweep_ctx *s = ctx;
+	struct bucket4 *b = bpf_map_lookup_elem(&ftab4, &i);
+	if (!b)
+		return 1;
+	sweep_slot4(&b->s[0], s);
+	sweep_slot4(&b->s[1], s);
+	sweep_slot4(&b->s[2], s);
+	sweep_slot4(&b->s[3], s);
 	return 0;
 }
 
@@ -2443,6 +2717,7 @@ int fulcrum_sweep(struct xdp_md *ctx)
 	struct sweep_ctx s = {};
 	s.now = now_ns();
 	bpf_for_each_map_elem(&flows, sweep_one, &s, 0);
+	bpf_loop(ftab4_mask + 1, sweep_bucket4, &s, 0);
 	bpf_for_each_map_elem(&templates, sweep_template, &s, 0);
 	__u32 k = 0;
 	bpf_map_update_elem(&sweep_result, &k, &s.seen, BPF_ANY);

@@ -29,8 +29,8 @@ use fulcrum_core::{Protocol, ServiceKey, Table};
 
 use crate::publish::{Layout, SchedChange, Write, adjust_wrr};
 use crate::records::{
-    DEST_LEN, DestConns, FLOW_KEY_LEN, FLOW_LEN, FlowRecord, SCHED_LEN, SVC_LEN, SchedState,
-    TMPL_KEY_LEN, TemplateRecord,
+    BUCKET4_LEN, DEST_LEN, DestConns, FLOW_KEY_LEN, FLOW_LEN, FlowRecord, SCHED_LEN, SVC_LEN,
+    SchedState, TMPL_KEY_LEN, TemplateRecord,
 };
 
 /// The compiled BPF object (empty when clang was missing at build time).
@@ -315,6 +315,8 @@ pub struct XdpPlane {
     layout: Layout,
     /// The no-neighbour drops already answered by [`XdpPlane::resolve_next_hops`].
     no_neigh_seen: u64,
+    /// Buckets of the IPv4 flow table.
+    buckets: u32,
 }
 
 impl XdpPlane {
@@ -326,10 +328,17 @@ impl XdpPlane {
     /// privilege: it needs root or CAP_BPF with CAP_NET_ADMIN).
     pub fn load(flows: u32) -> Result<XdpPlane, XdpError> {
         let flows = flows.max(1024);
+        // IPv4: a slot per flow and one per NAT flow's replies, four a
+        // bucket. IPv6 flows (and their replies) take a quarter as many.
+        let buckets = (flows / 2).next_power_of_two().max(1024);
+        let v6 = (flows / 4).max(1024);
+        let mask: u32 = buckets - 1;
         let mut ebpf = EbpfLoader::new()
-            .map_max_entries("flows", flows)
-            .map_max_entries("nat_back", flows)
-            .map_max_entries("templates", (flows / 4).max(1024))
+            .map_max_entries("ftab4", buckets)
+            .override_global("ftab4_mask", &mask, true)
+            .map_max_entries("flows", v6)
+            .map_max_entries("nat_back", v6)
+            .map_max_entries("templates", (flows / 8).max(1024))
             .load(program()?)
             .map_err(|e| kernel("loading the XDP object")(&e))?;
         for name in [PROGRAM, SWEEPER] {
@@ -341,6 +350,7 @@ impl XdpPlane {
             ebpf,
             layout: Layout::new(),
             no_neigh_seen: 0,
+            buckets,
         };
         plane.set_tcp_table()?;
         plane.set_timeouts(&Timeouts::default())?;
@@ -873,10 +883,23 @@ impl XdpPlane {
         let m: HashMap<&MapData, [u8; FLOW_KEY_LEN], [u8; FLOW_LEN]> =
             HashMap::try_from(map(&self.ebpf, "flows", "the flow table")?)
                 .map_err(|e| kernel("the flow table")(&e))?;
-        Ok(m.iter()
+        let mut out: Vec<FlowRecord> = m
+            .iter()
             .filter_map(Result::ok)
             .filter_map(|(k, v)| FlowRecord::parse(&k, &v))
-            .collect())
+            .collect();
+        let t4: Array<&MapData, [u8; BUCKET4_LEN]> =
+            Array::try_from(map(&self.ebpf, "ftab4", "the IPv4 flow table")?)
+                .map_err(|e| kernel("the IPv4 flow table")(&e))?;
+        for i in 0..self.buckets {
+            let b = t4
+                .get(&i, 0)
+                .map_err(|e| kernel("reading the IPv4 flow table")(&e))?;
+            if b.iter().any(|x| *x != 0) {
+                out.extend(FlowRecord::parse_bucket4(&b));
+            }
+        }
+        Ok(out)
     }
 
     /// The packets the program did not forward, by why, summed over the

@@ -301,7 +301,32 @@ pub struct FlowRecord {
     pub inactive: bool,
 }
 
+/// `struct bucket4`: four 32-byte slots of the IPv4 flow table.
+pub const BUCKET4_LEN: usize = 128;
+
 impl FlowRecord {
+    /// The flows among the four slots of an IPv4 bucket (reply entries and
+    /// free slots left out).
+    pub fn parse_bucket4(b: &[u8; BUCKET4_LEN]) -> Vec<FlowRecord> {
+        b.chunks_exact(32)
+            .filter(|s| s[13] == 1)
+            .filter_map(|s| {
+                let port = |i: usize| u16::from_be_bytes([s[i], s[i + 1]]);
+                let v4 = |i: usize| IpAddr::from([s[i], s[i + 1], s[i + 2], s[i + 3]]);
+                Some(FlowRecord {
+                    proto: s[12],
+                    client: (v4(0), port(8)),
+                    virt: (v4(4), port(10)),
+                    expires_ns: u64::from_ne_bytes(s[16..24].try_into().ok()?),
+                    dest: u32::from_ne_bytes(s[24..28].try_into().ok()?),
+                    svc: u16::from_ne_bytes(s[28..30].try_into().ok()?),
+                    state: s[30],
+                    inactive: s[31] & 1 != 0,
+                })
+            })
+            .collect()
+    }
+
     /// From a key and value of `flows`; `None` for a record no program wrote.
     pub fn parse(k: &[u8; FLOW_KEY_LEN], v: &[u8; FLOW_LEN]) -> Option<FlowRecord> {
         let fam = k[37];
@@ -399,5 +424,20 @@ mod tests {
         assert_eq!((f.dest, f.state, f.inactive), (2, 1, false));
         k[37] = 5;
         assert_eq!(FlowRecord::parse(&k, &v), None);
+        // An IPv4 bucket: a flow, a reply entry, two free slots.
+        let mut b = [0u8; BUCKET4_LEN];
+        b[..4].copy_from_slice(&[198, 51, 100, 1]);
+        b[4..8].copy_from_slice(&[192, 0, 2, 1]);
+        b[8..10].copy_from_slice(&40000u16.to_be_bytes());
+        b[10..12].copy_from_slice(&80u16.to_be_bytes());
+        b[12] = 6;
+        b[13] = 1;
+        b[24..28].copy_from_slice(&3u32.to_ne_bytes());
+        b[30] = 1;
+        b[32 + 13] = 2;
+        let flows = FlowRecord::parse_bucket4(&b);
+        assert_eq!(flows.len(), 1);
+        assert_eq!(flows[0].client, ("198.51.100.1".parse().unwrap(), 40000));
+        assert_eq!((flows[0].dest, flows[0].state), (3, 1));
     }
 }
