@@ -257,18 +257,6 @@ pub fn service_key(key: &ServiceKey) -> Option<[u8; 20]> {
     Some(k)
 }
 
-impl From<Counters> for fulcrum_core::estimator::Counters {
-    fn from(c: Counters) -> Self {
-        fulcrum_core::estimator::Counters {
-            conns: c.conns,
-            inpkts: c.inpkts,
-            outpkts: c.outpkts,
-            inbytes: c.inbytes,
-            outbytes: c.outbytes,
-        }
-    }
-}
-
 /// The address this host sends from towards `to` (the kernel's choice,
 /// from its routing table): a tunnel's outer source. `None` without a
 /// route.
@@ -283,20 +271,9 @@ pub fn source_towards(to: &std::net::IpAddr) -> Option<std::net::IpAddr> {
     s.local_addr().ok().map(|a| a.ip())
 }
 
-/// Traffic counters of a service or a real server, summed over the CPUs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Connections scheduled.
-    pub conns: u64,
-    /// Packets in (client to real server).
-    pub inpkts: u64,
-    /// Packets out (NAT replies).
-    pub outpkts: u64,
-    /// Bytes in (IP layer).
-    pub inbytes: u64,
-    /// Bytes out.
-    pub outbytes: u64,
-}
+/// Traffic counters of a service or a real server, summed over the CPUs
+/// (fulcrum-core's, which the listings render).
+pub use fulcrum_core::estimator::Counters;
 
 /// What one sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -741,11 +718,11 @@ impl XdpPlane {
                         inactconns: n.inactive,
                         persistconns: n.persist,
                         overload: n.overload == epoch + 1,
-                        counters: d.into(),
+                        counters: d,
                     },
                 ));
             }
-            table.observe(key, c.into(), dests);
+            table.observe(key, c, dests);
         }
         Ok(())
     }
