@@ -339,10 +339,10 @@ ip addr add 10.201.1.1/24 dev d0; ip link set d0 up
 ip addr add 10.201.2.1/24 dev d1; ip link set d1 up
 ip -n xs addr add 10.201.2.2/24 dev s0; ip -n xs link set s0 up
 sysctl -qw net.ipv4.ip_forward=1
-mac() { ip -n "$1" -o link show "$2" 2>/dev/null | sed 's/.*link\/ether \([0-9a-f:]*\).*//'; }
+mac() { ip -n "$1" -o link show "$2" 2>/dev/null | sed 's/.*link\/ether \([0-9a-f:]*\).*/\1/'; }
 ip neigh replace 10.201.2.2 lladdr "$(mac xs s0)" dev d1 nud permanent
 ip -n xs link set dev s0 xdpdrv obj "$DROP" sec xdp
-DMAC=$(ip -o link show d0 | sed 's/.*link\/ether \([0-9a-f:]*\).*//')
+DMAC=$(ip -o link show d0 | sed 's/.*link\/ether \([0-9a-f:]*\).*/\1/')
 echo "{ eth(da=$DMAC), ipv4(saddr=10.201.1.10, daddr=10.201.1.100, ttl=64), udp(sp=dinc(1000, 60000), dp=9), fill(0x41, 18) }" > /tmp/vip.cfg
 # count NS DEV: the XDP drops counted on DEV (in NS, or the VM's own with "").
 count() {
@@ -352,7 +352,7 @@ count() {
 run() { # what, counting ns, dev
   local a b
   a=$(count "$2" "$3")
-  ip netns exec xg timeout -s KILL "$DUR" "$TRAFGEN" --dev g0 --conf /tmp/vip.cfg --cpus 1 -q >/dev/null 2>&1
+  (ip netns exec xg timeout -s KILL "$DUR" "$TRAFGEN" --dev g0 --conf /tmp/vip.cfg --cpus 1 -q >/dev/null 2>&1) 2>/dev/null
   sleep 0.5
   b=$(count "$2" "$3")
   echo "$1 $(( (b - a) / DUR / 1000 ))"
