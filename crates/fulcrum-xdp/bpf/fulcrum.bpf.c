@@ -2031,6 +2031,12 @@ static __attribute__((noinline)) int forward(struct xdp_md *ctx, struct pkt *p, 
  * (IP-in-IP, or IPv6-in-IPv6), from the director's address towards it,
  * out of the interface the FIB names. Too big for the tunnel's MTU, or no
  * next hop yet: dropped, counted. */
+/* encap()'s answer when an IPv6 packet is too big for the tunnel: the
+ * caller answers "packet too big" with the MTU left in p->icmp_to. */
+#define TOO_BIG6 100
+
+static __attribute__((noinline)) int packet_too_big(struct xdp_md *ctx, __u32 mtu);
+
 static __attribute__((noinline)) int encap(struct xdp_md *ctx, struct pkt *p, struct dest *d)
 {
 	void *data = (void *)(long)ctx->data;
@@ -2070,6 +2076,13 @@ static __attribute__((noinline)) int encap(struct xdp_md *ctx, struct pkt *p, st
 		/* The client learns the path's MTU less the tunnel's header. */
 		if (v4 && head[1] && fib.mtu_result > hlen)
 			return count(EXC_TOO_BIG, frag_needed(ctx, fib.mtu_result - hlen));
+		if (!v4) {
+			/* IPv6 goes no lower than 1280. The answer is built by
+			 * the caller (its stack is shallower). */
+			p->icmp_to = fib.mtu_result > hlen + 1280 ? fib.mtu_result - hlen : 1280;
+			count(EXC_TOO_BIG, 0);
+			return TOO_BIG6;
+		}
 		return count(EXC_TOO_BIG, XDP_DROP);
 	}
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
@@ -2236,9 +2249,74 @@ static __always_inline int to_real_server(struct xdp_md *ctx, struct pkt *p, str
 		p->route = 0;
 		return forward(ctx, p, d->addr, bpf_map_lookup_elem(&dest_nh, &slot));
 	}
-	if (d->fwd == FWD_TUNNEL)
-		return encap(ctx, p, d);
+	if (d->fwd == FWD_TUNNEL) {
+		int v = encap(ctx, p, d);
+		return v == TOO_BIG6 ? packet_too_big(ctx, p->icmp_to) : v;
+	}
 	return count(EXC_UNSUPPORTED, XDP_PASS);
+}
+
+/* The same for IPv6: "packet too big" (type 2) carrying `mtu`, quoting the
+ * packet's header and first 8 bytes (enough for the sender to find its
+ * socket; RFC 4443 allows less than the whole packet). Built in place:
+ * the new headers go before the packet, which is cut after the quote. */
+static __attribute__((noinline)) int packet_too_big(struct xdp_md *ctx, __u32 mtu)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	if (data + 14 + 48 > end)
+		return XDP_DROP;
+	if (bpf_xdp_adjust_head(ctx, -48))
+		return XDP_DROP;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	__u32 want = 14 + 48 + 48;
+	__u32 have = (__u32)(end - data);
+	if (have > want && bpf_xdp_adjust_tail(ctx, (int)want - (int)have))
+		return XDP_DROP;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	__u8 *f = data;
+	if ((void *)(f + 14 + 96) > end)
+		return XDP_DROP;
+	/* The old Ethernet header now sits at 48, the old IPv6 one at 62. */
+	__u8 *old = f + 48;
+	__u8 *oip = f + 62;
+	__builtin_memcpy(f, old + 6, 6);  /* back to the sender */
+	__builtin_memcpy(f + 6, old, 6);  /* from us */
+	f[12] = 0x86;
+	f[13] = 0xdd;
+	__u8 *nip = f + 14;
+	nip[0] = 0x60;
+	nip[1] = 0;
+	nip[2] = 0;
+	nip[3] = 0;
+	nip[4] = 0;
+	nip[5] = 56;
+	nip[6] = NEXTHDR_ICMPV6;
+	nip[7] = 64;
+	__builtin_memcpy(nip + 8, oip + 24, 16);  /* from the VIP */
+	__builtin_memcpy(nip + 24, oip + 8, 16);  /* to the client */
+	__u8 *icmp = nip + 40;
+	icmp[0] = 2;
+	icmp[1] = 0;
+	icmp[2] = 0;
+	icmp[3] = 0;
+	icmp[4] = mtu >> 24;
+	icmp[5] = (mtu >> 16) & 0xff;
+	icmp[6] = (mtu >> 8) & 0xff;
+	icmp[7] = mtu & 0xff;
+	/* The pseudo-header (both addresses, the length, the next header)
+	 * and the 56-byte message. */
+	__u32 sum = 56 + NEXTHDR_ICMPV6;
+	for (int i = 8; i < 40; i += 2)
+		sum += ((__u32)nip[i] << 8) | nip[i + 1];
+	for (int i = 0; i < 56; i += 2)
+		sum += ((__u32)icmp[i] << 8) | icmp[i + 1];
+	__u16 c = ~csum_fold32(sum);
+	icmp[2] = c >> 8;
+	icmp[3] = c & 0xff;
+	return XDP_TX;
 }
 
 /* Change `n` bytes (2 or 4) at `at` to `to`, adding the difference to the
@@ -2521,8 +2599,10 @@ int fulcrum_xdp(struct xdp_md *ctx)
 			struct dest *d = bpf_map_lookup_elem(&dests, &slot);
 			if (!d)
 				return XDP_PASS;
-			if (d->fwd == FWD_TUNNEL)
-				return encap(ctx, &p, d);
+			if (d->fwd == FWD_TUNNEL) {
+				int v = encap(ctx, &p, d);
+				return v == TOO_BIG6 ? XDP_DROP : v;
+			}
 			return forward(ctx, &p, d->addr, bpf_map_lookup_elem(&dest_nh, &slot));
 		}
 		return count(EXC_OTHER_L4, XDP_PASS);

@@ -376,16 +376,28 @@ fn tunnelling_wraps_the_packet_whole_and_drops_what_cannot_go_yet() {
         let (v, _) = p.test_run(&big).unwrap();
         assert_eq!(v, fulcrum_xdp::XDP_TX);
         assert_eq!(count(&p, Exception::TooBig), 1);
-        // IPv6: dropped, counted.
+        // IPv6: "packet too big" from the VIP, IPv6's least MTU (1300 less
+        // the tunnel's 40 bytes is below it), quoting header and 8 bytes.
         let big6 = frame(
             ("2001:db8:2::7", 40000),
             ("2001:db8::1", 80),
             Some(ACK),
             1250,
         );
-        let (v, _) = p.test_run(&big6).unwrap();
-        assert_eq!(v, fulcrum_xdp::XDP_DROP);
+        let (v, out) = p.test_run(&big6).unwrap();
+        assert_eq!(v, fulcrum_xdp::XDP_TX);
         assert_eq!(count(&p, Exception::TooBig), 2);
+        assert_eq!(&out[12..14], &[0x86, 0xdd]);
+        assert_eq!(out[20], 58, "ICMPv6");
+        assert_eq!(&out[22..38], &big6[38..54], "from the VIP");
+        assert_eq!(&out[38..54], &big6[22..38], "to the client");
+        assert_eq!(&out[54..56], &[2, 0], "packet too big");
+        assert_eq!(
+            u32::from_be_bytes([out[58], out[59], out[60], out[61]]),
+            1280
+        );
+        assert_eq!(&out[62..], &big6[14..62], "the quote: header and 8 bytes");
+        assert!(icmp6_ok(&out), "checksum");
 
         // A real server whose next hop is not resolved: dropped, counted,
         // and the plane has the kernel resolve it.
