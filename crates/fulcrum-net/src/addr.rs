@@ -123,6 +123,11 @@ impl AddressManager {
     /// # Errors
     /// [`NetError::NoSuchDevice`].
     pub async fn link_index(&self, dev: &str) -> Result<u32, NetError> {
+        Ok(self.link(dev).await?.header.index)
+    }
+
+    /// A device's link message, by name.
+    async fn link(&self, dev: &str) -> Result<netlink_packet_route::link::LinkMessage, NetError> {
         let mut links = self
             .handle
             .link()
@@ -130,7 +135,7 @@ impl AddressManager {
             .match_name(dev.to_string())
             .execute();
         match links.try_next().await {
-            Ok(Some(l)) => Ok(l.header.index),
+            Ok(Some(l)) => Ok(l),
             _ => Err(NetError::NoSuchDevice(dev.to_string())),
         }
     }
@@ -210,15 +215,7 @@ impl AddressManager {
     /// [`NetError::NoSuchDevice`].
     pub async fn xdp_program(&self, dev: &str) -> Result<Option<u32>, NetError> {
         use netlink_packet_route::link::LinkXdp;
-        let mut links = self
-            .handle
-            .link()
-            .get()
-            .match_name(dev.to_string())
-            .execute();
-        let Ok(Some(l)) = links.try_next().await else {
-            return Err(NetError::NoSuchDevice(dev.to_string()));
-        };
+        let l = self.link(dev).await?;
         Ok(l.attributes.iter().find_map(|a| match a {
             LinkAttribute::Xdp(x) => x.iter().find_map(|x| match x {
                 LinkXdp::ProgId(id) if *id != 0 => Some(*id),

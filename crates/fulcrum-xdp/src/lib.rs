@@ -86,9 +86,6 @@ pub enum XdpError {
     /// Not an interface name.
     #[error("`{0}` is not an interface name (at most 15 characters, no `/`, space or NUL)")]
     BadInterface(String),
-    /// Too many services for the map.
-    #[error("{0} services: the XDP plane holds at most {MAX_SERVICES}")]
-    TooMany(usize),
     /// Services the plane does not forward, each with why.
     #[error("{}", .0.join("; "))]
     Refused(Vec<String>),

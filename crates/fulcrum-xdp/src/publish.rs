@@ -353,11 +353,17 @@ impl Layout {
         writes: &mut Vec<Write>,
     ) -> Result<(), String> {
         let key = svc.key;
-        // Tunnels need the director's address towards each real server.
+        // Tunnels need the director's address towards each real server:
+        // asked of the kernel once, when the real server arrives.
         let mut tun_src = HashMap::new();
         for d in &svc.dests {
             if matches!(d.fwd, Forwarding::Tunnel { .. }) {
-                let src = source(&d.addr).ok_or_else(|| {
+                let known = self
+                    .slots
+                    .get(&(key, d.id))
+                    .and_then(|s| self.records.get(s))
+                    .and_then(|r| r.tun_src);
+                let src = known.or_else(|| source(&d.addr)).ok_or_else(|| {
                     format!(
                         "{key}: no route to tunnelled real server {}: the director needs one to send from",
                         d.addr

@@ -22,6 +22,8 @@ use crate::dataplane::DataPlane;
 pub struct XdpForwarding {
     plane: XdpPlane,
     interfaces: Vec<(String, Attached)>,
+    /// When the flow table was last swept.
+    swept: Option<std::time::Instant>,
 }
 
 /// The interfaces lvs.cf names for the director's addresses (aliases
@@ -89,7 +91,11 @@ impl XdpForwarding {
             }
             interfaces.push((n, mode));
         }
-        Ok(XdpForwarding { plane, interfaces })
+        Ok(XdpForwarding {
+            plane,
+            interfaces,
+            swept: None,
+        })
     }
 
     /// The interfaces and how the program runs on each, for people.
@@ -199,17 +205,26 @@ impl DataPlane for XdpForwarding {
     }
 
     /// Every second: expired flows go, and the table learns the counts.
+    /// A request in between only learns the counts (the sweep walks the
+    /// whole flow table, once a second is enough).
     fn refresh(&mut self, table: &mut Table) {
-        if let Err(e) = self.plane.sweep() {
-            tracing::warn!(error = %e, "cannot sweep the XDP flow table");
-        }
-        match self.plane.resolve_next_hops() {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(
-                real_servers = n,
-                "packets for direct routing or tunnelling waited for a next hop; the kernel resolves it"
-            ),
-            Err(e) => tracing::warn!(error = %e, "cannot read the XDP counters"),
+        let now = std::time::Instant::now();
+        let due = self
+            .swept
+            .is_none_or(|t| now.duration_since(t) >= std::time::Duration::from_millis(900));
+        if due {
+            self.swept = Some(now);
+            if let Err(e) = self.plane.sweep() {
+                tracing::warn!(error = %e, "cannot sweep the XDP flow table");
+            }
+            match self.plane.resolve_next_hops() {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    real_servers = n,
+                    "packets for direct routing or tunnelling waited for a next hop; the kernel resolves it"
+                ),
+                Err(e) => tracing::warn!(error = %e, "cannot read the XDP counters"),
+            }
         }
         if let Err(e) = self.plane.observe(table) {
             tracing::warn!(error = %e, "cannot read the XDP counters");
