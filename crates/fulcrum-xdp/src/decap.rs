@@ -74,6 +74,34 @@ impl DecapProgram {
     }
 }
 
+impl DecapProgram {
+    /// Run the program on one frame in the kernel (`BPF_PROG_TEST_RUN`):
+    /// its verdict and the frame as it left.
+    ///
+    /// # Errors
+    /// The kernel refusing the run.
+    pub fn test_run(&self, frame: &[u8]) -> Result<(u32, Vec<u8>), XdpError> {
+        use aya::programs::{TestRun, TestRunOptions};
+        let prog: &Xdp = self
+            .ebpf
+            .program(NAME)
+            .ok_or_else(|| missing("running the decapsulation program", NAME))?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| {
+                kernel("running the decapsulation program")(&e)
+            })?;
+        let mut out = vec![0u8; frame.len() + 64];
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(frame);
+        opts.data_out = Some(&mut out);
+        let r = prog
+            .test_run(opts)
+            .map_err(|e| kernel("running the decapsulation program")(&e))?;
+        out.truncate(r.data_size_out as usize);
+        Ok((r.return_value, out))
+    }
+}
+
 /// Whether the program with kernel id `id` is Fulcrum's decapsulation
 /// program.
 pub fn is_decap(id: u32) -> bool {
