@@ -5,7 +5,9 @@
 #   cargo build --release
 # Usage: bench/xdp.sh   (DUR seconds per measurement, default 5; RUNS rounds,
 #                        default 3; PART=pps|cps|mem|vm|all, default all:
-#                        all but vm)
+#                        all but vm; ONLY="redirect fulcrum_nat"
+#                        measures only those pps configurations; PROFILE=1
+#                        adds each XDP program's own ns per packet)
 #
 # pps: 64-byte UDP packets from a generator namespace (trafgen, one CPU,
 # source ports 1000..60000: one flow each) through the director namespace
@@ -17,8 +19,8 @@
 # round measures every one; the medians and the ratios are printed.
 #
 # mem: the memory the program's maps take (the kernel's own account,
-# `memlock` in /proc/PID/fdinfo), for the default table of 1,048,576 flows:
-# per flow, the flow table and the NAT replies' table together.
+# `memlock` in /proc/PID/fdinfo), for the default tables of 1,048,576 IPv4
+# and 262,144 IPv6 flows: per flow.
 #
 # vm: the pps comparison in ../shared/tools/ipvs-vm (Debian 6.1 under
 # QEMU) against the kernel's IPVS NAT, for the record: there the emulated
@@ -34,6 +36,8 @@ BIN=${FULCRUM_BIN:-$ROOT/target/release/fulcrum}
 DUR=${DUR:-5}
 RUNS=${RUNS:-3}
 PART=${PART:-all}
+# ONLY: which of the pps configurations to measure (all by default).
+ONLY=${ONLY:-drop redirect routing nft fulcrum_nat fulcrum_dr}
 P=fx$$
 W=$(mktemp -d /tmp/fulcrum-xdp-bench.XXXXXX)
 PIDS=()
@@ -42,6 +46,7 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   sleep 0.5
   for n in xg xd xs xm cli dir lan rs1 rs2; do ip netns del "$P-$n" 2>/dev/null || true; done
+  [ -n "${PROFILE:-}" ] && sysctl -qw kernel.bpf_stats_enabled=0
   [ -n "${KEEP:-}" ] && echo "bench: kept $W" >&2 || rm -rf "$W"
 }
 trap cleanup EXIT
@@ -97,6 +102,20 @@ virtual v {
 CF
   sed 's/^network = nat/network = direct/' "$W/nat.cf" > "$W/dr.cf"
   counter() { x "$1" ethtool -S "$2" | awk '/rx_queue_0_xdp_drops/ {print $2}'; }
+  # PROFILE=1: the director's XDP program's own time per packet, from the
+  # kernel's BPF statistics (bpftool; kernel.bpf_stats_enabled costs a
+  # little, so the rates of a profiled run are not the record).
+  prog_time() {
+    [ -n "${PROFILE:-}" ] || { echo "0 0"; return; }
+    local id; id=$(ip -n "$(ns xd)" -d link show d0 | sed -n 's/.*prog\/xdp id \([0-9]*\).*/\1/p' | head -1)
+    [ -n "$id" ] || { echo "0 0"; return; }
+    bpftool -j prog show id "$id" | jq -r '"\(.run_time_ns // 0) \(.run_cnt // 0)"'
+  }
+  if [ -n "${PROFILE:-}" ]; then
+    command -v bpftool >/dev/null && command -v jq >/dev/null ||
+      { echo "bench: PROFILE=1 needs bpftool and jq" >&2; exit 2; }
+    sysctl -qw kernel.bpf_stats_enabled=1
+  fi
   # One measurement: set up $1, send to $2 for DUR s, count at ns $3 dev $4.
   measure() {
     local what=$1 cfg=$2 cns=$3 cdev=$4 f=""
@@ -114,15 +133,20 @@ CF
         # `ip netns exec` becomes the director: $! is its pid.
         ip netns exec "$(ns xd)" "$BIN" run --config "$f" --control "$W/ctl.sock" >"$W/$what.log" 2>&1 &
         local fp=$!
-        for _ in $(seq 50); do [ -S "$W/ctl.sock" ] && break; sleep 0.1; done
+        for _ in $(seq 600); do [ -S "$W/ctl.sock" ] && break; sleep 0.1; done
         ;;
     esac
     sleep 0.5
-    local a b
+    local a b p0 p1
     a=$(counter "$cns" "$cdev")
+    p0=$(prog_time)
     x xg timeout -s KILL "$DUR" trafgen --dev g0 --conf "$W/$cfg" --cpus 1 -q >/dev/null 2>&1 || true
     sleep 0.2
     b=$(counter "$cns" "$cdev")
+    p1=$(prog_time)
+    if [ -n "${PROFILE:-}" ] && [ "$what" != routing ] && [ "$what" != nft ]; then
+      echo "$p0 $p1" | awk -v w="$what" '{ n = $4 - $2; if (n > 0) printf "  %-12s program: %.0f ns per packet (%d runs)\n", w, ($3 - $1) / n, n }' >&2
+    fi
     case $what in
       drop|redirect) ip -n "$(ns xd)" link set dev d0 xdpdrv off ;;
       nft) x xd nft delete table ip bench ;;
@@ -133,7 +157,7 @@ CF
   echo "== pps: 64-byte UDP, kpps at the sink (DUR=${DUR}s, $RUNS rounds)"
   declare -A R
   for r in $(seq "$RUNS"); do
-    for what in drop redirect routing nft fulcrum_nat fulcrum_dr; do
+    for what in $ONLY; do
       case $what in
         drop) v=$(measure drop sink.cfg xd d0) ;;
         redirect|routing) v=$(measure "$what" sink.cfg xs s0) ;;
@@ -143,15 +167,15 @@ CF
       printf '  round %d  %-12s %6s kpps\n' "$r" "$what" "$v"
     done
   done
-  for what in drop redirect routing nft fulcrum_nat fulcrum_dr; do
+  for what in $ONLY; do
     M[$what]=$(echo "${R[$what]}" | tr ' ' '\n' | grep . | median)
     printf '%-40s %6s kpps (median)\n' "$what" "${M[$what]}"
   done
-  ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
-  echo "Fulcrum XDP NAT / bare redirect:    $(ratio "${M[fulcrum_nat]}" "${M[redirect]}")x   (goal >= 0.9)"
-  echo "Fulcrum XDP DR / bare redirect:     $(ratio "${M[fulcrum_dr]}" "${M[redirect]}")x   (goal >= 0.95)"
-  echo "Fulcrum XDP NAT / nftables DNAT:    $(ratio "${M[fulcrum_nat]}" "${M[nft]}")x"
-  echo "Fulcrum XDP NAT / kernel routing:   $(ratio "${M[fulcrum_nat]}" "${M[routing]}")x"
+  ratio() { awk -v a="${1:-0}" -v b="${2:-0}" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+  echo "Fulcrum XDP NAT / bare redirect:    $(ratio "${M[fulcrum_nat]:-}" "${M[redirect]:-}")x   (goal >= 0.9)"
+  echo "Fulcrum XDP DR / bare redirect:     $(ratio "${M[fulcrum_dr]:-}" "${M[redirect]:-}")x   (goal >= 0.95)"
+  echo "Fulcrum XDP NAT / nftables DNAT:    $(ratio "${M[fulcrum_nat]:-}" "${M[nft]:-}")x"
+  echo "Fulcrum XDP NAT / kernel routing:   $(ratio "${M[fulcrum_nat]:-}" "${M[routing]:-}")x"
 }
 
 cps_part() {
@@ -300,7 +324,7 @@ CF
   local fp=$!
   for _ in $(seq 50); do [ -S "$W/m.sock" ] && break; sleep 0.1; done
   echo "== mem: the program's maps (memlock, as the kernel accounts them)"
-  local total=0 flows=0 v6=0 v6n=1
+  local total=0 v4=0 v4n=1 v6=0 v6n=1
   for fd in /proc/$fp/fdinfo/*; do
     grep -q '^map_type' "$fd" 2>/dev/null || continue
     local t e m k v
@@ -308,17 +332,15 @@ CF
     m=$(awk '/^memlock/ {print $2}' "$fd"); k=$(awk '/^key_size/ {print $2}' "$fd"); v=$(awk '/^value_size/ {print $2}' "$fd")
     printf '  map type %-2s entries %-8s key %-3s value %-5s %10s bytes\n' "$t" "$e" "$k" "$v" "$m"
     total=$((total + m))
-    # The IPv4 flow table (with the NAT replies): the array of 128-byte
-    # buckets.
-    if [ "$t" = 2 ] && [ "$v" = 128 ]; then flows=$((flows + m)); fi
-    # IPv6 flows and their replies: the LRU hashes of a quarter as many
-    # (the templates' hash has an eighth).
-    if [ "$t" = 9 ] && [ "$e" = 262144 ]; then v6=$((v6 + m)); v6n=$e; fi
+    # The flow tables: arrays of 4-slot buckets, 128 bytes (IPv4) and 256
+    # bytes (IPv6); one slot a flow, NAT ones too.
+    if [ "$t" = 2 ] && [ "$v" = 128 ]; then v4=$((v4 + m)); v4n=$((e * 4)); fi
+    if [ "$t" = 2 ] && [ "$v" = 256 ]; then v6=$((v6 + m)); v6n=$((e * 4)); fi
   done
   kill $fp; wait $fp 2>/dev/null || true
   echo "all maps: $((total / 1048576)) MiB"
-  echo "IPv4 flows (NAT: a flow and its replies) for 1,048,576 flows: $((flows / 1048576)) MiB, $((flows / 1048576)) bytes per flow"
-  echo "IPv6 flows and replies, room for $v6n: $((v6 / 1048576)) MiB, $((v6 / v6n)) bytes per flow"
+  echo "IPv4 flows, room for $v4n: $((v4 / 1048576)) MiB, $((v4 / v4n)) bytes per flow (NAT, DR and tunnel alike)"
+  echo "IPv6 flows, room for $v6n: $((v6 / 1048576)) MiB, $((v6 / v6n)) bytes per flow"
 }
 
 vm_part() {

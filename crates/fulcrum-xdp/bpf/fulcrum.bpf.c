@@ -15,7 +15,7 @@
  * Who owns what (one writer per piece of state):
  *   the controller writes `services`, `svc_conf`, `dests`, `lookup`,
  *   `tcp_table`, `timeouts`, `clock`;
- *   this program writes `flows`, `nat_back`, `dest_conns`, `svc_sched`
+ *   this program writes `ftab4`, `ftab6`, `templates`, `dest_conns`, `svc_sched`
  *   (the controller seeds a service's scheduler state when the service's
  *   destination list changes, as the kernel's update hooks do), and the
  *   per-CPU counters.
@@ -146,7 +146,8 @@ struct counters {
 	__u64 outbytes;
 };
 
-/* A flow: the client's packet as it arrives. */
+/* A flow: the client's packet as it arrives (the addresses 8-aligned:
+ * IPv6 ones compare as two words). */
 struct flow_key {
 	__u8 saddr[16];
 	__u8 daddr[16];
@@ -155,7 +156,7 @@ struct flow_key {
 	__u8 proto;
 	__u8 family;
 	__u16 pad;
-};
+} __attribute__((aligned(8)));
 
 #define FLOW_INACTIVE 0x1
 
@@ -165,13 +166,6 @@ struct flow {
 	__u16 svc;     /* service index */
 	__u8 state;    /* fulcrum-core's ConnState */
 	__u8 flags;
-};
-
-/* Where a NAT reply goes back to: the virtual address and port. */
-struct nat_back {
-	__u8 vaddr[16];
-	__be16 vport;
-	__u16 pad;
 };
 
 /* Connection states: fulcrum-core's ConnState. */
@@ -275,22 +269,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct loc_set);
 } loc_scratch SEC(".maps");
-
-/* The flow table; its size is set when the program is loaded. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct flow_key);
-	__type(value, struct flow);
-} flows SEC(".maps");
-
-/* NAT replies: (real server, client) as the reply arrives -> virtual. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct flow_key);
-	__type(value, struct nat_back);
-} nat_back SEC(".maps");
 
 /* Persistence templates (IPVS's): a client network's real server for a
  * service, kept for the persistence timeout after the last new connection
@@ -635,15 +613,19 @@ static __always_inline void transition(struct flow *f, int dir, __u8 proto, __u8
  * fit in 64 MiB. A bucket is two cache lines. A new entry takes a free
  * slot, else an expired flow's, else the flow that expires first (evicted,
  * its counts taken off: the table is full). IPv6 flows keep the hash maps. */
+/* ---- The flow tables ----
+ *
+ * One entry per connection, found from both directions as IPVS finds its
+ * connections: the bucket comes from the client's address, port and
+ * protocol only (a keyed hash), which a client's packet carries as its
+ * source and a NAT reply as its destination. A reply matches the flow
+ * whose client it goes to and whose real server (address and port) sent
+ * it, so NAT needs no second entry.
+ *
+ * Buckets of four slots in arrays sized when the program is loaded: IPv4
+ * slots of 32 bytes, IPv6 slots of 64. A new flow takes a free slot of its
+ * bucket, else the one that expires first (its counts go with it). */
 #define KIND_FLOW 1
-#define KIND_BACK 2
-
-struct back4 {
-	__be32 vaddr;
-	__be16 vport;
-	__u16 pad;
-	__u64 pad2;
-};
 
 struct slot4 {
 	__be32 saddr;
@@ -653,14 +635,27 @@ struct slot4 {
 	__u8 proto;
 	__u8 kind;
 	__u16 pad;
-	union {
-		struct flow f;
-		struct back4 b;
-	};
+	struct flow f;
 };
 
 struct bucket4 {
 	struct slot4 s[4];
+};
+
+struct slot6 {
+	__u64 saddr[2];
+	__u64 daddr[2];
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 kind;
+	__u16 pad;
+	struct flow f;
+	__u64 pad2;
+};
+
+struct bucket6 {
+	struct slot6 s[4];
 };
 
 struct {
@@ -670,183 +665,265 @@ struct {
 	__type(value, struct bucket4);
 } ftab4 SEC(".maps");
 
-/* Buckets - 1 (a power of two), set when the program is loaded. */
-const volatile __u32 ftab4_mask = 16383;
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct bucket6);
+} ftab6 SEC(".maps");
 
-static __always_inline struct bucket4 *bucket4_of(const struct flow_key *k)
+/* Buckets - 1 of each table (powers of two), and the hash's key: set when
+ * the program is loaded (the key at random, so that nobody can aim flows
+ * at one bucket). */
+const volatile __u32 ftab4_mask = 16383;
+const volatile __u32 ftab6_mask = 4095;
+const volatile __u64 ftab_seed = 0;
+
+/* A 64-bit finaliser (MurmurHash3's): every input bit moves every output bit. */
+static __always_inline __u64 fmix64(__u64 h)
 {
-	__u32 sa, da;
-	__builtin_memcpy(&sa, k->saddr, 4);
-	__builtin_memcpy(&da, k->daddr, 4);
-	__u64 h = (((__u64)sa << 32) | da) * 0x9E3779B97F4A7C15ULL;
-	h ^= (((__u64)k->sport << 24) | ((__u64)k->dport << 8) | k->proto) * 0xC2B2AE3D27D4EB4FULL;
-	h ^= h >> 31;
-	__u32 i = (__u32)h & ftab4_mask;
-	return bpf_map_lookup_elem(&ftab4, &i);
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 33;
+	return h;
 }
 
-static __always_inline int slot_is(const struct slot4 *s, const struct flow_key *k, __u8 kind)
+/* The bucket of a client (address, port, protocol). */
+static __always_inline __u32 bucket4_index(const __u8 *caddr, __be16 cport, __u8 proto)
+{
+	__u32 a;
+	__builtin_memcpy(&a, caddr, 4);
+	__u64 h = fmix64(((__u64)a << 32 | (__u64)cport << 8 | proto) ^ ftab_seed);
+	return (__u32)h & ftab4_mask;
+}
+
+static __always_inline __u32 bucket6_index(const __u64 *caddr, __be16 cport, __u8 proto)
+{
+	__u64 h = fmix64(caddr[0] ^ ftab_seed);
+	h = fmix64(h ^ caddr[1]);
+	h = fmix64(h ^ ((__u64)cport << 8 | proto));
+	return (__u32)h & ftab6_mask;
+}
+
+static __always_inline int addr6_eq(const __u64 *a, const __u64 *b)
+{
+	return a[0] == b[0] && a[1] == b[1];
+}
+
+/* A client's packet's slot: the whole key matches. */
+static __always_inline int slot4_is(const struct slot4 *s, const struct flow_key *k)
 {
 	__u32 sa, da;
 	__builtin_memcpy(&sa, k->saddr, 4);
 	__builtin_memcpy(&da, k->daddr, 4);
-	return s->kind == kind && s->saddr == sa && s->daddr == da && s->sport == k->sport &&
+	return s->kind == KIND_FLOW && s->saddr == sa && s->daddr == da && s->sport == k->sport &&
 	       s->dport == k->dport && s->proto == k->proto;
 }
 
-static __always_inline struct slot4 *slot4_find(struct bucket4 *b, const struct flow_key *k, __u8 kind)
+static __always_inline int slot6_is(const struct slot6 *s, const struct flow_key *k)
 {
-	if (slot_is(&b->s[0], k, kind))
-		return &b->s[0];
-	if (slot_is(&b->s[1], k, kind))
-		return &b->s[1];
-	if (slot_is(&b->s[2], k, kind))
-		return &b->s[2];
-	if (slot_is(&b->s[3], k, kind))
-		return &b->s[3];
-	return 0;
+	return s->kind == KIND_FLOW && s->sport == k->sport && s->dport == k->dport &&
+	       s->proto == k->proto && addr6_eq(s->saddr, (const __u64 *)k->saddr) &&
+	       addr6_eq(s->daddr, (const __u64 *)k->daddr);
 }
 
-/* A slot for a new entry with key `k`, filled with the key and `kind`. */
-static __always_inline struct slot4 *slot4_take(struct bucket4 *b, const struct flow_key *k, __u8 kind,
-						__u64 now)
+/* A NAT reply's slot: the flow of the client it goes to, bound to the
+ * masquerading real server (address and port) it comes from. */
+static __always_inline int reply_from(const struct flow *f, __be16 vport, const struct flow_key *r)
 {
-	struct slot4 *v = 0;
-	if (b->s[0].kind == 0)
-		v = &b->s[0];
-	else if (b->s[1].kind == 0)
-		v = &b->s[1];
-	else if (b->s[2].kind == 0)
-		v = &b->s[2];
-	else if (b->s[3].kind == 0)
-		v = &b->s[3];
-	if (!v) {
-		/* The flow that expires first (expired ones first of all). */
-		__u64 least = ~0ULL;
-		if (b->s[0].kind == KIND_FLOW && b->s[0].f.expires < least) {
-			least = b->s[0].f.expires;
-			v = &b->s[0];
-		}
-		if (b->s[1].kind == KIND_FLOW && b->s[1].f.expires < least) {
-			least = b->s[1].f.expires;
-			v = &b->s[1];
-		}
-		if (b->s[2].kind == KIND_FLOW && b->s[2].f.expires < least) {
-			least = b->s[2].f.expires;
-			v = &b->s[2];
-		}
-		if (b->s[3].kind == KIND_FLOW && b->s[3].f.expires < least) {
-			least = b->s[3].f.expires;
-			v = &b->s[3];
-		}
-		if (!v)
-			v = &b->s[0];
-		if (v->kind == KIND_FLOW)
-			unbind_dest(v->f.dest, v->f.flags & FLOW_INACTIVE);
-	}
-	__builtin_memcpy(&v->saddr, k->saddr, 4);
-	__builtin_memcpy(&v->daddr, k->daddr, 4);
-	v->sport = k->sport;
-	v->dport = k->dport;
-	v->proto = k->proto;
-	v->kind = kind;
-	v->pad = 0;
-	return v;
-}
-
-/* The flow of a key (either family). */
-static __always_inline struct flow *flow_get(const struct flow_key *k)
-{
-	if (k->family != 4)
-		return bpf_map_lookup_elem(&flows, k);
-	struct bucket4 *b = bucket4_of(k);
-	if (!b)
+	__u32 slot = f->dest;
+	struct dest *d = bpf_map_lookup_elem(&dests, &slot);
+	if (!d || d->fwd != FWD_MASQ || (d->port ? d->port : vport) != r->sport)
 		return 0;
-	struct slot4 *s = slot4_find(b, k, KIND_FLOW);
-	return s ? &s->f : 0;
+	if (r->family == 4) {
+		__u32 x, y;
+		__builtin_memcpy(&x, d->addr, 4);
+		__builtin_memcpy(&y, r->saddr, 4);
+		return x == y;
+	}
+	return addr6_eq((const __u64 *)d->addr, (const __u64 *)r->saddr);
 }
 
-/* A new flow for a key: where it now lives, or NULL. */
-static __always_inline struct flow *flow_new(const struct flow_key *k, const struct flow *nf, __u64 now)
+static __always_inline int slot4_is_reply(const struct slot4 *s, const struct flow_key *r)
 {
-	if (k->family != 4) {
-		if (bpf_map_update_elem(&flows, k, nf, BPF_ANY))
+	__u32 ca;
+	__builtin_memcpy(&ca, r->daddr, 4);
+	return s->kind == KIND_FLOW && s->saddr == ca && s->sport == r->dport && s->proto == r->proto &&
+	       reply_from(&s->f, s->dport, r);
+}
+
+static __always_inline int slot6_is_reply(const struct slot6 *s, const struct flow_key *r)
+{
+	return s->kind == KIND_FLOW && s->sport == r->dport && s->proto == r->proto &&
+	       addr6_eq(s->saddr, (const __u64 *)r->daddr) && reply_from(&s->f, s->dport, r);
+}
+
+/* The slot (0-3) of bucket `b` where `test` holds, or -1. */
+#define FIND4(b, test, k)                                                                        \
+	(test(&(b)->s[0], k) ? 0 : test(&(b)->s[1], k) ? 1 : test(&(b)->s[2], k) ? 2 :           \
+	 test(&(b)->s[3], k) ? 3 : -1)
+
+/* The slot of bucket `b` for a new flow: a free one, else the flow that
+ * expires first (expired ones first of all), whose counts go with it. */
+#define TAKE4(b, n)                                                                              \
+	do {                                                                                     \
+		n = (b)->s[0].kind == 0 ? 0 : (b)->s[1].kind == 0 ? 1 : (b)->s[2].kind == 0 ? 2 : \
+		    (b)->s[3].kind == 0 ? 3 : -1;                                                \
+		if (n < 0) {                                                                     \
+			__u64 least = (b)->s[0].f.expires;                                       \
+			n = 0;                                                                   \
+			if ((b)->s[1].f.expires < least) {                                       \
+				least = (b)->s[1].f.expires;                                     \
+				n = 1;                                                           \
+			}                                                                        \
+			if ((b)->s[2].f.expires < least) {                                       \
+				least = (b)->s[2].f.expires;                                     \
+				n = 2;                                                           \
+			}                                                                        \
+			if ((b)->s[3].f.expires < least)                                         \
+				n = 3;                                                           \
+			unbind_dest((b)->s[n & 3].f.dest, (b)->s[n & 3].f.flags & FLOW_INACTIVE); \
+		}                                                                                \
+	} while (0)
+
+/* Where an entry is: (bucket << 2) | slot, or NOWHERE. The finders are
+ * global functions, so the verifier checks each once, and the slot they
+ * return is one unknown number to it rather than four paths through the
+ * rest of the program. */
+#define NOWHERE (-1)
+
+/* The slot of a client's packet's flow (`reply`: of the NAT flow a real
+ * server's reply, keyed as it arrives, belongs to), or NOWHERE. */
+__attribute__((noinline)) int flow_find(struct flow_key *k, int reply)
+{
+	if (!k)
+		return NOWHERE;
+	const __u8 *caddr = reply ? k->daddr : k->saddr;
+	__be16 cport = reply ? k->dport : k->sport;
+	__u32 i;
+	int n;
+	if (k->family == 4) {
+		i = bucket4_index(caddr, cport, k->proto);
+		struct bucket4 *b = bpf_map_lookup_elem(&ftab4, &i);
+		if (!b)
+			return NOWHERE;
+		n = reply ? FIND4(b, slot4_is_reply, k) : FIND4(b, slot4_is, k);
+	} else {
+		i = bucket6_index((const __u64 *)caddr, cport, k->proto);
+		struct bucket6 *b = bpf_map_lookup_elem(&ftab6, &i);
+		if (!b)
+			return NOWHERE;
+		n = reply ? FIND4(b, slot6_is_reply, k) : FIND4(b, slot6_is, k);
+	}
+	return n < 0 ? NOWHERE : (int)(i << 2 | n);
+}
+
+/* The slot for a new flow of a client's packet, its key written: the flow's
+ * own if it is there, a free one, or the one evicted. */
+__attribute__((noinline)) int flow_place(struct flow_key *k)
+{
+	if (!k)
+		return NOWHERE;
+	__u32 i;
+	int n;
+	if (k->family == 4) {
+		i = bucket4_index(k->saddr, k->sport, k->proto);
+		struct bucket4 *b = bpf_map_lookup_elem(&ftab4, &i);
+		if (!b)
+			return NOWHERE;
+		n = FIND4(b, slot4_is, k);
+		if (n < 0)
+			TAKE4(b, n);
+		struct slot4 *v = &b->s[n & 3];
+		__builtin_memcpy(&v->saddr, k->saddr, 4);
+		__builtin_memcpy(&v->daddr, k->daddr, 4);
+		v->sport = k->sport;
+		v->dport = k->dport;
+		v->proto = k->proto;
+		v->kind = KIND_FLOW;
+		v->pad = 0;
+	} else {
+		i = bucket6_index((const __u64 *)k->saddr, k->sport, k->proto);
+		struct bucket6 *b = bpf_map_lookup_elem(&ftab6, &i);
+		if (!b)
+			return NOWHERE;
+		n = FIND4(b, slot6_is, k);
+		if (n < 0)
+			TAKE4(b, n);
+		struct slot6 *v = &b->s[n & 3];
+		__builtin_memcpy(v->saddr, k->saddr, 16);
+		__builtin_memcpy(v->daddr, k->daddr, 16);
+		v->sport = k->sport;
+		v->dport = k->dport;
+		v->proto = k->proto;
+		v->kind = KIND_FLOW;
+		v->pad = 0;
+		v->pad2 = 0;
+	}
+	return (int)(i << 2 | (n & 3));
+}
+
+/* The flow at `at` of the table of `family`, with its virtual address and
+ * port (the slot's destination) when `vaddr` is given; `free` empties it. */
+static __always_inline struct flow *flow_at(__u8 family, int at, __u8 *vaddr, __be16 *vport, int free)
+{
+	if (at < 0)
+		return 0;
+	__u32 i = (__u32)at >> 2;
+	__u32 n = (__u32)at & 3;
+	if (family == 4) {
+		struct bucket4 *b = bpf_map_lookup_elem(&ftab4, &i);
+		if (!b)
 			return 0;
-		return bpf_map_lookup_elem(&flows, k);
+		struct slot4 *s = &b->s[n];
+		if (vaddr) {
+			__builtin_memcpy(vaddr, &s->daddr, 4);
+			*vport = s->dport;
+		}
+		if (free)
+			s->kind = 0;
+		return &s->f;
 	}
-	struct bucket4 *b = bucket4_of(k);
+	struct bucket6 *b = bpf_map_lookup_elem(&ftab6, &i);
 	if (!b)
 		return 0;
-	struct slot4 *s = slot4_find(b, k, KIND_FLOW);
-	if (!s)
-		s = slot4_take(b, k, KIND_FLOW, now);
-	__builtin_memcpy(&s->f, nf, sizeof(*nf));
+	struct slot6 *s = &b->s[n];
+	if (vaddr) {
+		__builtin_memcpy(vaddr, s->daddr, 16);
+		*vport = s->dport;
+	}
+	if (free)
+		s->kind = 0;
 	return &s->f;
 }
 
-static __always_inline void flow_del(const struct flow_key *k)
+/* The flow of a client's packet. */
+static __always_inline struct flow *flow_get(struct flow_key *k)
 {
-	if (k->family != 4) {
-		bpf_map_delete_elem(&flows, k);
-		return;
-	}
-	struct bucket4 *b = bucket4_of(k);
-	struct slot4 *s = b ? slot4_find(b, k, KIND_FLOW) : 0;
-	if (s)
-		s->kind = 0;
+	return flow_at(k->family, flow_find(k, 0), 0, 0, 0);
 }
 
-/* Where the replies of a NAT flow (keyed as they arrive) go back to. */
-static __always_inline int back_get(const struct flow_key *k, struct nat_back *out)
+/* The flow a NAT reply (keyed as it arrives) belongs to, with its virtual
+ * address and port (the reply's new source). */
+static __always_inline struct flow *reply_get(struct flow_key *r, __u8 *vaddr, __be16 *vport)
 {
-	if (k->family != 4) {
-		struct nat_back *nb = bpf_map_lookup_elem(&nat_back, k);
-		if (!nb)
-			return 0;
-		__builtin_memcpy(out, nb, sizeof(*out));
-		return 1;
-	}
-	struct bucket4 *b = bucket4_of(k);
-	struct slot4 *s = b ? slot4_find(b, k, KIND_BACK) : 0;
-	if (!s)
-		return 0;
-	__builtin_memset(out, 0, sizeof(*out));
-	__builtin_memcpy(out->vaddr, &s->b.vaddr, 4);
-	out->vport = s->b.vport;
-	return 1;
+	return flow_at(r->family, flow_find(r, 1), vaddr, vport, 0);
 }
 
-static __always_inline void back_put(const struct flow_key *k, const __u8 *vaddr, __be16 vport, __u64 now)
+/* A new flow for a key: where it now lives, or NULL. */
+static __always_inline struct flow *flow_new(struct flow_key *k, const struct flow *nf)
 {
-	if (k->family != 4) {
-		struct nat_back v = {};
-		__builtin_memcpy(v.vaddr, vaddr, 16);
-		v.vport = vport;
-		bpf_map_update_elem(&nat_back, k, &v, BPF_ANY);
-		return;
-	}
-	struct bucket4 *b = bucket4_of(k);
-	if (!b)
-		return;
-	struct slot4 *s = slot4_find(b, k, KIND_BACK);
-	if (!s)
-		s = slot4_take(b, k, KIND_BACK, now);
-	__builtin_memcpy(&s->b.vaddr, vaddr, 4);
-	s->b.vport = vport;
-	s->b.pad = 0;
-	s->b.pad2 = 0;
+	struct flow *f = flow_at(k->family, flow_place(k), 0, 0, 0);
+	if (f)
+		__builtin_memcpy(f, nf, sizeof(*nf));
+	return f;
 }
 
-static __always_inline void back_del(const struct flow_key *k)
+static __always_inline void flow_del(struct flow_key *k)
 {
-	if (k->family != 4) {
-		bpf_map_delete_elem(&nat_back, k);
-		return;
-	}
-	struct bucket4 *b = bucket4_of(k);
-	struct slot4 *s = b ? slot4_find(b, k, KIND_BACK) : 0;
-	if (s)
-		s->kind = 0;
+	flow_at(k->family, flow_find(k, 0), 0, 0, 1);
 }
 
 /* ---- Schedulers: each follows its fulcrum-core twin (and ip_vs_<name>.c) ---- */
@@ -2167,39 +2244,15 @@ static __always_inline void account(__u32 svc, __u32 slot, int out, __u64 bytes,
 	}
 }
 
-/* A new NAT flow: where its replies (real server to client) go back to.
- * Not inlined: its keys take their room on their own stack frame. */
-static __attribute__((noinline)) int remember_reply(struct flow_key *k, struct dest *d, __be16 port)
-{
-	struct flow_key back = {};
-	__builtin_memcpy(back.saddr, d->addr, 16);
-	__builtin_memcpy(back.daddr, k->saddr, 16);
-	back.sport = port;
-	back.dport = k->sport;
-	back.proto = k->proto;
-	back.family = k->family;
-	back_put(&back, k->daddr, k->dport, now_ns());
-	return 0;
-}
-
-/* A real server's reply of a NAT flow (`nb` says where to): the virtual
- * address and port back as the source, ready to forward (0); -1 when it
- * is no live flow's. */
-static __attribute__((noinline)) int nat_reply(struct xdp_md *ctx, struct pkt *p, struct flow_key *key,
-					       struct nat_back *nb)
+/* A real server's reply of a NAT flow, found by its key: the virtual
+ * address and port back as the source, ready to forward (0); -1 when it is
+ * no live flow's. Not inlined: the lookup's room is its own. */
+static __attribute__((noinline)) int reply_of_nat(struct xdp_md *ctx, struct pkt *p, struct flow_key *key)
 {
 	void *end = (void *)(long)ctx->data_end;
-	struct flow_key fwd = {};
-	__builtin_memcpy(fwd.saddr, key->daddr, 16);
-	__builtin_memcpy(fwd.daddr, nb->vaddr, 16);
-	fwd.sport = key->dport;
-	fwd.dport = nb->vport;
-	fwd.proto = key->proto;
-	fwd.family = key->family;
-	__u8 vaddr[16];
-	__builtin_memcpy(vaddr, nb->vaddr, 16);
-	__be16 vport = nb->vport;
-	struct flow *ff = flow_get(&fwd);
+	__u8 vaddr[16] = {};
+	__be16 vport = 0;
+	struct flow *ff = reply_get(key, vaddr, &vport);
 	if (!ff || ff->expires <= p->now)
 		return -1;
 	transition(ff, DIR_OUTPUT, p->proto, p->tflags, p->now);
@@ -2207,16 +2260,6 @@ static __attribute__((noinline)) int nat_reply(struct xdp_md *ctx, struct pkt *p
 	rewrite(p, end, 0, vaddr, vport == key->sport ? 0 : vport);
 	p->route = 1;
 	return 0;
-}
-
-/* A real server's reply of a NAT flow, found by its key: rewritten, ready
- * to forward (0), or -1. Not inlined: the lookup's room is its own. */
-static __attribute__((noinline)) int reply_of_nat(struct xdp_md *ctx, struct pkt *p, struct flow_key *key)
-{
-	struct nat_back nb;
-	if (!back_get(key, &nb))
-		return -1;
-	return nat_reply(ctx, p, key, &nb);
 }
 
 /* A client's packet for a flow bound to `slot`: rewrite and send on. */
@@ -2239,8 +2282,6 @@ static __always_inline int to_real_server(struct xdp_md *ctx, struct pkt *p, str
 		if (p->proto == IPPROTO_SCTP && d->port && d->port != k->dport)
 			return count(EXC_UNSUPPORTED, XDP_PASS);
 		__be16 port = d->port ? d->port : k->dport;
-		if (new_conn)
-			remember_reply(k, d, port);
 		rewrite(p, end, 1, d->addr, port == k->dport ? 0 : port);
 		p->route = 1;
 		return forward(ctx, p, d->addr, bpf_map_lookup_elem(&dest_nh, &slot));
@@ -2397,15 +2438,14 @@ static __attribute__((noinline)) int icmp4_error(struct xdp_md *ctx, struct pkt 
 	__builtin_memcpy(&b.dport, el4, 2);
 	b.proto = eproto;
 	b.family = 4;
-	struct nat_back nbv;
-	if (!back_get(&b, &nbv))
+	__u8 vaddr[16] = {};
+	__be16 vp = 0;
+	struct flow *bf = reply_get(&b, vaddr, &vp);
+	if (!bf || bf->expires <= p->now)
 		return -1;
-	struct nat_back *nb = &nbv;
 	__u32 icsum = 0, ecsum = 0, ocsum = 0;
-	__u8 vaddr[4];
 	__u8 vport[2];
-	__builtin_memcpy(vaddr, nb->vaddr, 4);
-	__builtin_memcpy(vport, &nb->vport, 2);
+	__builtin_memcpy(vport, &vp, 2);
 	icmp_patch(eip + 16, vaddr, 4, &icsum, &ecsum);
 	icmp_patch(el4 + 2, vport, 2, &icsum, 0);
 	__u8 old[2] = {eip[10], eip[11]};
@@ -2498,13 +2538,13 @@ static __attribute__((noinline)) int icmp6_error(struct xdp_md *ctx, struct pkt 
 	__builtin_memcpy(&b.dport, el4, 2);
 	b.proto = eproto;
 	b.family = 6;
-	struct nat_back *nb = bpf_map_lookup_elem(&nat_back, &b);
-	if (!nb)
+	__u8 vaddr[16] = {};
+	__be16 vp = 0;
+	struct flow *bf = reply_get(&b, vaddr, &vp);
+	if (!bf || bf->expires <= p->now)
 		return -1;
-	__u8 vaddr[16];
 	__u8 vport[2];
-	__builtin_memcpy(vaddr, nb->vaddr, 16);
-	__builtin_memcpy(vport, &nb->vport, 2);
+	__builtin_memcpy(vport, &vp, 2);
 	acc += addr_delta16(eip + 24, vaddr);
 	__builtin_memcpy(eip + 24, vaddr, 16);
 	acc += csum_delta(el4 + 2, vport, 2);
@@ -2689,7 +2729,7 @@ int fulcrum_xdp(struct xdp_md *ctx)
 	nf.flags = FLOW_INACTIVE;
 	nf.expires = now + timeout_ns(nf.state);
 	bind_dest(nf.dest);
-	f = flow_new(&key, &nf, now);
+	f = flow_new(&key, &nf);
 	if (!f) {
 		unbind_dest(nf.dest, 1);
 		return count(EXC_NO_DEST, XDP_PASS);
@@ -2705,11 +2745,12 @@ struct sweep_ctx {
 	__u64 expired;
 };
 
-static long sweep_one(void *map, struct flow_key *k, struct flow *f, struct sweep_ctx *s)
+/* A flow the sweeper reached: 1 when it expired (its counts taken off),
+ * else 0 (a live flow of a persistent service keeps its template). */
+static __always_inline int sweep_one(struct flow_key *k, struct flow *f, struct sweep_ctx *s)
 {
 	s->seen++;
 	if (f->expires > s->now) {
-		/* A live flow of a persistent service keeps its template. */
 		__u32 si = f->svc;
 		struct svc *sv = bpf_map_lookup_elem(&svc_conf, &si);
 		if (sv && sv->persist) {
@@ -2720,29 +2761,16 @@ static long sweep_one(void *map, struct flow_key *k, struct flow *f, struct swee
 		}
 		return 0;
 	}
-	__u32 slot = f->dest;
-	struct dest *d = bpf_map_lookup_elem(&dests, &slot);
-	if (d && d->fwd == FWD_MASQ) {
-		struct flow_key back = {};
-		__builtin_memcpy(back.saddr, d->addr, 16);
-		__builtin_memcpy(back.daddr, k->saddr, 16);
-		back.sport = d->port ? d->port : k->dport;
-		back.dport = k->sport;
-		back.proto = k->proto;
-		back.family = k->family;
-		back_del(&back);
-	}
-	unbind_dest(slot, f->flags & FLOW_INACTIVE);
-	if (map)
-		bpf_map_delete_elem(map, k);
+	unbind_dest(f->dest, f->flags & FLOW_INACTIVE);
 	s->expired++;
-	return 0;
+	return 1;
 }
 
-/* The IPv4 table, one bucket a step: flows as above (the slot freed when
- * expired), reply entries whose flow is gone freed too. */
+/* The tables, one bucket a step: an expired flow's slot is freed. */
 static __always_inline void sweep_slot4(struct slot4 *sl, struct sweep_ctx *s)
 {
+	if (sl->kind != KIND_FLOW)
+		return;
 	struct flow_key k = {};
 	__builtin_memcpy(k.saddr, &sl->saddr, 4);
 	__builtin_memcpy(k.daddr, &sl->daddr, 4);
@@ -2750,37 +2778,41 @@ static __always_inline void sweep_slot4(struct slot4 *sl, struct sweep_ctx *s)
 	k.dport = sl->dport;
 	k.proto = sl->proto;
 	k.family = 4;
-	if (sl->kind == KIND_FLOW) {
-		int expired = sl->f.expires <= s->now;
-		sweep_one(0, &k, &sl->f, s);
-		if (expired)
-			sl->kind = 0;
-	} else if (sl->kind == KIND_BACK) {
-		struct flow_key fwd = {};
-		__builtin_memcpy(fwd.saddr, &sl->daddr, 4);
-		__builtin_memcpy(fwd.daddr, &sl->b.vaddr, 4);
-		fwd.sport = sl->dport;
-		fwd.dport = sl->b.vport;
-		fwd.proto = sl->proto;
-		fwd.family = 4;
-		struct flow *f = flow_get(&fwd);
-		if (!f || f->expires <= s->now)
-			sl->kind = 0;
-	}
+	if (sweep_one(&k, &sl->f, s))
+		sl->kind = 0;
 }
 
-static long sweep_bucket4(__u32 i, void *ctx)
+static __always_inline void sweep_slot6(struct slot6 *sl, struct sweep_ctx *s)
 {
-	struct sweep_ctx *s = ctx;
-	struct bucket4 *b = bpf_map_lookup_elem(&ftab4, &i);
-	if (!b)
-		return 1;
-	sweep_slot4(&b->s[0], s);
-	sweep_slot4(&b->s[1], s);
-	sweep_slot4(&b->s[2], s);
-	sweep_slot4(&b->s[3], s);
-	return 0;
+	if (sl->kind != KIND_FLOW)
+		return;
+	struct flow_key k = {};
+	__builtin_memcpy(k.saddr, sl->saddr, 16);
+	__builtin_memcpy(k.daddr, sl->daddr, 16);
+	k.sport = sl->sport;
+	k.dport = sl->dport;
+	k.proto = sl->proto;
+	k.family = 6;
+	if (sweep_one(&k, &sl->f, s))
+		sl->kind = 0;
 }
+
+/* One bucket of a table a step of bpf_loop. */
+#define SWEEP_BUCKET(name, table, type, sweep_slot)                                              \
+	static long name(__u32 i, void *ctx)                                                     \
+	{                                                                                        \
+		type *b = bpf_map_lookup_elem(&table, &i);                                        \
+		if (!b)                                                                          \
+			return 1;                                                                \
+		sweep_slot(&b->s[0], ctx);                                                       \
+		sweep_slot(&b->s[1], ctx);                                                       \
+		sweep_slot(&b->s[2], ctx);                                                       \
+		sweep_slot(&b->s[3], ctx);                                                       \
+		return 0;                                                                        \
+	}
+
+SWEEP_BUCKET(sweep_bucket4, ftab4, struct bucket4, sweep_slot4)
+SWEEP_BUCKET(sweep_bucket6, ftab6, struct bucket6, sweep_slot6)
 
 static long sweep_template(void *map, struct tmpl_key *k, struct tmpl *t, struct sweep_ctx *s)
 {
@@ -2796,8 +2828,8 @@ int fulcrum_sweep(struct xdp_md *ctx)
 {
 	struct sweep_ctx s = {};
 	s.now = now_ns();
-	bpf_for_each_map_elem(&flows, sweep_one, &s, 0);
 	bpf_loop(ftab4_mask + 1, sweep_bucket4, &s, 0);
+	bpf_loop(ftab6_mask + 1, sweep_bucket6, &s, 0);
 	bpf_for_each_map_elem(&templates, sweep_template, &s, 0);
 	__u32 k = 0;
 	bpf_map_update_elem(&sweep_result, &k, &s.seen, BPF_ANY);

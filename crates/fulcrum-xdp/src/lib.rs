@@ -29,8 +29,8 @@ use fulcrum_core::{Protocol, ServiceKey, Table};
 
 use crate::publish::{Layout, SchedChange, Write, adjust_wrr};
 use crate::records::{
-    BUCKET4_LEN, DEST_LEN, DestConns, FLOW_KEY_LEN, FLOW_LEN, FlowRecord, SCHED_LEN, SVC_LEN,
-    SchedState, TMPL_KEY_LEN, TemplateRecord,
+    BUCKET4_LEN, BUCKET6_LEN, DEST_LEN, DestConns, FlowRecord, SCHED_LEN, SVC_LEN, SchedState,
+    TMPL_KEY_LEN, TemplateRecord,
 };
 
 /// The compiled BPF object (empty when clang was missing at build time).
@@ -44,8 +44,9 @@ const PROGRAM: &str = "fulcrum_xdp";
 /// The sweeper, run by the controller once a second.
 const SWEEPER: &str = "fulcrum_sweep";
 
-/// Flows the table holds by default (LRU: the least recently used goes
-/// when it is full).
+/// IPv4 flows the table holds by default (IPv6: a quarter as many). A new
+/// flow whose bucket of four is full takes the place of the one that
+/// expires first.
 pub const DEFAULT_FLOWS: u32 = 1 << 20;
 
 /// `XDP_DROP`.
@@ -289,29 +290,35 @@ pub struct XdpPlane {
     layout: Layout,
     /// The no-neighbour drops already answered by [`XdpPlane::resolve_next_hops`].
     no_neigh_seen: u64,
-    /// Buckets of the IPv4 flow table.
-    buckets: u32,
 }
 
 impl XdpPlane {
     /// Load the program and its maps into the kernel, with room for
-    /// `flows` flows (NAT flows take a second entry for their replies).
+    /// `flows` IPv4 flows and a quarter as many IPv6 ones (rounded up to
+    /// powers of two; one entry a flow, NAT ones too).
     ///
     /// # Errors
     /// No program in this build, or the kernel refusing it (no BPF, no
     /// privilege: it needs root or CAP_BPF with CAP_NET_ADMIN).
     pub fn load(flows: u32) -> Result<XdpPlane, XdpError> {
         let flows = flows.max(1024);
-        // IPv4: a slot per flow and one per NAT flow's replies, four a
-        // bucket. IPv6 flows (and their replies) take a quarter as many.
-        let buckets = (flows / 2).next_power_of_two().max(1024);
-        let v6 = (flows / 4).max(1024);
-        let mask: u32 = buckets - 1;
+        // Four slots a bucket.
+        let buckets = (
+            (flows / 4).next_power_of_two().max(256),
+            (flows / 16).next_power_of_two().max(256),
+        );
+        let (mask4, mask6) = (buckets.0 - 1, buckets.1 - 1);
+        // The flow hash's key, so that nobody can aim flows at one bucket.
+        let mut seed = [0u8; 8];
+        rustix::rand::getrandom(&mut seed, rustix::rand::GetRandomFlags::empty())
+            .map_err(|e| kernel("drawing the flow table's key")(&e))?;
+        let seed = u64::from_ne_bytes(seed);
         let mut ebpf = EbpfLoader::new()
-            .map_max_entries("ftab4", buckets)
-            .override_global("ftab4_mask", &mask, true)
-            .map_max_entries("flows", v6)
-            .map_max_entries("nat_back", v6)
+            .map_max_entries("ftab4", buckets.0)
+            .map_max_entries("ftab6", buckets.1)
+            .override_global("ftab4_mask", &mask4, true)
+            .override_global("ftab6_mask", &mask6, true)
+            .override_global("ftab_seed", &seed, true)
             .map_max_entries("templates", (flows / 8).max(1024))
             .load(program()?)
             .map_err(|e| kernel("loading the XDP object")(&e))?;
@@ -324,7 +331,6 @@ impl XdpPlane {
             ebpf,
             layout: Layout::new(),
             no_neigh_seen: 0,
-            buckets,
         };
         plane.set_tcp_table()?;
         plane.set_timeouts(&Timeouts::default())?;
@@ -547,7 +553,7 @@ impl XdpPlane {
             .map_err(|e| kernel("the services map")(&e))
     }
 
-    /// Remove the flows whose timers ran out (and their NAT reply entries),
+    /// Remove the flows whose timers ran out,
     /// taking them off their real servers' counts. Retired real servers
     /// whose last flow is gone free their slots.
     ///
@@ -854,24 +860,20 @@ impl XdpPlane {
     /// # Errors
     /// The kernel refusing the read.
     pub fn flows(&self) -> Result<Vec<FlowRecord>, XdpError> {
-        let m: HashMap<&MapData, [u8; FLOW_KEY_LEN], [u8; FLOW_LEN]> =
-            HashMap::try_from(map(&self.ebpf, "flows", "the flow table")?)
-                .map_err(|e| kernel("the flow table")(&e))?;
-        let mut out: Vec<FlowRecord> = m
-            .iter()
-            .filter_map(Result::ok)
-            .filter_map(|(k, v)| FlowRecord::parse(&k, &v))
-            .collect();
+        let mut out = Vec::new();
         let t4: Array<&MapData, [u8; BUCKET4_LEN]> =
             Array::try_from(map(&self.ebpf, "ftab4", "the IPv4 flow table")?)
                 .map_err(|e| kernel("the IPv4 flow table")(&e))?;
-        for i in 0..self.buckets {
-            let b = t4
-                .get(&i, 0)
-                .map_err(|e| kernel("reading the IPv4 flow table")(&e))?;
-            if b.iter().any(|x| *x != 0) {
-                out.extend(FlowRecord::parse_bucket4(&b));
-            }
+        for b in t4.iter() {
+            let b = b.map_err(|e| kernel("reading the IPv4 flow table")(&e))?;
+            out.extend(FlowRecord::parse_bucket4(&b));
+        }
+        let t6: Array<&MapData, [u8; BUCKET6_LEN]> =
+            Array::try_from(map(&self.ebpf, "ftab6", "the IPv6 flow table")?)
+                .map_err(|e| kernel("the IPv6 flow table")(&e))?;
+        for b in t6.iter() {
+            let b = b.map_err(|e| kernel("reading the IPv6 flow table")(&e))?;
+            out.extend(FlowRecord::parse_bucket6(&b));
         }
         Ok(out)
     }

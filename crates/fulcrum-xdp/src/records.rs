@@ -21,10 +21,6 @@ pub const SVC_LEN: usize = 48 + 4 * MAX_SVC_DESTS;
 pub const SCHED_LEN: usize = 24;
 /// `struct dest`.
 pub const DEST_LEN: usize = 64;
-/// `struct flow_key`.
-pub const FLOW_KEY_LEN: usize = 40;
-/// `struct flow`.
-pub const FLOW_LEN: usize = 16;
 
 /// `svc.flags`: sh/mh fall back to the next bucket.
 pub const SVC_SCHED1: u8 = 0x1;
@@ -304,42 +300,52 @@ pub struct FlowRecord {
 /// `struct bucket4`: four 32-byte slots of the IPv4 flow table.
 pub const BUCKET4_LEN: usize = 128;
 
+/// `struct bucket6`: four 64-byte slots of the IPv6 flow table.
+pub const BUCKET6_LEN: usize = 256;
+
 impl FlowRecord {
-    /// The flows among the four slots of an IPv4 bucket (reply entries and
-    /// free slots left out).
+    /// The flows among the four slots of an IPv4 bucket (free slots left
+    /// out): `struct slot4`, the client's address, the virtual address,
+    /// the ports, protocol and kind, then `struct flow`.
     pub fn parse_bucket4(b: &[u8; BUCKET4_LEN]) -> Vec<FlowRecord> {
         b.chunks_exact(32)
-            .filter(|s| s[13] == 1)
             .filter_map(|s| {
-                let port = |i: usize| u16::from_be_bytes([s[i], s[i + 1]]);
                 let v4 = |i: usize| IpAddr::from([s[i], s[i + 1], s[i + 2], s[i + 3]]);
-                Some(FlowRecord {
-                    proto: s[12],
-                    client: (v4(0), port(8)),
-                    virt: (v4(4), port(10)),
-                    expires_ns: u64::from_ne_bytes(s[16..24].try_into().ok()?),
-                    dest: u32::from_ne_bytes(s[24..28].try_into().ok()?),
-                    svc: u16::from_ne_bytes(s[28..30].try_into().ok()?),
-                    state: s[30],
-                    inactive: s[31] & 1 != 0,
-                })
+                FlowRecord::of_slot(s, v4(0), v4(4), 8)
             })
             .collect()
     }
 
-    /// From a key and value of `flows`; `None` for a record no program wrote.
-    pub fn parse(k: &[u8; FLOW_KEY_LEN], v: &[u8; FLOW_LEN]) -> Option<FlowRecord> {
-        let fam = k[37];
-        let port = |i: usize| u16::from_be_bytes([k[i], k[i + 1]]);
+    /// The same for an IPv6 bucket (`struct slot6`).
+    pub fn parse_bucket6(b: &[u8; BUCKET6_LEN]) -> Vec<FlowRecord> {
+        b.chunks_exact(64)
+            .filter_map(|s| {
+                let v6 = |i: usize| -> Option<IpAddr> {
+                    let a: [u8; 16] = s[i..i + 16].try_into().ok()?;
+                    Some(IpAddr::from(a))
+                };
+                FlowRecord::of_slot(s, v6(0)?, v6(16)?, 32)
+            })
+            .collect()
+    }
+
+    /// A slot whose ports sit at `at` (protocol and kind after them, the
+    /// flow 8 bytes on), or `None` when it holds no flow.
+    fn of_slot(s: &[u8], client: IpAddr, virt: IpAddr, at: usize) -> Option<FlowRecord> {
+        if s.get(at + 5) != Some(&1) {
+            return None;
+        }
+        let port = |i: usize| u16::from_be_bytes([s[i], s[i + 1]]);
+        let f = s.get(at + 8..at + 24)?;
         Some(FlowRecord {
-            proto: k[36],
-            client: (addr_of(&k[..16], fam)?, port(32)),
-            virt: (addr_of(&k[16..32], fam)?, port(34)),
-            expires_ns: u64::from_ne_bytes(v[..8].try_into().ok()?),
-            dest: u32::from_ne_bytes(v[8..12].try_into().ok()?),
-            svc: u16::from_ne_bytes(v[12..14].try_into().ok()?),
-            state: v[14],
-            inactive: v[15] & 1 != 0,
+            proto: s[at + 4],
+            client: (client, port(at)),
+            virt: (virt, port(at + 2)),
+            expires_ns: u64::from_ne_bytes(f[..8].try_into().ok()?),
+            dest: u32::from_ne_bytes(f[8..12].try_into().ok()?),
+            svc: u16::from_ne_bytes(f[12..14].try_into().ok()?),
+            state: f[14],
+            inactive: f[15] & 1 != 0,
         })
     }
 }
@@ -406,25 +412,8 @@ mod tests {
     }
 
     #[test]
-    fn flow_records_read_back_and_refuse_unknown_families() {
-        let mut k = [0u8; FLOW_KEY_LEN];
-        k[..4].copy_from_slice(&[198, 51, 100, 1]);
-        k[16..20].copy_from_slice(&[192, 0, 2, 1]);
-        k[32..34].copy_from_slice(&40000u16.to_be_bytes());
-        k[34..36].copy_from_slice(&80u16.to_be_bytes());
-        k[36] = 6;
-        k[37] = 4;
-        let mut v = [0u8; FLOW_LEN];
-        v[..8].copy_from_slice(&5u64.to_ne_bytes());
-        v[8..12].copy_from_slice(&2u32.to_ne_bytes());
-        v[14] = 1;
-        let f = FlowRecord::parse(&k, &v).unwrap();
-        assert_eq!(f.client, ("198.51.100.1".parse().unwrap(), 40000));
-        assert_eq!(f.virt, ("192.0.2.1".parse().unwrap(), 80));
-        assert_eq!((f.dest, f.state, f.inactive), (2, 1, false));
-        k[37] = 5;
-        assert_eq!(FlowRecord::parse(&k, &v), None);
-        // An IPv4 bucket: a flow, a reply entry, two free slots.
+    fn flow_slots_read_back_and_free_ones_are_left_out() {
+        // An IPv4 bucket: a flow, a slot freed (kind 0), two never used.
         let mut b = [0u8; BUCKET4_LEN];
         b[..4].copy_from_slice(&[198, 51, 100, 1]);
         b[4..8].copy_from_slice(&[192, 0, 2, 1]);
@@ -432,12 +421,52 @@ mod tests {
         b[10..12].copy_from_slice(&80u16.to_be_bytes());
         b[12] = 6;
         b[13] = 1;
+        b[16..24].copy_from_slice(&5u64.to_ne_bytes());
         b[24..28].copy_from_slice(&3u32.to_ne_bytes());
         b[30] = 1;
-        b[32 + 13] = 2;
+        b[32..36].copy_from_slice(&[198, 51, 100, 2]);
+        b[32 + 12] = 17;
         let flows = FlowRecord::parse_bucket4(&b);
         assert_eq!(flows.len(), 1);
         assert_eq!(flows[0].client, ("198.51.100.1".parse().unwrap(), 40000));
-        assert_eq!((flows[0].dest, flows[0].state), (3, 1));
+        assert_eq!(flows[0].virt, ("192.0.2.1".parse().unwrap(), 80));
+        assert_eq!(
+            (
+                flows[0].expires_ns,
+                flows[0].dest,
+                flows[0].state,
+                flows[0].inactive
+            ),
+            (5, 3, 1, false)
+        );
+        // An IPv6 bucket: its last slot holds an inactive UDP flow.
+        let mut b = [0u8; BUCKET6_LEN];
+        let s = &mut b[192..];
+        let client: std::net::Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let virt: std::net::Ipv6Addr = "2001:db8::100".parse().unwrap();
+        s[..16].copy_from_slice(&client.octets());
+        s[16..32].copy_from_slice(&virt.octets());
+        s[32..34].copy_from_slice(&5353u16.to_be_bytes());
+        s[34..36].copy_from_slice(&53u16.to_be_bytes());
+        s[36] = 17;
+        s[37] = 1;
+        s[48..52].copy_from_slice(&9u32.to_ne_bytes());
+        s[52..54].copy_from_slice(&2u16.to_ne_bytes());
+        s[54] = 11;
+        s[55] = 1;
+        let flows = FlowRecord::parse_bucket6(&b);
+        assert_eq!(flows.len(), 1);
+        assert_eq!(flows[0].client, (IpAddr::V6(client), 5353));
+        assert_eq!(flows[0].virt, (IpAddr::V6(virt), 53));
+        assert_eq!(
+            (
+                flows[0].proto,
+                flows[0].dest,
+                flows[0].svc,
+                flows[0].state,
+                flows[0].inactive
+            ),
+            (17, 9, 2, 11, true)
+        );
     }
 }

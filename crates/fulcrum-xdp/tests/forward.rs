@@ -112,15 +112,57 @@ fn nat_rewrites_both_ways_with_checksums_right_and_counts_follow_the_states() {
         assert_eq!(endpoints(&out).1, ("10.0.0.2".parse().unwrap(), 80));
         assert!(checksums_ok(&out));
 
+        // Replies are found by their client and must come from the flow's
+        // real server, address and port: the other real server, or the
+        // right one from another port, is nobody's reply.
+        for (from, port) in [("10.0.0.2", 80), ("10.0.0.1", 80), ("10.0.0.1", 8081)] {
+            let fake = tcp((from, port), ("198.51.100.7", 40000), ACK);
+            let (v, out) = p.test_run(&fake).unwrap();
+            assert_eq!(
+                (v, &out),
+                (XDP_PASS, &fake),
+                "{from}:{port} is not the real server"
+            );
+        }
+
+        // The same client address and port to a second virtual service:
+        // two flows, each reply back from its own virtual address.
+        let web2 = svc(Protocol::Tcp, "192.0.2.2", 80);
+        t.add_service(ServiceSpec::new(web2, SchedulerKind::Rr))
+            .unwrap();
+        t.add_dest(&web2, dest("10.0.0.5", 80, Forwarding::Masq, 1))
+            .unwrap();
+        p.publish(&t).unwrap();
+        let (_, out) = p
+            .test_run(&tcp(("198.51.100.7", 40000), ("192.0.2.2", 80), SYN))
+            .unwrap();
+        assert_eq!(endpoints(&out).1, ("10.0.0.5".parse().unwrap(), 80));
+        let replies = [
+            ("10.0.0.5", 80, SYN | ACK, "192.0.2.2"),
+            ("10.0.0.1", 8080, ACK, "192.0.2.1"),
+        ];
+        for (rs, rport, flags, vip) in replies {
+            let r = tcp((rs, rport), ("198.51.100.7", 40000), flags);
+            let (_, out) = p.test_run(&r).unwrap();
+            assert_eq!(
+                endpoints(&out).0,
+                (vip.parse().unwrap(), 80),
+                "{rs}'s reply"
+            );
+        }
+        assert_eq!(p.flows().unwrap().len(), 3);
+        t.delete_service(&web2).unwrap();
+        p.publish(&t).unwrap();
+
         // A segment of no flow that is not a SYN is left to the kernel.
         let stray = tcp(("198.51.100.9", 1), ("192.0.2.1", 80), ACK);
         let (v, out) = p.test_run(&stray).unwrap();
         assert_eq!((v, &out), (XDP_PASS, &stray));
         assert_eq!(count(&p, Exception::NotSyn), 1);
 
-        // Counters: the service saw 4 packets in, 1 out, 2 connections.
+        // Counters: the service saw 3 packets in, 2 out, 2 connections.
         let c = p.service_counters(&web).unwrap().unwrap();
-        assert_eq!((c.conns, c.inpkts, c.outpkts), (2, 3, 1));
+        assert_eq!((c.conns, c.inpkts, c.outpkts), (2, 3, 2));
         assert_eq!(c.inbytes, 3 * 40);
 
         // FIN from the client: CLOSE_WAIT, inactive again.
@@ -132,7 +174,7 @@ fn nat_rewrites_both_ways_with_checksums_right_and_counts_follow_the_states() {
         // sweeper removes both flows and their counts.
         p.set_clock_offset(61_000_000_000).unwrap();
         let s = p.sweep().unwrap();
-        assert_eq!((s.seen, s.expired), (2, 2));
+        assert_eq!((s.seen, s.expired), (3, 3));
         assert!(p.flows().unwrap().is_empty());
         assert_eq!(conns(&p, &t, &web, "10.0.0.1"), (0, 0));
         assert_eq!(conns(&p, &t, &web, "10.0.0.2"), (0, 0));
@@ -201,6 +243,17 @@ fn udp_and_ipv6_nat_keep_checksums_right() {
         let (_, out) = p.test_run(&back).unwrap();
         assert_eq!(endpoints(&out).0, ("2001:db8::1".parse().unwrap(), 443));
         assert!(checksums_ok(&out), "TCP/IPv6 reply");
+        // Another address of the real server's network is nobody's reply.
+        let fake = tcp(("2001:db8:1::4", 8443), ("2001:db8:2::7", 40000), ACK);
+        let (v, out) = p.test_run(&fake).unwrap();
+        assert_eq!((v, &out), (XDP_PASS, &fake));
+        // The IPv6 flow is listed with the IPv4 ones.
+        let flows = p.flows().unwrap();
+        assert_eq!(flows.len(), 6);
+        let f6: Vec<_> = flows.iter().filter(|f| f.client.0.is_ipv6()).collect();
+        assert_eq!(f6.len(), 1);
+        assert_eq!(f6[0].client, ("2001:db8:2::7".parse().unwrap(), 40000));
+        assert_eq!(f6[0].virt, ("2001:db8::1".parse().unwrap(), 443));
     });
 }
 
