@@ -308,10 +308,7 @@ impl Config {
                 } else {
                     v.effective_port()
                 });
-                let fwd = v
-                    .forwarding
-                    .unwrap_or_else(|| self.global.effective_network())
-                    .forwarding();
+                let fwd = v.forwarding_for(&RealServer::default(), &self.global);
                 Some(SorrySpec {
                     key: svc.spec.key,
                     dest: DestSpec::new(s.addr, port, fwd),
@@ -429,7 +426,7 @@ impl Config {
                     .filter(|s| s.is_active())
                     .filter_map(|s| {
                         let addr = s.address?;
-                        let fwd = v.routing_for(s, &self.global).forwarding();
+                        let fwd = v.forwarding_for(s, &self.global);
                         let port = s.port.unwrap_or(if v.fwmark.is_some() {
                             0
                         } else {

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use fulcrum_core::sched::SchedulerKind;
-use fulcrum_core::{Family, Protocol, ServiceKey};
+use fulcrum_core::{Family, Protocol, ServiceKey, TunnelCsum, TunnelType};
 
 use crate::diag::{Diagnostic, Span, did_you_mean};
 use crate::model::*;
@@ -92,6 +92,9 @@ pub const VIRTUAL_KEYS: &[&str] = &[
     "pmask",
     "one_packet",
     "forwarding",
+    "tunnel_type",
+    "tunnel_port",
+    "tunnel_checksum",
     "send",
     "expect",
     "use_regex",
@@ -126,6 +129,9 @@ pub const SERVER_KEYS: &[&str] = &[
     "weight",
     "port",
     "forwarding",
+    "tunnel_type",
+    "tunnel_port",
+    "tunnel_checksum",
     "uthreshold",
     "lthreshold",
     "proxy_protocol",
@@ -389,6 +395,16 @@ impl Assign<'_> {
     }
 }
 
+const TUNNEL_TYPES: &[(&str, TunnelType)] = &[
+    ("ipip", TunnelType::Ipip),
+    ("gue", TunnelType::Gue),
+    ("gre", TunnelType::Gre),
+];
+const TUNNEL_CSUMS: &[(&str, TunnelCsum)] = &[
+    ("none", TunnelCsum::NoCsum),
+    ("csum", TunnelCsum::Csum),
+    ("remcsum", TunnelCsum::RemCsum),
+];
 const PROXY_PROTOCOLS: &[(&str, ProxyProtocolVersion)] = &[
     ("v1", ProxyProtocolVersion::V1),
     ("v2", ProxyProtocolVersion::V2),
@@ -835,6 +851,7 @@ fn lower_virtual_key(a: &Assign, v: &mut VirtualServer, diags: &mut Vec<Diagnost
         "pmask" => put(&mut v.pmask, a.pmask(), d),
         "one_packet" => put(&mut v.one_packet, a.bool(), d),
         "forwarding" => put(&mut v.forwarding, a.word("forwarding method", ROUTING), d),
+        "tunnel_type" | "tunnel_port" | "tunnel_checksum" => lower_tunnel_key(a, &mut v.tunnel, d),
         "send" => put(&mut v.send, a.string(), d),
         "expect" => put(&mut v.expect, a.string(), d),
         "use_regex" => put(&mut v.use_regex, a.bool(), d),
@@ -868,6 +885,80 @@ fn lower_virtual_key(a: &Assign, v: &mut VirtualServer, diags: &mut Vec<Diagnost
     }
 }
 
+/// The tunnel keys of real server `s` against IPVS's rules (ipvsadm's
+/// type × option matrix) and what the data plane does; `at` finds a key's
+/// place (the server's own, else its virtual server's).
+fn check_tunnel(
+    v: &VirtualServer,
+    s: &RealServer,
+    routing: Routing,
+    plane: Dataplane,
+    at: impl Fn(&str) -> Span,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let name = &s.name;
+    if routing != Routing::Tunnel {
+        if let Some(k) = ["tunnel_type", "tunnel_port", "tunnel_checksum"]
+            .into_iter()
+            .zip([
+                s.tunnel.kind.is_some(),
+                s.tunnel.port.is_some(),
+                s.tunnel.checksum.is_some(),
+            ])
+            .find_map(|(k, set)| set.then_some(k))
+        {
+            diags.push(
+                Diagnostic::error(at(k), format!("real server `{name}` sets `{k}` but uses {} routing", routing.name()))
+                    .hint("tunnel keys apply to tunnelled real servers: add `forwarding = tunnel`, or remove the key"),
+            );
+        }
+        return;
+    }
+    let t = s.tunnel.or(&v.tunnel);
+    let kind = t.kind.unwrap_or(TunnelType::Ipip);
+    let kname = kind.name();
+    match (kind, t.port, t.checksum) {
+        (TunnelType::Gue, None, _) => diags.push(
+            Diagnostic::error(at("tunnel_type"), format!("real server `{name}` is tunnelled by gue without a `tunnel_port`"))
+                .hint("add `tunnel_port = PORT`, the UDP port the real server takes GUE on (e.g. 6080, as in `ip fou add port 6080 gue`)"),
+        ),
+        (TunnelType::Ipip | TunnelType::Gre, Some(_), _) => diags.push(
+            Diagnostic::error(at("tunnel_port"), format!("real server `{name}` is tunnelled by {kname}, which has no port"))
+                .hint("`tunnel_port` is for gue tunnels: remove it, or set `tunnel_type = gue`"),
+        ),
+        (TunnelType::Ipip, _, Some(_)) => diags.push(
+            Diagnostic::error(at("tunnel_checksum"), format!("real server `{name}` is tunnelled by ipip, which has no checksum"))
+                .hint("`tunnel_checksum` is for gue and gre tunnels: remove it"),
+        ),
+        (TunnelType::Gre, _, Some(TunnelCsum::RemCsum)) => diags.push(
+            Diagnostic::error(at("tunnel_checksum"), format!("real server `{name}` is tunnelled by gre, which has no remote checksum"))
+                .hint("use `tunnel_checksum = none` or `csum` (remcsum is for gue)"),
+        ),
+        _ => {}
+    }
+    if plane == Dataplane::Xdp {
+        if kind == TunnelType::Gre {
+            diags.push(
+                Diagnostic::error(at("tunnel_type"), format!("real server `{name}` is tunnelled by gre, which the `xdp` data plane does not do"))
+                    .hint("use `tunnel_type = ipip` or `gue`, or set `dataplane = ipvs`"),
+            );
+        } else if kind == TunnelType::Gue && t.checksum.is_some_and(|c| c != TunnelCsum::NoCsum) {
+            diags.push(
+                Diagnostic::error(at("tunnel_checksum"), format!("real server `{name}` asks for a GUE checksum, which the `xdp` data plane does not compute"))
+                    .hint("use `tunnel_checksum = none` (IPVS's default), or set `dataplane = ipvs`"),
+            );
+        }
+    }
+}
+
+fn lower_tunnel_key(a: &Assign, t: &mut TunnelKeys, d: &mut Vec<Diagnostic>) {
+    match a.key() {
+        "tunnel_type" => put(&mut t.kind, a.word("tunnel type", TUNNEL_TYPES), d),
+        "tunnel_port" => put(&mut t.port, a.number(1, 65535, "port"), d),
+        _ => put(&mut t.checksum, a.word("tunnel checksum", TUNNEL_CSUMS), d),
+    }
+}
+
 fn lower_server_key(a: &Assign, s: &mut RealServer, diags: &mut Vec<Diagnostic>) {
     let d = diags;
     match a.key() {
@@ -876,6 +967,7 @@ fn lower_server_key(a: &Assign, s: &mut RealServer, diags: &mut Vec<Diagnostic>)
         "weight" => put(&mut s.weight, a.number(0, i32::MAX as u64, "weight"), d),
         "port" => put(&mut s.port, a.port(), d),
         "forwarding" => put(&mut s.forwarding, a.word("forwarding method", ROUTING), d),
+        "tunnel_type" | "tunnel_port" | "tunnel_checksum" => lower_tunnel_key(a, &mut s.tunnel, d),
         "uthreshold" => put(
             &mut s.uthreshold,
             a.number(0, i32::MAX as u64, "threshold"),
@@ -1556,6 +1648,14 @@ fn check_servers(
                     .hint("give the real server an address of the virtual server's family, or set `dataplane = ipvs`"),
             );
         }
+        check_tunnel(
+            v,
+            s,
+            routing,
+            cfg.global.effective_dataplane(),
+            |k| keys.get(k).or_else(|| info.keys.get(k)).unwrap_or(*header),
+            diags,
+        );
         if routing != Routing::Nat && cfg.global.effective_dataplane() == Dataplane::Proxy {
             let sp = keys
                 .get("forwarding")

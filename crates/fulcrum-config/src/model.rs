@@ -7,7 +7,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use fulcrum_core::sched::SchedulerKind;
-use fulcrum_core::{Family, Forwarding, Netmask, Protocol, SchedFlags, ServiceKey};
+use fulcrum_core::{
+    Family, Forwarding, Netmask, Protocol, SchedFlags, ServiceKey, TunnelCsum, TunnelType,
+};
 
 /// A duration written in seconds, possibly fractional (`0.35`), kept to the
 /// microsecond.
@@ -62,6 +64,32 @@ impl Routing {
             Routing::Direct => Forwarding::Route,
             Routing::Tunnel => Forwarding::TUNNEL,
         }
+    }
+}
+
+/// `tunnel_type`, `tunnel_port` and `tunnel_checksum` (Fulcrum), of a
+/// virtual or a real server: IPVS's `--tun-type`, `--tun-port` and
+/// `--tun-nocsum`/`--tun-csum`/`--tun-remcsum`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TunnelKeys {
+    /// `tunnel_type`.
+    pub kind: Option<TunnelType>,
+    /// `tunnel_port`.
+    pub port: Option<u16>,
+    /// `tunnel_checksum`.
+    pub checksum: Option<TunnelCsum>,
+}
+
+impl TunnelKeys {
+    /// These keys if any is set, else `outer`'s: a real server's tunnel is
+    /// its own or its virtual server's, never a mix of the two.
+    pub fn or(&self, outer: &TunnelKeys) -> TunnelKeys {
+        if self.any() { *self } else { *outer }
+    }
+
+    /// Whether any key is set.
+    pub fn any(&self) -> bool {
+        self.kind.is_some() || self.port.is_some() || self.checksum.is_some()
     }
 }
 
@@ -473,6 +501,7 @@ pub struct RealServer {
     pub weight: Option<u32>,
     pub port: Option<u16>,
     pub forwarding: Option<Routing>,
+    pub tunnel: TunnelKeys,
     pub uthreshold: Option<u32>,
     pub lthreshold: Option<u32>,
     pub proxy_protocol: Option<ProxyProtocolVersion>,
@@ -501,6 +530,7 @@ pub struct VirtualServer {
     pub pmask: Option<Pmask>,
     pub one_packet: Option<bool>,
     pub forwarding: Option<Routing>,
+    pub tunnel: TunnelKeys,
     pub send: Option<String>,
     pub expect: Option<String>,
     pub use_regex: Option<bool>,
@@ -702,6 +732,23 @@ impl VirtualServer {
             .forwarding
             .or(self.forwarding)
             .unwrap_or_else(|| global.effective_network())
+    }
+
+    /// The IPVS forwarding for a server: its routing, and when tunnelled
+    /// the tunnel's type, port and checksum (the server's own tunnel keys,
+    /// else this virtual's; IP-in-IP without a checksum by default).
+    pub fn forwarding_for(&self, server: &RealServer, global: &Global) -> Forwarding {
+        match self.routing_for(server, global) {
+            Routing::Tunnel => {
+                let t = server.tunnel.or(&self.tunnel);
+                Forwarding::Tunnel {
+                    kind: t.kind.unwrap_or(TunnelType::Ipip),
+                    port: t.port.unwrap_or(0),
+                    csum: t.checksum.unwrap_or(TunnelCsum::NoCsum),
+                }
+            }
+            r => r.forwarding(),
+        }
     }
 }
 

@@ -188,6 +188,7 @@ pub fn write(cfg: &Config) -> String {
         );
         o.kv("one_packet", v.one_packet.map(|b| bool01(b).into()));
         o.kv("forwarding", v.forwarding.map(|r| r.name().into()));
+        tunnel(&mut o, &v.tunnel);
         o.kv("send", v.send.as_deref().map(quote));
         o.kv("expect", v.expect.as_deref().map(quote));
         o.kv("use_regex", v.use_regex.map(|b| bool01(b).into()));
@@ -221,6 +222,7 @@ pub fn write(cfg: &Config) -> String {
             o.kv("weight", s.weight.map(|w| w.to_string()));
             o.kv("port", s.port.map(|p| p.to_string()));
             o.kv("forwarding", s.forwarding.map(|r| r.name().into()));
+            tunnel(&mut o, &s.tunnel);
             o.kv("uthreshold", s.uthreshold.map(|t| t.to_string()));
             o.kv("lthreshold", s.lthreshold.map(|t| t.to_string()));
             o.kv("proxy_protocol", s.proxy_protocol.map(|p| p.name().into()));
@@ -232,4 +234,20 @@ pub fn write(cfg: &Config) -> String {
         o.s.push_str("}\n");
     }
     o.s
+}
+
+fn tunnel(o: &mut Out, t: &TunnelKeys) {
+    o.kv("tunnel_type", t.kind.map(|k| k.name().into()));
+    o.kv("tunnel_port", t.port.map(|p| p.to_string()));
+    o.kv(
+        "tunnel_checksum",
+        t.checksum.map(|c| {
+            match c {
+                fulcrum_core::TunnelCsum::NoCsum => "none",
+                fulcrum_core::TunnelCsum::Csum => "csum",
+                fulcrum_core::TunnelCsum::RemCsum => "remcsum",
+            }
+            .into()
+        }),
+    );
 }

@@ -563,6 +563,7 @@ mod roundtrip {
                 // NAT only here, so remapping is always allowed.
                 port: if fw { None } else { remap.or(Some(vport)) },
                 forwarding: Some(Routing::Nat),
+                tunnel: TunnelKeys::default(),
                 uthreshold: u,
                 lthreshold: u.map(|u| u / 2),
                 proxy_protocol: pp,
@@ -762,6 +763,54 @@ fn the_xdp_plane_refuses_what_it_cannot_forward_yet_with_places() {
             "9:3: real server `a` is tunnelled across address families, which the `xdp` data plane does not do yet",
             "16:2: fwmark services need the `ipvs` data plane: XDP runs before anything marks a packet",
             "27:3: real server `s` remaps SCTP port 5060 to 5061, which the `xdp` data plane cannot do (it does not recompute SCTP's CRC)",
+        ]
+    );
+}
+
+#[test]
+fn tunnel_keys_choose_the_tunnel_and_follow_ipvsadms_rules() {
+    use fulcrum_core::{Forwarding, TunnelCsum, TunnelType};
+    let good = "dataplane = ipvs\nvirtual web {\n address = 192.0.2.10 eth0:1\n active = 1\n forwarding = tunnel\n tunnel_type = gue\n tunnel_port = 6080\n server a {\n  address = 10.1.0.1\n  active = 1\n }\n server b {\n  address = 10.1.0.2\n  active = 1\n  tunnel_type = gre\n  tunnel_checksum = csum\n }\n server c {\n  address = 10.1.0.3\n  active = 1\n  tunnel_type = ipip\n }\n}\n";
+    let c = ok(good);
+    let t = c.table();
+    let fwd: Vec<Forwarding> = t[0].dests.iter().map(|(_, d)| d.fwd).collect();
+    let tunnel = |kind, port, csum| Forwarding::Tunnel { kind, port, csum };
+    assert_eq!(
+        fwd,
+        [
+            tunnel(TunnelType::Gue, 6080, TunnelCsum::NoCsum),
+            tunnel(TunnelType::Gre, 0, TunnelCsum::Csum),
+            Forwarding::TUNNEL,
+        ],
+        "a server's own tunnel keys replace its virtual server's"
+    );
+    // Written back, read the same.
+    assert_eq!(ok(&write(&c)), c);
+
+    let bad = "virtual v {\n address = 192.0.2.10 eth0:1\n active = 1\n forwarding = tunnel\n server a {\n  address = 10.1.0.1\n  active = 1\n  tunnel_type = gue\n }\n server b {\n  address = 10.1.0.2\n  active = 1\n  tunnel_port = 6080\n }\n server c {\n  address = 10.1.0.3\n  active = 1\n  tunnel_checksum = csum\n }\n server d {\n  address = 10.1.0.4\n  active = 1\n  tunnel_type = gre\n  tunnel_checksum = remcsum\n }\n server e {\n  address = 10.1.0.5\n  active = 1\n  forwarding = nat\n  tunnel_type = gue\n }\n server f {\n  address = 10.1.0.6\n  active = 1\n  tunnel_type = vxlan\n }\n}\n";
+    let errs = errors(bad);
+    for want in [
+        "8:3: real server `a` is tunnelled by gue without a `tunnel_port`",
+        "13:3: real server `b` is tunnelled by ipip, which has no port",
+        "18:3: real server `c` is tunnelled by ipip, which has no checksum",
+        "24:3: real server `d` is tunnelled by gre, which has no remote checksum",
+        "30:3: real server `e` sets `tunnel_type` but uses nat routing",
+    ] {
+        assert!(errs.iter().any(|e| e == want), "{want}\n{errs:#?}");
+    }
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("35:") && e.contains("vxlan")),
+        "{errs:#?}"
+    );
+
+    // The xdp plane sends ipip and gue without a checksum.
+    let xdp = "dataplane = xdp\nvirtual v {\n address = 192.0.2.10 eth0:1\n active = 1\n forwarding = tunnel\n server a {\n  address = 10.1.0.1\n  active = 1\n  tunnel_type = gue\n  tunnel_port = 6080\n }\n server b {\n  address = 10.1.0.2\n  active = 1\n  tunnel_type = gre\n }\n server c {\n  address = 10.1.0.3\n  active = 1\n  tunnel_type = gue\n  tunnel_port = 6080\n  tunnel_checksum = csum\n }\n}\n";
+    assert_eq!(
+        errors(xdp),
+        [
+            "15:3: real server `b` is tunnelled by gre, which the `xdp` data plane does not do",
+            "22:3: real server `c` asks for a GUE checksum, which the `xdp` data plane does not compute",
         ]
     );
 }

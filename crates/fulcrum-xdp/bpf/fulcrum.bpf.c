@@ -124,8 +124,16 @@ struct dest {
 	__u32 svc;
 	__u8 tun_src[16];  /* tunnelling: the director's address towards it */
 	__u8 flags;        /* DEST_F_* */
-	__u8 pad[7];
+	__u8 tun_type;     /* TUN_* */
+	__be16 tun_port;   /* GUE: the real server's UDP port */
+	__u8 pad[4];
 };
+
+#define TUN_IPIP 0
+#define TUN_GUE 1
+/* GUE's outer UDP header and its own 4-byte header (version 0, no
+ * options: the next protocol and nothing else), as IPVS sends it. */
+#define GUE_LEN 12
 
 #define DEST_F_RETIRED 0x1 /* deleted: forwards its flows, takes no new ones */
 
@@ -2121,7 +2129,9 @@ static __attribute__((noinline)) int encap(struct xdp_md *ctx, struct pkt *p, st
 	if (p->l3 != data + sizeof(struct ethhdr))
 		return count(EXC_UNSUPPORTED, XDP_PASS); /* VLAN-tagged */
 	int v4 = p->family == 4;
-	__u16 hlen = v4 ? 20 : 40;
+	int gue = d->tun_type == TUN_GUE;
+	__u16 iphlen = v4 ? 20 : 40;
+	__u16 hlen = iphlen + (gue ? GUE_LEN : 0);
 	__u8 head[4] = {};
 	if (v4) {
 		if ((void *)(p->ip + 20) > end)
@@ -2133,18 +2143,44 @@ static __attribute__((noinline)) int encap(struct xdp_md *ctx, struct pkt *p, st
 			return XDP_PASS;
 		__builtin_memcpy(head, p->ip, 4); /* traffic class, flow label */
 	}
+	/* GUE's source port spreads the flows as IPVS's does (the inner
+	 * addresses and ports hashed into the kernel's default local port
+	 * range), so that receivers' RSS and ECMP paths see many flows. */
+	__be16 sport = 0;
+	if (gue) {
+		__u32 a[4] = {};
+		if (v4) {
+			if ((void *)(p->ip + 20) > end)
+				return XDP_PASS;
+			__builtin_memcpy(&a[0], p->ip + 12, 4);
+			__builtin_memcpy(&a[1], p->ip + 16, 4);
+		} else {
+			if ((void *)(p->ip + 40) > end)
+				return XDP_PASS;
+			__builtin_memcpy(&a[0], p->ip + 20, 4);
+			__builtin_memcpy(&a[1], p->ip + 36, 4);
+		}
+		if ((void *)(p->l4 + 4) <= end)
+			__builtin_memcpy(&a[2], p->l4, 4);
+		__u64 h = fmix64(((__u64)a[0] << 32 | a[1]) ^ ((__u64)a[2] << 16) ^ p->proto);
+		sport = bpf_htons((__u16)((((h & 0xffffffff) * (60999 - 32768)) >> 32) + 32768));
+	}
 	struct bpf_fib_lookup fib = {};
 	fib.ifindex = ctx->ingress_ifindex;
 	fib.tot_len = p->l3_len + hlen;
+	if (gue) {
+		fib.sport = sport;
+		fib.dport = d->tun_port;
+	}
 	if (v4) {
 		fib.family = AF_INET;
-		fib.l4_protocol = IPPROTO_IPIP;
+		fib.l4_protocol = gue ? IPPROTO_UDP : IPPROTO_IPIP;
 		fib.tos = head[0];
 		__builtin_memcpy(&fib.ipv4_src, d->tun_src, 4);
 		__builtin_memcpy(&fib.ipv4_dst, d->addr, 4);
 	} else {
 		fib.family = AF_INET6;
-		fib.l4_protocol = IPPROTO_IPV6;
+		fib.l4_protocol = gue ? IPPROTO_UDP : IPPROTO_IPV6;
 		__builtin_memcpy(fib.ipv6_src, d->tun_src, 16);
 		__builtin_memcpy(fib.ipv6_dst, d->addr, 16);
 	}
@@ -2179,7 +2215,7 @@ static __attribute__((noinline)) int encap(struct xdp_md *ctx, struct pkt *p, st
 		if ((void *)(ip + 20) > end)
 			return XDP_DROP;
 		eth->h_proto = bpf_htons(ETH_P_IP);
-		__u16 tot = inner + 20;
+		__u16 tot = inner + hlen;
 		ip[0] = 0x45;
 		ip[1] = head[0];
 		ip[2] = tot >> 8;
@@ -2189,7 +2225,7 @@ static __attribute__((noinline)) int encap(struct xdp_md *ctx, struct pkt *p, st
 		ip[6] = head[1];
 		ip[7] = 0;
 		ip[8] = 64;
-		ip[9] = IPPROTO_IPIP;
+		ip[9] = gue ? IPPROTO_UDP : IPPROTO_IPIP;
 		ip[10] = 0;
 		ip[11] = 0;
 		__builtin_memcpy(ip + 12, d->tun_src, 4);
@@ -2206,12 +2242,32 @@ static __attribute__((noinline)) int encap(struct xdp_md *ctx, struct pkt *p, st
 			return XDP_DROP;
 		eth->h_proto = bpf_htons(ETH_P_IPV6);
 		__builtin_memcpy(ip, head, 4);
-		ip[4] = inner >> 8;
-		ip[5] = inner & 0xff;
-		ip[6] = IPPROTO_IPV6;
+		__u16 payload = inner + hlen - 40;
+		ip[4] = payload >> 8;
+		ip[5] = payload & 0xff;
+		ip[6] = gue ? IPPROTO_UDP : IPPROTO_IPV6;
 		ip[7] = 64;
 		__builtin_memcpy(ip + 8, d->tun_src, 16);
 		__builtin_memcpy(ip + 24, d->addr, 16);
+	}
+	if (gue) {
+		/* UDP without a checksum (IPVS's --tun-nocsum, its default; for
+		 * IPv6 the receiver must accept zero checksums, as the decap
+		 * program and Linux's fou with IPv6 do), then GUE. */
+		__u8 *udp = ip + iphlen;
+		if ((void *)(udp + GUE_LEN) > end)
+			return XDP_DROP;
+		__u16 ulen = inner + GUE_LEN;
+		__builtin_memcpy(udp, &sport, 2);
+		__builtin_memcpy(udp + 2, &d->tun_port, 2);
+		udp[4] = ulen >> 8;
+		udp[5] = ulen & 0xff;
+		udp[6] = 0;
+		udp[7] = 0;
+		udp[8] = 0;
+		udp[9] = v4 ? IPPROTO_IPIP : IPPROTO_IPV6;
+		udp[10] = 0;
+		udp[11] = 0;
 	}
 	if (fib.ifindex == ctx->ingress_ifindex)
 		return XDP_TX;

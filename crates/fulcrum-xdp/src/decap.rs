@@ -31,16 +31,20 @@ pub struct DecapProgram {
 }
 
 impl DecapProgram {
-    /// Load the program.
+    /// Load the program: IP-in-IP and IPv6-in-IPv6, and GUE on UDP port
+    /// `gue_port` when given.
     ///
     /// # Errors
     /// No program in this build (what to install), or the kernel refusing.
-    pub fn load() -> Result<DecapProgram, XdpError> {
+    pub fn load(gue_port: Option<u16>) -> Result<DecapProgram, XdpError> {
         if OBJECT.is_empty() {
             return Err(XdpError::NotBuilt(env!("FULCRUM_XDP_MISSING")));
         }
-        let mut ebpf =
-            Ebpf::load(OBJECT).map_err(|e| kernel("loading the decapsulation object")(&e))?;
+        let port = gue_port.unwrap_or(0).to_be();
+        let mut ebpf = aya::EbpfLoader::new()
+            .override_global("gue_port", &port, true)
+            .load(OBJECT)
+            .map_err(|e| kernel("loading the decapsulation object")(&e))?;
         let prog: &mut Xdp = ebpf
             .program_mut(NAME)
             .ok_or_else(|| missing("loading the decapsulation program", NAME))?
@@ -110,6 +114,25 @@ pub fn is_decap(id: u32) -> bool {
         .any(|p| p.id() == id && p.name_as_str() == Some(NAME))
 }
 
+/// The GUE port the decapsulation program with kernel id `id` takes
+/// (`None`: IP-in-IP only, or not such a program).
+pub fn gue_port(id: u32) -> Option<u16> {
+    let prog = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|p| p.id() == id)?;
+    prog.map_ids().ok()??.into_iter().find_map(|m| {
+        let data = MapData::from_id(m).ok()?;
+        let info = data.info().ok()?;
+        if !info.name_as_str()?.ends_with(".rodata") {
+            return None;
+        }
+        let arr: aya::maps::Array<MapData, [u8; 2]> =
+            aya::maps::Array::try_from(aya::maps::Map::Array(data)).ok()?;
+        let port = u16::from_be_bytes(arr.get(&0, 0).ok()?);
+        (port != 0).then_some(port)
+    })
+}
+
 /// What the program with kernel id `id` counted, summed over the CPUs:
 /// packets decapsulated, and passed untouched.
 ///
@@ -120,12 +143,17 @@ pub fn counters(id: u32) -> Result<(u64, u64), XdpError> {
         .filter_map(Result::ok)
         .find(|p| p.id() == id)
         .ok_or_else(|| missing("reading the decapsulation counters", NAME))?;
-    let map_id = prog
+    let data = prog
         .map_ids()
         .map_err(|e| kernel("reading the decapsulation counters")(&e))?
-        .and_then(|ids| ids.first().copied())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| MapData::from_id(m).ok())
+        .find(|d| {
+            d.info()
+                .is_ok_and(|i| i.name_as_str() == Some("decap_stats"))
+        })
         .ok_or_else(|| missing("reading the decapsulation counters", "decap_stats"))?;
-    let data = MapData::from_id(map_id).map_err(|e| kernel("reading the counters")(&e))?;
     let arr: PerCpuArray<MapData, u64> = PerCpuArray::try_from(aya::maps::Map::PerCpuArray(data))
         .map_err(|e| kernel("reading the counters")(&e))?;
     let get = |i: u32| -> Result<u64, XdpError> {

@@ -145,10 +145,23 @@ pub fn refuses_dest(
         Forwarding::Tunnel {
             kind: fulcrum_core::TunnelType::Ipip,
             ..
+        }
+        | Forwarding::Tunnel {
+            kind: fulcrum_core::TunnelType::Gue,
+            csum: fulcrum_core::TunnelCsum::NoCsum,
+            ..
         } => {}
+        Forwarding::Tunnel {
+            kind: fulcrum_core::TunnelType::Gue,
+            ..
+        } => {
+            return Some(format!(
+                "{key}: real server {addr} is tunnelled by gue with a checksum, which the xdp data plane does not compute (use `tunnel_checksum = none`, or `dataplane = ipvs`)"
+            ));
+        }
         Forwarding::Tunnel { kind, .. } => {
             return Some(format!(
-                "{key}: real server {addr} is tunnelled by {}, which the xdp data plane does not do yet (ipip only)",
+                "{key}: real server {addr} is tunnelled by {}, which the xdp data plane does not do (ipip or gue; or `dataplane = ipvs`)",
                 kind.name()
             ));
         }
@@ -650,19 +663,43 @@ mod tests {
         );
         let (_, refused) = l.plan(&t, &|_| Some("10.0.0.254".parse().unwrap()));
         assert!(refused.is_empty(), "{refused:?}");
+        // GUE without a checksum goes; with one, or GRE, is refused.
+        let tunnel = |kind, csum| Forwarding::Tunnel {
+            kind,
+            port: 6080,
+            csum,
+        };
+        use fulcrum_core::{TunnelCsum, TunnelType};
         let mut d = DestSpec::new(
             "10.0.0.8".parse().unwrap(),
             80,
-            Forwarding::Tunnel {
-                kind: fulcrum_core::TunnelType::Gue,
-                port: 6080,
-                csum: fulcrum_core::TunnelCsum::NoCsum,
-            },
+            tunnel(TunnelType::Gue, TunnelCsum::NoCsum),
         );
         d.weight = 1;
         t.add_dest(&key(), d).unwrap();
         let (_, refused) = l.plan(&t, &|_| Some("10.0.0.254".parse().unwrap()));
-        assert!(refused[0].contains("tunnelled by gue"), "{refused:?}");
+        assert!(refused.is_empty(), "{refused:?}");
+        for (addr, kind, csum, why) in [
+            (
+                "10.0.0.9",
+                TunnelType::Gue,
+                TunnelCsum::Csum,
+                "gue with a checksum",
+            ),
+            (
+                "10.0.0.10",
+                TunnelType::Gre,
+                TunnelCsum::NoCsum,
+                "tunnelled by gre",
+            ),
+        ] {
+            let mut t = table(SchedulerKind::Wlc, &[1]);
+            let mut d = DestSpec::new(addr.parse().unwrap(), 80, tunnel(kind, csum));
+            d.weight = 1;
+            t.add_dest(&key(), d).unwrap();
+            let (_, refused) = Layout::new().plan(&t, &|_| Some("10.0.0.254".parse().unwrap()));
+            assert!(refused[0].contains(why), "{refused:?}");
+        }
     }
 
     #[test]

@@ -5,8 +5,8 @@
 
 use std::net::IpAddr;
 
-use fulcrum_core::Forwarding;
 use fulcrum_core::sched::SchedulerKind;
+use fulcrum_core::{Forwarding, TunnelType};
 
 /// The most services the program holds (`MAX_SERVICES`).
 pub const MAX_SERVICES: u32 = 4096;
@@ -204,6 +204,11 @@ impl SchedState {
     }
 }
 
+/// `dest.tun_type`: IP-in-IP (or IPv6-in-IPv6).
+pub const TUN_IPIP: u8 = 0;
+/// `dest.tun_type`: GUE (UDP to `tun_port`, a 4-byte GUE header, the packet).
+pub const TUN_GUE: u8 = 1;
+
 /// `struct dest`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DestRecord {
@@ -247,6 +252,15 @@ impl DestRecord {
             b[40..56].copy_from_slice(&addr16(src));
         }
         b[56] = u8::from(self.retired);
+        if let Forwarding::Tunnel {
+            kind: TunnelType::Gue,
+            port,
+            ..
+        } = self.fwd
+        {
+            b[57] = TUN_GUE;
+            b[58..60].copy_from_slice(&port.to_be_bytes());
+        }
         b
     }
 }
@@ -370,6 +384,26 @@ mod tests {
         }
         .bytes();
         assert_eq!(d[56], 1);
+        assert_eq!(&d[57..60], &[TUN_IPIP, 0, 0]);
+        let gue = DestRecord {
+            addr: "10.0.0.5".parse().unwrap(),
+            fwd: Forwarding::Tunnel {
+                kind: TunnelType::Gue,
+                port: 6080,
+                csum: fulcrum_core::TunnelCsum::NoCsum,
+            },
+            port: 0,
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+            epoch: 0,
+            svc: 0,
+            tun_src: None,
+            retired: false,
+        }
+        .bytes();
+        assert_eq!(gue[17], 2, "IP_VS_CONN_F_TUNNEL");
+        assert_eq!(&gue[57..60], &[TUN_GUE, 0x17, 0xc0]);
         assert_eq!(&d[40..44], &[10, 0, 0, 254]);
         assert_eq!(&d[..4], &[10, 0, 0, 5]);
         assert_eq!(d[16], 4);

@@ -12,6 +12,28 @@ use fulcrum_core::sched::SchedulerKind;
 use fulcrum_core::{DestSpec, Forwarding, Protocol, ServiceKey, ServiceSpec, Table};
 use fulcrum_xdp::{Exception, XDP_PASS, XDP_REDIRECT, XdpPlane};
 
+/// A path towards tunnelled real servers 10.0.0.1 and 2001:db8:1::1 (their
+/// neighbours known) with an MTU of 1300.
+const TUNNEL_PATH: &str = "sysctl -qw net.ipv4.ip_forward=1; sysctl -qw net.ipv6.conf.all.forwarding=1; ip link set lo up; \
+     ip link add rs0 address 02:00:00:00:00:aa mtu 1300 type veth peer name rs1; ip link set rs0 up; ip link set rs1 up; \
+     ip addr add 10.0.0.254/24 dev rs0; ip addr add 2001:db8:1::fe/64 dev rs0 nodad; \
+     ip neigh add 10.0.0.1 lladdr 02:00:00:00:00:01 dev rs0 nud permanent; \
+     ip neigh add 2001:db8:1::1 lladdr 02:00:00:00:00:01 dev rs0 nud permanent";
+
+/// An IPv4 frame with DF set (as TCP sends), its header checksum right.
+fn with_df(mut f: Vec<u8>) -> Vec<u8> {
+    f[14 + 6] = 0x40;
+    let sum: u32 = f[14..34]
+        .chunks(2)
+        .enumerate()
+        .filter(|(i, _)| *i != 5)
+        .map(|(_, c)| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    let c = !(((sum & 0xffff) + (sum >> 16)) as u16);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
 fn svc(proto: Protocol, addr: &str, port: u16) -> ServiceKey {
     ServiceKey::Addr {
         proto,
@@ -367,12 +389,7 @@ fn a_deleted_real_server_keeps_its_flows_and_quiesced_ones_get_no_new() {
 )]
 #[test]
 fn tunnelling_wraps_the_packet_whole_and_drops_what_cannot_go_yet() {
-    let setup = "sysctl -qw net.ipv4.ip_forward=1; sysctl -qw net.ipv6.conf.all.forwarding=1; ip link set lo up; \
-                 ip link add rs0 address 02:00:00:00:00:aa mtu 1300 type veth peer name rs1; ip link set rs0 up; ip link set rs1 up; \
-                 ip addr add 10.0.0.254/24 dev rs0; ip addr add 2001:db8:1::fe/64 dev rs0 nodad; \
-                 ip neigh add 10.0.0.1 lladdr 02:00:00:00:00:01 dev rs0 nud permanent; \
-                 ip neigh add 2001:db8:1::1 lladdr 02:00:00:00:00:01 dev rs0 nud permanent";
-    in_netns(setup, || {
+    in_netns(TUNNEL_PATH, || {
         let Some(mut p) = load() else { return };
         let web = svc(Protocol::Tcp, "192.0.2.1", 80);
         let web6 = svc(Protocol::Tcp, "2001:db8::1", 80);
@@ -580,6 +597,108 @@ fn icmp_errors_of_a_flow_reach_its_real_server_or_its_client() {
     ignore = "loads a BPF program in a network namespace: needs root; run with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
 )]
 #[test]
+fn gue_wraps_the_packet_in_udp_to_the_real_servers_port() {
+    in_netns(TUNNEL_PATH, || {
+        let Some(mut p) = load() else { return };
+        let gue = Forwarding::Tunnel {
+            kind: fulcrum_core::TunnelType::Gue,
+            port: 6080,
+            csum: fulcrum_core::TunnelCsum::NoCsum,
+        };
+        let web = svc(Protocol::Tcp, "192.0.2.1", 80);
+        let web6 = svc(Protocol::Tcp, "2001:db8::1", 80);
+        let mut t = Table::new();
+        t.add_service(ServiceSpec::new(web, SchedulerKind::Rr))
+            .unwrap();
+        t.add_dest(&web, dest("10.0.0.1", 80, gue, 1)).unwrap();
+        t.add_service(ServiceSpec::new(web6, SchedulerKind::Rr))
+            .unwrap();
+        t.add_dest(&web6, dest("2001:db8:1::1", 80, gue, 1))
+            .unwrap();
+        p.publish(&t).unwrap();
+
+        // IPv4: IP, UDP to port 6080 without a checksum, GUE version 0
+        // carrying IP-in-IP (4), the client's packet whole.
+        let syn = tcp(("198.51.100.7", 40000), ("192.0.2.1", 80), SYN);
+        let (v, out) = p.test_run(&syn).unwrap();
+        assert_eq!(v, XDP_REDIRECT);
+        let inner = syn.len() - 14;
+        let outer = &out[14..34];
+        assert_eq!(outer[9], 17, "UDP");
+        assert_eq!(
+            usize::from(u16::from_be_bytes([outer[2], outer[3]])),
+            inner + 32
+        );
+        assert_eq!(&outer[12..16], &[10, 0, 0, 254]);
+        assert_eq!(&outer[16..20], &[10, 0, 0, 1]);
+        let sum: u32 = outer
+            .chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+            .sum();
+        assert_eq!((sum & 0xffff) + (sum >> 16), 0xffff, "outer checksum");
+        let udp = &out[34..42];
+        let sport = u16::from_be_bytes([udp[0], udp[1]]);
+        assert!((32768..=60999).contains(&sport), "source port {sport}");
+        assert_eq!(u16::from_be_bytes([udp[2], udp[3]]), 6080);
+        assert_eq!(
+            usize::from(u16::from_be_bytes([udp[4], udp[5]])),
+            inner + 12
+        );
+        assert_eq!(&udp[6..8], &[0, 0], "no UDP checksum");
+        assert_eq!(&out[42..46], &[0, 4, 0, 0], "GUE: version 0, IPv4 inside");
+        assert_eq!(&out[46..], &syn[14..], "the client's packet, whole");
+        // The flow's next packet leaves from the same source port; another
+        // flow's (most likely) from another.
+        let ack = tcp(("198.51.100.7", 40000), ("192.0.2.1", 80), ACK);
+        let (_, out) = p.test_run(&ack).unwrap();
+        assert_eq!(u16::from_be_bytes([out[34], out[35]]), sport);
+        let ports: std::collections::HashSet<u16> = (0..8)
+            .map(|i| {
+                let syn = tcp(("198.51.100.8", 41000 + i), ("192.0.2.1", 80), SYN);
+                let (_, out) = p.test_run(&syn).unwrap();
+                u16::from_be_bytes([out[34], out[35]])
+            })
+            .collect();
+        assert!(ports.len() > 4, "flows spread over source ports: {ports:?}");
+
+        // IPv6: GUE carrying IPv6 (41).
+        let syn6 = tcp(("2001:db8:2::7", 40000), ("2001:db8::1", 80), SYN);
+        let (v, out) = p.test_run(&syn6).unwrap();
+        assert_eq!(v, XDP_REDIRECT);
+        let inner6 = syn6.len() - 14;
+        assert_eq!(out[14 + 6], 17, "UDP");
+        assert_eq!(
+            usize::from(u16::from_be_bytes([out[18], out[19]])),
+            inner6 + 12
+        );
+        assert_eq!(u16::from_be_bytes([out[56], out[57]]), 6080);
+        assert_eq!(
+            usize::from(u16::from_be_bytes([out[58], out[59]])),
+            inner6 + 12
+        );
+        assert_eq!(&out[62..66], &[0, 41, 0, 0], "GUE: IPv6 inside");
+        assert_eq!(&out[66..], &syn6[14..]);
+
+        // Too big for the path with GUE's 32 bytes more: the client learns
+        // the MTU less 32.
+        let big = with_df(frame(
+            ("198.51.100.7", 40000),
+            ("192.0.2.1", 80),
+            Some(ACK),
+            1240,
+        ));
+        let (v, out) = p.test_run(&big).unwrap();
+        assert_eq!(v, fulcrum_xdp::XDP_TX);
+        assert_eq!(&out[34..36], &[3, 4], "fragmentation needed");
+        assert_eq!(u16::from_be_bytes([out[40], out[41]]), 1300 - 32);
+    });
+}
+
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "loads a BPF program in a network namespace: needs root; run with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
+#[test]
 fn too_big_for_the_tunnel_answers_fragmentation_needed_less_the_tunnel() {
     let setup = "sysctl -qw net.ipv4.ip_forward=1; ip link set lo up; \
                  ip link add rs0 address 02:00:00:00:00:aa mtu 1300 type veth peer name rs1; ip link set rs0 up; ip link set rs1 up; \
@@ -596,16 +715,12 @@ fn too_big_for_the_tunnel_answers_fragmentation_needed_less_the_tunnel() {
         p.publish(&t).unwrap();
         p.test_run(&tcp(("198.51.100.7", 40000), ("192.0.2.1", 80), SYN))
             .unwrap();
-        let mut big = frame(("198.51.100.7", 40000), ("192.0.2.1", 80), Some(ACK), 1250);
-        big[14 + 6] = 0x40; // DF, as TCP sends
-        let sum: u32 = big[14..34]
-            .chunks(2)
-            .enumerate()
-            .filter(|(i, _)| *i != 5)
-            .map(|(_, c)| u32::from(u16::from_be_bytes([c[0], c[1]])))
-            .sum();
-        let c = !(((sum & 0xffff) + (sum >> 16)) as u16);
-        big[24..26].copy_from_slice(&c.to_be_bytes());
+        let big = with_df(frame(
+            ("198.51.100.7", 40000),
+            ("192.0.2.1", 80),
+            Some(ACK),
+            1250,
+        ));
         let (v, out) = p.test_run(&big).unwrap();
         assert_eq!(v, fulcrum_xdp::XDP_TX, "answered on the way it came");
         assert_eq!(&out[..6], &MAC[6..12], "to the sender's MAC");

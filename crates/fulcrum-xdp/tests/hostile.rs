@@ -232,7 +232,7 @@ fn a_syn_flood_larger_than_the_table_keeps_it_bounded_and_counts_true() {
 )]
 #[test]
 fn the_decapsulation_program_takes_only_whole_tunnelled_packets() {
-    let prog = match DecapProgram::load() {
+    let prog = match DecapProgram::load(Some(6080)) {
         Ok(p) => p,
         Err(XdpError::NotBuilt(_)) => {
             fulcrum_testbed::missing_peer("the decapsulation tests", "clang (and libbpf-dev)");
@@ -252,21 +252,105 @@ fn the_decapsulation_program_takes_only_whole_tunnelled_packets() {
         (XDP_PASS, inner.as_slice()),
         "stripped"
     );
-    // Every cut of it, and random frames: passed, never grown.
-    for n in 14..f.len() {
-        let (v, out) = prog.test_run(&f[..n]).unwrap();
-        assert_eq!(v, XDP_PASS);
-        assert!(out.len() <= n);
+    // GUE to port 6080: version 0 naming IPv4 (with one word of options),
+    // version 1 (the packet right after UDP), and IPv6 in GUE over IPv6.
+    let gue4 = |gue: &[u8], port: u16| {
+        let mut g = MAC.to_vec();
+        let tot = (20 + 8 + gue.len() + inner.len() - 14) as u16;
+        g.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
+        g.extend_from_slice(&tot.to_be_bytes());
+        g.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 254, 10, 0, 0, 1]);
+        g.extend_from_slice(&40000u16.to_be_bytes());
+        g.extend_from_slice(&port.to_be_bytes());
+        g.extend_from_slice(&(tot - 20).to_be_bytes());
+        g.extend_from_slice(&[0, 0]);
+        g.extend_from_slice(gue);
+        g.extend_from_slice(&inner[14..]);
+        g
+    };
+    let v0 = gue4(&[0, 4, 0, 0], 6080);
+    let v0_options = gue4(&[1, 4, 0, 0, 0xde, 0xad, 0xbe, 0xef], 6080);
+    let v1 = gue4(&[], 6080);
+    for (what, g) in [
+        ("GUE 0", &v0),
+        ("GUE 0 with options", &v0_options),
+        ("GUE 1", &v1),
+    ] {
+        let (v, out) = prog.test_run(g).unwrap();
+        assert_eq!(
+            (v, out.as_slice()),
+            (XDP_PASS, inner.as_slice()),
+            "{what} stripped"
+        );
+    }
+    let inner6 = tcp(("2001:db8:2::7", 40000), ("2001:db8::1", 80), SYN);
+    let mut g6 = MAC.to_vec();
+    let plen = (8 + 4 + inner6.len() - 14) as u16;
+    g6.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+    g6.extend_from_slice(&plen.to_be_bytes());
+    g6.extend_from_slice(&[17, 64]);
+    g6.extend_from_slice(&inner6[22..54]);
+    g6.extend_from_slice(&40000u16.to_be_bytes());
+    g6.extend_from_slice(&6080u16.to_be_bytes());
+    g6.extend_from_slice(&plen.to_be_bytes());
+    g6.extend_from_slice(&[0, 0, 0, 41, 0, 0]);
+    g6.extend_from_slice(&inner6[14..]);
+    let (v, out) = prog.test_run(&g6).unwrap();
+    assert_eq!(
+        (v, out.as_slice()),
+        (XDP_PASS, inner6.as_slice()),
+        "GUE over IPv6 stripped"
+    );
+    // Not ours: another port, a control message, an inner packet that is
+    // not what GUE names; and without a GUE port, GUE at all.
+    for (what, g) in [
+        ("another port", gue4(&[0, 4, 0, 0], 6081)),
+        ("a control message", gue4(&[0x20, 4, 0, 0], 6080)),
+        ("IPv6 named, IPv4 inside", gue4(&[0, 41, 0, 0], 6080)),
+        ("GUE version 2", gue4(&[0x80, 4, 0, 0], 6080)),
+    ] {
+        let (v, out) = prog.test_run(&g).unwrap();
+        assert_eq!(
+            (v, out.as_slice()),
+            (XDP_PASS, g.as_slice()),
+            "{what} passes untouched"
+        );
+    }
+    let plain = DecapProgram::load(None).unwrap();
+    let (v, out) = plain.test_run(&v0).unwrap();
+    assert_eq!(
+        (v, out.as_slice()),
+        (XDP_PASS, v0.as_slice()),
+        "GUE needs a port"
+    );
+    let (_, out) = plain.test_run(&f).unwrap();
+    assert_eq!(out, inner, "IP-in-IP without a GUE port");
+    // Every cut of each, and random frames: passed, never grown.
+    for g in [&f, &v0, &v0_options, &v1, &g6] {
+        for n in 14..g.len() {
+            let (v, out) = prog.test_run(&g[..n]).unwrap();
+            assert_eq!(v, XDP_PASS);
+            assert!(out.len() <= n);
+        }
     }
     let mut rng = Rng(99);
     for i in 0..2000 {
         let len = 14 + (rng.next() % 120) as usize;
         let mut g: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
-        if i % 2 == 0 {
+        if i % 3 == 0 {
             g[12..14].copy_from_slice(&[0x08, 0x00]);
             if len > 34 {
                 g[14] = 0x45;
                 g[23] = 4;
+            }
+        } else if i % 3 == 1 {
+            // UDP to the GUE port, whatever follows.
+            g[12..14].copy_from_slice(&[0x08, 0x00]);
+            if len > 40 {
+                g[14] = 0x45;
+                g[20..22].copy_from_slice(&[0, 0]);
+                g[23] = 17;
+                g[36..38].copy_from_slice(&6080u16.to_be_bytes());
             }
         } else {
             g[12..14].copy_from_slice(&[0x86, 0xdd]);

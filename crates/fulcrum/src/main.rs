@@ -106,6 +106,10 @@ enum Command {
         /// (default: the default route's).
         #[arg(long, value_name = "IFACE")]
         interface: Option<String>,
+        /// With `--decap xdp`: take GUE on this UDP port too (the
+        /// director's `tunnel_type = gue`, `tunnel_port`).
+        #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+        gue_port: Option<u16>,
         /// A virtual address (repeatable).
         #[arg(long = "vip", value_name = "ADDRESS", required_unless_present = "undo")]
         vips: Vec<std::net::IpAddr>,
@@ -260,6 +264,7 @@ fn main() -> ExitCode {
             mode,
             decap,
             interface,
+            gue_port,
             vips,
             check,
             undo,
@@ -269,6 +274,7 @@ fn main() -> ExitCode {
                 mode: mode.unwrap_or(fulcrum::rs_setup::Mode::Direct),
                 decap,
                 interface,
+                gue_port,
                 vips,
                 check,
                 undo,

@@ -60,8 +60,9 @@ pub enum Step {
         /// The address.
         addr: IpAddr,
     },
-    /// Attach Fulcrum's decapsulation program to an interface.
-    AttachDecap(String),
+    /// Attach Fulcrum's decapsulation program to an interface, taking GUE
+    /// on a UDP port too when one is given.
+    AttachDecap(String, Option<u16>),
     /// Write a sysctl under `/proc/sys`.
     Sysctl {
         /// Its name, e.g. `net/ipv4/conf/all/arp_ignore`.
@@ -79,7 +80,13 @@ impl std::fmt::Display for Step {
             Step::LoadModule(m) => write!(f, "load the kernel module {m}"),
             Step::LinkUp(d) => write!(f, "bring {d} up"),
             Step::AddAddress { dev, addr } => write!(f, "add {addr} to {dev}"),
-            Step::AttachDecap(d) => write!(f, "attach the XDP decapsulation program to {d}"),
+            Step::AttachDecap(d, None) => {
+                write!(f, "attach the XDP decapsulation program to {d}")
+            }
+            Step::AttachDecap(d, Some(p)) => write!(
+                f,
+                "attach the XDP decapsulation program to {d} (GUE on UDP port {p})"
+            ),
             Step::Sysctl { name, value, was } => {
                 write!(f, "set {} = {value} (is {was})", name.replace('/', "."))
             }
@@ -133,6 +140,8 @@ pub struct Setup {
     pub decap: Decap,
     /// The interface for `--decap xdp`.
     pub interface: String,
+    /// `--decap xdp`: GUE's UDP port, if the director sends GUE.
+    pub gue_port: Option<u16>,
 }
 
 impl Setup {
@@ -188,7 +197,7 @@ pub fn plan(setup: &Setup, vips: &[IpAddr], host: &Host) -> Result<Vec<Step>, St
     };
     if setup.xdp() {
         if !host.decap_on.contains(&setup.interface) {
-            steps.push(Step::AttachDecap(setup.interface.clone()));
+            steps.push(Step::AttachDecap(setup.interface.clone(), setup.gue_port));
         }
     } else if mode == Mode::Tunnel {
         if let Some(v6) = vips.iter().find(|a| a.is_ipv6()) {
@@ -233,7 +242,7 @@ pub fn record(steps: &[Step]) -> String {
             Step::LoadModule(m) => format!("module {m}"),
             Step::LinkUp(d) => format!("link {d}"),
             Step::AddAddress { dev, addr } => format!("address {dev} {addr}"),
-            Step::AttachDecap(d) => format!("decap {d}"),
+            Step::AttachDecap(d, _) => format!("decap {d}"),
             Step::Sysctl { name, value, was } => format!("sysctl {name} {value} {was}"),
         };
         out.push_str(&line);
@@ -250,7 +259,7 @@ pub fn recorded(text: &str) -> Vec<Step> {
             Some(match f.as_slice() {
                 ["module", m] => Step::LoadModule((*m).into()),
                 ["link", d] => Step::LinkUp((*d).into()),
-                ["decap", d] if !d.contains(['/', '.']) => Step::AttachDecap((*d).into()),
+                ["decap", d] if !d.contains(['/', '.']) => Step::AttachDecap((*d).into(), None),
                 ["address", d, a] => Step::AddAddress {
                     dev: (*d).into(),
                     addr: a.parse().ok()?,
@@ -297,6 +306,7 @@ async fn observe(mgr: &fulcrum_net::addr::AddressManager, vips: &[IpAddr], setup
     if !setup.interface.is_empty()
         && let Ok(Some(id)) = mgr.xdp_program(&setup.interface).await
         && fulcrum_xdp::decap::is_decap(id)
+        && fulcrum_xdp::decap::gue_port(id) == setup.gue_port
     {
         decap_on.push(setup.interface.clone());
     }
@@ -330,7 +340,7 @@ async fn apply(mgr: &mut fulcrum_net::addr::AddressManager, step: &Step) -> Resu
             .await
             .map(|()| step.clone())
             .map_err(|e| format!("{d}: {e}")),
-        Step::AttachDecap(d) => {
+        Step::AttachDecap(d, gue_port) => {
             if let Ok(Some(id)) = mgr.xdp_program(d).await
                 && !fulcrum_xdp::decap::is_decap(id)
             {
@@ -338,7 +348,8 @@ async fn apply(mgr: &mut fulcrum_net::addr::AddressManager, step: &Step) -> Resu
                     "{d} already runs another XDP program (id {id}); detach it first (`ip link set {d} xdp off`)"
                 ));
             }
-            let prog = fulcrum_xdp::decap::DecapProgram::load().map_err(|e| format!("{d}: {e}"))?;
+            let prog = fulcrum_xdp::decap::DecapProgram::load(*gue_port)
+                .map_err(|e| format!("{d}: {e}"))?;
             let fd = prog.fd().map_err(|e| format!("{d}: {e}"))?;
             if mgr.set_xdp(d, Some(fd), true).await.is_err() {
                 mgr.set_xdp(d, Some(fd), false)
@@ -385,7 +396,7 @@ async fn undo(mgr: &mut fulcrum_net::addr::AddressManager, step: &Step) -> Resul
             .set_link_up(d, false)
             .await
             .map_err(|e| format!("{d}: {e}")),
-        Step::AttachDecap(d) => {
+        Step::AttachDecap(d, _) => {
             // Only Fulcrum's program goes; another one put there since is
             // left alone.
             match mgr.xdp_program(d).await {
@@ -424,6 +435,8 @@ pub struct Request {
     pub decap: Decap,
     /// The interface for `--decap xdp` (default: the default route's).
     pub interface: Option<String>,
+    /// `--gue-port`: GUE's UDP port for `--decap xdp`.
+    pub gue_port: Option<u16>,
     /// The virtual addresses.
     pub vips: Vec<IpAddr>,
     /// Only say what is missing.
@@ -486,10 +499,17 @@ pub async fn run(req: Request) -> i32 {
         },
         (None, _) => String::new(),
     };
+    if req.gue_port.is_some() && !(req.mode == Mode::Tunnel && req.decap == Decap::Xdp) {
+        eprintln!(
+            "fulcrum realserver-setup: --gue-port is for --mode tunnel --decap xdp (with the kernel's own decapsulation, take GUE with `ip fou add port N gue`)"
+        );
+        return 2;
+    }
     let setup = Setup {
         mode: req.mode,
         decap: req.decap,
         interface,
+        gue_port: req.gue_port,
     };
     let host = observe(&mgr, &req.vips, &setup).await;
     let steps = match plan(&setup, &req.vips, &host) {
@@ -568,6 +588,7 @@ mod tests {
             mode,
             decap,
             interface: "eth0".into(),
+            gue_port: None,
         }
     }
 
@@ -652,9 +673,20 @@ mod tests {
             .extend(vips.iter().map(|v| ("lo".to_string(), *v)));
         h.sysctls[2].1 = "2".into();
         assert_eq!(plan(&s, &vips, &h).unwrap(), vec![]);
+        // GUE too: the program goes on again with the port (the host's
+        // `decap_on` lists only a program taking the same port).
+        h.decap_on.clear();
+        let gue = Setup {
+            gue_port: Some(6080),
+            ..s.clone()
+        };
         assert_eq!(
-            recorded(&record(&[Step::AttachDecap("eth0".into())])),
-            vec![Step::AttachDecap("eth0".into())]
+            plan(&gue, &vips, &h).unwrap()[0].to_string(),
+            "attach the XDP decapsulation program to eth0 (GUE on UDP port 6080)"
+        );
+        assert_eq!(
+            recorded(&record(&[Step::AttachDecap("eth0".into(), Some(6080))])),
+            vec![Step::AttachDecap("eth0".into(), None)]
         );
         assert_eq!(recorded("decap ../x\ndecap a.b\n"), vec![]);
     }

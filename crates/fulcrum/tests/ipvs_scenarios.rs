@@ -327,3 +327,90 @@ fn five_node_nat_cluster_on_the_xdp_plane_on_another_kernel() {
     assert!(!nanny.contains("rs2\n"), "{out}");
     assert_eq!(section(&out, "stop"), "detached\n", "{out}");
 }
+
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "needs root and the ipvs-vm tool: run with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
+#[test]
+fn gue_tunnels_from_kernel_ipvs_and_xdp_reach_fou_and_the_decapsulation_program() {
+    if fulcrum_xdp::program().is_err() {
+        return fulcrum_testbed::missing_peer("GUE in the VM", "clang (and libbpf-dev)");
+    }
+    let Some(ethtool) = program(&["/usr/sbin/ethtool", "/sbin/ethtool"]) else {
+        return fulcrum_testbed::missing_peer("GUE in the VM", "ethtool");
+    };
+    let Some(clang) = program(&["/usr/bin/clang"]) else {
+        return fulcrum_testbed::missing_peer("GUE in the VM", "clang");
+    };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vm");
+    let pass = std::env::temp_dir().join(format!("fulcrum-pass-{}.o", std::process::id()));
+    let built = std::process::Command::new(clang)
+        .args(["-O2", "-target", "bpf", "-c"])
+        .arg(dir.join("pass.bpf.c"))
+        .arg(format!(
+            "-I/usr/include/{}-linux-gnu",
+            std::env::consts::ARCH
+        ))
+        .arg("-o")
+        .arg(&pass)
+        .status()
+        .expect("clang runs");
+    assert!(built.success(), "tests/vm/pass.bpf.c compiles");
+    let out = scenario(
+        "gue",
+        &[("ETHTOOL", ethtool), ("PASS", pass.to_str().unwrap())],
+    );
+    let _ = std::fs::remove_file(&pass);
+    assert!(
+        section(&out, "rs2 setup").contains("(GUE on UDP port 6080)"),
+        "{out}"
+    );
+    // The table as the kernel's own ipvsadm shows it, tunnel column and
+    // all (the counters left out: they move between the two listings).
+    let cut = |s: &str| -> Vec<String> {
+        s.lines()
+            .map(|l| {
+                l.chars()
+                    .take(52)
+                    .collect::<String>()
+                    .trim_end()
+                    .to_string()
+            })
+            .collect()
+    };
+    let ours = section(&out, "ipvs tun-info");
+    assert_eq!(cut(ours), cut(section(&out, "ipvsadm tun-info")), "{out}");
+    assert_eq!(ours.matches("Tunnel  gue:6080:-c").count(), 2, "{out}");
+    assert_eq!(
+        section(&out, "xdp tun-info")
+            .matches("Tunnel  gue:6080:-c")
+            .count(),
+        2,
+        "{out}"
+    );
+    // Through kernel IPVS, then through the XDP program: both real servers
+    // (the kernel's fou, Fulcrum's program) answer, in turn, and see the
+    // client's own address. The emulated VM may lose a request when the
+    // host is busy.
+    for plane in ["ipvs", "xdp"] {
+        let spread: Vec<(usize, String)> = section(&out, plane)
+            .lines()
+            .filter_map(|l| {
+                let (n, rest) = l.split_once(' ')?;
+                Some((n.parse().ok()?, rest.to_string()))
+            })
+            .collect();
+        let names: Vec<&str> = spread.iter().map(|(_, r)| r.as_str()).collect();
+        assert_eq!(
+            names,
+            ["rs1 [::ffff:10.3.0.10]", "rs2 [::ffff:10.3.0.10]"],
+            "{plane}: {out}"
+        );
+        assert!(
+            spread.iter().all(|(n, _)| (9..=11).contains(n)),
+            "{plane}: {out}"
+        );
+    }
+    assert_eq!(section(&out, "decap counted").trim(), "1", "{out}");
+}

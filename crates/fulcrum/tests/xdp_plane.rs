@@ -320,10 +320,12 @@ fn direct_routing_and_tunnelling_in_xdp_to_real_servers_without_ipip() {
             "ip netns exec {ns} {BIN} realserver-setup --mode direct --vip 10.210.1.100 --state {state}"
         ));
         let out = sh(&format!(
-            "ip netns exec {ns} {BIN} realserver-setup --mode tunnel --decap xdp --vip 10.210.1.101 --state {state}"
+            "ip netns exec {ns} {BIN} realserver-setup --mode tunnel --decap xdp --gue-port 6080 --vip 10.210.1.101 --vip 10.210.1.102 --state {state}"
         ));
         assert!(
-            out.contains("done: attach the XDP decapsulation program to eth0"),
+            out.contains(
+                "done: attach the XDP decapsulation program to eth0 (GUE on UDP port 6080)"
+            ),
             "{out}"
         );
         let mut c = std::process::Command::new("ip");
@@ -354,7 +356,10 @@ fn direct_routing_and_tunnelling_in_xdp_to_real_servers_without_ipip() {
          virtual dr {\n address = 10.210.1.100 eth0:1\n active = 1\n port = 80\n scheduler = rr\n check_interval = 0.3\n\
           server rs1 {\n  address = 10.210.2.3\n  active = 1\n }\n server rs2 {\n  address = 10.210.2.4\n  active = 1\n }\n}\n\
          virtual tun {\n address = 10.210.1.101 eth0:2\n active = 1\n port = 80\n scheduler = rr\n check_interval = 0.3\n\
-          server rs1 {\n  address = 10.210.2.3\n  active = 1\n  forwarding = tunnel\n }\n server rs2 {\n  address = 10.210.2.4\n  active = 1\n  forwarding = tunnel\n }\n}\n",
+          server rs1 {\n  address = 10.210.2.3\n  active = 1\n  forwarding = tunnel\n }\n server rs2 {\n  address = 10.210.2.4\n  active = 1\n  forwarding = tunnel\n }\n}\n\
+         virtual gue {\n address = 10.210.1.102 eth0:3\n active = 1\n port = 80\n scheduler = rr\n check_interval = 0.3\n\
+          forwarding = tunnel\n tunnel_type = gue\n tunnel_port = 6080\n\
+          server rs1 {\n  address = 10.210.2.3\n  active = 1\n }\n server rs2 {\n  address = 10.210.2.4\n  active = 1\n }\n}\n",
     )
     .unwrap();
     let control = tmp.file("control.sock");
@@ -378,11 +383,14 @@ fn direct_routing_and_tunnelling_in_xdp_to_real_servers_without_ipip() {
     wait_for("the director", 10, || {
         std::path::Path::new(&control).exists()
     });
-    wait_for("both real servers up in both services", 10, || {
+    wait_for("both real servers up in every service", 10, || {
         adm(&control, "-L -n").matches("Route").count() == 2
-            && adm(&control, "-L -n").matches("Tunnel").count() == 2
+            && adm(&control, "-L -n").matches("Tunnel").count() == 4
     });
-    for vip in ["10.210.1.100", "10.210.1.101"] {
+    // The tunnels, as ipvsadm's --tun-info shows them.
+    let tun = adm(&control, "-L -n --tun-info");
+    assert_eq!(tun.matches("Tunnel  gue:6080:-c   1 ").count(), 2, "{tun}");
+    for vip in ["10.210.1.100", "10.210.1.101", "10.210.1.102"] {
         let out = sh(&format!(
             "ip netns exec {cli} sh -c 'for i in $(seq 20); do curl -si --max-time 3 http://{vip}/; done'"
         ));

@@ -37,12 +37,13 @@ web() {
 
 # waitfor SECONDS CMD...: until CMD (a program or a function here, not
 # `sh -c`: busybox sh would run its own `ip`) succeeds; 1 when it never did.
+# The limit is wall-clock time: a CMD that itself waits (a `get` timing
+# out) does not stretch it.
 waitfor() {
-  local t=$1; shift
-  local i=0
-  while [ "$i" -lt $((t * 10)) ]; do
+  local end=$(( $(date +%s) + $1 )); shift
+  while [ "$(date +%s)" -lt "$end" ]; do
     "$@" >/dev/null 2>&1 && return 0
-    sleep 0.1; i=$((i + 1))
+    sleep 0.1
   done
   return 1
 }
