@@ -1164,14 +1164,15 @@ fn check_global(g: &Global, seen: &KeySpans, diags: &mut Vec<Diagnostic>) {
     check_syncd(g, seen, diags);
     if g.dataplane == Some(Dataplane::Xdp)
         && g.syncdaemon == Some(true)
-        && let Some(sp) = seen.get("syncdaemon")
+        && g.syncd_role != Some(SyncdRole::Backup)
+        && let Some(sp) = seen.get("syncd_role").or_else(|| seen.get("syncdaemon"))
     {
         diags.push(
             Diagnostic::error(
                 sp,
-                "connection synchronisation does not run on the `xdp` data plane yet",
+                "on the `xdp` data plane Fulcrum's sync daemon receives only, for now: it sends nothing",
             )
-            .hint("remove `syncdaemon`, or set `dataplane = ipvs` for the kernel's sync daemon"),
+            .hint("set `syncd_role = backup` on the directors that receive (from kernel IPVS masters), or `dataplane = ipvs` for the kernel's sync daemon in both roles"),
         );
     }
 }

@@ -752,13 +752,17 @@ fn ftp_by_direct_routing_is_warned_about() {
 
 #[test]
 fn the_xdp_plane_refuses_what_it_cannot_forward_yet_with_places() {
+    // A receiving sync daemon runs on it.
+    ok(
+        "dataplane = xdp\nsyncdaemon = 1\nsyncd_role = backup\nsyncd_iface = eth1\nvirtual web {\n address = 192.0.2.10 eth0:1\n active = 1\n server a {\n  address = 10.1.0.1\n  active = 1\n }\n}\n",
+    );
     let good = "dataplane = xdp\nnat_router = 10.1.0.254 eth1:1\nvirtual web {\n address = 192.0.2.10 eth0:1\n active = 1\n scheduler = wrr\n server a {\n  address = 10.1.0.1\n  active = 1\n }\n server b {\n  address = 10.1.0.2\n  active = 1\n  forwarding = direct\n }\n server c {\n  address = 10.1.0.3\n  active = 1\n  forwarding = tunnel\n }\n}\n";
     ok(good);
     let bad = "dataplane = xdp\nsyncdaemon = 1\nvirtual web {\n address = 192.0.2.10\n active = 1\n scheduler = lblc\n persistent = 60\n server a {\n  address = 2001:db8::1\n  active = 1\n  forwarding = tunnel\n }\n}\nvirtual marked {\n address = 192.0.2.11 eth0\n fwmark = 3\n active = 1\n}\nvirtual sip {\n address = 192.0.2.12 eth0\n protocol = sctp\n port = 5060\n forwarding = nat\n active = 1\n server s {\n  address = 10.1.0.5\n  port = 5061\n  active = 1\n }\n}\n";
     assert_eq!(
         errors(bad),
         [
-            "2:1: connection synchronisation does not run on the `xdp` data plane yet",
+            "2:1: on the `xdp` data plane Fulcrum's sync daemon receives only, for now: it sends nothing",
             "4:2: the `xdp` data plane runs on the interface of the virtual server's address: name it",
             "9:3: real server `a` is tunnelled across address families, which the `xdp` data plane does not do yet",
             "16:2: fwmark services need the `ipvs` data plane: XDP runs before anything marks a packet",

@@ -697,3 +697,5 @@ pub fn encode_v0(syncid: u8, conns: &[Conn]) -> Result<Vec<u8>, EncodeError> {
     out[2..4].copy_from_slice(&size.to_be_bytes());
     Ok(out)
 }
+
+pub mod receive;

@@ -613,14 +613,6 @@ static __always_inline void transition(struct flow *f, int dir, __u8 proto, __u8
 	set_state(f, next, now);
 }
 
-/* ---- The IPv4 flow table: 4-way buckets in an array, 32 bytes a slot ----
- *
- * IPv4 flows (the many) live here rather than in a kernel hash table,
- * whose every element costs some 64 bytes of bookkeeping: a flow takes one
- * 32-byte slot, a NAT flow a second for its replies, so a million NAT flows
- * fit in 64 MiB. A bucket is two cache lines. A new entry takes a free
- * slot, else an expired flow's, else the flow that expires first (evicted,
- * its counts taken off: the table is full). IPv6 flows keep the hash maps. */
 /* ---- The flow tables ----
  *
  * One entry per connection, found from both directions as IPVS finds its
@@ -2791,6 +2783,168 @@ int fulcrum_xdp(struct xdp_md *ctx)
 		return count(EXC_NO_DEST, XDP_PASS);
 	}
 	return to_real_server(ctx, &p, &key, f, now, 1);
+}
+
+/* ---- Synced flows: installed by the controller (BPF_PROG_TEST_RUN) ----
+ *
+ * A backup director learns the active one's connections from its sync
+ * messages. The controller writes them, mapped to this program's service
+ * indexes and real-server slots, into `sync_in` and runs `fulcrum_install`
+ * with their count as the frame's first four bytes: this program stays
+ * the only writer of the flow table and of the counts. A flow already here
+ * is brought to the message's real server, state and timeout (its counts
+ * moved); a new one is bound as the packet path binds; a template is
+ * created or refreshed. */
+struct sync_rec {
+	__u8 caddr[16];  /* templates: the client network */
+	__u8 vaddr[16];
+	__be16 cport;
+	__be16 vport;
+	__u8 proto;
+	__u8 family;
+	__u8 state;      /* fulcrum-core's ConnState */
+	__u8 flags;      /* SYNC_F_* */
+	__u32 dest;      /* slot */
+	__u32 svc;       /* service index */
+	__u32 timeout;   /* seconds */
+	__u32 pad[3];
+};
+
+#define SYNC_F_TEMPLATE 0x1
+#define SYNC_MAX 256
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SYNC_MAX);
+	__type(key, __u32);
+	__type(value, struct sync_rec);
+} sync_in SEC(".maps");
+
+/* What the last install run did: [flows added, flows updated, templates]. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 3);
+	__type(key, __u32);
+	__type(value, __u64);
+} sync_result SEC(".maps");
+
+struct install_ctx {
+	__u64 now;
+	__u32 count;
+	__u32 pad;
+	__u64 added;
+	__u64 updated;
+	__u64 templates;
+};
+
+static __always_inline void install_template(const struct sync_rec *r, struct install_ctx *c)
+{
+	__u32 room = 1; /* the sweeper's room: the controller runs both */
+	struct tmpl_key *t = bpf_map_lookup_elem(&scratch, &room);
+	if (!t)
+		return;
+	__builtin_memcpy(t->snet, r->caddr, 16);
+	__builtin_memcpy(t->vaddr, r->vaddr, 16);
+	t->svc = r->svc;
+	t->vport = r->vport;
+	t->proto = r->proto;
+	t->pad = 0;
+	__u64 expires = c->now + (__u64)r->timeout * NSEC;
+	struct tmpl *old = bpf_map_lookup_elem(&templates, t);
+	if (old) {
+		if (old->dest != r->dest) {
+			unbind_template(old->dest);
+			bind_template(r->dest);
+			old->dest = r->dest;
+		}
+		if (old->expires < expires)
+			old->expires = expires;
+	} else {
+		struct tmpl nt = {};
+		nt.expires = expires;
+		nt.dest = r->dest;
+		if (bpf_map_update_elem(&templates, t, &nt, BPF_NOEXIST))
+			return;
+		bind_template(r->dest);
+	}
+	c->templates++;
+}
+
+static long install_one(__u32 i, void *ctx)
+{
+	struct install_ctx *c = ctx;
+	if (i >= c->count)
+		return 1;
+	struct sync_rec *r = bpf_map_lookup_elem(&sync_in, &i);
+	if (!r)
+		return 1;
+	if (r->flags & SYNC_F_TEMPLATE) {
+		install_template(r, c);
+		return 0;
+	}
+	struct flow_key k = {};
+	__builtin_memcpy(k.saddr, r->caddr, 16);
+	__builtin_memcpy(k.daddr, r->vaddr, 16);
+	k.sport = r->cport;
+	k.dport = r->vport;
+	k.proto = r->proto;
+	k.family = r->family == 6 ? 6 : 4;
+	/* No timeout (a version-0 message): the state's own. */
+	__u64 expires = c->now + (r->timeout ? (__u64)r->timeout * NSEC : timeout_ns(r->state));
+	struct flow *f = flow_get(&k);
+	if (f && f->expires > c->now) {
+		if (f->dest != r->dest) {
+			unbind_dest(f->dest, f->flags & FLOW_INACTIVE);
+			bind_dest(r->dest);
+			f->dest = r->dest;
+			f->svc = r->svc;
+			f->flags |= FLOW_INACTIVE;
+			f->expires = 0; /* set_state below moves the counts */
+		}
+		c->updated++;
+	} else {
+		if (f) {
+			unbind_dest(f->dest, f->flags & FLOW_INACTIVE);
+			flow_del(&k);
+		}
+		struct flow nf = {};
+		nf.dest = r->dest;
+		nf.svc = r->svc;
+		nf.state = ST_NONE;
+		nf.flags = FLOW_INACTIVE;
+		bind_dest(nf.dest);
+		f = flow_new(&k, &nf);
+		if (!f) {
+			unbind_dest(nf.dest, 1);
+			return 0;
+		}
+		c->added++;
+	}
+	set_state(f, r->state, c->now);
+	f->expires = expires;
+	return 0;
+}
+
+SEC("xdp")
+int fulcrum_install(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct install_ctx c = {};
+	if (data + 4 > end)
+		return XDP_ABORTED;
+	__builtin_memcpy(&c.count, data, 4);
+	if (c.count > SYNC_MAX)
+		c.count = SYNC_MAX;
+	c.now = now_ns();
+	bpf_loop(SYNC_MAX, install_one, &c, 0);
+	__u32 k = 0;
+	bpf_map_update_elem(&sync_result, &k, &c.added, BPF_ANY);
+	k = 1;
+	bpf_map_update_elem(&sync_result, &k, &c.updated, BPF_ANY);
+	k = 2;
+	bpf_map_update_elem(&sync_result, &k, &c.templates, BPF_ANY);
+	return XDP_PASS;
 }
 
 /* ---- The sweeper: run by the controller (BPF_PROG_TEST_RUN), once a second ---- */

@@ -44,6 +44,51 @@ const PROGRAM: &str = "fulcrum_xdp";
 /// The sweeper, run by the controller once a second.
 const SWEEPER: &str = "fulcrum_sweep";
 
+/// The installer of synced flows, run by the controller.
+const INSTALLER: &str = "fulcrum_install";
+
+/// `SYNC_MAX`: the flows one install run takes.
+const SYNC_MAX: usize = 256;
+
+/// `struct sync_rec`.
+const SYNC_REC_LEN: usize = 64;
+
+/// A connection another director synced (its sync message, in this
+/// director's terms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncedFlow {
+    /// The service's protocol, virtual address and port (a port-zero
+    /// persistent service's connections carry their own port: the service
+    /// of port 0 takes them).
+    pub proto: Protocol,
+    /// The virtual address and port.
+    pub virt: (std::net::IpAddr, u16),
+    /// The client's address and port; for a template, the client network
+    /// and 0.
+    pub client: (std::net::IpAddr, u16),
+    /// The real server's address and port.
+    pub dest: (std::net::IpAddr, u16),
+    /// The connection's state (templates: `None`).
+    pub state: ConnState,
+    /// A persistence template.
+    pub template: bool,
+    /// Seconds left.
+    pub timeout: u32,
+}
+
+/// What an install did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Installed {
+    /// New flows.
+    pub added: u64,
+    /// Flows that were here, brought to the message.
+    pub updated: u64,
+    /// Templates created or refreshed.
+    pub templates: u64,
+    /// Entries of a service or real server this director does not have.
+    pub unknown: u64,
+}
+
 /// IPv4 flows the table holds by default (IPv6: a quarter as many). A new
 /// flow whose bucket of four is full takes the place of the one that
 /// expires first.
@@ -322,7 +367,7 @@ impl XdpPlane {
             .map_max_entries("templates", (flows / 8).max(1024))
             .load(program()?)
             .map_err(|e| kernel("loading the XDP object")(&e))?;
-        for name in [PROGRAM, SWEEPER] {
+        for name in [PROGRAM, SWEEPER, INSTALLER] {
             xdp_mut(&mut ebpf, name, "loading the XDP program")?
                 .load()
                 .map_err(|e| kernel("loading the XDP program")(&e))?;
@@ -551,6 +596,83 @@ impl XdpPlane {
     fn services(&mut self) -> Result<HashMap<&mut MapData, [u8; 20], u32>, XdpError> {
         HashMap::try_from(map_mut(&mut self.ebpf, "services", "the services map")?)
             .map_err(|e| kernel("the services map")(&e))
+    }
+
+    /// Install connections another director synced: each bound to this
+    /// director's service and real server of the same addresses, with the
+    /// message's state and timeout. Entries of a service or real server not
+    /// published here are counted (`unknown`) and dropped.
+    ///
+    /// # Errors
+    /// The kernel refusing a write or the run.
+    pub fn install(&mut self, flows: &[SyncedFlow]) -> Result<Installed, XdpError> {
+        let mut done = Installed::default();
+        let mut recs: Vec<[u8; SYNC_REC_LEN]> = Vec::new();
+        for f in flows {
+            match self.sync_record(f) {
+                Some(r) => recs.push(r),
+                None => done.unknown += 1,
+            }
+        }
+        for chunk in recs.chunks(SYNC_MAX) {
+            {
+                let mut arr: Array<&mut MapData, [u8; SYNC_REC_LEN]> =
+                    self.array("sync_in", "the synced flows")?;
+                for (i, r) in chunk.iter().enumerate() {
+                    arr.set(i as u32, r, 0)
+                        .map_err(|e| kernel("writing the synced flows")(&e))?;
+                }
+            }
+            let prog = xdp(&self.ebpf, INSTALLER, "installing the synced flows")?;
+            let mut frame = [0u8; 64];
+            frame[..4].copy_from_slice(&(chunk.len() as u32).to_ne_bytes());
+            let mut opts = TestRunOptions::new();
+            opts.data_in = Some(&frame);
+            prog.test_run(opts)
+                .map_err(|e| kernel("installing the synced flows")(&e))?;
+            let result: Array<&MapData, u64> =
+                Array::try_from(map(&self.ebpf, "sync_result", "the install's result")?)
+                    .map_err(|e| kernel("the install's result")(&e))?;
+            let get = |i| result.get(&i, 0).unwrap_or(0);
+            done.added += get(0);
+            done.updated += get(1);
+            done.templates += get(2);
+        }
+        Ok(done)
+    }
+
+    /// `struct sync_rec` for a synced flow, or `None` when this director
+    /// has no such service or real server.
+    fn sync_record(&self, f: &SyncedFlow) -> Option<[u8; SYNC_REC_LEN]> {
+        let key = |port| ServiceKey::Addr {
+            proto: f.proto,
+            addr: f.virt.0,
+            port,
+        };
+        let svc = self
+            .layout
+            .services
+            .get(&key(f.virt.1))
+            .or_else(|| self.layout.services.get(&key(0)))?;
+        let slot = svc.dests.iter().map(|(_, slot)| *slot).find(|slot| {
+            self.layout
+                .records
+                .get(slot)
+                .is_some_and(|r| r.addr == f.dest.0 && (r.port == f.dest.1 || r.port == 0))
+        })?;
+        let mut b = [0u8; SYNC_REC_LEN];
+        b[..16].copy_from_slice(&records::addr16(&f.client.0));
+        b[16..32].copy_from_slice(&records::addr16(&f.virt.0));
+        b[32..34].copy_from_slice(&f.client.1.to_be_bytes());
+        b[34..36].copy_from_slice(&f.virt.1.to_be_bytes());
+        b[36] = f.proto.number();
+        b[37] = if f.virt.0.is_ipv4() { 4 } else { 6 };
+        b[38] = f.state as u8;
+        b[39] = u8::from(f.template);
+        b[40..44].copy_from_slice(&slot.to_ne_bytes());
+        b[44..48].copy_from_slice(&svc.index.to_ne_bytes());
+        b[48..52].copy_from_slice(&f.timeout.to_ne_bytes());
+        Some(b)
     }
 
     /// Remove the flows whose timers ran out,

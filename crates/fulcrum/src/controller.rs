@@ -172,9 +172,7 @@ impl Controller {
             };
             crate::kernel::sync_daemon_for(s, role)
         });
-        if let Some(k) = self.plane.kernel()
-            && let Err(e) = k.set_sync(want)
-        {
+        if let Err(e) = self.plane.sync(want) {
             tracing::error!(error = %e, "connection sync");
         }
     }
@@ -957,14 +955,8 @@ impl Controller {
                 "kernel table: {n} difference(s) from Fulcrum's, made behind its back (see the log; `fulcrum reload` puts Fulcrum's back)"
             );
         }
-        if let Some(d) = self.plane.kernel_ref().and_then(|k| k.sync_running()) {
-            let _ = writeln!(
-                o,
-                "connection sync: {} daemon on {} (syncid {})",
-                d.role.name(),
-                d.mcast_ifn,
-                d.syncid
-            );
+        if let Some(line) = self.plane.sync_status() {
+            let _ = writeln!(o, "{line}");
         }
         if let Some(f) = &self.failover {
             let f = f.status.borrow();

@@ -80,6 +80,22 @@ pub trait DataPlane: Send {
         None
     }
 
+    /// Run the connection-sync daemon `want` (none: stop it).
+    ///
+    /// # Errors
+    /// What cannot run, and why.
+    fn sync(&mut self, want: Option<fulcrum_core::SyncDaemon>) -> Result<(), String> {
+        match want {
+            None => Ok(()),
+            Some(_) => Err("connection sync needs a packet-level data plane".into()),
+        }
+    }
+
+    /// The status line of the connection-sync daemon running, if one is.
+    fn sync_status(&self) -> Option<String> {
+        None
+    }
+
     /// The kernel plane, for what only it has (sync daemons, drift).
     fn kernel(&mut self) -> Option<&mut KernelPlane> {
         None
@@ -310,6 +326,21 @@ impl DataPlane for KernelPlane {
 
     fn kernel(&mut self) -> Option<&mut KernelPlane> {
         Some(self)
+    }
+
+    fn sync(&mut self, want: Option<fulcrum_core::SyncDaemon>) -> Result<(), String> {
+        self.set_sync(want)
+    }
+
+    fn sync_status(&self) -> Option<String> {
+        self.sync_running().map(|d| {
+            format!(
+                "connection sync: {} daemon on {} (syncid {})",
+                d.role.name(),
+                d.mcast_ifn,
+                d.syncid
+            )
+        })
     }
 
     fn kernel_ref(&self) -> Option<&KernelPlane> {

@@ -83,7 +83,7 @@ pub enum Chosen {
     /// The kernel's IPVS.
     Kernel(KernelPlane),
     /// Fulcrum's XDP program, loaded and attached.
-    Xdp(crate::xdp::XdpForwarding),
+    Xdp(Box<crate::xdp::XdpForwarding>),
 }
 
 impl Chosen {
@@ -115,7 +115,7 @@ pub fn choose(cfg: Option<&Config>) -> Result<(Chosen, String), String> {
         let x =
             crate::xdp::XdpForwarding::start(cfg).map_err(|e| format!("`dataplane = xdp`: {e}"))?;
         let why = format!("`dataplane = xdp` on {}", x.attached());
-        return Ok((Chosen::Xdp(x), why));
+        return Ok((Chosen::Xdp(Box::new(x)), why));
     }
     let (kernel, why) = match asked {
         Dataplane::Proxy | Dataplane::Xdp => (None, "`dataplane = proxy`".to_string()),

@@ -22,3 +22,4 @@ pub mod resolver;
 pub mod rs_setup;
 pub mod run;
 pub mod xdp;
+pub mod xdp_sync;

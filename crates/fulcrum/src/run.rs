@@ -109,7 +109,7 @@ pub async fn director(
             (Box::new(k), mpsc::channel(1).1)
         }
         // The program forwards and schedules: no events either.
-        crate::kernel::Chosen::Xdp(x) => (Box::new(x), mpsc::channel(1).1),
+        crate::kernel::Chosen::Xdp(x) => (x, mpsc::channel(1).1),
         crate::kernel::Chosen::Proxy => {
             let (p, rx) = controller::plane(Duration::from_secs(300), workers);
             (Box::new(crate::dataplane::ProxyForwarding::new(p)), rx)

@@ -24,6 +24,10 @@ pub struct XdpForwarding {
     interfaces: Vec<(String, Attached)>,
     /// When the flow table was last swept.
     swept: Option<std::time::Instant>,
+    /// Fulcrum's connection-sync receiver (`syncd_role = backup`).
+    sync: Option<crate::xdp_sync::SyncReceiver>,
+    /// What its installs did, in all.
+    installed: fulcrum_xdp::Installed,
 }
 
 /// The interfaces lvs.cf names for the director's addresses (aliases
@@ -95,6 +99,8 @@ impl XdpForwarding {
             plane,
             interfaces,
             swept: None,
+            sync: None,
+            installed: fulcrum_xdp::Installed::default(),
         })
     }
 
@@ -207,7 +213,60 @@ impl DataPlane for XdpForwarding {
     /// Every second: expired flows go, and the table learns the counts.
     /// A request in between only learns the counts (the sweep walks the
     /// whole flow table, once a second is enough).
+    fn sync(&mut self, want: Option<fulcrum_core::SyncDaemon>) -> Result<(), String> {
+        if self.sync.as_ref().map(|s| &s.daemon) == want.as_ref() {
+            return Ok(());
+        }
+        if let Some(old) = self.sync.take() {
+            tracing::info!(iface = %old.daemon.mcast_ifn, "connection sync: receiver stopped");
+        }
+        match want {
+            None => Ok(()),
+            Some(d) if d.role == fulcrum_core::SyncRole::Backup => {
+                self.sync = Some(crate::xdp_sync::SyncReceiver::start(d)?);
+                Ok(())
+            }
+            Some(_) => Err(
+                "the xdp data plane's own sync daemon receives only for now (`syncd_role = backup`); this director sends nothing".into(),
+            ),
+        }
+    }
+
+    fn sync_status(&self) -> Option<String> {
+        let s = self.sync.as_ref()?;
+        let c = &s.counters;
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        let i = &self.installed;
+        Some(format!(
+            "connection sync: backup (Fulcrum's receiver) on {} (syncid {}): {} messages, {} entries ({} new flows, {} updated, {} templates, {} of no service or real server here), {} dropped, {} malformed",
+            s.daemon.mcast_ifn,
+            s.daemon.syncid,
+            get(&c.messages),
+            get(&c.entries),
+            i.added,
+            i.updated,
+            i.templates,
+            i.unknown,
+            get(&c.dropped),
+            get(&c.malformed),
+        ))
+    }
+
     fn refresh(&mut self, table: &mut Table) {
+        if let Some(s) = self.sync.as_mut() {
+            let flows = s.take();
+            if !flows.is_empty() {
+                match self.plane.install(&flows) {
+                    Ok(d) => {
+                        self.installed.added += d.added;
+                        self.installed.updated += d.updated;
+                        self.installed.templates += d.templates;
+                        self.installed.unknown += d.unknown;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot install the synced connections"),
+                }
+            }
+        }
         let now = std::time::Instant::now();
         let due = self
             .swept

@@ -11,7 +11,13 @@ const BIN: &str = env!("CARGO_BIN_EXE_fulcrum");
 
 /// Run `tests/vm/NAME.sh` in the VM with the fulcrum binary and the
 /// programs in `add`, each also given to the script as a variable.
+/// One VM at a time: the emulated machines share two vCPUs, and a
+/// scenario timing requests (wrr's spread) loses some beside another.
 fn scenario(name: &str, add: &[(&str, &str)]) -> String {
+    static ONE_VM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_VM
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vm");
     vm_scenario(&dir, name, BIN, add, 240)
 }
@@ -413,4 +419,36 @@ fn gue_tunnels_from_kernel_ipvs_and_xdp_reach_fou_and_the_decapsulation_program(
         );
     }
     assert_eq!(section(&out, "decap counted").trim(), "1", "{out}");
+}
+
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "needs root and the ipvs-vm tool: run with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
+#[test]
+fn kernel_ipvs_syncs_its_connections_to_the_xdp_plane() {
+    if fulcrum_xdp::program().is_err() {
+        return fulcrum_testbed::missing_peer(
+            "sync to the XDP plane in the VM",
+            "clang (and libbpf-dev)",
+        );
+    }
+    let out = scenario("sync_xdp", &[]);
+    // The kernel master's connections, each on d2 with the same client,
+    // state and real server.
+    let d1 = section(&out, "d1 conns");
+    let d2 = section(&out, "d2 conns");
+    assert_eq!(d1.lines().count(), 4, "{out}");
+    assert!(
+        d1.lines().all(|l| l.starts_with("ESTABLISHED 10.1.0.10:")),
+        "{out}"
+    );
+    assert_eq!(d1, d2, "{out}");
+    let status = section(&out, "d2 status");
+    assert!(
+        status.starts_with("connection sync: backup (Fulcrum's receiver) on eth0 (syncid 9): "),
+        "{out}"
+    );
+    assert!(!status.contains(": 0 messages"), "{out}");
+    assert_eq!(section(&out, "echoed").trim(), "160", "{out}");
 }

@@ -522,3 +522,144 @@ fn failover_moves_the_addresses_and_the_backups_program_forwards() {
     assert!(listing.matches("Masq    1").count() == 3, "{listing}");
     assert_eq!(ds[1].signal_and_wait("TERM"), Some(0));
 }
+
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "network namespaces: needs root; run with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
+#[test]
+fn the_sync_receiver_installs_what_it_may_and_shrugs_off_garbage() {
+    if !built_with_xdp() {
+        return;
+    }
+    use fulcrum_sync::{Conn, DEFAULT_MAXLEN, encode};
+    let net = FiveNode::new("xs");
+    receivers_take_redirects(&net);
+    let tmp = Dir::new("xdp-sync");
+    let cf = tmp.file("lvs.cf");
+    std::fs::write(
+        &cf,
+        config(
+            "wlc",
+            [1, 1, 1],
+            " checktype = off\n",
+        )
+        .replace(
+            "dataplane = xdp\n",
+            "dataplane = xdp\nsyncdaemon = 1\nsyncd_role = backup\nsyncd_iface = eth1\nsyncd_id = 9\n",
+        ),
+    )
+    .unwrap();
+    let control = tmp.file("control.sock");
+    let mut director = start(&net, &cf, &control);
+    wait_for("the receiver", 10, || {
+        sh(&format!("{BIN} status --control {control}")).contains("connection sync: backup")
+    });
+
+    let conn = |cport: u16, dest: &str| Conn {
+        protocol: 6,
+        flags: 0,
+        state: 1,
+        client: ("198.51.100.7".parse().unwrap(), cport),
+        virt: (VIP.parse().unwrap(), 80),
+        dest: (dest.parse().unwrap(), 80),
+        fwmark: 0,
+        timeout: Some(900),
+        seq: None,
+        pe: None,
+    };
+    // Garbage first (random lengths and bytes, a message cut short), one
+    // message of another sync id, then the real one: two connections on
+    // real servers this director has, one on a real server it has not.
+    let mut datagrams: Vec<Vec<u8>> = Vec::new();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..500 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let len = (x % 1400) as usize;
+        datagrams.push((0..len).map(|i| (x >> (i % 56)) as u8).collect());
+    }
+    let good = encode(
+        9,
+        &[
+            conn(40000, RS[0]),
+            conn(40001, RS[1]),
+            conn(40002, "10.200.2.99"),
+        ],
+        DEFAULT_MAXLEN,
+    )
+    .unwrap()
+    .remove(0);
+    let mut cut = good.clone();
+    cut.truncate(50);
+    datagrams.push(cut);
+    datagrams.push(
+        encode(8, &[conn(40003, RS[2])], DEFAULT_MAXLEN)
+            .unwrap()
+            .remove(0),
+    );
+    datagrams.push(good);
+    let file = tmp.file("datagrams");
+    let mut blob = Vec::new();
+    for d in &datagrams {
+        blob.extend_from_slice(&(d.len() as u32).to_be_bytes());
+        blob.extend_from_slice(d);
+    }
+    std::fs::write(&file, blob).unwrap();
+    // Sent from a real server's namespace onto the private LAN, to the
+    // group, as a master on the LAN would.
+    let py = format!(
+        "import socket,struct\n\
+         s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+         s.setsockopt(socket.IPPROTO_IP,socket.IP_MULTICAST_IF,socket.inet_aton('{}'))\n\
+         b=open('{file}','rb').read()\n\
+         i=0\n\
+         while i<len(b):\n\
+         \x20 n=struct.unpack('>I',b[i:i+4])[0]; s.sendto(b[i+4:i+4+n],('224.0.0.81',8848)); i+=4+n\n",
+        RS[0]
+    );
+    let script = tmp.file("send.py");
+    std::fs::write(&script, py).unwrap();
+    net.exec("rs1", &format!("python3 {script}"));
+    wait_for("the synced flows listed", 10, || {
+        adm(&control, "-L -n -c")
+            .matches("198.51.100.7:4000")
+            .count()
+            == 2
+    });
+    let listing = adm(&control, "-L -n -c");
+    for (port, rs) in [(40000, RS[0]), (40001, RS[1])] {
+        let line = listing
+            .lines()
+            .find(|l| l.contains(&format!("198.51.100.7:{port}")))
+            .unwrap_or_else(|| panic!("{listing}"));
+        assert!(line.contains("ESTABLISHED"), "{listing}");
+        assert!(line.trim_end().ends_with(&format!("{rs}:80")), "{listing}");
+    }
+    assert!(!listing.contains("198.51.100.7:40002"), "{listing}");
+    assert!(
+        !listing.contains("198.51.100.7:40003"),
+        "another sync id: {listing}"
+    );
+    // Counted: the status line says what came and what went.
+    let status = sh(&format!("{BIN} status --control {control}"));
+    let line = status
+        .lines()
+        .find(|l| {
+            l.starts_with("connection sync: backup (Fulcrum's receiver) on eth1 (syncid 9): ")
+        })
+        .unwrap_or_else(|| panic!("{status}"));
+    assert!(
+        line.contains("(2 new flows, 0 updated, 0 templates, 1 of no service or real server here)"),
+        "{line}"
+    );
+    assert!(!line.contains(" 0 malformed"), "{line}");
+    // ActiveConn counts the synced flows.
+    let table = adm(&control, "-L -n");
+    assert!(
+        table.contains(&format!("  -> {}:80", RS[0])) && table.contains("Masq    1      1"),
+        "{table}"
+    );
+    assert_eq!(director.signal_and_wait("TERM"), Some(0));
+}

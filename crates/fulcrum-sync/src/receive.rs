@@ -1,0 +1,40 @@
+//! The receiving end's socket: UDP on the sync port, joined to the group
+//! on one interface, as the kernel's backup daemon listens.
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// A socket that receives the sync messages sent to `group`:`port` on
+/// interface `iface` (non-blocking, for an async runtime).
+///
+/// # Errors
+/// No such interface, or the kernel refusing the socket, the port or the
+/// group, said with what was asked.
+pub fn open(group: IpAddr, port: u16, iface: &str) -> Result<UdpSocket, String> {
+    let what = |e: std::io::Error| format!("sync messages to {group} port {port} on {iface}: {e}");
+    let domain = if group.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(what)?;
+    let index = rustix::net::netdevice::name_to_index(&s, iface)
+        .map_err(|e| format!("sync interface {iface}: {e} (is `syncd_iface` right?)"))?;
+    s.set_reuse_address(true).map_err(what)?;
+    // Bound to the group itself, so that only its messages arrive.
+    s.bind(&SocketAddr::new(group, port).into()).map_err(what)?;
+    match group {
+        IpAddr::V4(g) => s
+            .join_multicast_v4_n(&g, &socket2::InterfaceIndexOrAddress::Index(index))
+            .map_err(what)?,
+        IpAddr::V6(g) => s.join_multicast_v6(&g, index).map_err(what)?,
+    }
+    s.set_nonblocking(true).map_err(what)?;
+    Ok(s.into())
+}
+
+/// The group a daemon uses: its own, else the kernel's 224.0.0.81.
+pub fn group_or_default(group: Option<IpAddr>) -> IpAddr {
+    group.unwrap_or(IpAddr::V4(crate::GROUP_V4))
+}
