@@ -692,6 +692,10 @@ impl Controller {
             "Entries in the connection table.",
         );
         m.sample("fulcrum_connection_entries", &[], self.table.conns().len());
+        for (name, help, v) in self.plane.sync_metrics() {
+            m.family(name, "counter", help);
+            m.sample(name, &[], v);
+        }
         if let Some(p) = self.plane.proxy() {
             let limit = p.director_limit();
             m.family(

@@ -96,6 +96,12 @@ pub trait DataPlane: Send {
         None
     }
 
+    /// Counters of Fulcrum's own sync daemon, for `/metrics`: name, help,
+    /// value.
+    fn sync_metrics(&self) -> Vec<(&'static str, &'static str, u64)> {
+        Vec::new()
+    }
+
     /// The kernel plane, for what only it has (sync daemons, drift).
     fn kernel(&mut self) -> Option<&mut KernelPlane> {
         None

@@ -28,6 +28,9 @@ pub struct XdpForwarding {
     sync: Option<crate::xdp_sync::SyncReceiver>,
     /// What its installs did, in all.
     installed: fulcrum_xdp::Installed,
+    /// The receiver was started by `fulcrum adm --start-daemon`: the file
+    /// (without `syncdaemon`) leaves it alone, as the kernel's are.
+    sync_by_adm: bool,
 }
 
 /// The interfaces lvs.cf names for the director's addresses (aliases
@@ -101,6 +104,7 @@ impl XdpForwarding {
             swept: None,
             sync: None,
             installed: fulcrum_xdp::Installed::default(),
+            sync_by_adm: false,
         })
     }
 
@@ -129,8 +133,8 @@ fn xdp_refuses(cmd: &AdmCommand) -> Option<String> {
         AdmCommand::AddDest(k, d) | AdmCommand::EditDest(k, d) => {
             refuses_dest(k, &d.addr, d.port, &d.fwd)
         }
-        AdmCommand::StartDaemon(_) => Some(
-            "connection synchronisation does not run on the xdp data plane yet; use `dataplane = ipvs` for the kernel's sync daemon".into(),
+        AdmCommand::StartDaemon(d) if d.role == fulcrum_core::SyncRole::Master => Some(
+            "the xdp data plane's own sync daemon receives only for now: start a backup daemon, or use `dataplane = ipvs` for the kernel's master".into(),
         ),
         _ => None,
     }
@@ -186,6 +190,58 @@ impl DataPlane for XdpForwarding {
             return Some(Outcome::err(format!("{why}\n"), 255));
         }
         match cmd {
+            AdmCommand::StartDaemon(d) => {
+                if self.sync.is_some() {
+                    return Some(Outcome::err("Daemon has already run\n", 255));
+                }
+                Some(match self.sync(Some(d.clone())) {
+                    Ok(()) => {
+                        self.sync_by_adm = true;
+                        Outcome::default()
+                    }
+                    Err(e) => Outcome::err(format!("{e}\n"), 255),
+                })
+            }
+            AdmCommand::StopDaemon(role, _) => Some(
+                if *role == fulcrum_core::SyncRole::Backup && self.sync.is_some() {
+                    self.sync_by_adm = false;
+                    let _ = self.sync(None);
+                    Outcome::default()
+                } else {
+                    Outcome::err("No daemon is running\n", 255)
+                },
+            ),
+            AdmCommand::List(l) if matches!(l.target, ListTarget::Daemon) => {
+                // As the kernel lists its own: every default filled in.
+                let running: Vec<fulcrum_core::SyncDaemon> = self
+                    .sync
+                    .iter()
+                    .map(|s| {
+                        let d = &s.daemon;
+                        fulcrum_core::SyncDaemon {
+                            sync_maxlen: if d.sync_maxlen == 0 {
+                                fulcrum_sync::DEFAULT_MAXLEN as u16
+                            } else {
+                                d.sync_maxlen
+                            },
+                            mcast_group: Some(fulcrum_sync::receive::group_or_default(
+                                d.mcast_group,
+                            )),
+                            mcast_port: if d.mcast_port == 0 {
+                                fulcrum_sync::PORT
+                            } else {
+                                d.mcast_port
+                            },
+                            mcast_ttl: d.mcast_ttl.max(1),
+                            ..d.clone()
+                        }
+                    })
+                    .collect();
+                Some(Outcome {
+                    stdout: fulcrum_api::ipvsadm::render_daemons(&running),
+                    ..Default::default()
+                })
+            }
             AdmCommand::Zero(key) => {
                 // The table zeroes its own copies after this.
                 if let Err(e) = self.plane.zero(key.as_ref()) {
@@ -214,9 +270,12 @@ impl DataPlane for XdpForwarding {
     /// A request in between only learns the counts (the sweep walks the
     /// whole flow table, once a second is enough).
     fn sync(&mut self, want: Option<fulcrum_core::SyncDaemon>) -> Result<(), String> {
-        if self.sync.as_ref().map(|s| &s.daemon) == want.as_ref() {
+        if self.sync.as_ref().map(|s| &s.daemon) == want.as_ref()
+            || (want.is_none() && self.sync_by_adm)
+        {
             return Ok(());
         }
+        self.sync_by_adm = false;
         if let Some(old) = self.sync.take() {
             tracing::info!(iface = %old.daemon.mcast_ifn, "connection sync: receiver stopped");
         }
@@ -250,6 +309,57 @@ impl DataPlane for XdpForwarding {
             get(&c.dropped),
             get(&c.malformed),
         ))
+    }
+
+    fn sync_metrics(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let Some(s) = self.sync.as_ref() else {
+            return Vec::new();
+        };
+        let c = &s.counters;
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        let i = &self.installed;
+        vec![
+            (
+                "fulcrum_sync_messages_received_total",
+                "Connection-sync messages received.",
+                get(&c.messages),
+            ),
+            (
+                "fulcrum_sync_entries_received_total",
+                "Connection-sync entries received and handed to the data plane.",
+                get(&c.entries),
+            ),
+            (
+                "fulcrum_sync_flows_added_total",
+                "Synced connections new to the flow table.",
+                i.added,
+            ),
+            (
+                "fulcrum_sync_flows_updated_total",
+                "Synced connections already in the flow table, brought to the message.",
+                i.updated,
+            ),
+            (
+                "fulcrum_sync_templates_total",
+                "Synced persistence templates created or refreshed.",
+                i.templates,
+            ),
+            (
+                "fulcrum_sync_entries_unknown_total",
+                "Synced entries of a service or real server this director does not have.",
+                i.unknown,
+            ),
+            (
+                "fulcrum_sync_entries_dropped_total",
+                "Synced entries dropped (another sync id, unusable, or over the queue's bound).",
+                get(&c.dropped),
+            ),
+            (
+                "fulcrum_sync_malformed_total",
+                "Datagrams on the sync port that were no sync message.",
+                get(&c.malformed),
+            ),
+        ]
     }
 
     fn refresh(&mut self, table: &mut Table) {

@@ -551,7 +551,23 @@ fn the_sync_receiver_installs_what_it_may_and_shrugs_off_garbage() {
     )
     .unwrap();
     let control = tmp.file("control.sock");
-    let mut director = start(&net, &cf, &control);
+    let mut director = net.spawn(
+        "dir",
+        BIN,
+        &[
+            "run",
+            "--config",
+            &cf,
+            "--control",
+            &control,
+            "--metrics",
+            "127.0.0.1:9109",
+        ],
+        &[],
+    );
+    wait_for("the director", 10, || {
+        std::path::Path::new(&control).exists()
+    });
     wait_for("the receiver", 10, || {
         sh(&format!("{BIN} status --control {control}")).contains("connection sync: backup")
     });
@@ -660,6 +676,46 @@ fn the_sync_receiver_installs_what_it_may_and_shrugs_off_garbage() {
     assert!(
         table.contains(&format!("  -> {}:80", RS[0])) && table.contains("Masq    1      1"),
         "{table}"
+    );
+    // And in /metrics.
+    let metrics = net.exec("dir", "curl -s http://127.0.0.1:9109/metrics");
+    assert!(
+        metrics.contains("fulcrum_sync_flows_added_total 2\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("fulcrum_sync_entries_unknown_total 1\n"),
+        "{metrics}"
+    );
+    // ipvsadm's daemon commands: listed as the kernel lists its backup
+    // daemon, stopped, started again; a master is refused with why.
+    assert_eq!(
+        adm(&control, "-L --daemon"),
+        "backup sync daemon (mcast=eth1, syncid=9, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
+    );
+    adm(&control, "--stop-daemon backup");
+    assert_eq!(adm(&control, "-L --daemon"), "");
+    adm(
+        &control,
+        "--start-daemon backup --mcast-interface eth1 --syncid 9",
+    );
+    assert!(adm(&control, "-L --daemon").starts_with("backup sync daemon (mcast=eth1, syncid=9"));
+    let out = std::process::Command::new(BIN)
+        .args([
+            "adm",
+            "--control",
+            &control,
+            "--start-daemon",
+            "master",
+            "--mcast-interface",
+            "eth1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(255));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("receives only for now"),
+        "{out:?}"
     );
     assert_eq!(director.signal_and_wait("TERM"), Some(0));
 }
