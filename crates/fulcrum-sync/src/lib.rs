@@ -564,15 +564,10 @@ pub fn encode_entry(c: &Conn) -> Result<Vec<u8>, EncodeError> {
     out.push(u8::from(v6));
     out.push(c.protocol);
     out.extend_from_slice(&[0, 0]); // size, below
-    // The sequence flags say whether sequence data follow: keep them true.
-    let mut fl = c.flags & !flags::SEQ_MASK;
-    if c.seq.is_some() {
-        fl |= c.flags & flags::SEQ_MASK;
-        if fl & flags::SEQ_MASK == 0 {
-            fl |= flags::SEQ_MASK;
-        }
-    }
-    out.extend_from_slice(&fl.to_be_bytes());
+    // The flags as given: in version 1 the option, not the flags, says
+    // whether sequence data follow (the kernel reads it so), and what was
+    // read writes back the same.
+    out.extend_from_slice(&c.flags.to_be_bytes());
     out.extend_from_slice(&c.state.to_be_bytes());
     out.extend_from_slice(&c.client.1.to_be_bytes());
     out.extend_from_slice(&c.virt.1.to_be_bytes());

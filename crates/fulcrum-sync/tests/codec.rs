@@ -112,6 +112,18 @@ fn ipv6_entries_options_and_padding() {
 }
 
 #[test]
+fn flags_write_back_as_read_whatever_the_options() {
+    // Found by the fuzz target: sequence flags without sequence data (a
+    // kernel reads the option, not the flags) must not be "corrected".
+    let c = Conn {
+        flags: flags::IN_SEQ | flags::OUT_SEQ | flags::INACTIVE,
+        ..tcp_conn()
+    };
+    let m = encode(0, std::slice::from_ref(&c), DEFAULT_MAXLEN).unwrap();
+    assert_eq!(decode(&m[0]).unwrap().conns, vec![c]);
+}
+
+#[test]
 fn messages_hold_forty_ipv4_entries_and_at_most_255() {
     let conns: Vec<Conn> = (0..41)
         .map(|i| Conn {
