@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::load;
+use common::{count, load};
 use fulcrum_core::sched::SchedulerKind;
 use fulcrum_core::{Protocol, ServiceKey, ServiceSpec, Table};
 use fulcrum_xdp::{Exception, XDP_PASS, XdpError, XdpPlane};
@@ -84,10 +84,6 @@ fn pass(c: &XdpPlane, f: &[u8]) {
 
 fn exceptions(c: &XdpPlane) -> Vec<(Exception, u64)> {
     c.exceptions().unwrap()
-}
-
-fn count(c: &XdpPlane, e: Exception) -> u64 {
-    exceptions(c).into_iter().find(|(x, _)| *x == e).unwrap().1
 }
 
 #[cfg_attr(

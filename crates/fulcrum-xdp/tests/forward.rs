@@ -9,7 +9,7 @@ mod common;
 
 use common::*;
 use fulcrum_core::sched::SchedulerKind;
-use fulcrum_core::{DestSpec, Forwarding, Protocol, ServiceKey, ServiceSpec, Table};
+use fulcrum_core::{Forwarding, Protocol, ServiceKey, ServiceSpec, Table};
 use fulcrum_xdp::{Exception, XDP_PASS, XDP_REDIRECT, XdpPlane};
 
 /// A path towards tunnelled real servers 10.0.0.1 and 2001:db8:1::1 (their
@@ -34,42 +34,8 @@ fn with_df(mut f: Vec<u8>) -> Vec<u8> {
     f
 }
 
-fn svc(proto: Protocol, addr: &str, port: u16) -> ServiceKey {
-    ServiceKey::Addr {
-        proto,
-        addr: addr.parse().unwrap(),
-        port,
-    }
-}
-
-fn dest(addr: &str, port: u16, fwd: Forwarding, weight: u32) -> DestSpec {
-    let mut d = DestSpec::new(addr.parse().unwrap(), port, fwd);
-    d.weight = weight;
-    d
-}
-
-fn count(p: &XdpPlane, e: Exception) -> u64 {
-    p.exceptions()
-        .unwrap()
-        .into_iter()
-        .find(|(x, _)| *x == e)
-        .unwrap()
-        .1
-}
-
 fn conns(p: &XdpPlane, t: &Table, key: &ServiceKey, addr: &str) -> (u32, u32) {
-    let s = t.service(key).unwrap();
-    let d = s
-        .dest(
-            &addr.parse().unwrap(),
-            s.dests
-                .iter()
-                .find(|d| d.addr.to_string() == addr)
-                .unwrap()
-                .port,
-        )
-        .unwrap();
-    let c = p.dest_conns(key, d.id).unwrap().unwrap();
+    let c = dest_counts(p, t, key, addr);
     (c.active, c.inactive)
 }
 

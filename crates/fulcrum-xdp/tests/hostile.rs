@@ -12,23 +12,9 @@ mod common;
 
 use common::*;
 use fulcrum_core::sched::SchedulerKind;
-use fulcrum_core::{DestSpec, Forwarding, Protocol, ServiceKey, ServiceSpec, Table};
+use fulcrum_core::{Forwarding, Protocol, ServiceSpec, Table};
 use fulcrum_xdp::decap::DecapProgram;
 use fulcrum_xdp::{XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX, XdpError, XdpPlane};
-
-fn svc(proto: Protocol, addr: &str, port: u16) -> ServiceKey {
-    ServiceKey::Addr {
-        proto,
-        addr: addr.parse().unwrap(),
-        port,
-    }
-}
-
-fn dest(addr: &str, port: u16, fwd: Forwarding) -> DestSpec {
-    let mut d = DestSpec::new(addr.parse().unwrap(), port, fwd);
-    d.weight = 1;
-    d
-}
 
 struct Rng(u64);
 
@@ -74,24 +60,24 @@ fn every_cut_of_every_frame_it_rewrites_and_random_frames_are_safe() {
         persistent.persistent = Some(60);
         t.add_service(ServiceSpec::new(nat, SchedulerKind::Wrr))
             .unwrap();
-        t.add_dest(&nat, dest("10.0.0.1", 8080, Forwarding::Masq))
+        t.add_dest(&nat, dest("10.0.0.1", 8080, Forwarding::Masq, 1))
             .unwrap();
         t.add_service(ServiceSpec::new(dr, SchedulerKind::Mh))
             .unwrap();
-        t.add_dest(&dr, dest("10.0.0.2", 53, Forwarding::Route))
+        t.add_dest(&dr, dest("10.0.0.2", 53, Forwarding::Route, 1))
             .unwrap();
         t.add_service(ServiceSpec::new(tun6, SchedulerKind::Lblcr))
             .unwrap();
-        t.add_dest(&tun6, dest("2001:db8:1::3", 443, Forwarding::TUNNEL))
+        t.add_dest(&tun6, dest("2001:db8:1::3", 443, Forwarding::TUNNEL, 1))
             .unwrap();
         t.add_service(ServiceSpec::new(sip, SchedulerKind::Wlc))
             .unwrap();
-        t.add_dest(&sip, dest("10.0.0.3", 5060, Forwarding::Masq))
+        t.add_dest(&sip, dest("10.0.0.3", 5060, Forwarding::Masq, 1))
             .unwrap();
         t.add_service(persistent).unwrap();
         t.add_dest(
             &svc(Protocol::Tcp, "192.0.2.4", 0),
-            dest("10.0.0.4", 0, Forwarding::Masq),
+            dest("10.0.0.4", 0, Forwarding::Masq, 1),
         )
         .unwrap();
         // The tunnel has no route here: refused, the rest published.
@@ -189,9 +175,9 @@ fn a_syn_flood_larger_than_the_table_keeps_it_bounded_and_counts_true() {
         let mut t = Table::new();
         t.add_service(ServiceSpec::new(web, SchedulerKind::Wlc))
             .unwrap();
-        t.add_dest(&web, dest("10.0.0.1", 80, Forwarding::Masq))
+        t.add_dest(&web, dest("10.0.0.1", 80, Forwarding::Masq, 1))
             .unwrap();
-        t.add_dest(&web, dest("10.0.0.2", 80, Forwarding::Masq))
+        t.add_dest(&web, dest("10.0.0.2", 80, Forwarding::Masq, 1))
             .unwrap();
         p.publish(&t).unwrap();
         let mut rng = Rng(7);

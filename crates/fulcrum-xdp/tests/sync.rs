@@ -10,22 +10,8 @@ mod common;
 use common::*;
 use fulcrum_core::sched::SchedulerKind;
 use fulcrum_core::state::ConnState;
-use fulcrum_core::{DestSpec, Forwarding, Protocol, ServiceKey, ServiceSpec, Table};
+use fulcrum_core::{Forwarding, Protocol, ServiceKey, ServiceSpec, Table};
 use fulcrum_xdp::{Installed, SyncedFlow, XDP_PASS, XdpPlane};
-
-fn svc(addr: &str, port: u16) -> ServiceKey {
-    ServiceKey::Addr {
-        proto: Protocol::Tcp,
-        addr: addr.parse().unwrap(),
-        port,
-    }
-}
-
-fn masq(addr: &str, port: u16) -> DestSpec {
-    let mut d = DestSpec::new(addr.parse().unwrap(), port, Forwarding::Masq);
-    d.weight = 1;
-    d
-}
 
 fn synced(
     client: (&str, u16),
@@ -45,9 +31,7 @@ fn synced(
 }
 
 fn conns(p: &XdpPlane, t: &Table, key: &ServiceKey, addr: &str) -> (u32, u32, u32) {
-    let s = t.service(key).unwrap();
-    let d = s.dests.iter().find(|d| d.addr.to_string() == addr).unwrap();
-    let c = p.dest_conns(key, d.id).unwrap().unwrap();
+    let c = dest_counts(p, t, key, addr);
     (c.active, c.inactive, c.persist)
 }
 
@@ -59,12 +43,14 @@ fn conns(p: &XdpPlane, t: &Table, key: &ServiceKey, addr: &str) -> (u32, u32, u3
 fn synced_flows_are_bound_forwarded_moved_and_counted() {
     in_netns("", || {
         let Some(mut p) = load() else { return };
-        let web = svc("192.0.2.1", 80);
+        let web = svc(Protocol::Tcp, "192.0.2.1", 80);
         let mut t = Table::new();
         t.add_service(ServiceSpec::new(web, SchedulerKind::Wlc))
             .unwrap();
-        t.add_dest(&web, masq("10.0.0.1", 80)).unwrap();
-        t.add_dest(&web, masq("10.0.0.2", 8080)).unwrap();
+        t.add_dest(&web, dest("10.0.0.1", 80, Forwarding::Masq, 1))
+            .unwrap();
+        t.add_dest(&web, dest("10.0.0.2", 8080, Forwarding::Masq, 1))
+            .unwrap();
         p.publish(&t).unwrap();
 
         // An established connection on 10.0.0.2, as the active director
@@ -143,10 +129,11 @@ fn synced_flows_are_bound_forwarded_moved_and_counted() {
         assert_eq!((v, &out), (XDP_PASS, &ack), "nobody's flow now");
 
         // IPv6 too.
-        let web6 = svc("2001:db8::1", 443);
+        let web6 = svc(Protocol::Tcp, "2001:db8::1", 443);
         t.add_service(ServiceSpec::new(web6, SchedulerKind::Rr))
             .unwrap();
-        t.add_dest(&web6, masq("2001:db8:1::3", 443)).unwrap();
+        t.add_dest(&web6, dest("2001:db8:1::3", 443, Forwarding::Masq, 1))
+            .unwrap();
         p.publish(&t).unwrap();
         let e6 = synced(
             ("2001:db8:2::7", 40000),
@@ -169,13 +156,15 @@ fn synced_flows_are_bound_forwarded_moved_and_counted() {
 fn a_synced_template_keeps_its_client_network_on_its_real_server() {
     in_netns("", || {
         let Some(mut p) = load() else { return };
-        let web = svc("192.0.2.1", 80);
+        let web = svc(Protocol::Tcp, "192.0.2.1", 80);
         let mut t = Table::new();
         let mut s = ServiceSpec::new(web, SchedulerKind::Rr);
         s.persistent = Some(300);
         t.add_service(s).unwrap();
-        t.add_dest(&web, masq("10.0.0.1", 80)).unwrap();
-        t.add_dest(&web, masq("10.0.0.2", 80)).unwrap();
+        t.add_dest(&web, dest("10.0.0.1", 80, Forwarding::Masq, 1))
+            .unwrap();
+        t.add_dest(&web, dest("10.0.0.2", 80, Forwarding::Masq, 1))
+            .unwrap();
         p.publish(&t).unwrap();
         // rr would start at the list's first (10.0.0.2, the newest); the
         // template says 10.0.0.1 for 198.51.100.0/32's... network: the

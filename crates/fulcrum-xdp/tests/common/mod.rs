@@ -5,7 +5,42 @@
 
 use std::net::IpAddr;
 
-use fulcrum_xdp::{XdpError, XdpPlane};
+use fulcrum_core::{DestSpec, Forwarding, Protocol, ServiceKey, Table};
+use fulcrum_xdp::records::DestConns;
+use fulcrum_xdp::{Exception, XdpError, XdpPlane};
+
+/// A service of protocol, address and port.
+pub(crate) fn svc(proto: Protocol, addr: &str, port: u16) -> ServiceKey {
+    ServiceKey::Addr {
+        proto,
+        addr: addr.parse().unwrap(),
+        port,
+    }
+}
+
+/// A real server of that address, port, forwarding and weight.
+pub(crate) fn dest(addr: &str, port: u16, fwd: Forwarding, weight: u32) -> DestSpec {
+    let mut d = DestSpec::new(addr.parse().unwrap(), port, fwd);
+    d.weight = weight;
+    d
+}
+
+/// What the program counted under exception `e`.
+pub(crate) fn count(p: &XdpPlane, e: Exception) -> u64 {
+    p.exceptions()
+        .unwrap()
+        .into_iter()
+        .find(|(x, _)| *x == e)
+        .unwrap()
+        .1
+}
+
+/// The program's counts of the real server of `addr` in service `key`.
+pub(crate) fn dest_counts(p: &XdpPlane, t: &Table, key: &ServiceKey, addr: &str) -> DestConns {
+    let s = t.service(key).unwrap();
+    let d = s.dests.iter().find(|d| d.addr.to_string() == addr).unwrap();
+    p.dest_conns(key, d.id).unwrap().unwrap()
+}
 
 /// Load the plane, or say why the test cannot run (no clang at build time).
 pub(crate) fn load() -> Option<XdpPlane> {
