@@ -2,6 +2,7 @@
 # The XDP data plane against the kernel's forwarding, on one namespaced
 # set-up, side by side in the same run. Needs root, and:
 #   apt-get install clang libbpf-dev netsniff-ng nftables ethtool wrk haproxy nginx-light
+#   (and for PROFILE=1: bpftool jq)
 #   cargo build --release
 # Usage: bench/xdp.sh   (DUR seconds per measurement, default 5; RUNS rounds,
 #                        default 3; PART=pps|cps|mem|vm|all, default all:

@@ -29,8 +29,8 @@ use fulcrum_core::{Protocol, ServiceKey, Table};
 
 use crate::publish::{Layout, SchedChange, Write, adjust_wrr};
 use crate::records::{
-    BUCKET4_LEN, BUCKET6_LEN, DEST_LEN, DestConns, FlowRecord, SCHED_LEN, SVC_LEN, SchedState,
-    TMPL_KEY_LEN, TemplateRecord,
+    BUCKET4_LEN, BUCKET6_LEN, DEST_LEN, DestConns, FlowRecord, SCHED_LEN, SVC_LEN, SYNC_MAX,
+    SYNC_REC_LEN, SchedState, TMPL_KEY_LEN, TemplateRecord,
 };
 
 /// The compiled BPF object (empty when clang was missing at build time).
@@ -46,12 +46,6 @@ const SWEEPER: &str = "fulcrum_sweep";
 
 /// The installer of synced flows, run by the controller.
 const INSTALLER: &str = "fulcrum_install";
-
-/// `SYNC_MAX`: the flows one install run takes.
-const SYNC_MAX: usize = 256;
-
-/// `struct sync_rec`.
-const SYNC_REC_LEN: usize = 64;
 
 /// A connection another director synced (its sync message, in this
 /// director's terms).
@@ -76,7 +70,7 @@ pub struct SyncedFlow {
     pub timeout: u32,
 }
 
-/// What an install did.
+/// What an install did (summed with `+=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Installed {
     /// New flows.
@@ -87,6 +81,15 @@ pub struct Installed {
     pub templates: u64,
     /// Entries of a service or real server this director does not have.
     pub unknown: u64,
+}
+
+impl std::ops::AddAssign for Installed {
+    fn add_assign(&mut self, o: Installed) {
+        self.added += o.added;
+        self.updated += o.updated;
+        self.templates += o.templates;
+        self.unknown += o.unknown;
+    }
 }
 
 /// IPv4 flows the table holds by default (IPv6: a quarter as many). A new
@@ -660,19 +663,7 @@ impl XdpPlane {
                 .get(slot)
                 .is_some_and(|r| r.addr == f.dest.0 && (r.port == f.dest.1 || r.port == 0))
         })?;
-        let mut b = [0u8; SYNC_REC_LEN];
-        b[..16].copy_from_slice(&records::addr16(&f.client.0));
-        b[16..32].copy_from_slice(&records::addr16(&f.virt.0));
-        b[32..34].copy_from_slice(&f.client.1.to_be_bytes());
-        b[34..36].copy_from_slice(&f.virt.1.to_be_bytes());
-        b[36] = f.proto.number();
-        b[37] = if f.virt.0.is_ipv4() { 4 } else { 6 };
-        b[38] = f.state as u8;
-        b[39] = u8::from(f.template);
-        b[40..44].copy_from_slice(&slot.to_ne_bytes());
-        b[44..48].copy_from_slice(&svc.index.to_ne_bytes());
-        b[48..52].copy_from_slice(&f.timeout.to_ne_bytes());
-        Some(b)
+        Some(records::sync_rec(f, slot, svc.index))
     }
 
     /// Remove the flows whose timers ran out,

@@ -311,6 +311,33 @@ pub struct FlowRecord {
     pub inactive: bool,
 }
 
+/// `SYNC_MAX`: the synced flows one install run takes.
+pub const SYNC_MAX: usize = 256;
+
+/// `struct sync_rec`.
+pub const SYNC_REC_LEN: usize = 64;
+
+/// `SYNC_F_TEMPLATE`.
+const SYNC_F_TEMPLATE: u8 = 0x1;
+
+/// `struct sync_rec` for a synced flow bound to real-server `slot` of
+/// service `svc`.
+pub(crate) fn sync_rec(f: &crate::SyncedFlow, slot: u32, svc: u32) -> [u8; SYNC_REC_LEN] {
+    let mut b = [0u8; SYNC_REC_LEN];
+    b[..16].copy_from_slice(&addr16(&f.client.0));
+    b[16..32].copy_from_slice(&addr16(&f.virt.0));
+    b[32..34].copy_from_slice(&f.client.1.to_be_bytes());
+    b[34..36].copy_from_slice(&f.virt.1.to_be_bytes());
+    b[36] = f.proto.number();
+    b[37] = family(&f.virt.0);
+    b[38] = f.state as u8;
+    b[39] = if f.template { SYNC_F_TEMPLATE } else { 0 };
+    b[40..44].copy_from_slice(&slot.to_ne_bytes());
+    b[44..48].copy_from_slice(&svc.to_ne_bytes());
+    b[48..52].copy_from_slice(&f.timeout.to_ne_bytes());
+    b
+}
+
 /// `struct bucket4`: four 32-byte slots of the IPv4 flow table.
 pub const BUCKET4_LEN: usize = 128;
 
@@ -404,6 +431,26 @@ mod tests {
         .bytes();
         assert_eq!(gue[17], 2, "IP_VS_CONN_F_TUNNEL");
         assert_eq!(&gue[57..60], &[TUN_GUE, 0x17, 0xc0]);
+        // A synced template, as `struct sync_rec` lays it out.
+        let r = sync_rec(
+            &crate::SyncedFlow {
+                proto: fulcrum_core::Protocol::Tcp,
+                virt: ("192.0.2.1".parse().unwrap(), 80),
+                client: ("198.51.100.0".parse().unwrap(), 0),
+                dest: ("10.0.0.1".parse().unwrap(), 80),
+                state: fulcrum_core::state::ConnState::None,
+                template: true,
+                timeout: 300,
+            },
+            7,
+            3,
+        );
+        assert_eq!(&r[..4], &[198, 51, 100, 0]);
+        assert_eq!(&r[16..20], &[192, 0, 2, 1]);
+        assert_eq!(&r[32..40], &[0, 0, 0, 80, 6, 4, 0, SYNC_F_TEMPLATE]);
+        assert_eq!(u32::from_ne_bytes(r[40..44].try_into().unwrap()), 7);
+        assert_eq!(u32::from_ne_bytes(r[44..48].try_into().unwrap()), 3);
+        assert_eq!(u32::from_ne_bytes(r[48..52].try_into().unwrap()), 300);
         assert_eq!(&d[40..44], &[10, 0, 0, 254]);
         assert_eq!(&d[..4], &[10, 0, 0, 5]);
         assert_eq!(d[16], 4);

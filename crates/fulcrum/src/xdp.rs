@@ -293,21 +293,20 @@ impl DataPlane for XdpForwarding {
 
     fn sync_status(&self) -> Option<String> {
         let s = self.sync.as_ref()?;
-        let c = &s.counters;
-        let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        let c = s.counters.read();
         let i = &self.installed;
         Some(format!(
             "connection sync: backup (Fulcrum's receiver) on {} (syncid {}): {} messages, {} entries ({} new flows, {} updated, {} templates, {} of no service or real server here), {} dropped, {} malformed",
             s.daemon.mcast_ifn,
             s.daemon.syncid,
-            get(&c.messages),
-            get(&c.entries),
+            c.messages,
+            c.entries,
             i.added,
             i.updated,
             i.templates,
             i.unknown,
-            get(&c.dropped),
-            get(&c.malformed),
+            c.dropped,
+            c.malformed,
         ))
     }
 
@@ -315,19 +314,18 @@ impl DataPlane for XdpForwarding {
         let Some(s) = self.sync.as_ref() else {
             return Vec::new();
         };
-        let c = &s.counters;
-        let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        let c = s.counters.read();
         let i = &self.installed;
         vec![
             (
                 "fulcrum_sync_messages_received_total",
                 "Connection-sync messages received.",
-                get(&c.messages),
+                c.messages,
             ),
             (
                 "fulcrum_sync_entries_received_total",
                 "Connection-sync entries received and handed to the data plane.",
-                get(&c.entries),
+                c.entries,
             ),
             (
                 "fulcrum_sync_flows_added_total",
@@ -352,12 +350,12 @@ impl DataPlane for XdpForwarding {
             (
                 "fulcrum_sync_entries_dropped_total",
                 "Synced entries dropped (another sync id, unusable, or over the queue's bound).",
-                get(&c.dropped),
+                c.dropped,
             ),
             (
                 "fulcrum_sync_malformed_total",
                 "Datagrams on the sync port that were no sync message.",
-                get(&c.malformed),
+                c.malformed,
             ),
         ]
     }
@@ -367,12 +365,7 @@ impl DataPlane for XdpForwarding {
             let flows = s.take();
             if !flows.is_empty() {
                 match self.plane.install(&flows) {
-                    Ok(d) => {
-                        self.installed.added += d.added;
-                        self.installed.updated += d.updated;
-                        self.installed.templates += d.templates;
-                        self.installed.unknown += d.unknown;
-                    }
+                    Ok(d) => self.installed += d,
                     Err(e) => tracing::warn!(error = %e, "cannot install the synced connections"),
                 }
             }

@@ -13,9 +13,9 @@ use fulcrum_sync::{Conn, flags};
 use fulcrum_xdp::SyncedFlow;
 use tokio::sync::mpsc;
 
-/// Entries waiting for the plane at most; beyond, messages are dropped
-/// and counted (the plane installs every second).
-const QUEUE: usize = 1 << 16;
+/// Messages waiting for the plane at most (each at most 255 entries);
+/// beyond, they are dropped and counted (the plane installs every second).
+const QUEUE_MESSAGES: usize = 1024;
 
 /// What the receiver saw.
 #[derive(Debug, Default)]
@@ -29,6 +29,32 @@ pub struct SyncCounters {
     pub dropped: AtomicU64,
     /// Datagrams that were no sync message.
     pub malformed: AtomicU64,
+}
+
+/// [`SyncCounters`] read at one moment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyncCounts {
+    /// Messages taken.
+    pub messages: u64,
+    /// Entries handed to the plane.
+    pub entries: u64,
+    /// Entries dropped.
+    pub dropped: u64,
+    /// Datagrams that were no sync message.
+    pub malformed: u64,
+}
+
+impl SyncCounters {
+    /// The counters now.
+    pub fn read(&self) -> SyncCounts {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        SyncCounts {
+            messages: get(&self.messages),
+            entries: get(&self.entries),
+            dropped: get(&self.dropped),
+            malformed: get(&self.malformed),
+        }
+    }
 }
 
 /// The running receiver.
@@ -64,7 +90,7 @@ impl SyncReceiver {
         let socket =
             tokio::net::UdpSocket::from_std(std_socket).map_err(|e| format!("sync socket: {e}"))?;
         let counters = Arc::new(SyncCounters::default());
-        let (tx, rx) = mpsc::channel(QUEUE / 64);
+        let (tx, rx) = mpsc::channel(QUEUE_MESSAGES);
         let c = counters.clone();
         let syncid = daemon.syncid;
         let task = tokio::spawn(async move {
