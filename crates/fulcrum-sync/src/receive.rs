@@ -5,6 +5,9 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+/// The receive buffer asked for: about 2,800 full messages of 1,472 bytes.
+const RECV_BUFFER: usize = 4 << 20;
+
 /// A socket that receives the sync messages sent to `group`:`port` on
 /// interface `iface` (non-blocking, for an async runtime).
 ///
@@ -22,6 +25,12 @@ pub fn open(group: IpAddr, port: u16, iface: &str) -> Result<UdpSocket, String> 
     let index = rustix::net::netdevice::name_to_index(&s, iface)
         .map_err(|e| format!("sync interface {iface}: {e} (is `syncd_iface` right?)"))?;
     s.set_reuse_address(true).map_err(what)?;
+    // Room for a master's burst (hundreds of full messages at once): past
+    // `net.core.rmem_max` where the process may (CAP_NET_ADMIN), else as
+    // much as the system allows.
+    if rustix::net::sockopt::set_socket_recv_buffer_size_force(&s, RECV_BUFFER).is_err() {
+        let _ = s.set_recv_buffer_size(RECV_BUFFER);
+    }
     // Bound to the group itself, so that only its messages arrive.
     s.bind(&SocketAddr::new(group, port).into()).map_err(what)?;
     match group {

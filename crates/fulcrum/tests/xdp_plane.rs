@@ -624,16 +624,20 @@ fn the_sync_receiver_installs_what_it_may_and_shrugs_off_garbage() {
     }
     std::fs::write(&file, blob).unwrap();
     // Sent from a real server's namespace onto the private LAN, to the
-    // group, as a master on the LAN would.
+    // group, as a master on the LAN would; a pause after the garbage, so
+    // that a busy machine's receiver has drained it before the real ones.
     let py = format!(
-        "import socket,struct\n\
+        "import socket,struct,time\n\
          s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
          s.setsockopt(socket.IPPROTO_IP,socket.IP_MULTICAST_IF,socket.inet_aton('{}'))\n\
          b=open('{file}','rb').read()\n\
          i=0\n\
+         k=0\n\
          while i<len(b):\n\
-         \x20 n=struct.unpack('>I',b[i:i+4])[0]; s.sendto(b[i+4:i+4+n],('224.0.0.81',8848)); i+=4+n\n",
-        RS[0]
+         \x20 n=struct.unpack('>I',b[i:i+4])[0]; s.sendto(b[i+4:i+4+n],('224.0.0.81',8848)); i+=4+n; k+=1\n\
+         \x20 if k=={garbage}: time.sleep(1)\n",
+        RS[0],
+        garbage = 500
     );
     let script = tmp.file("send.py");
     std::fs::write(&script, py).unwrap();
