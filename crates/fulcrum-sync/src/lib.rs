@@ -606,40 +606,86 @@ pub fn encode_entry(c: &Conn) -> Result<Vec<u8>, EncodeError> {
 /// # Errors
 /// An entry that cannot be written, or is longer than a message can hold.
 pub fn encode(syncid: u8, conns: &[Conn], maxlen: usize) -> Result<Vec<Vec<u8>>, EncodeError> {
-    let maxlen = maxlen.min(usize::from(u16::MAX));
+    let mut p = Packer::new(syncid, maxlen);
     let mut out = Vec::new();
-    let mut msg: Vec<u8> = Vec::new();
-    let mut n = 0usize;
-    let close = |msg: &mut Vec<u8>, n: &mut usize, out: &mut Vec<Vec<u8>>| {
-        if *n > 0 {
-            let size = msg.len() as u16;
-            msg[2..4].copy_from_slice(&size.to_be_bytes());
-            msg[4] = *n as u8;
-            out.push(std::mem::take(msg));
-            *n = 0;
-        }
-    };
     for c in conns {
+        out.extend(p.push(c)?);
+    }
+    out.extend(p.finish());
+    Ok(out)
+}
+
+/// Version-1 messages filled one entry at a time, as a master's send
+/// buffer fills: [`Packer::push`] hands back the message that the entry
+/// no longer fits in, [`Packer::finish`] the partly filled one.
+#[derive(Debug, Clone)]
+pub struct Packer {
+    syncid: u8,
+    maxlen: usize,
+    msg: Vec<u8>,
+    n: usize,
+}
+
+impl Packer {
+    /// Messages of sync id `syncid` and at most `maxlen` bytes (at most
+    /// 65,535).
+    pub fn new(syncid: u8, maxlen: usize) -> Packer {
+        Packer {
+            syncid,
+            maxlen: maxlen.min(usize::from(u16::MAX)),
+            msg: Vec::new(),
+            n: 0,
+        }
+    }
+
+    /// Entries in the message being filled.
+    pub fn pending(&self) -> usize {
+        self.n
+    }
+
+    /// Add an entry; returns the message it closed, if it did not fit.
+    ///
+    /// # Errors
+    /// An entry that cannot be written, or is longer than a message can
+    /// hold (nothing is added).
+    pub fn push(&mut self, c: &Conn) -> Result<Option<Vec<u8>>, EncodeError> {
         let e = encode_entry(c)?;
-        if V1_HEADER + e.len() > maxlen {
+        if V1_HEADER + e.len() > self.maxlen {
             return Err(EncodeError::TooLong {
                 len: e.len(),
-                maxlen,
+                maxlen: self.maxlen,
             });
         }
-        let pad = (4 - msg.len() % 4) % 4;
-        if n == MAX_CONNS || (n > 0 && msg.len() + pad + e.len() > maxlen) {
-            close(&mut msg, &mut n, &mut out);
+        let pad = (4 - self.msg.len() % 4) % 4;
+        let closed = if self.n == MAX_CONNS
+            || (self.n > 0 && self.msg.len() + pad + e.len() > self.maxlen)
+        {
+            self.finish()
+        } else {
+            None
+        };
+        if self.n == 0 {
+            self.msg.clear();
+            self.msg
+                .extend_from_slice(&[0, self.syncid, 0, 0, 0, 1, 0, 0]);
         }
-        if n == 0 {
-            msg = vec![0, syncid, 0, 0, 0, 1, 0, 0];
-        }
-        msg.resize((msg.len() + 3) & !3, 0);
-        msg.extend_from_slice(&e);
-        n += 1;
+        self.msg.resize((self.msg.len() + 3) & !3, 0);
+        self.msg.extend_from_slice(&e);
+        self.n += 1;
+        Ok(closed)
     }
-    close(&mut msg, &mut n, &mut out);
-    Ok(out)
+
+    /// The message being filled, closed; `None` when it has no entry.
+    pub fn finish(&mut self) -> Option<Vec<u8>> {
+        if self.n == 0 {
+            return None;
+        }
+        let size = self.msg.len() as u16;
+        self.msg[2..4].copy_from_slice(&size.to_be_bytes());
+        self.msg[4] = self.n as u8;
+        self.n = 0;
+        Some(std::mem::take(&mut self.msg))
+    }
 }
 
 /// One version-0 message (for tests of readers): IPv4 connections without
@@ -694,3 +740,4 @@ pub fn encode_v0(syncid: u8, conns: &[Conn]) -> Result<Vec<u8>, EncodeError> {
 }
 
 pub mod receive;
+pub mod send;

@@ -16,14 +16,7 @@ const RECV_BUFFER: usize = 4 << 20;
 /// group, said with what was asked.
 pub fn open(group: IpAddr, port: u16, iface: &str) -> Result<UdpSocket, String> {
     let what = |e: std::io::Error| format!("sync messages to {group} port {port} on {iface}: {e}");
-    let domain = if group.is_ipv4() {
-        Domain::IPV4
-    } else {
-        Domain::IPV6
-    };
-    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(what)?;
-    let index = rustix::net::netdevice::name_to_index(&s, iface)
-        .map_err(|e| format!("sync interface {iface}: {e} (is `syncd_iface` right?)"))?;
+    let (s, index) = udp_socket(&group, iface, &what)?;
     s.set_reuse_address(true).map_err(what)?;
     // Room for a master's burst (hundreds of full messages at once): past
     // `net.core.rmem_max` where the process may (CAP_NET_ADMIN), else as
@@ -46,4 +39,22 @@ pub fn open(group: IpAddr, port: u16, iface: &str) -> Result<UdpSocket, String> 
 /// The group a daemon uses: its own, else the kernel's 224.0.0.81.
 pub fn group_or_default(group: Option<IpAddr>) -> IpAddr {
     group.unwrap_or(IpAddr::V4(crate::GROUP_V4))
+}
+
+/// A UDP socket of `group`'s family and the index of interface `iface`
+/// (named when there is no such interface); `what` says the rest.
+pub(crate) fn udp_socket(
+    group: &IpAddr,
+    iface: &str,
+    what: &dyn Fn(std::io::Error) -> String,
+) -> Result<(Socket, u32), String> {
+    let domain = if group.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(what)?;
+    let index = rustix::net::netdevice::name_to_index(&s, iface)
+        .map_err(|e| format!("sync interface {iface}: {e} (is `syncd_iface` right?)"))?;
+    Ok((s, index))
 }
