@@ -369,6 +369,7 @@ const SYNCD_ROLES: &[(&str, SyncdRole)] = &[
     ("auto", SyncdRole::Auto),
     ("master", SyncdRole::Master),
     ("backup", SyncdRole::Backup),
+    ("both", SyncdRole::Both),
 ];
 const VRRP_VERSIONS: &[(&str, VrrpVersion)] = &[("2", VrrpVersion::V2), ("3", VrrpVersion::V3)];
 const RSH: &[(&str, RshCommand)] = &[("rsh", RshCommand::Rsh), ("ssh", RshCommand::Ssh)];
@@ -1162,19 +1163,6 @@ fn check_global(g: &Global, seen: &KeySpans, diags: &mut Vec<Diagnostic>) {
     }
     check_failover(g, seen, diags);
     check_syncd(g, seen, diags);
-    if g.dataplane == Some(Dataplane::Xdp)
-        && g.syncdaemon == Some(true)
-        && g.syncd_role != Some(SyncdRole::Backup)
-        && let Some(sp) = seen.get("syncd_role").or_else(|| seen.get("syncdaemon"))
-    {
-        diags.push(
-            Diagnostic::error(
-                sp,
-                "on the `xdp` data plane Fulcrum's sync daemon receives only, for now: it sends nothing",
-            )
-            .hint("set `syncd_role = backup` on the directors that receive (from kernel IPVS masters), or `dataplane = ipvs` for the kernel's sync daemon in both roles"),
-        );
-    }
 }
 
 /// The kernel connection-sync daemon's keys.
@@ -1194,8 +1182,8 @@ fn check_syncd(g: &Global, seen: &KeySpans, diags: &mut Vec<Diagnostic>) {
         && let Some(sp) = seen.get("syncdaemon")
     {
         diags.push(
-            Diagnostic::error(sp, "connection synchronisation is the kernel's: the `proxy` data plane has no kernel connections to send")
-                .hint("remove `dataplane = proxy` (the default, `auto`, uses the kernel's IPVS where the host has it) or set `dataplane = ipvs`; or remove `syncdaemon`"),
+            Diagnostic::error(sp, "connection synchronisation is for the packet planes: the `proxy` data plane's connections end at the director and cannot move to another")
+                .hint("set `dataplane = ipvs` (the kernel's sync daemon) or `dataplane = xdp` (Fulcrum's, on the same wire), or leave the default `auto`, which uses the kernel's IPVS where the host has it; or remove `syncdaemon`"),
         );
     }
     if let (Some(i), Some(sp)) = (&g.syncd_iface, seen.get("syncd_iface"))

@@ -133,6 +133,9 @@ pub enum SyncdRole {
     Master,
     /// Always receive.
     Backup,
+    /// Send this director's connections and receive the others' (peer to
+    /// peer: what active-active directors need).
+    Both,
 }
 
 impl SyncdRole {
@@ -142,6 +145,7 @@ impl SyncdRole {
             SyncdRole::Auto => "auto",
             SyncdRole::Master => "master",
             SyncdRole::Backup => "backup",
+            SyncdRole::Both => "both",
         }
     }
 }

@@ -491,7 +491,12 @@ mod roundtrip {
             tcp in proptest::option::of(0u32..=2_678_400),
             dataplane in proptest::option::of(prop_oneof![Just(Dataplane::Auto), Just(Dataplane::Ipvs), Just(Dataplane::Proxy), Just(Dataplane::Xdp)]),
             syncd in proptest::option::of((
-                prop_oneof![Just(SyncdRole::Auto), Just(SyncdRole::Master), Just(SyncdRole::Backup)],
+                prop_oneof![
+                    Just(SyncdRole::Auto),
+                    Just(SyncdRole::Master),
+                    Just(SyncdRole::Backup),
+                    Just(SyncdRole::Both)
+                ],
                 1u16..=65507,
                 any::<u8>(),
                 1u16..,
@@ -720,7 +725,7 @@ fn connection_sync_keys() {
     assert_eq!(
         errors("dataplane = proxy\nsyncdaemon = 1\n"),
         vec![
-            "2:1: connection synchronisation is the kernel's: the `proxy` data plane has no kernel connections to send"
+            "2:1: connection synchronisation is for the packet planes: the `proxy` data plane's connections end at the director and cannot move to another"
         ]
     );
     let p = parse("syncd_id = 3\n");
@@ -752,17 +757,18 @@ fn ftp_by_direct_routing_is_warned_about() {
 
 #[test]
 fn the_xdp_plane_refuses_what_it_cannot_forward_yet_with_places() {
-    // A receiving sync daemon runs on it.
-    ok(
-        "dataplane = xdp\nsyncdaemon = 1\nsyncd_role = backup\nsyncd_iface = eth1\nvirtual web {\n address = 192.0.2.10 eth0:1\n active = 1\n server a {\n  address = 10.1.0.1\n  active = 1\n }\n}\n",
-    );
+    // Fulcrum's sync daemons run on it, in every role.
+    for role in ["backup", "master", "auto", "both"] {
+        ok(&format!(
+            "dataplane = xdp\nsyncdaemon = 1\nsyncd_role = {role}\nsyncd_iface = eth1\nvirtual web {{\n address = 192.0.2.10 eth0:1\n active = 1\n server a {{\n  address = 10.1.0.1\n  active = 1\n }}\n}}\n"
+        ));
+    }
     let good = "dataplane = xdp\nnat_router = 10.1.0.254 eth1:1\nvirtual web {\n address = 192.0.2.10 eth0:1\n active = 1\n scheduler = wrr\n server a {\n  address = 10.1.0.1\n  active = 1\n }\n server b {\n  address = 10.1.0.2\n  active = 1\n  forwarding = direct\n }\n server c {\n  address = 10.1.0.3\n  active = 1\n  forwarding = tunnel\n }\n}\n";
     ok(good);
     let bad = "dataplane = xdp\nsyncdaemon = 1\nvirtual web {\n address = 192.0.2.10\n active = 1\n scheduler = lblc\n persistent = 60\n server a {\n  address = 2001:db8::1\n  active = 1\n  forwarding = tunnel\n }\n}\nvirtual marked {\n address = 192.0.2.11 eth0\n fwmark = 3\n active = 1\n}\nvirtual sip {\n address = 192.0.2.12 eth0\n protocol = sctp\n port = 5060\n forwarding = nat\n active = 1\n server s {\n  address = 10.1.0.5\n  port = 5061\n  active = 1\n }\n}\n";
     assert_eq!(
         errors(bad),
         [
-            "2:1: on the `xdp` data plane Fulcrum's sync daemon receives only, for now: it sends nothing",
             "4:2: the `xdp` data plane runs on the interface of the virtual server's address: name it",
             "9:3: real server `a` is tunnelled across address families, which the `xdp` data plane does not do yet",
             "16:2: fwmark services need the `ipvs` data plane: XDP runs before anything marks a packet",

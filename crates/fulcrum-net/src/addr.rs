@@ -118,6 +118,25 @@ impl AddressManager {
         })
     }
 
+    /// Have the kernel resolve the neighbour (MAC address) of `addr` on
+    /// interface `index` (a neighbour request with `NTF_USE`: the kernel
+    /// sends its ARP request or neighbour solicitation, as it would for a
+    /// packet of its own).
+    ///
+    /// # Errors
+    /// The kernel refusing (no such interface, no privilege).
+    pub async fn resolve_neighbour(&self, index: u32, addr: IpAddr) -> Result<(), NetError> {
+        use netlink_packet_route::neighbour::NeighbourFlags;
+        self.handle
+            .neighbours()
+            .add(index, addr)
+            .flags(NeighbourFlags::Use)
+            .replace()
+            .execute()
+            .await?;
+        Ok(())
+    }
+
     /// A device's index.
     ///
     /// # Errors

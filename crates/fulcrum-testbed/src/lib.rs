@@ -271,6 +271,66 @@ impl FiveNode {
         sh(&format!("ip netns exec {} {cmd}", self.ns(ns)))
     }
 
+    /// Ready for `n` (2 or 3) directors whose XDP programs redirect into
+    /// their veths: GRO on the bridges' ports that take the redirected
+    /// frames, and full checksums from the client and the real servers (a
+    /// frame forwarded in XDP cannot finish a half-done one).
+    pub fn xdp_ready(&self, n: usize) {
+        self.exec("cli", "ethtool -K eth0 tx off");
+        for i in 0..n {
+            self.exec("pub", &format!("ethtool -K {} gro on", port_name(i)));
+            self.exec("lan", &format!("ethtool -K {} gro on", port_name(i)));
+        }
+        for rs in ["rs1", "rs2", "rs3"] {
+            self.exec(rs, "ethtool -K eth0 tx off");
+        }
+    }
+
+    /// `BIN run --config CF --control C` on director `i` for each control
+    /// socket `C` of `controls`, each up before the next starts.
+    pub fn start_directors(&self, bin: &str, cf: &str, controls: &[String]) -> Vec<Bg> {
+        controls
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let d = self.spawn(
+                    &director_name(i),
+                    bin,
+                    &["run", "--config", cf, "--control", c],
+                    &[],
+                );
+                wait_for("a director", 10, || std::path::Path::new(c).exists());
+                d
+            })
+            .collect()
+    }
+
+    /// Whether director `i` holds the VIP.
+    pub fn holds_vip(&self, i: usize) -> bool {
+        self.addrs(&director_name(i), "eth0")
+            .contains(&format!("{VIP}/32"))
+    }
+
+    /// Run `f` on a thread inside namespace `name` (`cli`, `dir`, ...):
+    /// the sockets it opens live there, and can be used from any thread
+    /// afterwards.
+    pub fn run_in<T: Send>(&self, name: &str, f: impl FnOnce() -> T + Send) -> T {
+        let path = format!("/run/netns/{}", self.ns(name));
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let ns = std::fs::File::open(&path).expect("the namespace exists");
+                rustix::thread::move_into_link_name_space(
+                    std::os::fd::AsFd::as_fd(&ns),
+                    Some(rustix::thread::LinkNameSpaceType::Network),
+                )
+                .expect("setns into the namespace (needs root)");
+                f()
+            })
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e))
+        })
+    }
+
     /// Start a background process inside a namespace.
     pub fn spawn(&self, ns: &str, program: &str, args: &[&str], envs: &[(&str, &str)]) -> Bg {
         let mut c = Command::new("ip");

@@ -14,7 +14,7 @@
  *
  * Who owns what (one writer per piece of state):
  *   the controller writes `services`, `svc_conf`, `dests`, `lookup`,
- *   `tcp_table`, `timeouts`, `clock`;
+ *   `tcp_table`, `timeouts`, `clock`, `sync_conf`, and reads `sync_out`;
  *   this program writes `ftab4`, `ftab6`, `templates`, `dest_conns`, `svc_sched`
  *   (the controller seeds a service's scheduler state when the service's
  *   destination list changes, as the kernel's update hooks do), and the
@@ -48,7 +48,7 @@ enum exception {
 	EXC_TO_KERNEL = 8,  /* forwarded, but the kernel routes it (no neighbour yet) */
 	EXC_TTL = 9,        /* TTL or hop limit ran out: the kernel answers */
 	EXC_UNSUPPORTED = 10, /* a forwarding method this program leaves to the kernel */
-	EXC_NO_NEIGH = 11,  /* direct routing or tunnelling, next hop not resolved yet: dropped */
+	EXC_NO_NEIGH = 11,  /* DR, tunnelling or a NAT reply, next hop not resolved yet: dropped */
 	EXC_TOO_BIG = 12,   /* too big for the tunnel: answered "fragmentation needed" (IPv4) or dropped */
 	EXC_ICMP_FWD = 13,  /* an ICMP error of a flow, sent on to its real server or client */
 	EXC_MAX = 14,
@@ -170,7 +170,8 @@ struct flow_key {
 
 struct flow {
 	__u64 expires; /* ns, on this program's clock */
-	__u32 dest;    /* destination slot */
+	__u16 dest;    /* destination slot (MAX_DESTS fits) */
+	__u16 pkts;    /* client packets modulo the sync period (a sync master's) */
 	__u16 svc;     /* service index */
 	__u8 state;    /* fulcrum-core's ConnState */
 	__u8 flags;
@@ -1978,6 +1979,7 @@ struct pkt {
 	__u8 tflags;
 	__u8 udp;
 	__u8 route;     /* forward(): routed (NAT), so the TTL goes down */
+	__u8 reply;     /* forward(): a NAT reply, from the virtual address */
 	__u32 icmp_to;  /* icmp4_error(): the real server's slot, or ~0 for the client */
 };
 
@@ -2018,6 +2020,62 @@ static __always_inline void rewrite(struct pkt *p, void *end, int dst, const __u
  * the interface and the neighbour; with `ttl` the TTL/hop limit drops by
  * one as in routing. Without a neighbour yet, the kernel forwards it. */
 /* Not inlined: its FIB lookup's room is on its own stack frame. */
+/* Next hops the FIB knows no neighbour (MAC address) for yet, as the
+ * program met them: the controller has the kernel resolve each (a
+ * neighbour request with NTF_USE) and deletes it. Packets that the kernel
+ * cannot forward in the program's stead — direct routing and tunnelling
+ * (they bear the virtual address, which the kernel would deliver locally)
+ * and NAT replies (their source is the director's own address, which the
+ * kernel takes for a martian) — are dropped meanwhile, as a router drops
+ * what waits too long for ARP; their senders retransmit. */
+struct neigh_key {
+	__u8 addr[16];
+	__u32 ifindex;
+	__u8 family;
+	__u8 pad[3];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct neigh_key);
+	__type(value, __u64);
+} need_neigh SEC(".maps");
+
+/* Room for the key off the stack: forward() and encap() are deep enough
+ * (a 6.1 kernel's verifier allows 512 bytes down the whole call chain). */
+struct neigh_scratch {
+	struct neigh_key k;
+	__u64 one;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct neigh_scratch);
+} neigh_scratch SEC(".maps");
+
+static __always_inline int no_neigh(const struct bpf_fib_lookup *fib)
+{
+	__u32 z = 0;
+	struct neigh_scratch *n = bpf_map_lookup_elem(&neigh_scratch, &z);
+	if (n) {
+		__builtin_memset(&n->k, 0, sizeof(n->k));
+		n->k.ifindex = fib->ifindex;
+		if (fib->family == AF_INET) {
+			n->k.family = 4;
+			__builtin_memcpy(n->k.addr, &fib->ipv4_dst, 4);
+		} else {
+			n->k.family = 6;
+			__builtin_memcpy(n->k.addr, fib->ipv6_dst, 16);
+		}
+		n->one = 1;
+		bpf_map_update_elem(&need_neigh, &n->k, &n->one, BPF_ANY);
+	}
+	return count(EXC_NO_NEIGH, XDP_DROP);
+}
+
 static __attribute__((noinline)) int forward(struct xdp_md *ctx, struct pkt *p, const __u8 *to,
 					     struct nexthop *nh)
 {
@@ -2053,11 +2111,12 @@ static __attribute__((noinline)) int forward(struct xdp_md *ctx, struct pkt *p, 
 			__builtin_memcpy(fib.ipv6_dst, to, 16);
 		}
 		long rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
-		/* A NAT packet the kernel can forward itself (resolving the
-		 * next hop, or answering "fragmentation needed"); a
-		 * direct-routing one still bears the virtual address, which
-		 * the kernel would deliver to the director: dropped, counted
-		 * (the controller then has the neighbour resolved). */
+		/* A NAT packet on its way in the kernel can forward itself
+		 * (resolving the next hop, or answering "fragmentation
+		 * needed"); the others wait for the controller to have the
+		 * neighbour resolved (see `need_neigh`). */
+		if (rc == BPF_FIB_LKUP_RET_NO_NEIGH && (!ttl || p->reply))
+			return no_neigh(&fib);
 		if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 			return ttl ? count(EXC_TO_KERNEL, XDP_PASS) : count(EXC_NO_NEIGH, XDP_DROP);
 		ifindex = fib.ifindex;
@@ -2190,6 +2249,8 @@ static __attribute__((noinline)) int encap(struct xdp_md *ctx, struct pkt *p, st
 		}
 		return count(EXC_TOO_BIG, XDP_DROP);
 	}
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+		return no_neigh(&fib);
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 		return count(EXC_NO_NEIGH, XDP_DROP);
 	__u16 inner = p->l3_len;
@@ -2266,6 +2327,124 @@ static __attribute__((noinline)) int encap(struct xdp_md *ctx, struct pkt *p, st
 	return bpf_redirect(fib.ifindex, 0);
 }
 
+/* ---- Connection sync, the sending side (a master director) ----
+ *
+ * While the controller sends sync messages (`sync_conf.on`), a client's
+ * packet reports its flow through the ring buffer `sync_out` when IPVS's
+ * master would sync the connection (ip_vs_sync_conn_needed, with its
+ * default `sync_refresh_period` of 0): TCP (and SCTP) only in the
+ * established and closing states, at once on a change into a closing
+ * state, otherwise at the `threshold`th client packet and every `period`
+ * packets after (`period` 0: once). UDP by the packets alone. The
+ * controller turns reports into sync messages (and adds the persistence
+ * template of a persistent service's flow, as IPVS sends a connection's
+ * template with it). A full ring loses the report, counted. */
+struct sync_conf {
+	__u32 on;
+	__u32 threshold;
+	__u32 period;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sync_conf);
+} sync_conf SEC(".maps");
+
+/* A report: the flow's key as the client's packet carries it, its real
+ * server and service, state and timeout. 56 bytes. */
+struct sync_ev {
+	__u8 caddr[16];
+	__u8 vaddr[16];
+	__u64 stamp;    /* ns, this program's clock: the sender's lag */
+	__be16 cport;
+	__be16 vport;
+	__u16 dest;     /* slot */
+	__u16 svc;      /* service index */
+	__u8 proto;
+	__u8 family;
+	__u8 state;     /* fulcrum-core's ConnState */
+	__u8 flags;     /* FLOW_INACTIVE */
+	__u32 timeout;  /* seconds */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20);
+} sync_out SEC(".maps");
+
+/* [reports made, reports lost to a full ring], per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} sync_stats SEC(".maps");
+
+/* The states IPVS syncs a TCP connection in: ES, FIN_WAIT, TIME_WAIT,
+ * CLOSE, CLOSE_WAIT (fulcrum-core's numbers 1, 4, 5, 6, 7; SCTP's are kept
+ * in the same names). */
+#define SYNC_TCP_STATES ((1 << 1) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7))
+
+static __always_inline void sync_stat(__u32 k)
+{
+	__u64 *n = bpf_map_lookup_elem(&sync_stats, &k);
+	if (n)
+		*n += 1;
+}
+
+/* After a client's packet moved flow `f` from state `old`. */
+static __always_inline void sync_report(const struct flow_key *k, struct flow *f, __u8 old, __u64 now)
+{
+	__u32 z = 0;
+	struct sync_conf *sc = bpf_map_lookup_elem(&sync_conf, &z);
+	if (!sc || !sc->on)
+		return;
+	/* The client's packets, as IPVS's in_pkts: modulo the period, or
+	 * held at the top when there is none. */
+	__u32 pkts = (__u32)f->pkts + 1;
+	if (sc->period) {
+		if (pkts >= sc->period)
+			pkts = 0;
+	} else if (pkts > 0xffff) {
+		pkts = 0xffff;
+	}
+	f->pkts = pkts;
+	__u8 st = f->state;
+	if (k->proto != IPPROTO_UDP) {
+		if (st >= 16 || !((1 << st) & SYNC_TCP_STATES))
+			return;
+		if (st != old && st != ST_ESTABLISHED)
+			goto report;
+	}
+	if (pkts != sc->threshold)
+		return;
+report:;
+	struct sync_ev *e = bpf_ringbuf_reserve(&sync_out, sizeof(*e), 0);
+	if (!e) {
+		sync_stat(1);
+		return;
+	}
+	__builtin_memcpy(e->caddr, k->saddr, 16);
+	__builtin_memcpy(e->vaddr, k->daddr, 16);
+	e->stamp = now;
+	e->cport = k->sport;
+	e->vport = k->dport;
+	e->dest = f->dest;
+	e->svc = f->svc;
+	e->proto = k->proto;
+	e->family = k->family;
+	e->state = st;
+	e->flags = f->flags;
+	e->timeout = (__u32)(timeout_ns(st) / NSEC);
+	/* The controller reads the ring every few milliseconds: no wakeup
+	 * costs the packet path anything. */
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	sync_stat(0);
+}
+
 static __always_inline void account(__u32 svc, __u32 slot, int out, __u64 bytes, int new_conn)
 {
 	struct counters *c = bpf_map_lookup_elem(&svc_stats, &svc);
@@ -2307,6 +2486,7 @@ static __attribute__((noinline)) int reply_of_nat(struct xdp_md *ctx, struct pkt
 	account(ff->svc, ff->dest, 1, p->l3_len, 0);
 	rewrite(p, end, 0, vaddr, vport == key->sport ? 0 : vport);
 	p->route = 1;
+	p->reply = 1;
 	return 0;
 }
 
@@ -2320,7 +2500,9 @@ static __always_inline int to_real_server(struct xdp_md *ctx, struct pkt *p, str
 	if (!d)
 		return XDP_PASS;
 	int dir = d->fwd == FWD_MASQ ? DIR_INPUT : DIR_INPUT_ONLY;
+	__u8 old = f->state;
 	transition(f, dir, p->proto, p->tflags, now);
+	sync_report(k, f, old, now);
 	account(f->svc, slot, 0, p->l3_len, new_conn);
 	if (d->family != p->family)
 		return count(EXC_UNSUPPORTED, XDP_PASS);

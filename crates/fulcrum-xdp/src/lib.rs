@@ -18,6 +18,9 @@
 pub mod decap;
 mod publish;
 pub mod records;
+mod sync_out;
+
+pub use sync_out::{SYNC_PERIOD, SYNC_THRESHOLD, SyncReports, SyncView};
 
 pub use publish::{refuses_dest, refuses_service};
 
@@ -32,6 +35,10 @@ use crate::records::{
     BUCKET4_LEN, BUCKET6_LEN, DEST_LEN, DestConns, FlowRecord, SCHED_LEN, SVC_LEN, SYNC_MAX,
     SYNC_REC_LEN, SchedState, TMPL_KEY_LEN, TemplateRecord,
 };
+
+/// `struct neigh_key`: an address (16 bytes), the interface's index, the
+/// family.
+const NEIGH_KEY_LEN: usize = 24;
 
 /// The compiled BPF object (empty when clang was missing at build time).
 static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fulcrum.bpf.o"));
@@ -226,8 +233,9 @@ pub enum Exception {
     Ttl,
     /// A forwarding the program leaves to the kernel.
     Unsupported,
-    /// Direct routing or tunnelling before the real server's next hop was
-    /// resolved: dropped (the director has it resolved).
+    /// A packet the kernel cannot forward in the program's stead (direct
+    /// routing, tunnelling, a NAT reply) before its next hop was resolved:
+    /// dropped (the director has the kernel resolve it).
     NoNeighbour,
     /// Too big for the tunnel: answered "fragmentation needed" (IPv4)
     /// or dropped.
@@ -269,7 +277,7 @@ impl Exception {
             Exception::ToKernel => "routed by the kernel (no neighbour yet)",
             Exception::Ttl => "TTL ran out",
             Exception::Unsupported => "forwarding left to the kernel",
-            Exception::NoNeighbour => "real server's next hop not resolved yet (dropped)",
+            Exception::NoNeighbour => "next hop not resolved yet (dropped; resolving)",
             Exception::TooBig => "too big for the tunnel (answered or dropped)",
             Exception::IcmpForwarded => "ICMP error of a flow, sent on",
         }
@@ -336,8 +344,6 @@ pub struct Sweep {
 pub struct XdpPlane {
     ebpf: Ebpf,
     layout: Layout,
-    /// The no-neighbour drops already answered by [`XdpPlane::resolve_next_hops`].
-    no_neigh_seen: u64,
 }
 
 impl XdpPlane {
@@ -378,7 +384,6 @@ impl XdpPlane {
         let mut plane = XdpPlane {
             ebpf,
             layout: Layout::new(),
-            no_neigh_seen: 0,
         };
         plane.set_tcp_table()?;
         plane.set_timeouts(&Timeouts::default())?;
@@ -644,6 +649,62 @@ impl XdpPlane {
         Ok(done)
     }
 
+    /// Report flows for connection sync (`on`: this director sends), at
+    /// IPVS's default threshold and period ([`SYNC_THRESHOLD`],
+    /// [`SYNC_PERIOD`]).
+    ///
+    /// # Errors
+    /// The kernel refusing the write.
+    pub fn set_sync_sending(&mut self, on: bool) -> Result<(), XdpError> {
+        let mut conf = [0u8; 16];
+        conf[..4].copy_from_slice(&u32::from(on).to_ne_bytes());
+        conf[4..8].copy_from_slice(&SYNC_THRESHOLD.to_ne_bytes());
+        conf[8..12].copy_from_slice(&SYNC_PERIOD.to_ne_bytes());
+        self.array::<16>("sync_conf", "the sync settings")?
+            .set(0, conf, 0)
+            .map_err(|e| kernel("the sync settings")(&e))
+    }
+
+    /// The ring buffer of the program's sync reports, to read from another
+    /// thread. There is one: a second call is refused.
+    ///
+    /// # Errors
+    /// Already taken, or the kernel refusing the map.
+    pub fn take_sync_reports(&mut self) -> Result<SyncReports, XdpError> {
+        let map = self
+            .ebpf
+            .take_map("sync_out")
+            .ok_or_else(|| XdpError::Kernel {
+                what: "the sync reports",
+                why: "already taken (one reader)".into(),
+            })?;
+        let ring = aya::maps::RingBuf::try_from(map).map_err(|e| kernel("the sync reports")(&e))?;
+        Ok(SyncReports::new(ring))
+    }
+
+    /// The published table as a sender reads the program's reports.
+    pub fn sync_view(&self) -> SyncView {
+        SyncView::of(&self.layout)
+    }
+
+    /// Sync reports made and lost to a full ring, summed over the CPUs.
+    ///
+    /// # Errors
+    /// The kernel refusing the read.
+    pub fn sync_report_counts(&self) -> Result<(u64, u64), XdpError> {
+        let arr: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(map(&self.ebpf, "sync_stats", "the sync counters")?)
+                .map_err(|e| kernel("the sync counters")(&e))?;
+        let sum = |i: u32| -> Result<u64, XdpError> {
+            Ok(arr
+                .get(&i, 0)
+                .map_err(|e| kernel("the sync counters")(&e))?
+                .iter()
+                .sum())
+        };
+        Ok((sum(0)?, sum(1)?))
+    }
+
     /// `struct sync_rec` for a synced flow, or `None` when this director
     /// has no such service or real server.
     fn sync_record(&self, f: &SyncedFlow) -> Option<[u8; SYNC_REC_LEN]> {
@@ -709,37 +770,31 @@ impl XdpPlane {
         self.layout.slots.get(&(*key, id)).copied()
     }
 
-    /// Have the kernel resolve the next hop of every real server reached by
-    /// direct routing or tunnelling, when the program dropped packets for
-    /// want of one since the last call: an empty datagram to the discard
-    /// port makes the kernel find the neighbour, which the program then
-    /// finds in the FIB. Returns how many real servers were prodded.
+    /// The next hops the program met without a neighbour (MAC address)
+    /// since the last call, each with its interface's index, taken off the
+    /// program's list: the caller has the kernel resolve them (a
+    /// neighbour request with `NTF_USE`), and the program forwards to them
+    /// from then on.
     ///
     /// # Errors
-    /// The kernel refusing the counters' read.
-    pub fn resolve_next_hops(&mut self) -> Result<usize, XdpError> {
-        let dropped = self
-            .exceptions()?
-            .into_iter()
-            .find(|(e, _)| *e == Exception::NoNeighbour)
-            .map_or(0, |(_, n)| n);
-        if dropped == self.no_neigh_seen {
-            return Ok(0);
-        }
-        self.no_neigh_seen = dropped;
-        let mut n = 0;
-        for r in self.layout.records.values() {
-            if matches!(
-                r.fwd,
-                fulcrum_core::Forwarding::Route | fulcrum_core::Forwarding::Tunnel { .. }
-            ) && let Some(src) = source_towards(&r.addr)
-                && let Ok(s) = std::net::UdpSocket::bind((src, 0))
-                && s.send_to(&[], (r.addr, 9)).is_ok()
-            {
-                n += 1;
+    /// The kernel refusing the read.
+    pub fn take_unresolved(&mut self) -> Result<Vec<(u32, std::net::IpAddr)>, XdpError> {
+        let mut m: HashMap<&mut MapData, [u8; NEIGH_KEY_LEN], u64> = HashMap::try_from(map_mut(
+            &mut self.ebpf,
+            "need_neigh",
+            "the unresolved next hops",
+        )?)
+        .map_err(|e| kernel("the unresolved next hops")(&e))?;
+        let keys: Vec<[u8; NEIGH_KEY_LEN]> = m.keys().filter_map(Result::ok).collect();
+        let mut out = Vec::new();
+        for k in keys {
+            let _ = m.remove(&k);
+            let ifindex = u32::from_ne_bytes([k[16], k[17], k[18], k[19]]);
+            if let Some(addr) = records::addr_of(&k[..16], k[20]) {
+                out.push((ifindex, addr));
             }
         }
-        Ok(n)
+        Ok(out)
     }
 
     /// A real server's connection counts, as the program keeps them;
@@ -1035,6 +1090,24 @@ impl XdpPlane {
                 what: "attaching the XDP program",
                 why: format!("{interface}: {e}"),
             })
+    }
+
+    /// Run the program `times` times on `frame` in the kernel (tests and
+    /// benchmarks: one system call); returns the last verdict.
+    ///
+    /// # Errors
+    /// The kernel refusing the run.
+    pub fn test_run_repeat(&self, frame: &[u8], times: u32) -> Result<u32, XdpError> {
+        let prog = xdp(&self.ebpf, PROGRAM, "running the XDP program")?;
+        let mut out = vec![0u8; frame.len() + 256];
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(frame);
+        opts.data_out = Some(&mut out);
+        opts.repeat = times;
+        let r = prog
+            .test_run(opts)
+            .map_err(|e| kernel("running the XDP program")(&e))?;
+        Ok(r.return_value)
     }
 
     /// Run the program on one frame in the kernel (`BPF_PROG_TEST_RUN`, no

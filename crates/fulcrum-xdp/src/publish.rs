@@ -27,6 +27,8 @@ pub(crate) struct SvcPub {
     pub(crate) record: Vec<u8>,
     /// Real servers in list order, with their weights.
     pub(crate) weights: Vec<(DestId, u32)>,
+    /// Persistence: the timeout in seconds (0: none) and the netmask.
+    pub(crate) persist: (u32, [u8; 16]),
 }
 
 fn svc_weights(svc: &Service) -> Vec<u32> {
@@ -569,6 +571,10 @@ impl Layout {
                 buckets,
                 record,
                 weights,
+                persist: (
+                    svc.persistent.unwrap_or(0),
+                    crate::records::netmask16(&svc.netmask),
+                ),
             },
         );
         Ok(())

@@ -338,6 +338,55 @@ pub(crate) fn sync_rec(f: &crate::SyncedFlow, slot: u32, svc: u32) -> [u8; SYNC_
     b
 }
 
+/// `struct sync_ev`: a flow the program reports for connection sync.
+pub const SYNC_EV_LEN: usize = 56;
+
+/// A flow the program reported for connection sync (`struct sync_ev`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncReport {
+    /// The client's address and port.
+    pub client: (IpAddr, u16),
+    /// The virtual address and port the client's packets go to.
+    pub virt: (IpAddr, u16),
+    /// When, in ns on the program's clock.
+    pub stamp_ns: u64,
+    /// The real server's slot.
+    pub dest: u32,
+    /// The service's index.
+    pub svc: u32,
+    /// Protocol number.
+    pub proto: u8,
+    /// fulcrum-core's ConnState number.
+    pub state: u8,
+    /// Counted as inactive.
+    pub inactive: bool,
+    /// The state's timeout in seconds.
+    pub timeout: u32,
+}
+
+impl SyncReport {
+    /// A report read from the ring; `None` when it is not one.
+    pub fn parse(b: &[u8]) -> Option<SyncReport> {
+        if b.len() < SYNC_EV_LEN {
+            return None;
+        }
+        let family = b[49];
+        let port = |i: usize| u16::from_be_bytes([b[i], b[i + 1]]);
+        let u16_at = |i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
+        Some(SyncReport {
+            client: (addr_of(&b[..16], family)?, port(40)),
+            virt: (addr_of(&b[16..32], family)?, port(42)),
+            stamp_ns: u64::from_ne_bytes(b[32..40].try_into().ok()?),
+            dest: u32::from(u16_at(44)),
+            svc: u32::from(u16_at(46)),
+            proto: b[48],
+            state: b[50],
+            inactive: b[51] & 1 != 0,
+            timeout: u32::from_ne_bytes(b[52..56].try_into().ok()?),
+        })
+    }
+}
+
 /// `struct bucket4`: four 32-byte slots of the IPv4 flow table.
 pub const BUCKET4_LEN: usize = 128;
 
@@ -383,7 +432,7 @@ impl FlowRecord {
             client: (client, port(at)),
             virt: (virt, port(at + 2)),
             expires_ns: u64::from_ne_bytes(f[..8].try_into().ok()?),
-            dest: u32::from_ne_bytes(f[8..12].try_into().ok()?),
+            dest: u32::from(u16::from_ne_bytes(f[8..10].try_into().ok()?)),
             svc: u16::from_ne_bytes(f[12..14].try_into().ok()?),
             state: f[14],
             inactive: f[15] & 1 != 0,
@@ -503,7 +552,8 @@ mod tests {
         b[12] = 6;
         b[13] = 1;
         b[16..24].copy_from_slice(&5u64.to_ne_bytes());
-        b[24..28].copy_from_slice(&3u32.to_ne_bytes());
+        b[24..26].copy_from_slice(&3u16.to_ne_bytes());
+        b[26..28].copy_from_slice(&7u16.to_ne_bytes()); // the sync packet count
         b[30] = 1;
         b[32..36].copy_from_slice(&[198, 51, 100, 2]);
         b[32 + 12] = 17;
@@ -531,7 +581,8 @@ mod tests {
         s[34..36].copy_from_slice(&53u16.to_be_bytes());
         s[36] = 17;
         s[37] = 1;
-        s[48..52].copy_from_slice(&9u32.to_ne_bytes());
+        s[48..50].copy_from_slice(&9u16.to_ne_bytes());
+        s[50..52].copy_from_slice(&49u16.to_ne_bytes());
         s[52..54].copy_from_slice(&2u16.to_ne_bytes());
         s[54] = 11;
         s[55] = 1;

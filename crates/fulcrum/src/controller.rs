@@ -160,19 +160,26 @@ impl Controller {
         if !self.running {
             return;
         }
-        let want = self.syncd.as_ref().map(|s| {
-            use fulcrum_core::SyncRole;
-            let role = match s.role {
-                fulcrum_config::SyncdRole::Master => SyncRole::Master,
-                fulcrum_config::SyncdRole::Backup => SyncRole::Backup,
-                fulcrum_config::SyncdRole::Auto => match &self.failover {
-                    Some(f) if f.status.borrow().state != "MASTER" => SyncRole::Backup,
-                    _ => SyncRole::Master,
-                },
-            };
-            crate::kernel::sync_daemon_for(s, role)
-        });
-        if let Err(e) = self.plane.sync(want) {
+        let want: Vec<fulcrum_core::SyncDaemon> = match self.syncd.as_ref() {
+            None => Vec::new(),
+            Some(s) => {
+                use fulcrum_core::SyncRole;
+                let roles: &[SyncRole] = match s.role {
+                    fulcrum_config::SyncdRole::Master => &[SyncRole::Master],
+                    fulcrum_config::SyncdRole::Backup => &[SyncRole::Backup],
+                    fulcrum_config::SyncdRole::Both => &[SyncRole::Master, SyncRole::Backup],
+                    fulcrum_config::SyncdRole::Auto => match &self.failover {
+                        Some(f) if f.status.borrow().state != "MASTER" => &[SyncRole::Backup],
+                        _ => &[SyncRole::Master],
+                    },
+                };
+                roles
+                    .iter()
+                    .map(|r| crate::kernel::sync_daemon_for(s, *r))
+                    .collect()
+            }
+        };
+        if let Err(e) = self.plane.sync(&want) {
             tracing::error!(error = %e, "connection sync");
         }
     }
@@ -692,9 +699,9 @@ impl Controller {
             "Entries in the connection table.",
         );
         m.sample("fulcrum_connection_entries", &[], self.table.conns().len());
-        for (name, help, v) in self.plane.sync_metrics() {
-            m.family(name, "counter", help);
-            m.sample(name, &[], v);
+        for s in self.plane.sync_metrics() {
+            m.family(s.name, s.kind, s.help);
+            m.sample(s.name, &[], s.value);
         }
         if let Some(p) = self.plane.proxy() {
             let limit = p.director_limit();
@@ -959,7 +966,7 @@ impl Controller {
                 "kernel table: {n} difference(s) from Fulcrum's, made behind its back (see the log; `fulcrum reload` puts Fulcrum's back)"
             );
         }
-        if let Some(line) = self.plane.sync_status() {
+        for line in self.plane.sync_status() {
             let _ = writeln!(o, "{line}");
         }
         if let Some(f) = &self.failover {

@@ -26,6 +26,31 @@ use fulcrum_proxy::ProxyPlane;
 
 use crate::kernel::KernelPlane;
 
+/// One sample of Fulcrum's own sync daemons for `/metrics`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncMetric {
+    /// The metric's name.
+    pub name: &'static str,
+    /// `counter` or `gauge`.
+    pub kind: &'static str,
+    /// Its help text.
+    pub help: &'static str,
+    /// Its value.
+    pub value: f64,
+}
+
+impl SyncMetric {
+    /// A counter.
+    pub fn counter(name: &'static str, help: &'static str, value: u64) -> SyncMetric {
+        SyncMetric {
+            name,
+            kind: "counter",
+            help,
+            value: value as f64,
+        }
+    }
+}
+
 /// What the controller asks of a data plane.
 pub trait DataPlane: Send {
     /// For people: `proxy`, `kernel IPVS`.
@@ -80,25 +105,26 @@ pub trait DataPlane: Send {
         None
     }
 
-    /// Run the connection-sync daemon `want` (none: stop it).
+    /// Run the connection-sync daemons `want` (at most one of each role;
+    /// none: stop them).
     ///
     /// # Errors
     /// What cannot run, and why.
-    fn sync(&mut self, want: Option<fulcrum_core::SyncDaemon>) -> Result<(), String> {
-        match want {
-            None => Ok(()),
-            Some(_) => Err("connection sync needs a packet-level data plane".into()),
+    fn sync(&mut self, want: &[fulcrum_core::SyncDaemon]) -> Result<(), String> {
+        if want.is_empty() {
+            Ok(())
+        } else {
+            Err("connection sync needs a packet-level data plane".into())
         }
     }
 
-    /// The status line of the connection-sync daemon running, if one is.
-    fn sync_status(&self) -> Option<String> {
-        None
+    /// The status lines of the connection-sync daemons running.
+    fn sync_status(&self) -> Vec<String> {
+        Vec::new()
     }
 
-    /// Counters of Fulcrum's own sync daemon, for `/metrics`: name, help,
-    /// value.
-    fn sync_metrics(&self) -> Vec<(&'static str, &'static str, u64)> {
+    /// Counters of Fulcrum's own sync daemons, for `/metrics`.
+    fn sync_metrics(&self) -> Vec<SyncMetric> {
         Vec::new()
     }
 
@@ -334,19 +360,22 @@ impl DataPlane for KernelPlane {
         Some(self)
     }
 
-    fn sync(&mut self, want: Option<fulcrum_core::SyncDaemon>) -> Result<(), String> {
+    fn sync(&mut self, want: &[fulcrum_core::SyncDaemon]) -> Result<(), String> {
         self.set_sync(want)
     }
 
-    fn sync_status(&self) -> Option<String> {
-        self.sync_running().map(|d| {
-            format!(
-                "connection sync: {} daemon on {} (syncid {})",
-                d.role.name(),
-                d.mcast_ifn,
-                d.syncid
-            )
-        })
+    fn sync_status(&self) -> Vec<String> {
+        self.sync_running()
+            .iter()
+            .map(|d| {
+                format!(
+                    "connection sync: {} daemon on {} (syncid {})",
+                    d.role.name(),
+                    d.mcast_ifn,
+                    d.syncid
+                )
+            })
+            .collect()
     }
 
     fn kernel_ref(&self) -> Option<&KernelPlane> {

@@ -25,8 +25,9 @@ use fulcrum_ipvs::reconcile::{self, Entry};
 pub struct KernelPlane {
     ipvs: Ipvs,
     owned: HashSet<ServiceKey>,
-    /// The sync daemon Fulcrum runs (`syncdaemon = 1`), as it was started.
-    sync: Option<SyncDaemon>,
+    /// The sync daemons Fulcrum runs (`syncdaemon = 1`), as they were
+    /// started: at most one of each role.
+    sync: Vec<SyncDaemon>,
     /// Where the services Fulcrum installed are recorded, so a director
     /// started after it (an upgrade, a restart after kill -9) adopts them.
     state: Option<std::path::PathBuf>,
@@ -235,7 +236,7 @@ impl KernelPlane {
         Ok(KernelPlane {
             ipvs,
             owned: HashSet::new(),
-            sync: None,
+            sync: Vec::new(),
             state: None,
             drift: Vec::new(),
             known: None,
@@ -357,7 +358,7 @@ impl KernelPlane {
         self.save_state();
         tracing::info!(
             services = self.owned.len(),
-            sync = self.sync.as_ref().map(|d| d.role.name()),
+            sync = ?self.sync.iter().map(|d| d.role.name()).collect::<Vec<_>>(),
             "kernel IPVS table left in place for the next director"
         );
     }
@@ -490,34 +491,58 @@ impl KernelPlane {
         Ok(out)
     }
 
-    /// Run the sync daemon `want` (none: stop Fulcrum's). A daemon of the
-    /// same role already running with the same settings — left by an
-    /// earlier Fulcrum — is adopted; one with other settings is replaced,
-    /// with a warning, as the file decides what runs.
+    /// Run the sync daemons `want` (at most one of each role; none: stop
+    /// Fulcrum's). A daemon of the same role already running with the same
+    /// settings — left by an earlier Fulcrum — is adopted; one with other
+    /// settings is replaced, with a warning, as the file decides what runs.
+    /// A role that changes starts before the other stops (a backup turning
+    /// master sends at once).
     ///
     /// # Errors
-    /// The kernel refusing (no such interface, say); what ran before is
-    /// stopped.
-    pub fn set_sync(&mut self, want: Option<SyncDaemon>) -> Result<(), String> {
+    /// The kernel refusing (no such interface, say); what ran before in
+    /// that role is stopped.
+    pub fn set_sync(&mut self, want: &[SyncDaemon]) -> Result<(), String> {
         if self.sync == want {
             return Ok(());
         }
-        if let Some(old) = self.sync.take() {
-            match self.ipvs.stop_daemon(old.role) {
-                Ok(()) => tracing::info!(role = old.role.name(), "connection sync daemon stopped"),
-                Err(e) => {
-                    tracing::warn!(role = old.role.name(), error = %e, "cannot stop the connection sync daemon")
-                }
+        let mut result = Ok(());
+        for d in want {
+            if self.sync.contains(d) {
+                continue;
+            }
+            self.stop_sync(d.role);
+            if let Err(e) = self.start_sync(d) {
+                result = Err(e);
             }
         }
-        let Some(want) = want else {
-            return Ok(());
+        for role in [SyncRole::Master, SyncRole::Backup] {
+            if !want.iter().any(|d| d.role == role) {
+                self.stop_sync(role);
+            }
+        }
+        result
+    }
+
+    /// Stop Fulcrum's daemon of `role`, if it runs one.
+    fn stop_sync(&mut self, role: SyncRole) {
+        let Some(at) = self.sync.iter().position(|d| d.role == role) else {
+            return;
         };
+        let old = self.sync.remove(at);
+        match self.ipvs.stop_daemon(old.role) {
+            Ok(()) => tracing::info!(role = old.role.name(), "connection sync daemon stopped"),
+            Err(e) => {
+                tracing::warn!(role = old.role.name(), error = %e, "cannot stop the connection sync daemon")
+            }
+        }
+    }
+
+    fn start_sync(&mut self, want: &SyncDaemon) -> Result<(), String> {
         let running = self.ipvs.daemons().map_err(|e| e.to_string())?;
         match running.iter().find(|d| d.role == want.role) {
-            Some(d) if same_daemon(d, &want) => {
+            Some(d) if same_daemon(d, want) => {
                 tracing::info!(role = want.role.name(), iface = %want.mcast_ifn, syncid = want.syncid, "connection sync daemon already running: adopted");
-                self.sync = Some(want);
+                self.sync.push(want.clone());
                 return Ok(());
             }
             Some(d) => {
@@ -526,7 +551,7 @@ impl KernelPlane {
             }
             None => {}
         }
-        self.ipvs.start_daemon(&want).map_err(|e| {
+        self.ipvs.start_daemon(want).map_err(|e| {
             format!(
                 "cannot start the {} connection sync daemon on {} (syncid {}): {e}",
                 want.role.name(),
@@ -535,18 +560,18 @@ impl KernelPlane {
             )
         })?;
         tracing::info!(role = want.role.name(), iface = %want.mcast_ifn, syncid = want.syncid, "connection sync daemon started");
-        self.sync = Some(want);
+        self.sync.push(want.clone());
         Ok(())
     }
 
-    /// The sync daemon Fulcrum runs.
-    pub fn sync_running(&self) -> Option<&SyncDaemon> {
-        self.sync.as_ref()
+    /// The sync daemons Fulcrum runs.
+    pub fn sync_running(&self) -> &[SyncDaemon] {
+        &self.sync
     }
 
     /// Remove the services Fulcrum installed, and nothing else.
     pub fn remove_all(&mut self) {
-        let _ = self.set_sync(None);
+        let _ = self.set_sync(&[]);
         let owned = std::mem::take(&mut self.owned);
         self.save_state();
         for key in owned {

@@ -15,7 +15,9 @@ use fulcrum_config::{Config, TableService};
 use fulcrum_core::{ServiceKey, Table};
 use fulcrum_xdp::{Attached, XdpPlane, refuses_dest, refuses_service};
 
-use crate::dataplane::DataPlane;
+use crate::dataplane::{DataPlane, SyncMetric};
+use crate::xdp_sync::{SyncReceiver, SyncSender};
+use fulcrum_core::{SyncDaemon, SyncRole};
 
 /// The XDP plane: the loaded program and the interfaces it runs on.
 #[derive(Debug)]
@@ -24,13 +26,17 @@ pub struct XdpForwarding {
     interfaces: Vec<(String, Attached)>,
     /// When the flow table was last swept.
     swept: Option<std::time::Instant>,
-    /// Fulcrum's connection-sync receiver (`syncd_role = backup`).
-    sync: Option<crate::xdp_sync::SyncReceiver>,
-    /// What its installs did, in all.
+    /// Fulcrum's connection-sync receiver (a backup).
+    receiver: Option<SyncReceiver>,
+    /// Fulcrum's connection-sync sender (a master).
+    sender: Option<SyncSender>,
+    /// The program's sync reports while no sender reads them.
+    reports: Option<fulcrum_xdp::SyncReports>,
+    /// What the receiver's installs did, in all.
     installed: fulcrum_xdp::Installed,
-    /// The receiver was started by `fulcrum adm --start-daemon`: the file
-    /// (without `syncdaemon`) leaves it alone, as the kernel's are.
-    sync_by_adm: bool,
+    /// Daemons started by `fulcrum adm --start-daemon`: the file (without
+    /// `syncdaemon`) leaves them alone, as the kernel's are.
+    by_adm: Vec<SyncRole>,
 }
 
 /// The interfaces lvs.cf names for the director's addresses (aliases
@@ -102,9 +108,11 @@ impl XdpForwarding {
             plane,
             interfaces,
             swept: None,
-            sync: None,
+            receiver: None,
+            sender: None,
+            reports: None,
             installed: fulcrum_xdp::Installed::default(),
-            sync_by_adm: false,
+            by_adm: Vec::new(),
         })
     }
 
@@ -126,6 +134,125 @@ impl XdpForwarding {
     }
 }
 
+impl XdpForwarding {
+    /// The daemon of `role` running.
+    fn running(&self, role: SyncRole) -> Option<&SyncDaemon> {
+        match role {
+            SyncRole::Master => self.sender.as_ref().map(|s| &s.daemon),
+            SyncRole::Backup => self.receiver.as_ref().map(|s| &s.daemon),
+        }
+    }
+
+    /// The daemons running.
+    fn daemons(&self) -> Vec<SyncDaemon> {
+        [SyncRole::Master, SyncRole::Backup]
+            .into_iter()
+            .filter_map(|r| self.running(r).cloned())
+            .collect()
+    }
+
+    /// Install what the receiver brought since the last time.
+    fn install_received(&mut self) {
+        if let Some(s) = self.receiver.as_mut() {
+            let flows = s.take();
+            if !flows.is_empty() {
+                match self.plane.install(&flows) {
+                    Ok(d) => self.installed += d,
+                    Err(e) => tracing::warn!(error = %e, "cannot install the synced connections"),
+                }
+            }
+        }
+    }
+
+    /// Run exactly the daemons `want` (one of each role at most): a role
+    /// whose settings change restarts; a role that starts starts before one
+    /// that stops, so a backup turning master sends at once, having
+    /// installed what it received.
+    fn sync_roles(&mut self, want: &[SyncDaemon]) -> Result<(), String> {
+        let wanted = |role| want.iter().find(|d| d.role == role);
+        let mut result = Ok(());
+        if self.running(SyncRole::Master) != wanted(SyncRole::Master) {
+            self.stop_sender();
+            if let Some(d) = wanted(SyncRole::Master)
+                && let Err(e) = self.start_sender(d.clone())
+            {
+                result = Err(e);
+            }
+        }
+        if self.running(SyncRole::Backup) != wanted(SyncRole::Backup) {
+            self.install_received();
+            if let Some(old) = self.receiver.take() {
+                tracing::info!(iface = %old.daemon.mcast_ifn, "connection sync: receiver stopped");
+            }
+            if let Some(d) = wanted(SyncRole::Backup) {
+                match SyncReceiver::start(d.clone()) {
+                    Ok(r) => self.receiver = Some(r),
+                    Err(e) => result = Err(e),
+                }
+            }
+        }
+        result
+    }
+
+    fn start_sender(&mut self, d: SyncDaemon) -> Result<(), String> {
+        let reports = match self.reports.take() {
+            Some(r) => r,
+            None => self.plane.take_sync_reports().map_err(|e| e.to_string())?,
+        };
+        match SyncSender::start(d, reports, self.plane.sync_view()) {
+            Ok(s) => {
+                self.sender = Some(s);
+                self.plane.set_sync_sending(true).map_err(|e| e.to_string())
+            }
+            Err(failed) => {
+                let (e, back) = *failed;
+                self.reports = back;
+                Err(e)
+            }
+        }
+    }
+
+    fn stop_sender(&mut self) {
+        let Some(s) = self.sender.take() else {
+            return;
+        };
+        if let Err(e) = self.plane.set_sync_sending(false) {
+            tracing::warn!(error = %e, "cannot stop the program's sync reports");
+        }
+        let iface = s.daemon.mcast_ifn.clone();
+        self.reports = s.stop();
+        tracing::info!(%iface, "connection sync: sender stopped");
+    }
+}
+
+/// Have the kernel resolve the neighbours of next hops the program met
+/// without one (a client's gateway, a real server): in the background, on
+/// the controller's runtime.
+fn resolve_neighbours(hops: Vec<(u32, std::net::IpAddr)>) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    rt.spawn(async move {
+        let nl = match fulcrum_net::addr::AddressManager::new() {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot ask the kernel to resolve next hops");
+                return;
+            }
+        };
+        for (index, addr) in hops {
+            match nl.resolve_neighbour(index, addr).await {
+                Ok(()) => {
+                    tracing::debug!(%addr, index, "next hop being resolved for the xdp data plane")
+                }
+                Err(e) => {
+                    tracing::warn!(%addr, index, error = %e, "cannot have the next hop resolved")
+                }
+            }
+        }
+    });
+}
+
 /// Why the XDP plane refuses an ipvsadm command, if it does.
 fn xdp_refuses(cmd: &AdmCommand) -> Option<String> {
     match cmd {
@@ -133,9 +260,6 @@ fn xdp_refuses(cmd: &AdmCommand) -> Option<String> {
         AdmCommand::AddDest(k, d) | AdmCommand::EditDest(k, d) => {
             refuses_dest(k, &d.addr, d.port, &d.fwd)
         }
-        AdmCommand::StartDaemon(d) if d.role == fulcrum_core::SyncRole::Master => Some(
-            "the xdp data plane's own sync daemon receives only for now: start a backup daemon, or use `dataplane = ipvs` for the kernel's master".into(),
-        ),
         _ => None,
     }
 }
@@ -173,10 +297,14 @@ impl DataPlane for XdpForwarding {
     }
 
     fn publish(&mut self, table: &mut Table) -> Result<(), String> {
-        self.plane.publish(table).map_err(|e| {
+        let r = self.plane.publish(table).map_err(|e| {
             tracing::error!(error = %e, "XDP maps not fully updated");
             e.to_string()
-        })
+        });
+        if let Some(s) = &self.sender {
+            s.set_view(self.plane.sync_view());
+        }
+        r
     }
 
     fn set_timeouts(&mut self, table: &Table) -> Result<(), String> {
@@ -191,50 +319,51 @@ impl DataPlane for XdpForwarding {
         }
         match cmd {
             AdmCommand::StartDaemon(d) => {
-                if self.sync.is_some() {
+                if self.running(d.role).is_some() {
                     return Some(Outcome::err("Daemon has already run\n", 255));
                 }
-                Some(match self.sync(Some(d.clone())) {
+                let mut want: Vec<SyncDaemon> = self.daemons();
+                want.push(d.clone());
+                Some(match self.sync_roles(&want) {
                     Ok(()) => {
-                        self.sync_by_adm = true;
+                        self.by_adm.push(d.role);
                         Outcome::default()
                     }
                     Err(e) => Outcome::err(format!("{e}\n"), 255),
                 })
             }
-            AdmCommand::StopDaemon(role, _) => Some(
-                if *role == fulcrum_core::SyncRole::Backup && self.sync.is_some() {
-                    self.sync_by_adm = false;
-                    let _ = self.sync(None);
-                    Outcome::default()
-                } else {
-                    Outcome::err("No daemon is running\n", 255)
-                },
-            ),
+            AdmCommand::StopDaemon(role, _) => Some(if self.running(*role).is_some() {
+                self.by_adm.retain(|r| r != role);
+                let want: Vec<SyncDaemon> = self
+                    .daemons()
+                    .into_iter()
+                    .filter(|d| d.role != *role)
+                    .collect();
+                let _ = self.sync_roles(&want);
+                Outcome::default()
+            } else {
+                Outcome::err("No daemon is running\n", 255)
+            }),
             AdmCommand::List(l) if matches!(l.target, ListTarget::Daemon) => {
-                // As the kernel lists its own: every default filled in.
-                let running: Vec<fulcrum_core::SyncDaemon> = self
-                    .sync
-                    .iter()
-                    .map(|s| {
-                        let d = &s.daemon;
-                        fulcrum_core::SyncDaemon {
-                            sync_maxlen: if d.sync_maxlen == 0 {
-                                fulcrum_sync::DEFAULT_MAXLEN as u16
-                            } else {
-                                d.sync_maxlen
-                            },
-                            mcast_group: Some(fulcrum_sync::receive::group_or_default(
-                                d.mcast_group,
-                            )),
-                            mcast_port: if d.mcast_port == 0 {
-                                fulcrum_sync::PORT
-                            } else {
-                                d.mcast_port
-                            },
-                            mcast_ttl: d.mcast_ttl.max(1),
-                            ..d.clone()
-                        }
+                // As the kernel lists its own: every default filled in,
+                // the master's size as it sends.
+                let running: Vec<SyncDaemon> = self
+                    .daemons()
+                    .into_iter()
+                    .map(|d| SyncDaemon {
+                        sync_maxlen: match (&self.sender, d.role) {
+                            (Some(s), SyncRole::Master) if d.sync_maxlen == 0 => s.maxlen as u16,
+                            _ if d.sync_maxlen == 0 => fulcrum_sync::DEFAULT_MAXLEN as u16,
+                            _ => d.sync_maxlen,
+                        },
+                        mcast_group: Some(fulcrum_sync::receive::group_or_default(d.mcast_group)),
+                        mcast_port: if d.mcast_port == 0 {
+                            fulcrum_sync::PORT
+                        } else {
+                            d.mcast_port
+                        },
+                        mcast_ttl: d.mcast_ttl.max(1),
+                        ..d
                     })
                     .collect();
                 Some(Outcome {
@@ -269,107 +398,154 @@ impl DataPlane for XdpForwarding {
     /// Every second: expired flows go, and the table learns the counts.
     /// A request in between only learns the counts (the sweep walks the
     /// whole flow table, once a second is enough).
-    fn sync(&mut self, want: Option<fulcrum_core::SyncDaemon>) -> Result<(), String> {
-        if self.sync.as_ref().map(|s| &s.daemon) == want.as_ref()
-            || (want.is_none() && self.sync_by_adm)
-        {
-            return Ok(());
-        }
-        self.sync_by_adm = false;
-        if let Some(old) = self.sync.take() {
-            tracing::info!(iface = %old.daemon.mcast_ifn, "connection sync: receiver stopped");
-        }
-        match want {
-            None => Ok(()),
-            Some(d) if d.role == fulcrum_core::SyncRole::Backup => {
-                self.sync = Some(crate::xdp_sync::SyncReceiver::start(d)?);
-                Ok(())
+    fn sync(&mut self, want: &[SyncDaemon]) -> Result<(), String> {
+        // Daemons `fulcrum adm` started stay while the file asks for none
+        // of their role.
+        let file: Vec<SyncRole> = want.iter().map(|d| d.role).collect();
+        let running: Vec<SyncRole> = self.daemons().iter().map(|d| d.role).collect();
+        self.by_adm
+            .retain(|r| !file.contains(r) && running.contains(r));
+        let mut want = want.to_vec();
+        for role in &self.by_adm {
+            if let Some(d) = self.running(*role) {
+                want.push(d.clone());
             }
-            Some(_) => Err(
-                "the xdp data plane's own sync daemon receives only for now (`syncd_role = backup`); this director sends nothing".into(),
-            ),
         }
+        self.sync_roles(&want)
     }
 
-    fn sync_status(&self) -> Option<String> {
-        let s = self.sync.as_ref()?;
-        let c = s.counters.read();
-        let i = &self.installed;
-        Some(format!(
-            "connection sync: backup (Fulcrum's receiver) on {} (syncid {}): {} messages, {} entries ({} new flows, {} updated, {} templates, {} of no service or real server here), {} dropped, {} malformed",
-            s.daemon.mcast_ifn,
-            s.daemon.syncid,
-            c.messages,
-            c.entries,
-            i.added,
-            i.updated,
-            i.templates,
-            i.unknown,
-            c.dropped,
-            c.malformed,
-        ))
-    }
-
-    fn sync_metrics(&self) -> Vec<(&'static str, &'static str, u64)> {
-        let Some(s) = self.sync.as_ref() else {
-            return Vec::new();
-        };
-        let c = s.counters.read();
-        let i = &self.installed;
-        vec![
-            (
-                "fulcrum_sync_messages_received_total",
-                "Connection-sync messages received.",
+    fn sync_status(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(s) = &self.sender {
+            let c = s.counters.read();
+            let (_, lost) = self.plane.sync_report_counts().unwrap_or((0, 0));
+            out.push(format!(
+                "connection sync: master (Fulcrum's sender) on {} (syncid {}): {} messages, {} entries sent, {} lost (reports over the ring's room), {} of real servers gone, {} not sent, lag {:.1} ms",
+                s.daemon.mcast_ifn,
+                s.daemon.syncid,
                 c.messages,
-            ),
-            (
-                "fulcrum_sync_entries_received_total",
-                "Connection-sync entries received and handed to the data plane.",
                 c.entries,
-            ),
-            (
-                "fulcrum_sync_flows_added_total",
-                "Synced connections new to the flow table.",
+                lost,
+                c.unknown,
+                c.errors,
+                c.lag_us as f64 / 1000.0,
+            ));
+        }
+        if let Some(s) = &self.receiver {
+            let c = s.counters.read();
+            let i = &self.installed;
+            out.push(format!(
+                "connection sync: backup (Fulcrum's receiver) on {} (syncid {}): {} messages, {} entries ({} new flows, {} updated, {} templates, {} of no service or real server here), {} dropped, {} malformed",
+                s.daemon.mcast_ifn,
+                s.daemon.syncid,
+                c.messages,
+                c.entries,
                 i.added,
-            ),
-            (
-                "fulcrum_sync_flows_updated_total",
-                "Synced connections already in the flow table, brought to the message.",
                 i.updated,
-            ),
-            (
-                "fulcrum_sync_templates_total",
-                "Synced persistence templates created or refreshed.",
                 i.templates,
-            ),
-            (
-                "fulcrum_sync_entries_unknown_total",
-                "Synced entries of a service or real server this director does not have.",
                 i.unknown,
-            ),
-            (
-                "fulcrum_sync_entries_dropped_total",
-                "Synced entries dropped (another sync id, unusable, or over the queue's bound).",
                 c.dropped,
-            ),
-            (
-                "fulcrum_sync_malformed_total",
-                "Datagrams on the sync port that were no sync message.",
                 c.malformed,
-            ),
-        ]
+            ));
+        }
+        out
+    }
+
+    fn sync_metrics(&self) -> Vec<SyncMetric> {
+        let mut out = Vec::new();
+        if let Some(s) = &self.sender {
+            let c = s.counters.read();
+            let (made, lost) = self.plane.sync_report_counts().unwrap_or((0, 0));
+            out.extend([
+                SyncMetric::counter(
+                    "fulcrum_sync_messages_sent_total",
+                    "Connection-sync messages sent.",
+                    c.messages,
+                ),
+                SyncMetric::counter(
+                    "fulcrum_sync_entries_sent_total",
+                    "Connection-sync entries sent (connections and templates).",
+                    c.entries,
+                ),
+                SyncMetric::counter(
+                    "fulcrum_sync_reports_total",
+                    "Flows the data plane reported for sync.",
+                    made,
+                ),
+                SyncMetric::counter(
+                    "fulcrum_sync_reports_lost_total",
+                    "Flows not reported for sync: the report ring was full.",
+                    lost,
+                ),
+                SyncMetric::counter(
+                    "fulcrum_sync_reports_unknown_total",
+                    "Reports of a real server or service no longer published.",
+                    c.unknown,
+                ),
+                SyncMetric::counter(
+                    "fulcrum_sync_send_errors_total",
+                    "Connection-sync messages the kernel did not send.",
+                    c.errors,
+                ),
+                SyncMetric {
+                    name: "fulcrum_sync_send_lag_seconds",
+                    kind: "gauge",
+                    help: "Age of the oldest report in the last batch sent.",
+                    value: c.lag_us as f64 / 1e6,
+                },
+            ]);
+        }
+        if let Some(s) = &self.receiver {
+            let c = s.counters.read();
+            let i = &self.installed;
+            out.extend([
+                SyncMetric::counter(
+                    "fulcrum_sync_messages_received_total",
+                    "Connection-sync messages received.",
+                    c.messages,
+                ),
+                SyncMetric::counter(
+                    "fulcrum_sync_entries_received_total",
+                    "Connection-sync entries received and handed to the data plane.",
+                    c.entries,
+                ),
+                SyncMetric::counter(
+                    "fulcrum_sync_flows_added_total",
+                    "Synced connections new to the flow table.",
+                    i.added,
+                ),
+                SyncMetric::counter(
+                    "fulcrum_sync_flows_updated_total",
+                    "Synced connections already in the flow table, brought to the message.",
+                    i.updated,
+                ),
+                SyncMetric::counter(
+                    "fulcrum_sync_templates_total",
+                    "Synced persistence templates created or refreshed.",
+                    i.templates,
+                ),
+                SyncMetric::counter(
+                    "fulcrum_sync_entries_unknown_total",
+                    "Synced entries of a service or real server this director does not have.",
+                    i.unknown,
+                ),
+                SyncMetric::counter(
+                    "fulcrum_sync_entries_dropped_total",
+                    "Synced entries dropped (another sync id, unusable, or over the queue's bound).",
+                    c.dropped,
+                ),
+                SyncMetric::counter(
+                    "fulcrum_sync_malformed_total",
+                    "Datagrams on the sync port that were no sync message.",
+                    c.malformed,
+                ),
+            ]);
+        }
+        out
     }
 
     fn refresh(&mut self, table: &mut Table) {
-        if let Some(s) = self.sync.as_mut() {
-            let flows = s.take();
-            if !flows.is_empty() {
-                match self.plane.install(&flows) {
-                    Ok(d) => self.installed += d,
-                    Err(e) => tracing::warn!(error = %e, "cannot install the synced connections"),
-                }
-            }
-        }
+        self.install_received();
         let now = std::time::Instant::now();
         let due = self
             .swept
@@ -379,13 +555,12 @@ impl DataPlane for XdpForwarding {
             if let Err(e) = self.plane.sweep() {
                 tracing::warn!(error = %e, "cannot sweep the XDP flow table");
             }
-            match self.plane.resolve_next_hops() {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(
-                    real_servers = n,
-                    "packets for direct routing or tunnelling waited for a next hop; the kernel resolves it"
-                ),
-                Err(e) => tracing::warn!(error = %e, "cannot read the XDP counters"),
+            match self.plane.take_unresolved() {
+                Ok(hops) if !hops.is_empty() => resolve_neighbours(hops),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the XDP program's unresolved next hops")
+                }
             }
         }
         if let Err(e) = self.plane.observe(table) {

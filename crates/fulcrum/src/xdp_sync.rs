@@ -1,16 +1,25 @@
-//! Fulcrum's own connection-sync receiver for the XDP plane: the kernel's
-//! backup daemon's job (`syncd_role = backup`). It listens for the IPVS
-//! sync messages of the group on `syncd_iface` — from kernel IPVS masters
-//! or other Fulcrums — and hands their connections, in this director's
-//! terms, to the plane, which installs them in the program's flow table.
+//! Fulcrum's own connection-sync daemons for the XDP plane, the kernel's
+//! two in userspace.
+//!
+//! The receiver (a backup) listens for the IPVS sync messages of the
+//! group on `syncd_iface` — from kernel IPVS masters or other Fulcrums —
+//! and hands their connections, in this director's terms, to the plane,
+//! which installs them in the program's flow table.
+//!
+//! The sender (a master) reads the program's reports (flows at the moments
+//! IPVS's master syncs its connections) every few milliseconds from their
+//! ring buffer on its own thread, makes them sync entries against the
+//! published table, packs them into messages as large as the link allows
+//! and sends them to the group out of `syncd_iface`.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use fulcrum_core::state::ConnState;
 use fulcrum_core::{Protocol, SyncDaemon};
 use fulcrum_sync::{Conn, flags};
-use fulcrum_xdp::SyncedFlow;
+use fulcrum_xdp::{SyncReports, SyncView, SyncedFlow};
 use tokio::sync::mpsc;
 
 /// Messages waiting for the plane at most (each at most 255 entries);
@@ -184,4 +193,242 @@ pub fn synced(c: &Conn) -> Option<SyncedFlow> {
         template,
         timeout,
     })
+}
+
+/// How long the sender sleeps between reads of the ring when it is idle:
+/// the most a report waits before it is sent (IPVS's master waits up to
+/// 20 ms, and up to 2 s for a partly filled message).
+const SEND_INTERVAL: Duration = Duration::from_millis(5);
+
+/// Reports taken from the ring at once.
+const SEND_BATCH: usize = 4096;
+
+/// What the sender did.
+#[derive(Debug, Default)]
+pub struct SendCounters {
+    /// Messages sent.
+    pub messages: AtomicU64,
+    /// Entries sent (connections and templates).
+    pub entries: AtomicU64,
+    /// Reports of a real server or service no longer published.
+    pub unknown: AtomicU64,
+    /// Messages the kernel refused to send (a full queue, the link down).
+    pub errors: AtomicU64,
+    /// The oldest report's age when the last batch went out, in µs.
+    pub lag_us: AtomicU64,
+}
+
+/// [`SendCounters`] read at one moment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SendCounts {
+    /// Messages sent.
+    pub messages: u64,
+    /// Entries sent.
+    pub entries: u64,
+    /// Reports of no published real server.
+    pub unknown: u64,
+    /// Messages not sent.
+    pub errors: u64,
+    /// The last batch's lag, in µs.
+    pub lag_us: u64,
+}
+
+impl SendCounters {
+    /// The counters now.
+    pub fn read(&self) -> SendCounts {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        SendCounts {
+            messages: get(&self.messages),
+            entries: get(&self.entries),
+            unknown: get(&self.unknown),
+            errors: get(&self.errors),
+            lag_us: get(&self.lag_us),
+        }
+    }
+}
+
+/// The running sender.
+#[derive(Debug)]
+pub struct SyncSender {
+    /// What it was started for.
+    pub daemon: SyncDaemon,
+    /// Its counters.
+    pub counters: Arc<SendCounters>,
+    /// The largest message it sends.
+    pub maxlen: usize,
+    view: Arc<Mutex<Arc<SyncView>>>,
+    stop: Arc<AtomicBool>,
+    ring: Arc<Mutex<Option<SyncReports>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The program's clock (CLOCK_MONOTONIC_COARSE, as the program reads it)
+/// in ns.
+fn program_clock() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    (t.tv_sec as u64) * 1_000_000_000 + t.tv_nsec as u64
+}
+
+impl SyncSender {
+    /// Send as `daemon` says (a master's group, port, interface, id, TTL,
+    /// message size) what the program reports into `reports`, read against
+    /// `view`.
+    ///
+    /// # Errors
+    /// The socket refused (no such interface), or no thread: the reports
+    /// come back with why.
+    pub fn start(
+        daemon: SyncDaemon,
+        reports: SyncReports,
+        view: SyncView,
+    ) -> Result<SyncSender, Box<(String, Option<SyncReports>)>> {
+        let group = fulcrum_sync::receive::group_or_default(daemon.mcast_group);
+        let port = if daemon.mcast_port == 0 {
+            fulcrum_sync::PORT
+        } else {
+            daemon.mcast_port
+        };
+        let opened = fulcrum_sync::send::open(group, port, &daemon.mcast_ifn, daemon.mcast_ttl)
+            .and_then(|s| {
+                let maxlen = if daemon.sync_maxlen != 0 {
+                    usize::from(daemon.sync_maxlen)
+                } else {
+                    fulcrum_sync::send::default_maxlen(
+                        fulcrum_sync::send::mtu(&daemon.mcast_ifn)?,
+                        &group,
+                    )
+                };
+                Ok((s, maxlen))
+            });
+        let (socket, maxlen) = match opened {
+            Ok(x) => x,
+            Err(e) => return Err(Box::new((e, Some(reports)))),
+        };
+        let counters = Arc::new(SendCounters::default());
+        let view = Arc::new(Mutex::new(Arc::new(view)));
+        let stop = Arc::new(AtomicBool::new(false));
+        // The ring passes to the thread and back through this slot, so
+        // that it comes back even when the thread cannot start.
+        let ring = Arc::new(Mutex::new(Some(reports)));
+        let (c, v, st, r) = (counters.clone(), view.clone(), stop.clone(), ring.clone());
+        let syncid = daemon.syncid;
+        let spawned = std::thread::Builder::new()
+            .name("fulcrum-syncd".into())
+            .spawn(move || {
+                let taken = r.lock().ok().and_then(|mut g| g.take());
+                if let Some(mut reports) = taken {
+                    send_loop(&mut reports, &socket, syncid, maxlen, &v, &c, &st);
+                    if let Ok(mut g) = r.lock() {
+                        *g = Some(reports);
+                    }
+                }
+            });
+        let thread = match spawned {
+            Ok(t) => t,
+            Err(e) => {
+                let back = ring.lock().ok().and_then(|mut g| g.take());
+                return Err(Box::new((
+                    format!("cannot start the sync sender's thread: {e}"),
+                    back,
+                )));
+            }
+        };
+        tracing::info!(iface = %daemon.mcast_ifn, %group, port, syncid, maxlen, "connection sync: sending (Fulcrum's master daemon)");
+        Ok(SyncSender {
+            daemon,
+            counters,
+            maxlen,
+            view,
+            stop,
+            ring,
+            thread: Some(thread),
+        })
+    }
+
+    /// The table was published anew: read later reports against it.
+    pub fn set_view(&self, view: SyncView) {
+        if let Ok(mut v) = self.view.lock() {
+            *v = Arc::new(view);
+        }
+    }
+
+    /// Stop, after sending what the ring holds; the reports come back.
+    pub fn stop(mut self) -> Option<SyncReports> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.ring.lock().ok().and_then(|mut g| g.take())
+    }
+}
+
+impl Drop for SyncSender {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The sender's thread: read the ring, make entries, send, until `stop`
+/// (then once more, so nothing read is left behind).
+fn send_loop(
+    reports: &mut SyncReports,
+    socket: &std::net::UdpSocket,
+    syncid: u8,
+    maxlen: usize,
+    view: &Mutex<Arc<SyncView>>,
+    c: &SendCounters,
+    stop: &AtomicBool,
+) {
+    let mut batch = Vec::with_capacity(SEND_BATCH);
+    let mut entries = Vec::with_capacity(2 * SEND_BATCH);
+    let mut packer = fulcrum_sync::Packer::new(syncid, maxlen);
+    // A message's entry count is its fifth byte.
+    let send = |m: Vec<u8>| match socket.send(&m) {
+        Ok(_) => {
+            c.messages.fetch_add(1, Ordering::Relaxed);
+            c.entries.fetch_add(u64::from(m[4]), Ordering::Relaxed);
+        }
+        Err(_) => {
+            c.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    };
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        batch.clear();
+        let n = reports.drain(SEND_BATCH, &mut batch);
+        if n > 0 {
+            let v = view.lock().map(|g| g.clone()).unwrap_or_default();
+            entries.clear();
+            for r in &batch {
+                if !v.entries(r, &mut entries) {
+                    c.unknown.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            for e in &entries {
+                // An entry too long for a message (a tiny `syncd_maxlen`)
+                // cannot go: counted with the refused.
+                match packer.push(e) {
+                    Ok(Some(m)) => send(m),
+                    Ok(None) => {}
+                    Err(_) => {
+                        c.errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            if let Some(m) = packer.finish() {
+                send(m);
+            }
+            let oldest = batch.iter().map(|r| r.stamp_ns).min().unwrap_or(0);
+            let now = program_clock();
+            c.lag_us
+                .store(now.saturating_sub(oldest) / 1000, Ordering::Relaxed);
+        }
+        if stopping {
+            return;
+        }
+        // A full batch: more is waiting; otherwise rest a moment.
+        if n < SEND_BATCH {
+            std::thread::sleep(SEND_INTERVAL);
+        }
+    }
 }

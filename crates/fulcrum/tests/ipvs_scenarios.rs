@@ -22,6 +22,35 @@ fn scenario(name: &str, add: &[(&str, &str)]) -> String {
     vm_scenario(&dir, name, BIN, add, 240)
 }
 
+/// tests/vm/pass.bpf.c compiled (an XDP program that passes every frame:
+/// a veth takes frames sent back out of its peer with XDP_TX only when it
+/// runs one), or `None`, said as missing for `test`, without clang.
+fn pass_program(test: &str) -> Option<std::path::PathBuf> {
+    let Some(clang) = program(&["/usr/bin/clang"]) else {
+        fulcrum_testbed::missing_peer(test, "clang");
+        return None;
+    };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vm");
+    let pass = std::env::temp_dir().join(format!(
+        "fulcrum-pass-{}-{}.o",
+        std::process::id(),
+        test.len()
+    ));
+    let built = std::process::Command::new(clang)
+        .args(["-O2", "-target", "bpf", "-c"])
+        .arg(dir.join("pass.bpf.c"))
+        .arg(format!(
+            "-I/usr/include/{}-linux-gnu",
+            std::env::consts::ARCH
+        ))
+        .arg("-o")
+        .arg(&pass)
+        .status()
+        .expect("clang runs");
+    assert!(built.success(), "tests/vm/pass.bpf.c compiles");
+    Some(pass)
+}
+
 /// The first of `paths` that exists.
 fn program(paths: &[&'static str]) -> Option<&'static str> {
     paths
@@ -346,23 +375,9 @@ fn gue_tunnels_from_kernel_ipvs_and_xdp_reach_fou_and_the_decapsulation_program(
     let Some(ethtool) = program(&["/usr/sbin/ethtool", "/sbin/ethtool"]) else {
         return fulcrum_testbed::missing_peer("GUE in the VM", "ethtool");
     };
-    let Some(clang) = program(&["/usr/bin/clang"]) else {
-        return fulcrum_testbed::missing_peer("GUE in the VM", "clang");
+    let Some(pass) = pass_program("GUE in the VM") else {
+        return;
     };
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vm");
-    let pass = std::env::temp_dir().join(format!("fulcrum-pass-{}.o", std::process::id()));
-    let built = std::process::Command::new(clang)
-        .args(["-O2", "-target", "bpf", "-c"])
-        .arg(dir.join("pass.bpf.c"))
-        .arg(format!(
-            "-I/usr/include/{}-linux-gnu",
-            std::env::consts::ARCH
-        ))
-        .arg("-o")
-        .arg(&pass)
-        .status()
-        .expect("clang runs");
-    assert!(built.success(), "tests/vm/pass.bpf.c compiles");
     let out = scenario(
         "gue",
         &[("ETHTOOL", ethtool), ("PASS", pass.to_str().unwrap())],
@@ -426,14 +441,24 @@ fn gue_tunnels_from_kernel_ipvs_and_xdp_reach_fou_and_the_decapsulation_program(
     ignore = "needs root and the ipvs-vm tool: run with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
 )]
 #[test]
-fn kernel_ipvs_syncs_its_connections_to_the_xdp_plane() {
+fn connection_sync_between_kernel_ipvs_and_the_xdp_plane_both_ways() {
     if fulcrum_xdp::program().is_err() {
         return fulcrum_testbed::missing_peer(
             "sync to the XDP plane in the VM",
             "clang (and libbpf-dev)",
         );
     }
-    let out = scenario("sync_xdp", &[]);
+    let Some(ethtool) = program(&["/usr/sbin/ethtool", "/sbin/ethtool"]) else {
+        return fulcrum_testbed::missing_peer("sync with the XDP plane in the VM", "ethtool");
+    };
+    let Some(pass) = pass_program("sync with the XDP plane in the VM") else {
+        return;
+    };
+    let out = scenario(
+        "sync_xdp",
+        &[("ETHTOOL", ethtool), ("PASS", pass.to_str().unwrap())],
+    );
+    let _ = std::fs::remove_file(&pass);
     // The kernel master's connections, each on d2 with the same client,
     // state and real server.
     let d1 = section(&out, "d1 conns");
@@ -451,4 +476,28 @@ fn kernel_ipvs_syncs_its_connections_to_the_xdp_plane() {
     );
     assert!(!status.contains(": 0 messages"), "{out}");
     assert_eq!(section(&out, "echoed").trim(), "160", "{out}");
+
+    // And back: the XDP master's flows in the kernel backup's table, as
+    // the real ipvsadm lists them.
+    let flows = section(&out, "d2 flows");
+    let synced = section(&out, "d1 synced");
+    assert_eq!(flows.lines().count(), 4, "{out}");
+    assert!(
+        flows
+            .lines()
+            .all(|l| l.starts_with("ESTABLISHED 10.1.0.10:")),
+        "{out}"
+    );
+    assert_eq!(flows, synced, "{out}");
+    assert!(
+        section(&out, "d1 daemon").starts_with("backup sync daemon (mcast=eth0, syncid=9"),
+        "{out}"
+    );
+    let sender = section(&out, "d2 sender");
+    assert!(
+        sender.starts_with("connection sync: master (Fulcrum's sender) on eth0 (syncid 9): "),
+        "{out}"
+    );
+    assert!(!sender.contains(": 0 messages"), "{out}");
+    assert_eq!(section(&out, "echoed back").trim(), "320", "{out}");
 }

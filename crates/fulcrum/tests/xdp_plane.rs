@@ -441,19 +441,10 @@ fn failover_moves_the_addresses_and_the_backups_program_forwards() {
     if !built_with_xdp() {
         return;
     }
-    use fulcrum_testbed::{DIRECTOR_PUBLIC, director_name, port_name};
+    use fulcrum_testbed::DIRECTOR_PUBLIC;
     let mut net = FiveNode::with_directors("w", 2);
     net.start_realservers(BIN);
-    // Both directors' programs redirect into their veths: GRO on the
-    // bridges' ports; full checksums from the client and real servers.
-    net.exec("cli", "ethtool -K eth0 tx off");
-    for i in 0..2 {
-        net.exec("pub", &format!("ethtool -K {} gro on", port_name(i)));
-        net.exec("lan", &format!("ethtool -K {} gro on", port_name(i)));
-    }
-    for rs in ["rs1", "rs2", "rs3"] {
-        net.exec(rs, "ethtool -K eth0 tx off");
-    }
+    net.xdp_ready(2);
     let tmp = Dir::new("xdp-ha");
     let cf = tmp.file("lvs.cf");
     std::fs::write(
@@ -468,23 +459,8 @@ fn failover_moves_the_addresses_and_the_backups_program_forwards() {
     )
     .unwrap();
     let controls: Vec<String> = (0..2).map(|i| tmp.file(&format!("d{i}.sock"))).collect();
-    let mut ds: Vec<Bg> = (0..2)
-        .map(|i| {
-            let d = net.spawn(
-                &director_name(i),
-                BIN,
-                &["run", "--config", &cf, "--control", &controls[i]],
-                &[],
-            );
-            let c = controls[i].clone();
-            wait_for("a director", 10, || std::path::Path::new(&c).exists());
-            d
-        })
-        .collect();
-    let holds = |i: usize| {
-        net.addrs(&director_name(i), "eth0")
-            .contains(&format!("{VIP}/32"))
-    };
+    let mut ds = net.start_directors(BIN, &cf, &controls);
+    let holds = |i: usize| net.holds_vip(i);
     wait_for("the primary to hold the VIP", 5, || holds(0) && !holds(1));
     let cli = net.ns("cli");
     let get = |n: usize| {
@@ -692,7 +668,7 @@ fn the_sync_receiver_installs_what_it_may_and_shrugs_off_garbage() {
         "{metrics}"
     );
     // ipvsadm's daemon commands: listed as the kernel lists its backup
-    // daemon, stopped, started again; a master is refused with why.
+    // daemon, stopped, started again; a master beside it.
     assert_eq!(
         adm(&control, "-L --daemon"),
         "backup sync daemon (mcast=eth1, syncid=9, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
@@ -704,6 +680,14 @@ fn the_sync_receiver_installs_what_it_may_and_shrugs_off_garbage() {
         "--start-daemon backup --mcast-interface eth1 --syncid 9",
     );
     assert!(adm(&control, "-L --daemon").starts_with("backup sync daemon (mcast=eth1, syncid=9"));
+    // A master beside it (peer to peer), its size from the link's MTU;
+    // a second of a role is refused as the kernel refuses it.
+    adm(&control, "--start-daemon master --mcast-interface eth1");
+    assert_eq!(
+        adm(&control, "-L --daemon"),
+        "master sync daemon (mcast=eth1, syncid=0, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n\
+         backup sync daemon (mcast=eth1, syncid=9, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
+    );
     let out = std::process::Command::new(BIN)
         .args([
             "adm",
@@ -717,9 +701,11 @@ fn the_sync_receiver_installs_what_it_may_and_shrugs_off_garbage() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(255));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("receives only for now"),
-        "{out:?}"
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Daemon has already run\n"
     );
+    adm(&control, "--stop-daemon master");
+    assert!(adm(&control, "-L --daemon").starts_with("backup sync daemon"));
     assert_eq!(director.signal_and_wait("TERM"), Some(0));
 }
