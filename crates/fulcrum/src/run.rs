@@ -175,12 +175,10 @@ pub async fn director(
     let (ctl_tx, ctl_rx) = mpsc::channel::<ControlMsg>(64);
     let mut failover = None;
     if let Some(settings) = ha {
-        match Ha::new(settings.clone(), addr_tx.clone(), ctl_tx.clone()) {
-            Ok((ha, status)) => {
-                let (settings_tx, settings_rx) = mpsc::unbounded_channel();
+        match start_failover(settings.clone(), addr_tx.clone(), ctl_tx.clone()).await {
+            Ok((f, status, settings_tx)) => {
                 ctl.follow_failover(status, settings_tx, settings);
-                let (tx, rx) = oneshot::channel();
-                failover = Some((tx, tokio::spawn(ha.run(rx, settings_rx))));
+                failover = Some(f);
             }
             Err(e) => {
                 eprintln!("fulcrum: {e}");
@@ -233,13 +231,8 @@ pub async fn director(
     // Hand over first (a priority-0 advert), so a backup takes the
     // addresses while this director still drains. Keeping forwarding, hand
     // nothing over: the next director is expected within deadtime.
-    if let Some((tx, task)) = failover {
-        if keep_forwarding {
-            task.abort();
-        } else {
-            let _ = tx.send(());
-        }
-        let _ = task.await;
+    if let Some(f) = failover {
+        f.stop(!keep_forwarding).await;
     }
     let _ = stop_tx.send(());
     let _ = ctl_task.await;
@@ -256,4 +249,92 @@ pub async fn director(
     addr_task.abort();
     tracing::info!("stopped");
     0
+}
+
+/// Failover on a thread of its own, with a runtime of its own: adverts go
+/// out and are heard on time however long the controller's thread is busy
+/// (a listing of a million flows, a sweep), as keepalived keeps VRRP apart
+/// from its checkers.
+struct Failover {
+    /// Hand over (a priority-0 advert), then stop.
+    hand_over: oneshot::Sender<()>,
+    /// Stop at once, handing nothing over.
+    abort: oneshot::Sender<()>,
+    /// Fires when the thread is done.
+    done: oneshot::Receiver<()>,
+}
+
+impl Failover {
+    /// Stop, handing over first when `hand_over`; returns when it has.
+    async fn stop(self, hand_over: bool) {
+        if hand_over {
+            let _ = self.hand_over.send(());
+        } else {
+            let _ = self.abort.send(());
+        }
+        let _ = self.done.await;
+    }
+}
+
+/// Start the election on its own thread (its sockets registered with its
+/// own runtime).
+async fn start_failover(
+    settings: crate::ha::HaSettings,
+    addr_tx: mpsc::UnboundedSender<crate::addresses::AddrMsg>,
+    ctl_tx: mpsc::Sender<ControlMsg>,
+) -> Result<
+    (
+        Failover,
+        tokio::sync::watch::Receiver<crate::ha::HaStatus>,
+        mpsc::UnboundedSender<crate::ha::HaSettings>,
+    ),
+    String,
+> {
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let (hand_over, hand_over_rx) = oneshot::channel();
+    let (abort, abort_rx) = oneshot::channel::<()>();
+    let (done_tx, done) = oneshot::channel();
+    let (settings_tx, settings_rx) = mpsc::unbounded_channel();
+    std::thread::Builder::new()
+        .name("fulcrum-failover".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(format!("cannot start failover's runtime: {e}")));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                match Ha::new(settings, addr_tx, ctl_tx) {
+                    Ok((ha, status)) => {
+                        let _ = ready_tx.send(Ok(status));
+                        tokio::select! {
+                            () = ha.run(hand_over_rx, settings_rx) => {}
+                            _ = abort_rx => {}
+                        }
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            });
+            let _ = done_tx.send(());
+        })
+        .map_err(|e| format!("cannot start failover's thread: {e}"))?;
+    let status = ready_rx
+        .await
+        .map_err(|_| "failover's thread ended at start".to_string())??;
+    Ok((
+        Failover {
+            hand_over,
+            abort,
+            done,
+        },
+        status,
+        settings_tx,
+    ))
 }
