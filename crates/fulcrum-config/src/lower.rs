@@ -49,6 +49,7 @@ pub const GLOBAL_KEYS: &[&str] = &[
     "syncd_group",
     "syncd_port",
     "syncd_ttl",
+    "syncd_auth",
     "tcp_timeout",
     "tcpfin_timeout",
     "udp_timeout",
@@ -787,6 +788,7 @@ fn lower_global(a: &Assign, g: &mut Global, diags: &mut Vec<Diagnostic>) {
         "syncd_group" => put(&mut g.syncd_group, a.one().and_then(|t| a.ip(t)), d),
         "syncd_port" => put(&mut g.syncd_port, a.number(1, 65535, "port"), d),
         "syncd_ttl" => put(&mut g.syncd_ttl, a.number(1, 255, "TTL"), d),
+        "syncd_auth" => put(&mut g.syncd_auth, a.bool(), d),
         "tcp_timeout" => put(&mut g.tcp_timeout, a.number(0, MAX_TIMEOUT.into(), "timeout"), d),
         "tcpfin_timeout" => put(&mut g.tcpfin_timeout, a.number(0, MAX_TIMEOUT.into(), "timeout"), d),
         "udp_timeout" => put(&mut g.udp_timeout, a.number(0, MAX_TIMEOUT.into(), "timeout"), d),
@@ -1201,6 +1203,22 @@ fn check_syncd(g: &Global, seen: &KeySpans, diags: &mut Vec<Diagnostic>) {
             Diagnostic::error(sp, format!("`{grp}` is not a multicast address"))
                 .hint("the kernel sends sync messages to a multicast group: 224.0.0.0/4 or ff00::/8 (the default is 224.0.0.81)"),
         );
+    }
+    if g.syncd_auth == Some(true)
+        && let Some(sp) = seen.get("syncd_auth")
+    {
+        if g.auth_key_file.is_none() {
+            diags.push(
+                Diagnostic::error(sp, "`syncd_auth = 1` seals the sync messages with `auth_key_file`, which is not set")
+                    .hint("create a key (`head -c 32 /dev/urandom | base64 > /etc/fulcrum/ha.key`), copy it to every director, and set `auth_key_file`"),
+            );
+        }
+        if g.dataplane != Some(Dataplane::Xdp) {
+            diags.push(
+                Diagnostic::error(sp, "the kernel's sync daemons neither seal nor check messages: `syncd_auth` is for Fulcrum's own (the `xdp` data plane)")
+                    .hint("set `dataplane = xdp` on every director, or remove `syncd_auth` (kernel IPVS directors then interoperate)"),
+            );
+        }
     }
 }
 

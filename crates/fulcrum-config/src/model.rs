@@ -168,6 +168,8 @@ pub struct SyncdSettings {
     pub port: u16,
     /// Multicast TTL (0: the kernel's 1).
     pub ttl: u8,
+    /// Seal and check the messages with `auth_key_file` (`syncd_auth`).
+    pub auth: bool,
 }
 
 /// `rsh_command`.
@@ -452,6 +454,9 @@ pub struct Global {
     pub syncd_port: Option<u16>,
     /// Multicast TTL of the sync messages (`syncd_ttl`, Fulcrum).
     pub syncd_ttl: Option<u8>,
+    /// Seal and check the sync messages with `auth_key_file`
+    /// (`syncd_auth`, Fulcrum; the XDP plane's daemons only).
+    pub syncd_auth: Option<bool>,
     pub tcp_timeout: Option<u32>,
     pub tcpfin_timeout: Option<u32>,
     pub udp_timeout: Option<u32>,
@@ -609,6 +614,7 @@ impl Global {
             group: self.syncd_group,
             port: self.syncd_port.unwrap_or(0),
             ttl: self.syncd_ttl.unwrap_or(0),
+            auth: self.syncd_auth == Some(true),
         })
     }
 

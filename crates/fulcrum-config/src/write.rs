@@ -125,6 +125,7 @@ pub fn write(cfg: &Config) -> String {
     o.kv("syncd_group", g.syncd_group.map(|v| v.to_string()));
     o.kv("syncd_port", g.syncd_port.map(|v| v.to_string()));
     o.kv("syncd_ttl", g.syncd_ttl.map(|v| v.to_string()));
+    o.kv("syncd_auth", g.syncd_auth.map(|b| bool01(b).into()));
     o.kv("tcp_timeout", g.tcp_timeout.map(|v| v.to_string()));
     o.kv("tcpfin_timeout", g.tcpfin_timeout.map(|v| v.to_string()));
     o.kv("udp_timeout", g.udp_timeout.map(|v| v.to_string()));

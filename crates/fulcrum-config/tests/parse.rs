@@ -697,6 +697,7 @@ fn connection_sync_keys() {
             group: Some("239.1.1.1".parse().unwrap()),
             port: 9000,
             ttl: 2,
+            auth: false,
         })
     );
     // Piranha's defaults: eth0, id 0; the role follows the election.
@@ -821,6 +822,25 @@ fn tunnel_keys_choose_the_tunnel_and_follow_ipvsadms_rules() {
         [
             "15:3: real server `b` is tunnelled by gre, which the `xdp` data plane does not do",
             "22:3: real server `c` asks for a GUE checksum, which the `xdp` data plane does not compute",
+        ]
+    );
+}
+
+#[test]
+fn syncd_auth_needs_the_key_and_fulcrums_own_daemons() {
+    let cf = ok(
+        "dataplane = xdp\nauth_key_file = /etc/fulcrum/ha.key\nsyncdaemon = 1\nsyncd_auth = 1\n",
+    );
+    assert!(cf.global.syncd().is_some_and(|s| s.auth));
+    assert!(
+        !ok("syncdaemon = 1\n").global.syncd().unwrap().auth,
+        "off by default"
+    );
+    assert_eq!(
+        errors("dataplane = ipvs\nsyncdaemon = 1\nsyncd_auth = 1\n"),
+        [
+            "3:1: `syncd_auth = 1` seals the sync messages with `auth_key_file`, which is not set",
+            "3:1: the kernel's sync daemons neither seal nor check messages: `syncd_auth` is for Fulcrum's own (the `xdp` data plane)",
         ]
     );
 }

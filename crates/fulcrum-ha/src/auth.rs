@@ -113,6 +113,13 @@ impl Authenticator {
         out
     }
 
+    /// Send no sequence number below `seq` from now on (a sender that
+    /// keeps its numbers near the wall clock, so that receivers can refuse
+    /// old ones).
+    pub fn advance_to(&mut self, seq: u64) {
+        self.next = self.next.max(seq);
+    }
+
     /// The advert inside an authenticated packet from `src` to `dst`.
     ///
     /// # Errors
@@ -123,6 +130,19 @@ impl Authenticator {
         dst: IpAddr,
         packet: &'a [u8],
     ) -> Result<&'a [u8], AuthError> {
+        self.open_with_seq(src, dst, packet).map(|(m, _)| m)
+    }
+
+    /// The same, with the sequence number the packet carried.
+    ///
+    /// # Errors
+    /// No trailer, a failed MAC, or a replayed sequence number.
+    pub fn open_with_seq<'a>(
+        &mut self,
+        src: IpAddr,
+        dst: IpAddr,
+        packet: &'a [u8],
+    ) -> Result<(&'a [u8], u64), AuthError> {
         let Some(split) = packet.len().checked_sub(TRAILER) else {
             return Err(AuthError::Missing(src));
         };
@@ -153,7 +173,7 @@ impl Authenticator {
             });
         }
         self.last_seen.insert(src, seq);
-        Ok(advert)
+        Ok((advert, seq))
     }
 }
 

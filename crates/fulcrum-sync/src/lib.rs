@@ -556,11 +556,28 @@ fn put_seq(out: &mut Vec<u8>, s: &SeqData) {
 /// # Errors
 /// Mixed address families, or persistence-engine strings too long.
 pub fn encode_entry(c: &Conn) -> Result<Vec<u8>, EncodeError> {
+    let mut out = Vec::with_capacity(V6_ENTRY + 28);
+    encode_entry_into(&mut out, c)?;
+    Ok(out)
+}
+
+/// One version-1 entry, unpadded, appended to `buf` (nothing appended on
+/// an error).
+///
+/// # Errors
+/// Mixed address families, or persistence-engine strings too long.
+pub fn encode_entry_into(buf: &mut Vec<u8>, c: &Conn) -> Result<(), EncodeError> {
     let v6 = c.is_v6();
     if c.virt.0.is_ipv6() != v6 || c.dest.0.is_ipv6() != v6 {
         return Err(EncodeError::MixedFamilies(Box::new(c.clone())));
     }
-    let mut out = Vec::with_capacity(if v6 { V6_ENTRY } else { V4_ENTRY } + 28);
+    if let Some(pe) = &c.pe
+        && (pe.name.len() > PE_NAME_MAX || pe.data.len() > PE_DATA_MAX)
+    {
+        return Err(EncodeError::PeTooLong);
+    }
+    let start = buf.len();
+    let out = buf;
     out.push(u8::from(v6));
     out.push(c.protocol);
     out.extend_from_slice(&[0, 0]); // size, below
@@ -574,17 +591,14 @@ pub fn encode_entry(c: &Conn) -> Result<Vec<u8>, EncodeError> {
     out.extend_from_slice(&c.dest.1.to_be_bytes());
     out.extend_from_slice(&c.fwmark.to_be_bytes());
     out.extend_from_slice(&c.timeout.unwrap_or(0).to_be_bytes());
-    put_addr(&mut out, &c.client.0);
-    put_addr(&mut out, &c.virt.0);
-    put_addr(&mut out, &c.dest.0);
+    put_addr(out, &c.client.0);
+    put_addr(out, &c.virt.0);
+    put_addr(out, &c.dest.0);
     if let Some(s) = &c.seq {
         out.extend_from_slice(&[opt::SEQ_DATA, SEQ_LEN as u8]);
-        put_seq(&mut out, s);
+        put_seq(out, s);
     }
     if let Some(pe) = &c.pe {
-        if pe.name.len() > PE_NAME_MAX || pe.data.len() > PE_DATA_MAX {
-            return Err(EncodeError::PeTooLong);
-        }
         // The kernel writes the data first, then the name; an empty one is
         // left out (a zero length is malformed).
         for (ty, v) in [(opt::PE_DATA, &pe.data), (opt::PE_NAME, &pe.name)] {
@@ -595,9 +609,9 @@ pub fn encode_entry(c: &Conn) -> Result<Vec<u8>, EncodeError> {
             }
         }
     }
-    let size = out.len() as u16 & SIZE_MASK;
-    out[2..4].copy_from_slice(&size.to_be_bytes());
-    Ok(out)
+    let size = (out.len() - start) as u16 & SIZE_MASK;
+    out[start + 2..start + 4].copy_from_slice(&size.to_be_bytes());
+    Ok(())
 }
 
 /// Pack connections into version-1 messages of at most `maxlen` bytes and
@@ -649,30 +663,41 @@ impl Packer {
     /// An entry that cannot be written, or is longer than a message can
     /// hold (nothing is added).
     pub fn push(&mut self, c: &Conn) -> Result<Option<Vec<u8>>, EncodeError> {
-        let e = encode_entry(c)?;
-        if V1_HEADER + e.len() > self.maxlen {
-            return Err(EncodeError::TooLong {
-                len: e.len(),
-                maxlen: self.maxlen,
-            });
-        }
-        let pad = (4 - self.msg.len() % 4) % 4;
-        let closed = if self.n == MAX_CONNS
-            || (self.n > 0 && self.msg.len() + pad + e.len() > self.maxlen)
-        {
-            self.finish()
-        } else {
-            None
-        };
         if self.n == 0 {
             self.msg.clear();
             self.msg
                 .extend_from_slice(&[0, self.syncid, 0, 0, 0, 1, 0, 0]);
         }
-        self.msg.resize((self.msg.len() + 3) & !3, 0);
-        self.msg.extend_from_slice(&e);
+        // Written in place, after the padding; moved to a message of its
+        // own when this one cannot take it.
+        let end = self.msg.len();
+        self.msg.resize((end + 3) & !3, 0);
+        let at = self.msg.len();
+        if let Err(e) = encode_entry_into(&mut self.msg, c) {
+            self.msg.truncate(end);
+            return Err(e);
+        }
+        let len = self.msg.len() - at;
+        if V1_HEADER + len > self.maxlen {
+            self.msg.truncate(end);
+            return Err(EncodeError::TooLong {
+                len,
+                maxlen: self.maxlen,
+            });
+        }
+        if self.n == MAX_CONNS || (self.n > 0 && self.msg.len() > self.maxlen) {
+            let entry = self.msg[at..].to_vec();
+            self.msg.truncate(end);
+            let closed = self.finish();
+            self.msg.clear();
+            self.msg
+                .extend_from_slice(&[0, self.syncid, 0, 0, 0, 1, 0, 0]);
+            self.msg.extend_from_slice(&entry);
+            self.n = 1;
+            return Ok(closed);
+        }
         self.n += 1;
-        Ok(closed)
+        Ok(None)
     }
 
     /// The message being filled, closed; `None` when it has no entry.

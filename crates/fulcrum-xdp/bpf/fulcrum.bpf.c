@@ -2335,7 +2335,8 @@ static __attribute__((noinline)) int encap(struct xdp_md *ctx, struct pkt *p, st
  * default `sync_refresh_period` of 0): TCP (and SCTP) only in the
  * established and closing states, at once on a change into a closing
  * state, otherwise at the `threshold`th client packet and every `period`
- * packets after (`period` 0: once). UDP by the packets alone. The
+ * packets after (`period` 0: once) — and, beyond IPVS, when it becomes
+ * established after the `threshold`th packet. UDP by the packets alone. The
  * controller turns reports into sync messages (and adds the persistence
  * template of a persistent service's flow, as IPVS sends a connection's
  * template with it). A full ring loses the report, counted. */
@@ -2418,6 +2419,11 @@ static __always_inline void sync_report(const struct flow_key *k, struct flow *f
 			return;
 		if (st != old && st != ST_ESTABLISHED)
 			goto report;
+		/* Established only after the threshold's packet went by (SYNs
+		 * sent again while the reply was lost): at once, where IPVS would
+		 * leave the connection unsynced until its 53rd packet. */
+		if (st != old && pkts > sc->threshold)
+			goto report;
 	}
 	if (pkts != sc->threshold)
 		return;
@@ -2439,9 +2445,10 @@ report:;
 	e->state = st;
 	e->flags = f->flags;
 	e->timeout = (__u32)(timeout_ns(st) / NSEC);
-	/* The controller reads the ring every few milliseconds: no wakeup
-	 * costs the packet path anything. */
-	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	/* The kernel wakes the sender only when this is the first report it
+	 * has not seen (it then sleeps a moment and reads them all): one
+	 * wakeup a batch, none while it reads. */
+	bpf_ringbuf_submit(e, 0);
 	sync_stat(0);
 }
 
@@ -3107,14 +3114,21 @@ static long install_one(__u32 i, void *ctx)
 	return 0;
 }
 
-SEC("xdp")
-int fulcrum_install(struct xdp_md *ctx)
+/* The controller's programs (the installer, the sweeper) are of the tc
+ * type, though never attached: BPF_PROG_TEST_RUN of an XDP program swaps
+ * it into the kernel's XDP dispatcher and out again, an RCU grace period
+ * (milliseconds) each time, which a tc program's run does not cost. */
+#define TC_ACT_OK 0
+#define TC_ACT_SHOT 2
+
+SEC("classifier")
+int fulcrum_install(struct __sk_buff *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	struct install_ctx c = {};
 	if (data + 4 > end)
-		return XDP_ABORTED;
+		return TC_ACT_SHOT;
 	__builtin_memcpy(&c.count, data, 4);
 	if (c.count > SYNC_MAX)
 		c.count = SYNC_MAX;
@@ -3126,7 +3140,7 @@ int fulcrum_install(struct xdp_md *ctx)
 	bpf_map_update_elem(&sync_result, &k, &c.updated, BPF_ANY);
 	k = 2;
 	bpf_map_update_elem(&sync_result, &k, &c.templates, BPF_ANY);
-	return XDP_PASS;
+	return TC_ACT_OK;
 }
 
 /* ---- The sweeper: run by the controller (BPF_PROG_TEST_RUN), once a second ---- */
@@ -3215,8 +3229,8 @@ static long sweep_template(void *map, struct tmpl_key *k, struct tmpl *t, struct
 	return 0;
 }
 
-SEC("xdp")
-int fulcrum_sweep(struct xdp_md *ctx)
+SEC("classifier")
+int fulcrum_sweep(struct __sk_buff *ctx)
 {
 	struct sweep_ctx s = {};
 	s.now = now_ns();
@@ -3227,7 +3241,7 @@ int fulcrum_sweep(struct xdp_md *ctx)
 	bpf_map_update_elem(&sweep_result, &k, &s.seen, BPF_ANY);
 	k = 1;
 	bpf_map_update_elem(&sweep_result, &k, &s.expired, BPF_ANY);
-	return XDP_PASS;
+	return TC_ACT_OK;
 }
 
 char _license[] SEC("license") = "GPL";

@@ -25,7 +25,7 @@ pub use sync_out::{SYNC_PERIOD, SYNC_THRESHOLD, SyncReports, SyncView};
 pub use publish::{refuses_dest, refuses_service};
 
 use aya::maps::{Array, HashMap, MapData, PerCpuArray};
-use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
+use aya::programs::{ProgramError, SchedClassifier, TestRun, TestRunOptions, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use fulcrum_core::state::{ConnState, Direction, TcpFlags, Timeouts, tcp_transition};
 use fulcrum_core::{Protocol, ServiceKey, Table};
@@ -168,6 +168,14 @@ fn xdp_mut<'a>(
 
 /// The object's XDP program `name`, read-only, for `what`.
 fn xdp<'a>(ebpf: &'a Ebpf, name: &str, what: &'static str) -> Result<&'a Xdp, XdpError> {
+    ebpf.program(name)
+        .ok_or_else(|| missing(what, name))?
+        .try_into()
+        .map_err(|e: ProgramError| kernel(what)(&e))
+}
+
+/// The object's controller program `name` (of the tc type), for `what`.
+fn tc<'a>(ebpf: &'a Ebpf, name: &str, what: &'static str) -> Result<&'a SchedClassifier, XdpError> {
     ebpf.program(name)
         .ok_or_else(|| missing(what, name))?
         .try_into()
@@ -376,9 +384,16 @@ impl XdpPlane {
             .map_max_entries("templates", (flows / 8).max(1024))
             .load(program()?)
             .map_err(|e| kernel("loading the XDP object")(&e))?;
-        for name in [PROGRAM, SWEEPER, INSTALLER] {
-            xdp_mut(&mut ebpf, name, "loading the XDP program")?
-                .load()
+        xdp_mut(&mut ebpf, PROGRAM, "loading the XDP program")?
+            .load()
+            .map_err(|e| kernel("loading the XDP program")(&e))?;
+        for name in [SWEEPER, INSTALLER] {
+            let p: &mut SchedClassifier = ebpf
+                .program_mut(name)
+                .ok_or_else(|| missing("loading the XDP program", name))?
+                .try_into()
+                .map_err(|e: ProgramError| kernel("loading the XDP program")(&e))?;
+            p.load()
                 .map_err(|e| kernel("loading the XDP program")(&e))?;
         }
         let mut plane = XdpPlane {
@@ -631,7 +646,7 @@ impl XdpPlane {
                         .map_err(|e| kernel("writing the synced flows")(&e))?;
                 }
             }
-            let prog = xdp(&self.ebpf, INSTALLER, "installing the synced flows")?;
+            let prog = tc(&self.ebpf, INSTALLER, "installing the synced flows")?;
             let mut frame = [0u8; 64];
             frame[..4].copy_from_slice(&(chunk.len() as u32).to_ne_bytes());
             let mut opts = TestRunOptions::new();
@@ -734,7 +749,7 @@ impl XdpPlane {
     /// # Errors
     /// The kernel refusing the run or a read.
     pub fn sweep(&mut self) -> Result<Sweep, XdpError> {
-        let prog = xdp(&self.ebpf, SWEEPER, "sweeping the flows")?;
+        let prog = tc(&self.ebpf, SWEEPER, "sweeping the flows")?;
         let frame = [0u8; 64];
         let mut opts = TestRunOptions::new();
         opts.data_in = Some(&frame);

@@ -5,7 +5,6 @@
 //! and for a persistent service's flow its template, as IPVS sends a
 //! connection's template with it.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 
 use aya::maps::{MapData, RingBuf};
@@ -34,6 +33,23 @@ impl std::fmt::Debug for SyncReports {
 impl SyncReports {
     pub(crate) fn new(ring: RingBuf<MapData>) -> SyncReports {
         SyncReports { ring }
+    }
+
+    /// Wait at most `timeout` for a report to read (the kernel wakes the
+    /// reader when the first one it has not seen arrives); whether one
+    /// may be there.
+    pub fn wait(&self, timeout: std::time::Duration) -> bool {
+        use std::os::fd::AsFd as _;
+        let fd = self.ring.as_fd();
+        let mut fds = [rustix::event::PollFd::new(
+            &fd,
+            rustix::event::PollFlags::IN,
+        )];
+        let t = rustix::event::Timespec {
+            tv_sec: timeout.as_secs() as i64,
+            tv_nsec: i64::from(timeout.subsec_nanos()),
+        };
+        rustix::event::poll(&mut fds, Some(&t)).is_ok_and(|n| n > 0)
     }
 
     /// Take up to `max` reports into `out`; returns how many were taken
@@ -78,8 +94,20 @@ struct SvcView {
 /// by index.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncView {
-    dests: HashMap<u32, DestView>,
-    services: HashMap<u32, SvcView>,
+    /// By slot (dense: slots and indexes are small numbers handed out
+    /// from 0).
+    dests: Vec<Option<DestView>>,
+    /// By service index.
+    services: Vec<Option<SvcView>>,
+}
+
+/// `v[i] = Some(x)`, growing `v` as needed.
+fn put<T>(v: &mut Vec<Option<T>>, i: u32, x: T) {
+    let i = i as usize;
+    if v.len() <= i {
+        v.resize_with(i + 1, || None);
+    }
+    v[i] = Some(x);
 }
 
 /// IPVS's state number on the wire for a state the program keeps
@@ -101,35 +129,30 @@ fn wire_state(proto: u8, state: u8) -> u16 {
 
 impl SyncView {
     pub(crate) fn of(layout: &crate::publish::Layout) -> SyncView {
-        let dests = layout
-            .records
-            .iter()
-            .map(|(slot, r)| {
-                (
-                    *slot,
-                    DestView {
-                        addr: r.addr,
-                        port: r.port,
-                        fwd: r.fwd.conn_flags(),
-                    },
-                )
-            })
-            .collect();
-        let services = layout
-            .services
-            .iter()
-            .map(|(key, s)| {
-                (
-                    s.index,
-                    SvcView {
-                        port: key.port(),
-                        persist: s.persist.0,
-                        netmask: s.persist.1,
-                    },
-                )
-            })
-            .collect();
-        SyncView { dests, services }
+        let mut v = SyncView::default();
+        for (slot, r) in &layout.records {
+            put(
+                &mut v.dests,
+                *slot,
+                DestView {
+                    addr: r.addr,
+                    port: r.port,
+                    fwd: r.fwd.conn_flags(),
+                },
+            );
+        }
+        for (key, s) in &layout.services {
+            put(
+                &mut v.services,
+                s.index,
+                SvcView {
+                    port: key.port(),
+                    persist: s.persist.0,
+                    netmask: s.persist.1,
+                },
+            );
+        }
+        v
     }
 
     /// The entries a report becomes, appended to `out`: the connection,
@@ -137,7 +160,10 @@ impl SyncView {
     /// Returns false (nothing appended) for a real server or service this
     /// view does not know (removed since the report was made).
     pub fn entries(&self, r: &SyncReport, out: &mut Vec<Conn>) -> bool {
-        let (Some(d), Some(s)) = (self.dests.get(&r.dest), self.services.get(&r.svc)) else {
+        let (Some(Some(d)), Some(Some(s))) = (
+            self.dests.get(r.dest as usize),
+            self.services.get(r.svc as usize),
+        ) else {
             return false;
         };
         if r.client.0.is_ipv4() != d.addr.is_ipv4() {

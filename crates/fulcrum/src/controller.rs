@@ -270,6 +270,14 @@ impl Controller {
         let want: HashMap<ServiceKey, &TableService> =
             desired.iter().map(|s| (s.spec.key, s)).collect();
 
+        // The sync daemons' key, read before anything changes.
+        let sync_key = match cfg.global.syncd() {
+            Some(s) if s.auth => Some(crate::ha::read_key(
+                cfg.global.auth_key_file.as_deref().unwrap_or_default(),
+            )?),
+            _ => None,
+        };
+
         // 1. The plane gets ready (the proxy binds new listeners); if it
         // cannot, nothing changes.
         self.plane.prepare(&desired)?;
@@ -328,6 +336,7 @@ impl Controller {
             .collect();
         self.serial = g.serial_no;
         self.syncd = g.syncd();
+        self.plane.set_sync_key(sync_key);
         self.follow_sync();
         self.dest_options = cfg
             .proxy_protocol_dests()

@@ -118,6 +118,10 @@ pub trait DataPlane: Send {
         }
     }
 
+    /// The key the sync daemons seal and check their messages with
+    /// (`syncd_auth = 1`), or none; daemons running start again with it.
+    fn set_sync_key(&mut self, _key: Option<Vec<u8>>) {}
+
     /// The status lines of the connection-sync daemons running.
     fn sync_status(&self) -> Vec<String> {
         Vec::new()

@@ -37,6 +37,9 @@ pub struct XdpForwarding {
     /// Daemons started by `fulcrum adm --start-daemon`: the file (without
     /// `syncdaemon`) leaves them alone, as the kernel's are.
     by_adm: Vec<SyncRole>,
+    /// `auth_key_file`'s key with `syncd_auth = 1`: the daemons seal and
+    /// check their messages with it.
+    sync_key: Option<Vec<u8>>,
 }
 
 /// The interfaces lvs.cf names for the director's addresses (aliases
@@ -113,6 +116,7 @@ impl XdpForwarding {
             reports: None,
             installed: fulcrum_xdp::Installed::default(),
             by_adm: Vec::new(),
+            sync_key: None,
         })
     }
 
@@ -185,7 +189,7 @@ impl XdpForwarding {
                 tracing::info!(iface = %old.daemon.mcast_ifn, "connection sync: receiver stopped");
             }
             if let Some(d) = wanted(SyncRole::Backup) {
-                match SyncReceiver::start(d.clone()) {
+                match SyncReceiver::start(d.clone(), self.sync_key.as_deref()) {
                     Ok(r) => self.receiver = Some(r),
                     Err(e) => result = Err(e),
                 }
@@ -199,7 +203,7 @@ impl XdpForwarding {
             Some(r) => r,
             None => self.plane.take_sync_reports().map_err(|e| e.to_string())?,
         };
-        match SyncSender::start(d, reports, self.plane.sync_view()) {
+        match SyncSender::start(d, reports, self.plane.sync_view(), self.sync_key.as_deref()) {
             Ok(s) => {
                 self.sender = Some(s);
                 self.plane.set_sync_sending(true).map_err(|e| e.to_string())
@@ -414,6 +418,21 @@ impl DataPlane for XdpForwarding {
         self.sync_roles(&want)
     }
 
+    fn set_sync_key(&mut self, key: Option<Vec<u8>>) {
+        if self.sync_key == key {
+            return;
+        }
+        // Every daemon running starts again, sealing (or not) as now asked.
+        let running = self.daemons();
+        self.stop_sender();
+        self.install_received();
+        self.receiver = None;
+        self.sync_key = key;
+        if let Err(e) = self.sync_roles(&running) {
+            tracing::error!(error = %e, "connection sync");
+        }
+    }
+
     fn sync_status(&self) -> Vec<String> {
         let mut out = Vec::new();
         if let Some(s) = &self.sender {
@@ -435,7 +454,7 @@ impl DataPlane for XdpForwarding {
             let c = s.counters.read();
             let i = &self.installed;
             out.push(format!(
-                "connection sync: backup (Fulcrum's receiver) on {} (syncid {}): {} messages, {} entries ({} new flows, {} updated, {} templates, {} of no service or real server here), {} dropped, {} malformed",
+                "connection sync: backup (Fulcrum's receiver) on {} (syncid {}): {} messages, {} entries ({} new flows, {} updated, {} templates, {} of no service or real server here), {} dropped, {} malformed{}",
                 s.daemon.mcast_ifn,
                 s.daemon.syncid,
                 c.messages,
@@ -446,6 +465,14 @@ impl DataPlane for XdpForwarding {
                 i.unknown,
                 c.dropped,
                 c.malformed,
+                if self.sync_key.is_some() {
+                    format!(
+                        "; sealed: {} unauthenticated, {} replayed refused",
+                        c.unauthenticated, c.replayed
+                    )
+                } else {
+                    String::new()
+                },
             ));
         }
         out
@@ -538,6 +565,16 @@ impl DataPlane for XdpForwarding {
                     "fulcrum_sync_malformed_total",
                     "Datagrams on the sync port that were no sync message.",
                     c.malformed,
+                ),
+                SyncMetric::counter(
+                    "fulcrum_sync_unauthenticated_total",
+                    "Sync messages refused with syncd_auth: not sealed with this director's key.",
+                    c.unauthenticated,
+                ),
+                SyncMetric::counter(
+                    "fulcrum_sync_replayed_total",
+                    "Sealed sync messages refused as replays (seen before, or too old).",
+                    c.replayed,
                 ),
             ]);
         }

@@ -38,6 +38,11 @@ pub struct SyncCounters {
     pub dropped: AtomicU64,
     /// Datagrams that were no sync message.
     pub malformed: AtomicU64,
+    /// Messages refused with `syncd_auth`: not sealed, or not with our
+    /// key.
+    pub unauthenticated: AtomicU64,
+    /// Sealed messages refused as replays (seen before, or too old).
+    pub replayed: AtomicU64,
 }
 
 /// [`SyncCounters`] read at one moment.
@@ -51,6 +56,10 @@ pub struct SyncCounts {
     pub dropped: u64,
     /// Datagrams that were no sync message.
     pub malformed: u64,
+    /// Messages not sealed with our key.
+    pub unauthenticated: u64,
+    /// Sealed messages replayed.
+    pub replayed: u64,
 }
 
 impl SyncCounters {
@@ -62,6 +71,8 @@ impl SyncCounters {
             entries: get(&self.entries),
             dropped: get(&self.dropped),
             malformed: get(&self.malformed),
+            unauthenticated: get(&self.unauthenticated),
+            replayed: get(&self.replayed),
         }
     }
 }
@@ -84,11 +95,12 @@ impl Drop for SyncReceiver {
 }
 
 impl SyncReceiver {
-    /// Listen as `daemon` says (a backup's group, port, interface, id).
+    /// Listen as `daemon` says (a backup's group, port, interface, id);
+    /// with `key`, take only messages sealed with it ([`SyncAuth`]).
     ///
     /// # Errors
     /// The socket refused (no such interface, the port taken).
-    pub fn start(daemon: SyncDaemon) -> Result<SyncReceiver, String> {
+    pub fn start(daemon: SyncDaemon, key: Option<&[u8]>) -> Result<SyncReceiver, String> {
         let group = fulcrum_sync::receive::group_or_default(daemon.mcast_group);
         let port = if daemon.mcast_port == 0 {
             fulcrum_sync::PORT
@@ -102,13 +114,28 @@ impl SyncReceiver {
         let (tx, rx) = mpsc::channel(QUEUE_MESSAGES);
         let c = counters.clone();
         let syncid = daemon.syncid;
+        let mut auth = key.map(SyncAuth::new);
         let task = tokio::spawn(async move {
             let mut buf = vec![0u8; 65_536];
             loop {
-                let Ok(n) = socket.recv(&mut buf).await else {
+                let Ok((n, from)) = socket.recv_from(&mut buf).await else {
                     continue;
                 };
-                let Ok(d) = fulcrum_sync::decode(&buf[..n]) else {
+                let msg = match auth.as_mut() {
+                    None => &buf[..n],
+                    Some(a) => match a.open(from.ip(), group, &buf[..n], wall_clock_us()) {
+                        Ok(m) => m,
+                        Err(Refused::Unauthenticated) => {
+                            c.unauthenticated.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        Err(Refused::Replayed) => {
+                            c.replayed.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                    },
+                };
+                let Ok(d) = fulcrum_sync::decode(msg) else {
                     c.malformed.fetch_add(1, Ordering::Relaxed);
                     continue;
                 };
@@ -133,7 +160,7 @@ impl SyncReceiver {
                 }
             }
         });
-        tracing::info!(iface = %daemon.mcast_ifn, %group, port, syncid, "connection sync: receiving (Fulcrum's backup daemon)");
+        tracing::info!(iface = %daemon.mcast_ifn, %group, port, syncid, sealed = key.is_some(), "connection sync: receiving (Fulcrum's backup daemon)");
         Ok(SyncReceiver {
             daemon,
             counters,
@@ -195,10 +222,14 @@ pub fn synced(c: &Conn) -> Option<SyncedFlow> {
     })
 }
 
-/// How long the sender sleeps between reads of the ring when it is idle:
-/// the most a report waits before it is sent (IPVS's master waits up to
-/// 20 ms, and up to 2 s for a partly filled message).
-const SEND_INTERVAL: Duration = Duration::from_millis(5);
+/// How long the sender lets reports gather after the first wakes it, so
+/// that they go out in full messages: about the most a report waits before
+/// it is sent (IPVS's master waits up to 20 ms, and up to 2 s for a partly
+/// filled message). Idle, the sender sleeps until a report comes.
+const SEND_INTERVAL: Duration = Duration::from_millis(10);
+
+/// How often an idle sender looks whether it is asked to stop.
+const STOP_CHECK: Duration = Duration::from_millis(100);
 
 /// Reports taken from the ring at once.
 const SEND_BATCH: usize = 4096;
@@ -272,7 +303,8 @@ fn program_clock() -> u64 {
 impl SyncSender {
     /// Send as `daemon` says (a master's group, port, interface, id, TTL,
     /// message size) what the program reports into `reports`, read against
-    /// `view`.
+    /// `view`; with `key`, each message sealed with it ([`SyncAuth`], its
+    /// trailer within the message size).
     ///
     /// # Errors
     /// The socket refused (no such interface), or no thread: the reports
@@ -281,6 +313,7 @@ impl SyncSender {
         daemon: SyncDaemon,
         reports: SyncReports,
         view: SyncView,
+        key: Option<&[u8]>,
     ) -> Result<SyncSender, Box<(String, Option<SyncReports>)>> {
         let group = fulcrum_sync::receive::group_or_default(daemon.mcast_group);
         let port = if daemon.mcast_port == 0 {
@@ -298,6 +331,12 @@ impl SyncSender {
                         &group,
                     )
                 };
+                // The seal's trailer goes within the size.
+                let maxlen = if key.is_some() {
+                    maxlen.saturating_sub(fulcrum_ha::auth::TRAILER).max(64)
+                } else {
+                    maxlen
+                };
                 Ok((s, maxlen))
             });
         let (socket, maxlen) = match opened {
@@ -311,13 +350,26 @@ impl SyncSender {
         // that it comes back even when the thread cannot start.
         let ring = Arc::new(Mutex::new(Some(reports)));
         let (c, v, st, r) = (counters.clone(), view.clone(), stop.clone(), ring.clone());
+        let group_ip = group;
         let syncid = daemon.syncid;
+        let seal = key.map(|k| {
+            let src = socket
+                .local_addr()
+                .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip());
+            (SyncAuth::new(k), src, group_ip)
+        });
         let spawned = std::thread::Builder::new()
             .name("fulcrum-syncd".into())
             .spawn(move || {
                 let taken = r.lock().ok().and_then(|mut g| g.take());
                 if let Some(mut reports) = taken {
-                    send_loop(&mut reports, &socket, syncid, maxlen, &v, &c, &st);
+                    let out = Out {
+                        socket,
+                        seal,
+                        c,
+                        pending: Vec::new(),
+                    };
+                    send_loop(&mut reports, out, syncid, maxlen, &v, &st);
                     if let Ok(mut g) = r.lock() {
                         *g = Some(reports);
                     }
@@ -368,30 +420,78 @@ impl Drop for SyncSender {
     }
 }
 
+/// Where the sender's messages go: the socket, sealed or not, counted;
+/// gathered and sent with one system call a batch (`sendmmsg`).
+struct Out {
+    socket: std::net::UdpSocket,
+    seal: Option<(SyncAuth, std::net::IpAddr, std::net::IpAddr)>,
+    c: Arc<SendCounters>,
+    pending: Vec<Vec<u8>>,
+}
+
+/// Messages one `sendmmsg` takes at most (the kernel's UIO_MAXIOV).
+const SEND_MANY: usize = 1024;
+
+impl Out {
+    /// A message to send with the batch.
+    fn add(&mut self, m: Vec<u8>) {
+        let m = match self.seal.as_mut() {
+            None => m,
+            Some((a, src, group)) => a.seal(*src, *group, &m, wall_clock_us()),
+        };
+        self.pending.push(m);
+    }
+
+    /// Send what was gathered.
+    fn flush(&mut self) {
+        let mut done = 0;
+        while done < self.pending.len() {
+            let end = (done + SEND_MANY).min(self.pending.len());
+            let iovs: Vec<[std::io::IoSlice<'_>; 1]> = self.pending[done..end]
+                .iter()
+                .map(|m| [std::io::IoSlice::new(m)])
+                .collect();
+            let mut controls: Vec<rustix::net::SendAncillaryBuffer<'_, '_, '_>> =
+                iovs.iter().map(|_| Default::default()).collect();
+            let mut hdrs: Vec<rustix::net::MMsgHdr<'_>> = iovs
+                .iter()
+                .zip(controls.iter_mut())
+                .map(|(iov, control)| rustix::net::MMsgHdr::new(iov, control))
+                .collect();
+            match rustix::net::sendmmsg(&self.socket, &mut hdrs, rustix::net::SendFlags::empty()) {
+                Ok(n) if n > 0 => {
+                    for m in &self.pending[done..done + n] {
+                        self.c.messages.fetch_add(1, Ordering::Relaxed);
+                        // A message's entry count is its fifth byte.
+                        self.c.entries.fetch_add(u64::from(m[4]), Ordering::Relaxed);
+                    }
+                    done += n;
+                }
+                _ => {
+                    // The first of them was refused (a full queue, the
+                    // link down): counted, the rest tried.
+                    self.c.errors.fetch_add(1, Ordering::Relaxed);
+                    done += 1;
+                }
+            }
+        }
+        self.pending.clear();
+    }
+}
+
 /// The sender's thread: read the ring, make entries, send, until `stop`
 /// (then once more, so nothing read is left behind).
 fn send_loop(
     reports: &mut SyncReports,
-    socket: &std::net::UdpSocket,
+    mut out: Out,
     syncid: u8,
     maxlen: usize,
     view: &Mutex<Arc<SyncView>>,
-    c: &SendCounters,
     stop: &AtomicBool,
 ) {
     let mut batch = Vec::with_capacity(SEND_BATCH);
     let mut entries = Vec::with_capacity(2 * SEND_BATCH);
     let mut packer = fulcrum_sync::Packer::new(syncid, maxlen);
-    // A message's entry count is its fifth byte.
-    let send = |m: Vec<u8>| match socket.send(&m) {
-        Ok(_) => {
-            c.messages.fetch_add(1, Ordering::Relaxed);
-            c.entries.fetch_add(u64::from(m[4]), Ordering::Relaxed);
-        }
-        Err(_) => {
-            c.errors.fetch_add(1, Ordering::Relaxed);
-        }
-    };
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         batch.clear();
@@ -401,34 +501,161 @@ fn send_loop(
             entries.clear();
             for r in &batch {
                 if !v.entries(r, &mut entries) {
-                    c.unknown.fetch_add(1, Ordering::Relaxed);
+                    out.c.unknown.fetch_add(1, Ordering::Relaxed);
                 }
             }
             for e in &entries {
                 // An entry too long for a message (a tiny `syncd_maxlen`)
                 // cannot go: counted with the refused.
                 match packer.push(e) {
-                    Ok(Some(m)) => send(m),
+                    Ok(Some(m)) => out.add(m),
                     Ok(None) => {}
                     Err(_) => {
-                        c.errors.fetch_add(1, Ordering::Relaxed);
+                        out.c.errors.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }
             if let Some(m) = packer.finish() {
-                send(m);
+                out.add(m);
             }
+            out.flush();
             let oldest = batch.iter().map(|r| r.stamp_ns).min().unwrap_or(0);
             let now = program_clock();
-            c.lag_us
+            out.c
+                .lag_us
                 .store(now.saturating_sub(oldest) / 1000, Ordering::Relaxed);
         }
         if stopping {
             return;
         }
-        // A full batch: more is waiting; otherwise rest a moment.
-        if n < SEND_BATCH {
+        // A full batch: more is waiting. Otherwise sleep until the program
+        // reports again, then let its reports gather a moment.
+        if n < SEND_BATCH && reports.wait(STOP_CHECK) {
             std::thread::sleep(SEND_INTERVAL);
         }
+    }
+}
+
+/// How much older than the receiver's clock a sealed message's number (the
+/// sender's wall clock, in µs) may be; older ones are refused as replays.
+/// The directors' clocks must agree to within it (NTP).
+pub const AUTH_WINDOW_US: u64 = 30_000_000;
+
+/// Why a message was refused under `syncd_auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Not sealed, or not with our key (or altered).
+    Unauthenticated,
+    /// Seen before, or older than [`AUTH_WINDOW_US`].
+    Replayed,
+}
+
+/// Sync messages sealed with `auth_key_file`'s key (`syncd_auth = 1`), as
+/// the failover adverts are: a trailer with a sequence number and an
+/// HMAC-SHA256 over the sender's address, the group, the message and the
+/// number. A sender numbers its messages from its wall clock in µs, so a
+/// receiver refuses what it has seen (each sender's numbers only go up)
+/// and what is older than [`AUTH_WINDOW_US`] (a recording replayed after
+/// the receiver restarted). Only Fulcrum understands the trailer: a
+/// kernel backup drops sealed messages (their size is not their length).
+#[derive(Debug)]
+pub struct SyncAuth {
+    a: fulcrum_ha::auth::Authenticator,
+}
+
+impl SyncAuth {
+    /// With the shared secret.
+    pub fn new(key: &[u8]) -> SyncAuth {
+        SyncAuth {
+            a: fulcrum_ha::auth::Authenticator::new(key, 0),
+        }
+    }
+
+    /// `msg` sealed, sent by `src` to `group` at `now_us` (wall clock).
+    pub fn seal(
+        &mut self,
+        src: std::net::IpAddr,
+        group: std::net::IpAddr,
+        msg: &[u8],
+        now_us: u64,
+    ) -> Vec<u8> {
+        self.a.advance_to(now_us);
+        self.a.seal(src, group, msg)
+    }
+
+    /// The message inside `packet` from `src` to `group`, received at
+    /// `now_us` (wall clock).
+    ///
+    /// # Errors
+    /// [`Refused`], with why.
+    pub fn open<'a>(
+        &mut self,
+        src: std::net::IpAddr,
+        group: std::net::IpAddr,
+        packet: &'a [u8],
+        now_us: u64,
+    ) -> Result<&'a [u8], Refused> {
+        match self.a.open_with_seq(src, group, packet) {
+            Ok((m, seq)) if seq.saturating_add(AUTH_WINDOW_US) >= now_us => Ok(m),
+            Ok(_) | Err(fulcrum_ha::auth::AuthError::Replay { .. }) => Err(Refused::Replayed),
+            Err(_) => Err(Refused::Unauthenticated),
+        }
+    }
+}
+
+/// The wall clock in µs (sealed messages' numbers).
+fn wall_clock_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_messages_open_once_in_time_and_only_with_the_key() {
+        let (a, g): (std::net::IpAddr, std::net::IpAddr) =
+            ("10.0.0.1".parse().unwrap(), "224.0.0.81".parse().unwrap());
+        let key = b"0123456789abcdef0123";
+        let mut tx = SyncAuth::new(key);
+        let mut rx = SyncAuth::new(key);
+        let now = 1_800_000_000_000_000;
+        let msg = [0u8, 7, 0, 8, 0, 1, 0, 0];
+        let p1 = tx.seal(a, g, &msg, now);
+        let p2 = tx.seal(a, g, &msg, now); // the same microsecond: numbered on
+        assert_eq!(p1.len(), msg.len() + fulcrum_ha::auth::TRAILER);
+        assert_eq!(rx.open(a, g, &p1, now + 10), Ok(&msg[..]));
+        assert_eq!(rx.open(a, g, &p2, now + 10), Ok(&msg[..]));
+        assert_eq!(rx.open(a, g, &p1, now + 20), Err(Refused::Replayed));
+        // Unsealed, another key, altered, another sender.
+        assert_eq!(rx.open(a, g, &msg, now), Err(Refused::Unauthenticated));
+        let forged = SyncAuth::new(b"another key, 16+").seal(a, g, &msg, now + 30);
+        assert_eq!(
+            rx.open(a, g, &forged, now + 30),
+            Err(Refused::Unauthenticated)
+        );
+        let mut altered = tx.seal(a, g, &msg, now + 40);
+        altered[1] = 8;
+        assert_eq!(
+            rx.open(a, g, &altered, now + 40),
+            Err(Refused::Unauthenticated)
+        );
+        let b: std::net::IpAddr = "10.0.0.2".parse().unwrap();
+        let p3 = tx.seal(a, g, &msg, now + 50);
+        assert_eq!(rx.open(b, g, &p3, now + 50), Err(Refused::Unauthenticated));
+        // A receiver that restarted forgets what it saw, but a recording
+        // older than the window is still refused; a fresh one goes.
+        let mut restarted = SyncAuth::new(key);
+        assert_eq!(
+            restarted.open(a, g, &p1, now + AUTH_WINDOW_US + 11),
+            Err(Refused::Replayed)
+        );
+        let fresh = tx.seal(a, g, &msg, now + AUTH_WINDOW_US + 11);
+        assert_eq!(
+            restarted.open(a, g, &fresh, now + AUTH_WINDOW_US + 12),
+            Ok(&msg[..])
+        );
     }
 }

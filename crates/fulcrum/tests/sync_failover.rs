@@ -5,7 +5,8 @@
 //! is killed (-9, links down). Every connection goes on, answered by the
 //! same real server, none reset — the backup's program forwards them from
 //! the flows the master sent it. With persistence, clients' new connections
-//! after the take-over go to their real servers too (templates synced).
+//! after the take-over go to their real servers too (templates synced),
+//! and the sync messages are sealed with `auth_key_file` (`syncd_auth`).
 //! Without sync the backup would hand the connections' next segments to its
 //! kernel, which resets them. Runs with FULCRUM_NETNS_TESTS=1.
 
@@ -112,7 +113,8 @@ fn status(control: &str) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// The scenario: `routing`, with persistence or without.
+/// The scenario: `routing`, with persistence or without (persistence
+/// also seals the sync messages: `syncd_auth`).
 fn failover_keeps_every_connection(tag: &str, routing: Routing, persistent: bool) {
     if !built_with_xdp() {
         return;
@@ -182,6 +184,13 @@ fn failover_keeps_every_connection(tag: &str, routing: Routing, persistent: bool
     );
     if persistent {
         cf.push_str(" persistent = 300\n");
+        let key = tmp.file("sync.key");
+        std::fs::write(&key, "a shared secret of 32 characters\n").unwrap();
+        sh(&format!("chmod 600 {key}"));
+        cf = cf.replace(
+            "syncdaemon = 1\n",
+            &format!("syncdaemon = 1\nsyncd_auth = 1\nauth_key_file = {key}\n"),
+        );
     }
     for (i, w) in [1, 2, 3].iter().enumerate() {
         cf.push_str(&format!(
@@ -242,14 +251,30 @@ fn failover_keeps_every_connection(tag: &str, routing: Routing, persistent: bool
         v.sort();
         v
     };
-    wait_for("the backup to hold the 50 connections", 10, || {
-        listed(1).len() == CONNS
-    });
+    let t = std::time::Instant::now();
+    while listed(1).len() != CONNS {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the backup holds {} of the {CONNS} connections:\n{}\n{}\n{}",
+            listed(1).len(),
+            status(&controls[0]),
+            status(&controls[1]),
+            adm(&controls[1], "-L -n -c")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     assert_eq!(
         listed(0),
         listed(1),
         "the same flows, the same real servers"
     );
+    if persistent {
+        let st = status(&controls[1]);
+        assert!(
+            st.contains("; sealed: 0 unauthenticated, 0 replayed refused"),
+            "every sealed message opened: {st}"
+        );
+    }
     let st = status(&controls[0]);
     assert!(
         st.contains("connection sync: master (Fulcrum's sender) on eth1 (syncid 7)"),

@@ -709,3 +709,213 @@ fn the_sync_receiver_installs_what_it_may_and_shrugs_off_garbage() {
     assert!(adm(&control, "-L --daemon").starts_with("backup sync daemon"));
     assert_eq!(director.signal_and_wait("TERM"), Some(0));
 }
+
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "network namespaces: needs root; run with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
+#[test]
+fn with_syncd_auth_the_receiver_takes_only_what_the_key_sealed_once_and_in_time() {
+    use fulcrum::xdp_sync::{AUTH_WINDOW_US, SyncAuth};
+    use fulcrum_sync::{Conn, DEFAULT_MAXLEN, encode};
+    if !built_with_xdp() {
+        return;
+    }
+    let net = FiveNode::new("xa");
+    let tmp = Dir::new("xdp-sync-auth");
+    let key = tmp.file("sync.key");
+    std::fs::write(&key, "a shared secret of 32 characters\n").unwrap();
+    sh(&format!("chmod 600 {key}"));
+    let cf = tmp.file("lvs.cf");
+    std::fs::write(
+        &cf,
+        config("wlc", [1, 1, 1], " checktype = off\n").replace(
+            "dataplane = xdp\n",
+            &format!(
+                "dataplane = xdp\nauth_key_file = {key}\nsyncdaemon = 1\nsyncd_role = backup\nsyncd_iface = eth1\nsyncd_auth = 1\n"
+            ),
+        ),
+    )
+    .unwrap();
+    let control = tmp.file("control.sock");
+    let mut director = start(&net, &cf, &control);
+    wait_for("the receiver", 10, || {
+        sh(&format!("{BIN} status --control {control}")).contains("connection sync: backup")
+    });
+    let msg = |cport: u16| {
+        let c = Conn {
+            protocol: 6,
+            flags: 0,
+            state: 1,
+            client: ("198.51.100.7".parse().unwrap(), cport),
+            virt: (VIP.parse().unwrap(), 80),
+            dest: (RS[0].parse().unwrap(), 80),
+            fwmark: 0,
+            timeout: Some(900),
+            seq: None,
+            pe: None,
+        };
+        encode(0, &[c], DEFAULT_MAXLEN).unwrap().remove(0)
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    let (from, group): (std::net::IpAddr, std::net::IpAddr) =
+        (RS[0].parse().unwrap(), "224.0.0.81".parse().unwrap());
+    let mut right = SyncAuth::new(b"a shared secret of 32 characters");
+    let sealed = right.seal(from, group, &msg(40012), now);
+    let datagrams = [
+        msg(40010),                                                                 // not sealed
+        SyncAuth::new(b"someone else's key!!").seal(from, group, &msg(40011), now), // another key
+        sealed.clone(),                                                             // good
+        sealed,                                                                     // replayed
+        // A recording from before the window, by a sender that numbered it then.
+        SyncAuth::new(b"a shared secret of 32 characters").seal(
+            from,
+            group,
+            &msg(40013),
+            now - AUTH_WINDOW_US - 1_000_000,
+        ),
+    ];
+    // From a real server's namespace onto the private LAN, as a master there.
+    net.run_in("rs1", || {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+        s.set_multicast_if_v4(&RS[0].parse().unwrap()).unwrap();
+        let to: std::net::SocketAddr = "224.0.0.81:8848".parse().unwrap();
+        for d in &datagrams {
+            s.send_to(d, &to.into()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    });
+    wait_for("the sealed flow listed", 10, || {
+        adm(&control, "-L -n -c").contains("198.51.100.7:40012")
+    });
+    let listing = adm(&control, "-L -n -c");
+    for refused in [40010, 40011, 40013] {
+        assert!(
+            !listing.contains(&format!("198.51.100.7:{refused}")),
+            "{listing}"
+        );
+    }
+    wait_for("the refusals counted", 5, || {
+        sh(&format!("{BIN} status --control {control}"))
+            .contains("; sealed: 2 unauthenticated, 2 replayed refused")
+    });
+    assert_eq!(director.signal_and_wait("TERM"), Some(0));
+}
+
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "network namespaces: needs root; run with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
+#[test]
+fn peer_to_peer_sync_sends_our_flows_and_takes_the_others() {
+    use fulcrum_sync::{Conn, DEFAULT_MAXLEN, encode};
+    use std::io::{Read, Write};
+    if !built_with_xdp() {
+        return;
+    }
+    // `syncd_role = both`: this director sends the connections it
+    // forwards and installs those another director (here, the test on the
+    // private LAN) sends.
+    let mut net = FiveNode::new("xp");
+    net.start_realservers(BIN);
+    receivers_take_redirects(&net);
+    let tmp = Dir::new("xdp-sync-both");
+    let cf = tmp.file("lvs.cf");
+    std::fs::write(
+        &cf,
+        config("rr", [1, 1, 1], " checktype = off\n").replace(
+            "dataplane = xdp\n",
+            "dataplane = xdp\nsyncdaemon = 1\nsyncd_role = both\nsyncd_iface = eth1\nsyncd_id = 3\n",
+        ),
+    )
+    .unwrap();
+    let control = tmp.file("control.sock");
+    let mut director = start(&net, &cf, &control);
+    wait_for("both daemons", 10, || {
+        let s = sh(&format!("{BIN} status --control {control}"));
+        s.contains("connection sync: master") && s.contains("connection sync: backup")
+    });
+    // Listening on the LAN as another director would.
+    let listener = net.run_in("rs1", || {
+        let s = fulcrum_sync::receive::open("224.0.0.81".parse().unwrap(), 8848, "eth0").unwrap();
+        s.set_nonblocking(false).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        s
+    });
+    // A kept-alive connection through the director: its third packet
+    // (the second request) makes it synced.
+    let mut conn = net.run_in("cli", || {
+        std::net::TcpStream::connect_timeout(
+            &format!("{VIP}:80").parse().unwrap(),
+            std::time::Duration::from_secs(5),
+        )
+        .unwrap()
+    });
+    let local = conn.local_addr().unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    for _ in 0..2 {
+        conn.write_all(b"GET / HTTP/1.1\r\nHost: v\r\n\r\n")
+            .unwrap();
+        let mut buf = [0u8; 512];
+        assert!(conn.read(&mut buf).unwrap() > 0);
+    }
+    let mut buf = [0u8; 2048];
+    let synced = loop {
+        let n = listener.recv(&mut buf).expect("a sync message on the LAN");
+        let d = fulcrum_sync::decode(&buf[..n]).unwrap();
+        assert_eq!(d.syncid, 3);
+        if let Some(c) = d
+            .conns
+            .into_iter()
+            .find(|c| c.client == (local.ip(), local.port()))
+        {
+            break c;
+        }
+    };
+    assert_eq!(synced.virt, (VIP.parse().unwrap(), 80));
+    assert_eq!(synced.state, 1, "ESTABLISHED");
+    assert!(
+        RS.iter().any(|r| synced.dest == (r.parse().unwrap(), 80)),
+        "{synced:?}"
+    );
+    // Another director's connection arrives and is installed; this
+    // director's own messages are not looped back into it.
+    let theirs = Conn {
+        protocol: 6,
+        flags: 0,
+        state: 1,
+        client: ("198.51.100.9".parse().unwrap(), 41000),
+        virt: (VIP.parse().unwrap(), 80),
+        dest: (RS[2].parse().unwrap(), 80),
+        fwmark: 0,
+        timeout: Some(900),
+        seq: None,
+        pe: None,
+    };
+    let msg = encode(3, &[theirs], DEFAULT_MAXLEN).unwrap().remove(0);
+    net.run_in("rs1", || {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+        s.set_multicast_if_v4(&RS[0].parse().unwrap()).unwrap();
+        let to: std::net::SocketAddr = "224.0.0.81:8848".parse().unwrap();
+        s.send_to(&msg, &to.into()).unwrap();
+    });
+    wait_for("the other director's connection", 10, || {
+        adm(&control, "-L -n -c").contains("198.51.100.9:41000")
+    });
+    let status = sh(&format!("{BIN} status --control {control}"));
+    let backup = status
+        .lines()
+        .find(|l| l.starts_with("connection sync: backup"))
+        .unwrap_or_else(|| panic!("{status}"));
+    assert!(
+        backup.contains(": 1 messages, 1 entries (1 new flows"),
+        "{backup}"
+    );
+    drop(conn);
+    assert_eq!(director.signal_and_wait("TERM"), Some(0));
+}

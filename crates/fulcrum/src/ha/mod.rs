@@ -159,7 +159,7 @@ fn centiseconds(d: Duration) -> u16 {
 
 /// Read `auth_key_file`: at least 16 bytes of secret, surrounding
 /// whitespace ignored.
-fn read_key(path: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn read_key(path: &str) -> Result<Vec<u8>, String> {
     let bytes = std::fs::read(path).map_err(|e| {
         format!("auth_key_file {path}: {e}; create it with e.g. `head -c 32 /dev/urandom | base64 > {path}` and copy it to every director")
     })?;
