@@ -24,6 +24,27 @@ pub fn build_table(cfg: &Config) -> anyhow::Result<Table> {
     Ok(table)
 }
 
+/// The interfaces `cfg` names (the floating addresses' devices, the sync
+/// interface) that `exists` says are not there, each once, with what names
+/// it.
+pub fn missing_interfaces(cfg: &Config, exists: impl Fn(&str) -> bool) -> Vec<(String, String)> {
+    let mut named: Vec<(String, String)> = cfg
+        .floating_addresses()
+        .into_iter()
+        .filter_map(|f| f.device.map(|d| (d, f.what)))
+        .collect();
+    if let Some(s) = cfg.global.syncd() {
+        named.push((s.iface, "syncd_iface".into()));
+    }
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (dev, what) in named {
+        if !exists(&dev) && !out.iter().any(|(d, _)| *d == dev) {
+            out.push((dev, what));
+        }
+    }
+    out
+}
+
 fn plural(n: usize, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
@@ -88,6 +109,15 @@ pub fn run(path: &Path, save: bool) -> ExitCode {
         (Some(_), p) => format!("{} (`dataplane = {}`)", p.name(), p.name()),
     };
     eprintln!("{name}: data plane: {plane}");
+    // Interfaces the file names that this host lacks: a note, not an
+    // error, as the file may be checked away from the directors.
+    for (dev, what) in missing_interfaces(&parsed.config, |d| {
+        std::path::Path::new("/sys/class/net").join(d).exists()
+    }) {
+        eprintln!(
+            "{name}: warning: this host has no interface `{dev}` ({what}): `fulcrum run` here would not bring it up (fine if the file is for another machine)"
+        );
+    }
     if parsed.config.global.failover() {
         // What `fulcrum run` would find on this host; not an error here,
         // as the file may be checked away from the directors.

@@ -146,3 +146,31 @@ fn a_file_only_ipvs_can_forward_stops_where_auto_finds_no_ipvs() {
         "{err}"
     );
 }
+
+#[test]
+fn interfaces_this_host_lacks_are_named_and_do_not_fail_the_check() {
+    let dir = std::env::temp_dir().join(format!("fulcrum-check-if-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cf = dir.join("lvs.cf");
+    std::fs::write(
+        &cf,
+        "nat_router = 10.1.0.254 nosuch1:1\nsyncdaemon = 1\nsyncd_iface = nosuch2\nvirtual web {\n address = 192.0.2.10 nosuch0:1\n active = 1\n server a {\n  address = 10.1.0.1\n  active = 1\n }\n}\nvirtual local {\n address = 192.0.2.11 lo\n active = 1\n server b {\n  address = 10.1.0.2\n  active = 1\n }\n}\n",
+    )
+    .unwrap();
+    let (code, _, err) = check(&["--config", cf.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    for (dev, what) in [
+        ("nosuch0", "virtual server web"),
+        ("nosuch1", "nat_router"),
+        ("nosuch2", "syncd_iface"),
+    ] {
+        assert!(
+            err.contains(&format!(
+                "warning: this host has no interface `{dev}` ({what})"
+            )),
+            "{err}"
+        );
+    }
+    assert!(!err.contains("interface `lo`"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
