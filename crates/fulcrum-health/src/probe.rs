@@ -326,6 +326,21 @@ pub async fn run_program(
 /// The program failed, or its output holds no load average.
 async fn read_load(command: &str, timeout: Duration) -> Result<f64, String> {
     let (out, status) = Box::pin(run_program(command, timeout)).await?;
+    // The shell's own codes: the program is missing, or not executable.
+    let program = command.split_whitespace().next().unwrap_or(command);
+    match status.code() {
+        Some(127) => {
+            return Err(format!(
+                "`{command}`: `{program}` not found: install it (or fix `load_monitor` / `rsh_command`)"
+            ));
+        }
+        Some(126) => {
+            return Err(format!(
+                "`{command}`: `{program}` cannot be run (not executable)"
+            ));
+        }
+        _ => {}
+    }
     let text = String::from_utf8_lossy(&out);
     match crate::parse_load(&text) {
         Some(l) if status.success() => Ok(l),
@@ -539,6 +554,30 @@ async fn udp_probe(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[tokio::test]
+    async fn a_missing_load_command_says_not_found() {
+        let e = read_load("fulcrum-no-such-program-x host", Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(
+            e.contains("`fulcrum-no-such-program-x` not found: install it"),
+            "{e}"
+        );
+        let e = read_load("echo no load here", Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(e.contains("gave no load average"), "{e}");
+        assert_eq!(
+            read_load(
+                "echo ' 10:00:00 up 1 day,  load average: 0.25, 0.20, 0.10'",
+                Duration::from_secs(5)
+            )
+            .await,
+            Ok(0.25)
+        );
+    }
+
     use super::*;
     use tokio::net::TcpListener;
 
