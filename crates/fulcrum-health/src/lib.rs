@@ -287,6 +287,19 @@ impl Checker {
         self.share
     }
 
+    /// A dead server passing its checks again: how long it still has to
+    /// pass them before it re-enters (`reentry`); `None` otherwise.
+    pub fn reentry_left(&self, now: Duration) -> Option<Duration> {
+        match (self.state, self.ok_since) {
+            (State::Dead, Some(since)) => Some(
+                self.params
+                    .reentry
+                    .saturating_sub(now.saturating_sub(since)),
+            ),
+            _ => None,
+        }
+    }
+
     /// The last probe result and when it came.
     pub fn last_result(&self) -> Option<&(Duration, Result<(), String>)> {
         self.last_result.as_ref()

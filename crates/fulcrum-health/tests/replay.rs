@@ -100,6 +100,25 @@ fn dead_after_timeout_without_a_good_check_and_back_after_reentry() {
 }
 
 #[test]
+fn a_dead_server_answering_again_says_how_long_until_it_re_enters() {
+    let mut c = Checker::new(params(1), s(0));
+    // Down from t=20 to t=40, then up again: back at 40 + 180.
+    replay(&mut c, s(0), s(100), |t| !(s(20)..s(40)).contains(&t));
+    assert_eq!(c.state(), State::Dead);
+    // Passing checks since 40: at 100, 120 s left.
+    assert_eq!(c.reentry_left(s(100)), Some(s(120)));
+    assert_eq!(c.reentry_left(s(400)), Some(s(0)));
+    // Alive servers and dead ones still failing wait for nothing.
+    let mut up = Checker::new(params(1), s(0));
+    replay(&mut up, s(0), s(10), |_| true);
+    assert_eq!(up.reentry_left(s(10)), None);
+    let mut down = Checker::new(params(1), s(0));
+    replay(&mut down, s(0), s(100), |t| t < s(20));
+    assert_eq!(down.state(), State::Dead);
+    assert_eq!(down.reentry_left(s(100)), None);
+}
+
+#[test]
 fn flapping_restarts_the_reentry_wait() {
     let mut c = Checker::new(
         CheckParams {

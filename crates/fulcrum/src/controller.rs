@@ -66,6 +66,8 @@ pub struct Controller {
     /// The data plane the table is published to.
     plane: Box<dyn DataPlane>,
     names: HashMap<ServiceKey, String>,
+    /// The real servers' names in lvs.cf, by service, address and port.
+    dest_names: HashMap<(ServiceKey, std::net::IpAddr, u16), String>,
     config_path: Option<PathBuf>,
     origin: String,
     serial: Option<u64>,
@@ -127,6 +129,7 @@ impl Controller {
             table: Table::new(),
             plane,
             names: HashMap::new(),
+            dest_names: HashMap::new(),
             config_path,
             origin: origin.to_string(),
             serial: None,
@@ -182,6 +185,15 @@ impl Controller {
         if let Err(e) = self.plane.sync(&want) {
             tracing::error!(error = %e, "connection sync");
         }
+    }
+
+    /// ` (NAME)` of a real server lvs.cf names, for status lines; empty for
+    /// one added by `fulcrum adm`.
+    fn dest_name(&self, key: &ServiceKey, addr: std::net::IpAddr, port: u16) -> String {
+        self.dest_names
+            .get(&(*key, addr, port))
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default()
     }
 
     /// Keep the floating addresses in step with every applied configuration.
@@ -333,6 +345,14 @@ impl Controller {
         self.names = desired
             .iter()
             .map(|s| (s.spec.key, s.name.clone()))
+            .collect();
+        self.dest_names = desired
+            .iter()
+            .flat_map(|s| {
+                s.dests
+                    .iter()
+                    .map(move |(n, d)| ((s.spec.key, d.addr, d.port), n.clone()))
+            })
             .collect();
         self.serial = g.serial_no;
         self.syncd = g.syncd();
@@ -1085,8 +1105,13 @@ impl Controller {
                 };
                 let _ = writeln!(
                     o,
-                    "  -> {}:{}  weight {}  {state}  active {}  inactive {}  conns {}",
-                    d.addr, d.port, d.weight, d.activeconns, d.inactconns, d.stats.counters.conns
+                    "  -> {}{}  weight {}  {state}  active {}  inactive {}  conns {}",
+                    SocketAddr::new(d.addr, d.port),
+                    self.dest_name(&s.key, d.addr, d.port),
+                    d.weight,
+                    d.activeconns,
+                    d.inactconns,
+                    d.stats.counters.conns
                 );
                 if let Some(h) = self.monitor.describe(&s.key, &d.addr, d.port, self.now()) {
                     let _ = writeln!(o, "     health: {h}");
@@ -1098,8 +1123,9 @@ impl Controller {
                 {
                     let _ = writeln!(
                         o,
-                        "  -- {}  out of service: {h}",
-                        SocketAddr::new(addr, port)
+                        "  -- {}{}  out of service: {h}",
+                        SocketAddr::new(addr, port),
+                        self.dest_name(&s.key, addr, port)
                     );
                 }
             }

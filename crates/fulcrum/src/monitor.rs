@@ -607,10 +607,14 @@ impl Monitor {
         if e.probe.is_none() {
             return Some("not checked".into());
         }
-        let state = match e.checker.state() {
-            State::Unknown => "not yet seen alive",
-            State::Alive => "alive",
-            State::Dead => "dead",
+        let state = match (e.checker.state(), e.checker.reentry_left(now)) {
+            (State::Unknown, _) => "not yet seen alive".to_string(),
+            (State::Alive, _) => "alive".to_string(),
+            (State::Dead, Some(left)) => format!(
+                "dead, answering again: waiting to re-enter ({:.0} s left)",
+                left.as_secs_f64().ceil()
+            ),
+            (State::Dead, None) => "dead".to_string(),
         };
         let last = match e.checker.last_result() {
             Some((t, Ok(()))) => format!(

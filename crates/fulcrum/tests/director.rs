@@ -499,6 +499,47 @@ fn external_checks_decide_health_and_dynamic_weights() {
     wait_until("rs2 back", || weights().1.is_some());
 }
 
+#[test]
+fn status_names_real_servers_and_says_how_long_until_one_re_enters() {
+    let _rs = realservers(36, 2);
+    let dir = TempDir::new("reentry-status");
+    let code = |rs: &str, c: &str| std::fs::write(dir.0.join(rs), c).unwrap();
+    code("127.36.0.11", "0");
+    code("127.36.0.12", "0");
+    let cfg = format!(
+        "virtual web {{\n address = 127.36.0.1\n active = 1\n port = 8080\n\
+         send_program = \"exit $(cat {}/%h)\"\n check_interval = 0.2\n fall = 1\n reentry = 30\n timeout = 2\n\
+         server rs1 {{\n  address = 127.36.0.11\n  port = 8081\n  active = 1\n }}\n\
+         server alpha {{\n  address = 127.36.0.12\n  port = 8081\n  active = 1\n }}\n}}\n",
+        dir.0.display()
+    );
+    let d = Director::start("reentry-status", &cfg);
+    let status = || d.run("status", &[]).1;
+    wait_until("both servers in", || {
+        let s = status();
+        s.contains("  -> 127.36.0.11:8081 (rs1)  weight 1  available")
+            && s.contains("  -> 127.36.0.12:8081 (alpha)  weight 1  available")
+    });
+    code("127.36.0.12", "1");
+    wait_until("alpha out of service, named", || {
+        status().contains("  -- 127.36.0.12:8081 (alpha)  out of service: dead (")
+    });
+    // Answering again: out until it has for `reentry`, and status says how
+    // long that still is.
+    code("127.36.0.12", "0");
+    wait_until("alpha waiting to re-enter", || {
+        status().contains("(alpha)  out of service: dead, answering again: waiting to re-enter (")
+    });
+    let s = status();
+    let left: u64 = s
+        .split("waiting to re-enter (")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{s}"));
+    assert!((1..=30).contains(&left), "{s}");
+}
+
 /// A test CA and a certificate for `rs.test` signed by it, made with
 /// openssl: (ca.pem, rs.pem, rs.key).
 fn test_certificates(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
