@@ -25,6 +25,14 @@ const MAGIC: &[u8; 4] = b"FLC1";
 /// The bytes the trailer adds to a sealed message.
 pub const TRAILER: usize = 4 + 8 + 32;
 
+/// The wall clock in µs: where senders start (or keep) their sequence
+/// numbers, so that a restarted one counts on upwards.
+pub fn wall_clock_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
 /// Why an authenticated advert is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {

@@ -765,4 +765,5 @@ pub fn encode_v0(syncid: u8, conns: &[Conn]) -> Result<Vec<u8>, EncodeError> {
 }
 
 pub mod receive;
+pub use receive::{group_or_default, port_or_default};
 pub mod send;

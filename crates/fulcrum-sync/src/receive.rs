@@ -36,6 +36,11 @@ pub fn open(group: IpAddr, port: u16, iface: &str) -> Result<UdpSocket, String> 
     Ok(s.into())
 }
 
+/// The port a daemon uses: its own, else the kernel's 8848.
+pub fn port_or_default(port: u16) -> u16 {
+    if port == 0 { crate::PORT } else { port }
+}
+
 /// The group a daemon uses: its own, else the kernel's 224.0.0.81.
 pub fn group_or_default(group: Option<IpAddr>) -> IpAddr {
     group.unwrap_or(IpAddr::V4(crate::GROUP_V4))

@@ -123,6 +123,13 @@ pub enum Attached {
     Generic,
 }
 
+/// The kernel's clock the program reads (CLOCK_MONOTONIC_COARSE), in ns;
+/// the program adds the `clock` map's offset (tests move time with it).
+pub fn kernel_clock_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    (t.tv_sec as u64) * 1_000_000_000 + t.tv_nsec as u64
+}
+
 /// What went wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum XdpError {
@@ -949,12 +956,11 @@ impl XdpPlane {
     /// # Errors
     /// The kernel refusing the read.
     pub fn connections(&self) -> Result<Vec<fulcrum_core::conn::ConnEntry>, XdpError> {
-        let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
         let offset: u64 = Array::<&MapData, u64>::try_from(map(&self.ebpf, "clock", "the clock")?)
             .map_err(|e| kernel("the clock")(&e))?
             .get(&0, 0)
             .unwrap_or(0);
-        let now = (t.tv_sec as u64) * 1_000_000_000 + t.tv_nsec as u64 + offset;
+        let now = kernel_clock_ns() + offset;
         let mut out = Vec::new();
         for f in self.flows()? {
             if f.expires_ns <= now {

@@ -28,7 +28,7 @@ pub(crate) struct SvcPub {
     /// Real servers in list order, with their weights.
     pub(crate) weights: Vec<(DestId, u32)>,
     /// Persistence: the timeout in seconds (0: none) and the netmask.
-    pub(crate) persist: (u32, [u8; 16]),
+    pub(crate) persist: (u32, fulcrum_core::Netmask),
 }
 
 fn svc_weights(svc: &Service) -> Vec<u32> {
@@ -571,10 +571,7 @@ impl Layout {
                 buckets,
                 record,
                 weights,
-                persist: (
-                    svc.persistent.unwrap_or(0),
-                    crate::records::netmask16(&svc.netmask),
-                ),
+                persist: (svc.persistent.unwrap_or(0), svc.netmask),
             },
         );
         Ok(())

@@ -86,7 +86,7 @@ struct SvcView {
     port: u16,
     /// Persistence timeout in seconds (0: none) and netmask.
     persist: u32,
-    netmask: [u8; 16],
+    netmask: fulcrum_core::Netmask,
 }
 
 /// The published table as the sender reads reports against it: real
@@ -194,7 +194,7 @@ impl SyncView {
                 protocol: r.proto,
                 flags: flags::TEMPLATE | flags::INACTIVE | d.fwd,
                 state: 0,
-                client: (masked(&r.client.0, &s.netmask), 0),
+                client: (s.netmask.apply(&r.client.0), 0),
                 virt: (r.virt.0, vport),
                 dest: (d.addr, if vport == 0 { 0 } else { dport }),
                 fwmark: 0,
@@ -204,27 +204,5 @@ impl SyncView {
             });
         }
         true
-    }
-}
-
-/// `addr` under a 16-byte mask (IPv4 in its first four bytes).
-fn masked(addr: &IpAddr, mask: &[u8; 16]) -> IpAddr {
-    match addr {
-        IpAddr::V4(a) => {
-            let o = a.octets();
-            IpAddr::from([
-                o[0] & mask[0],
-                o[1] & mask[1],
-                o[2] & mask[2],
-                o[3] & mask[3],
-            ])
-        }
-        IpAddr::V6(a) => {
-            let mut o = a.octets();
-            for (b, m) in o.iter_mut().zip(mask) {
-                *b &= m;
-            }
-            IpAddr::from(o)
-        }
     }
 }

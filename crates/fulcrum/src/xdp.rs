@@ -361,11 +361,7 @@ impl DataPlane for XdpForwarding {
                             _ => d.sync_maxlen,
                         },
                         mcast_group: Some(fulcrum_sync::receive::group_or_default(d.mcast_group)),
-                        mcast_port: if d.mcast_port == 0 {
-                            fulcrum_sync::PORT
-                        } else {
-                            d.mcast_port
-                        },
+                        mcast_port: fulcrum_sync::port_or_default(d.mcast_port),
                         mcast_ttl: d.mcast_ttl.max(1),
                         ..d
                     })

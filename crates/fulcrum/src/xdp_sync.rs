@@ -102,11 +102,7 @@ impl SyncReceiver {
     /// The socket refused (no such interface, the port taken).
     pub fn start(daemon: SyncDaemon, key: Option<&[u8]>) -> Result<SyncReceiver, String> {
         let group = fulcrum_sync::receive::group_or_default(daemon.mcast_group);
-        let port = if daemon.mcast_port == 0 {
-            fulcrum_sync::PORT
-        } else {
-            daemon.mcast_port
-        };
+        let port = fulcrum_sync::port_or_default(daemon.mcast_port);
         let std_socket = fulcrum_sync::receive::open(group, port, &daemon.mcast_ifn)?;
         let socket =
             tokio::net::UdpSocket::from_std(std_socket).map_err(|e| format!("sync socket: {e}"))?;
@@ -123,7 +119,12 @@ impl SyncReceiver {
                 };
                 let msg = match auth.as_mut() {
                     None => &buf[..n],
-                    Some(a) => match a.open(from.ip(), group, &buf[..n], wall_clock_us()) {
+                    Some(a) => match a.open(
+                        from.ip(),
+                        group,
+                        &buf[..n],
+                        fulcrum_ha::auth::wall_clock_us(),
+                    ) {
                         Ok(m) => m,
                         Err(Refused::Unauthenticated) => {
                             c.unauthenticated.fetch_add(1, Ordering::Relaxed);
@@ -293,13 +294,6 @@ pub struct SyncSender {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// The program's clock (CLOCK_MONOTONIC_COARSE, as the program reads it)
-/// in ns.
-fn program_clock() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
-    (t.tv_sec as u64) * 1_000_000_000 + t.tv_nsec as u64
-}
-
 impl SyncSender {
     /// Send as `daemon` says (a master's group, port, interface, id, TTL,
     /// message size) what the program reports into `reports`, read against
@@ -316,11 +310,7 @@ impl SyncSender {
         key: Option<&[u8]>,
     ) -> Result<SyncSender, Box<(String, Option<SyncReports>)>> {
         let group = fulcrum_sync::receive::group_or_default(daemon.mcast_group);
-        let port = if daemon.mcast_port == 0 {
-            fulcrum_sync::PORT
-        } else {
-            daemon.mcast_port
-        };
+        let port = fulcrum_sync::port_or_default(daemon.mcast_port);
         let opened = fulcrum_sync::send::open(group, port, &daemon.mcast_ifn, daemon.mcast_ttl)
             .and_then(|s| {
                 let maxlen = if daemon.sync_maxlen != 0 {
@@ -350,13 +340,12 @@ impl SyncSender {
         // that it comes back even when the thread cannot start.
         let ring = Arc::new(Mutex::new(Some(reports)));
         let (c, v, st, r) = (counters.clone(), view.clone(), stop.clone(), ring.clone());
-        let group_ip = group;
         let syncid = daemon.syncid;
         let seal = key.map(|k| {
             let src = socket
                 .local_addr()
                 .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip());
-            (SyncAuth::new(k), src, group_ip)
+            (SyncAuth::new(k), src, group)
         });
         let spawned = std::thread::Builder::new()
             .name("fulcrum-syncd".into())
@@ -437,7 +426,7 @@ impl Out {
     fn add(&mut self, m: Vec<u8>) {
         let m = match self.seal.as_mut() {
             None => m,
-            Some((a, src, group)) => a.seal(*src, *group, &m, wall_clock_us()),
+            Some((a, src, group)) => a.seal(*src, *group, &m, fulcrum_ha::auth::wall_clock_us()),
         };
         self.pending.push(m);
     }
@@ -520,7 +509,7 @@ fn send_loop(
             }
             out.flush();
             let oldest = batch.iter().map(|r| r.stamp_ns).min().unwrap_or(0);
-            let now = program_clock();
+            let now = fulcrum_xdp::kernel_clock_ns();
             out.c
                 .lag_us
                 .store(now.saturating_sub(oldest) / 1000, Ordering::Relaxed);
@@ -601,13 +590,6 @@ impl SyncAuth {
             Err(_) => Err(Refused::Unauthenticated),
         }
     }
-}
-
-/// The wall clock in µs (sealed messages' numbers).
-fn wall_clock_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
 }
 
 #[cfg(test)]

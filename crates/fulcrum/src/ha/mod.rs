@@ -454,9 +454,7 @@ fn new_authenticator(key: &[u8]) -> Authenticator {
 /// The same, and above `sent` (what an earlier run sent: a clock set back
 /// must not make a restarted director's adverts look like replays).
 fn new_authenticator_after(key: &[u8], sent: u64) -> Authenticator {
-    let micros = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    let micros = fulcrum_ha::auth::wall_clock_us();
     Authenticator::new(key, micros.max(sent.saturating_add(1)))
 }
 
