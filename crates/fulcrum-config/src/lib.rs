@@ -8,6 +8,7 @@
 //! and real servers to the IPVS model.
 
 mod diag;
+pub mod edit;
 mod lower;
 mod model;
 mod syntax;

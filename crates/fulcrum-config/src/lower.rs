@@ -72,6 +72,10 @@ pub const GLOBAL_KEYS: &[&str] = &[
     "notify_email_from",
     "smtp_server",
     "vrrp_multicast",
+    "console",
+    "console_users",
+    "console_tls_cert",
+    "console_tls_key",
 ];
 
 /// Keys that may be given more than once (each adds to a list).
@@ -824,6 +828,10 @@ fn lower_global(a: &Assign, g: &mut Global, diags: &mut Vec<Diagnostic>) {
         "notify_email_from" => put(&mut g.notify_email_from, a.email(), d),
         "smtp_server" => put(&mut g.smtp_server, a.host_port(), d),
         "vrrp_multicast" => put(&mut g.vrrp_multicast, a.bool(), d),
+        "console" => put(&mut g.console, a.host_port(), d),
+        "console_users" => put(&mut g.console_users, a.string(), d),
+        "console_tls_cert" => put(&mut g.console_tls_cert, a.string(), d),
+        "console_tls_key" => put(&mut g.console_tls_key, a.string(), d),
         "notify_script" => put(&mut g.notify_script, a.string(), d),
         "garp_count" => put(&mut g.garp_count, a.number(1, 100, "announcement count"), d),
         "garp_delay" => put(&mut g.garp_delay, a.seconds_up_to(3600), d),
@@ -1047,7 +1055,9 @@ pub(crate) fn lower(nodes: &[Node], diags: &mut Vec<Diagnostic>) -> Config {
                     lower_global(&a, &mut cfg.global, diags);
                 }
             }
-            Node::Block { kind, words, items } => match kind.text.as_str() {
+            Node::Block {
+                kind, words, items, ..
+            } => match kind.text.as_str() {
                 "virtual" => {
                     let Some((name, header)) = block_name(kind, words, diags) else { continue };
                     let (v, info) = lower_virtual(name, header, items, diags);
@@ -1105,7 +1115,9 @@ fn lower_virtual(
                     lower_virtual_key(&a, &mut v, diags);
                 }
             }
-            Node::Block { kind, words, items } if kind.text == "server" => {
+            Node::Block {
+                kind, words, items, ..
+            } if kind.text == "server" => {
                 let Some((name, hspan)) = block_name(kind, words, diags) else {
                     continue;
                 };
@@ -1165,6 +1177,7 @@ fn check_global(g: &Global, seen: &KeySpans, diags: &mut Vec<Diagnostic>) {
     }
     check_failover(g, seen, diags);
     check_syncd(g, seen, diags);
+    check_console(g, seen, diags);
 }
 
 /// The kernel connection-sync daemon's keys.
@@ -1219,6 +1232,57 @@ fn check_syncd(g: &Global, seen: &KeySpans, diags: &mut Vec<Diagnostic>) {
                     .hint("set `dataplane = xdp` on every director, or remove `syncd_auth` (kernel IPVS directors then interoperate)"),
             );
         }
+    }
+}
+
+/// The console's keys.
+fn check_console(g: &Global, seen: &KeySpans, diags: &mut Vec<Diagnostic>) {
+    if let (Some(c), Some(sp)) = (&g.console, seen.get("console"))
+        && c.port.is_none()
+    {
+        diags.push(
+            Diagnostic::error(sp, "`console` needs a port").hint(format!(
+                "write `console = {}:8090` (the address and port the console listens on)",
+                c.addr
+            )),
+        );
+    }
+    for (have, other) in [
+        ("console_tls_cert", "console_tls_key"),
+        ("console_tls_key", "console_tls_cert"),
+    ] {
+        let set = |k: &str| match k {
+            "console_tls_cert" => g.console_tls_cert.is_some(),
+            _ => g.console_tls_key.is_some(),
+        };
+        if set(have)
+            && !set(other)
+            && let Some(sp) = seen.get(have)
+        {
+            diags.push(
+                Diagnostic::error(
+                    sp,
+                    format!("`{have}` is set but not `{other}`: the console's TLS needs both"),
+                )
+                .hint(format!(
+                    "add `{other} = PATH` (PEM), or remove `{have}` to serve plain HTTP"
+                )),
+            );
+        }
+    }
+    if (g.console_users.is_some() || g.console_tls_cert.is_some())
+        && g.console.is_none()
+        && let Some(sp) = seen
+            .get("console_users")
+            .or_else(|| seen.get("console_tls_cert"))
+    {
+        diags.push(
+            Diagnostic::warning(
+                sp,
+                "the console's settings are given but no `console` address: the console stays off",
+            )
+            .hint("add `console = ADDR:PORT` to serve it"),
+        );
     }
 }
 

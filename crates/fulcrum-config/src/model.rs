@@ -484,6 +484,14 @@ pub struct Global {
     pub notify_email_from: Option<String>,
     pub smtp_server: Option<HostPort>,
     pub vrrp_multicast: Option<bool>,
+    /// The web console and JSON API's address and port (`console`).
+    pub console: Option<HostPort>,
+    /// The console's users and API tokens (`console_users`).
+    pub console_users: Option<String>,
+    /// The console's certificate chain, PEM (`console_tls_cert`).
+    pub console_tls_cert: Option<String>,
+    /// The console's private key, PEM (`console_tls_key`).
+    pub console_tls_key: Option<String>,
 }
 
 /// `vrrp_version`.

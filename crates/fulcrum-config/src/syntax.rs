@@ -22,6 +22,8 @@ pub(crate) enum Node {
         kind: Token,
         words: Vec<Token>,
         items: Vec<Node>,
+        /// The line of the closing `}` (none when the block is never closed).
+        close: Option<usize>,
     },
 }
 
@@ -167,6 +169,7 @@ pub(crate) fn parse(src: &str, diags: &mut Vec<Diagnostic>) -> Vec<Node> {
                         kind: f.kind,
                         words: f.words,
                         items: f.items,
+                        close: Some(sp.line),
                     };
                     push(&mut stack, &mut top, node);
                 }
@@ -289,6 +292,7 @@ pub(crate) fn parse(src: &str, diags: &mut Vec<Diagnostic>) -> Vec<Node> {
             kind: f.kind,
             words: f.words,
             items: f.items,
+            close: None,
         };
         match stack.last_mut() {
             Some(p) => p.items.push(node),

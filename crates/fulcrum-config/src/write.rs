@@ -163,6 +163,10 @@ pub fn write(cfg: &Config) -> String {
     o.kv("notify_email_from", g.notify_email_from.clone());
     o.kv("smtp_server", g.smtp_server.as_ref().map(host_port));
     o.kv("vrrp_multicast", g.vrrp_multicast.map(|b| bool01(b).into()));
+    o.kv("console", g.console.as_ref().map(host_port));
+    o.kv("console_users", g.console_users.as_deref().map(quote));
+    o.kv("console_tls_cert", g.console_tls_cert.as_deref().map(quote));
+    o.kv("console_tls_key", g.console_tls_key.as_deref().map(quote));
 
     for v in &cfg.virtuals {
         let _ = writeln!(o.s, "\nvirtual {} {{", v.name);

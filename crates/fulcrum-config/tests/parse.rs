@@ -844,3 +844,70 @@ fn syncd_auth_needs_the_key_and_fulcrums_own_daemons() {
         ]
     );
 }
+
+#[test]
+fn console_keys_and_their_mistakes() {
+    let cf = ok(
+        "console = 10.0.0.1:8090\nconsole_users = /etc/fulcrum/u\nconsole_tls_cert = /c.pem\nconsole_tls_key = /k.pem\n",
+    );
+    let c = cf.global.console.unwrap();
+    assert_eq!(
+        (c.addr.to_string(), c.port),
+        ("10.0.0.1".into(), Some(8090))
+    );
+    assert_eq!(cf.global.console_users.as_deref(), Some("/etc/fulcrum/u"));
+    // The writer keeps them.
+    let back = fulcrum_config::parse(&fulcrum_config::write(&cf));
+    assert_eq!(back.config, cf);
+    assert_eq!(
+        errors("console = 10.0.0.1\n"),
+        ["1:1: `console` needs a port"]
+    );
+    assert_eq!(
+        errors("console = 10.0.0.1:8090\nconsole_tls_cert = /c.pem\n"),
+        ["2:1: `console_tls_cert` is set but not `console_tls_key`: the console's TLS needs both"]
+    );
+    let p = fulcrum_config::parse("console_users = /u\n");
+    assert!(!p.has_errors());
+    assert!(p.diagnostics[0].message.contains("no `console` address"));
+}
+
+mod editing {
+    use fulcrum_config::edit::{Edit, Scope, apply, written};
+    use proptest::prelude::*;
+
+    const BASE: &str = "# top\nserial_no = 1\nvirtual web { # the site\n  active = 1\n  address = 10.0.0.1\n  port = 80\n  server rs1 {\n    address = 10.0.1.1\n    active = 1\n  }\n}\n";
+
+    proptest! {
+        /// Any text at all: the editor answers (Ok or a message), never
+        /// panics, and a line it cannot make it refuses whole.
+        #[test]
+        fn any_text_and_value_never_panics(
+            src in "[ -~\t\n{}#=\"\\\\]{0,200}",
+            value in "[ -~]{0,30}",
+            key in "[a-z_]{1,12}",
+        ) {
+            for scope in [Scope::Global, Scope::Virtual("web".into()), Scope::Server("web".into(), "rs1".into())] {
+                let _ = apply(&src, &[Edit::Set { scope: scope.clone(), key: key.clone(), nth: 0, value: value.clone() }]);
+                let _ = apply(&src, &[Edit::Unset { scope: scope.clone(), key: key.clone(), nth: 1 }]);
+                let _ = apply(&src, &[Edit::AddBlock(scope.clone()), Edit::RemoveBlock(scope)]);
+            }
+            let _ = written(&src);
+        }
+
+        /// A value set is read back as written, and every other line stays.
+        #[test]
+        fn a_set_value_reads_back_and_nothing_else_moves(
+            value in "[0-9a-z.:]{1,20}",
+            key in prop_oneof![Just("weight"), Just("address"), Just("port"), Just("uthreshold")],
+            server in any::<bool>(),
+        ) {
+            let scope = if server { Scope::Server("web".into(), "rs1".into()) } else { Scope::Virtual("web".into()) };
+            let out = apply(BASE, &[Edit::Set { scope: scope.clone(), key: key.into(), nth: 0, value: value.clone() }]).unwrap();
+            let w = written(&out);
+            prop_assert!(w.iter().any(|x| x.scope == scope && x.key == key && x.value == value));
+            let kept = |t: &str| t.lines().filter(|l| !l.trim_start().starts_with(&format!("{key} ="))).map(str::to_string).collect::<Vec<_>>();
+            prop_assert_eq!(kept(&out), kept(BASE));
+        }
+    }
+}
