@@ -27,6 +27,20 @@ pub enum Request {
     Reload,
     /// Counters and health in the Prometheus text format.
     Metrics,
+    /// The director's state as JSON ([`DirectorState`](crate::state::DirectorState)) in
+    /// `stdout`.
+    State,
+    /// Drain, disable or enable a real server of the configuration, named
+    /// as lvs.cf names it.
+    Server {
+        /// The `virtual` block's name.
+        #[serde(rename = "virtual")]
+        virtual_server: String,
+        /// The `server` block's name.
+        server: String,
+        /// What to do.
+        action: crate::state::ServerAction,
+    },
 }
 
 /// The answer: what a command-line tool prints and returns.

@@ -7,5 +7,7 @@
 //! every listing mode byte for byte. [`control`] is the protocol of the
 //! director's control socket.
 
+pub mod auth;
 pub mod control;
 pub mod ipvsadm;
+pub mod state;

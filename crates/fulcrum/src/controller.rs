@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use fulcrum_api::control::{Request, Response};
 use fulcrum_api::ipvsadm::{self, AdmCommand};
+use fulcrum_api::state::{
+    Connections, DirectorState, Failover, Health, RealState, Sample, ServerAction, VirtualState,
+};
 use fulcrum_config::{Config, Dataplane, TableService};
 use fulcrum_core::state::{Direction, TcpFlags};
 use fulcrum_core::{DestSpec, Protocol, Service, ServiceKey, ServiceSpec, Table};
@@ -20,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::addresses::AddrMsg;
 use crate::dataplane::DataPlane;
 use crate::ha::{HaSettings, HaStatus};
-use crate::monitor::{HealthResult, Monitor, TableOp};
+use crate::monitor::{Admin, HealthResult, Monitor, TableOp};
 use crate::resolver::SystemResolver;
 
 /// The program name ipvsadm messages carry.
@@ -97,7 +100,36 @@ pub struct Controller {
     /// On exit, leave the kernel's table and sync daemon in place for the
     /// next director (`fulcrum run --keep-forwarding`).
     pub keep_forwarding: bool,
+    /// Each service's rates over the last [`HISTORY`] samples.
+    history: HashMap<ServiceKey, std::collections::VecDeque<Sample>>,
+    /// The console's settings the director started with (a reload cannot
+    /// change them).
+    console: Option<ConsoleKeys>,
 }
+
+/// `console`, `console_users`, `console_tls_cert`, `console_tls_key`.
+type ConsoleKeys = (
+    Option<fulcrum_config::HostPort>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+fn console_keys(cfg: &Config) -> ConsoleKeys {
+    let g = &cfg.global;
+    (
+        g.console,
+        g.console_users.clone(),
+        g.console_tls_cert.clone(),
+        g.console_tls_key.clone(),
+    )
+}
+
+/// Rates kept per service for the console's charts: ten minutes at one
+/// sample every [`SAMPLE_EVERY`].
+pub const HISTORY: usize = 120;
+/// How often the rates are sampled for the charts.
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for Controller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -148,6 +180,8 @@ impl Controller {
             syncd: None,
             running: false,
             keep_forwarding: false,
+            history: HashMap::new(),
+            console: None,
         }
     }
 
@@ -242,6 +276,9 @@ impl Controller {
     /// # Errors
     /// A message naming what could not be applied.
     pub fn apply_config(&mut self, cfg: &Config) -> Result<Applied, String> {
+        if self.console.is_none() {
+            self.console = Some(console_keys(cfg));
+        }
         let on_kernel = self.plane.kernel_ref().is_some();
         let on_xdp = self.plane.kind() == "xdp";
         let on_proxy = !on_kernel && !on_xdp;
@@ -452,6 +489,11 @@ impl Controller {
                 tracing::info!(virtual_server = %l.service, real_server = %l.server, addr = %l.addr, %from, %to, reason = %t.reason, "real server up");
             }
         }
+        self.apply_ops(ops);
+    }
+
+    /// Apply table changes the monitor decided, and publish.
+    fn apply_ops(&mut self, ops: Vec<TableOp>) {
         let changed = !ops.is_empty();
         for op in ops {
             let r = match &op {
@@ -569,6 +611,14 @@ impl Controller {
                 };
             }
         };
+        let keys = console_keys(&parsed.config);
+        let console_note = match &self.console {
+            Some(k) if *k != keys => format!(
+                "{name}: the console's settings (`console`, `console_users`, `console_tls_cert`, `console_tls_key`) changed: they apply when the director next starts\n"
+            ),
+            _ => String::new(),
+        };
+        let diags = format!("{diags}{console_note}");
         match self.apply_config(&parsed.config) {
             Ok(Applied { summary, refused }) => {
                 if let (Some(new), Some(f)) = (failover, &mut self.failover) {
@@ -961,6 +1011,237 @@ impl Controller {
         }
     }
 
+    /// Whether this director forwards: a backup of the failover election
+    /// does not (its services stand by).
+    fn forwarding(&self) -> bool {
+        self.failover
+            .as_ref()
+            .is_none_or(|f| f.status.borrow().state == "MASTER")
+    }
+
+    /// How a service is served, in a word or three.
+    fn serving(&self, key: &ServiceKey) -> &'static str {
+        if !self.forwarding() {
+            "standing by: this director is a backup"
+        } else if self.plane.kernel_ref().is_some() {
+            "in the kernel"
+        } else if self.plane.kind() == "xdp" {
+            "in XDP"
+        } else if self.plane.forwards(key) {
+            "serving"
+        } else {
+            "NOT SERVING"
+        }
+    }
+
+    /// The state of a real server in the table, in a word.
+    fn dest_state(d: &fulcrum_core::Dest) -> &'static str {
+        if d.weight == 0 {
+            "quiesced"
+        } else if d.overload {
+            "overloaded"
+        } else {
+            "available"
+        }
+    }
+
+    /// ` drained by the operator` and the like, for status lines.
+    fn admin_note(&self, key: &ServiceKey, addr: std::net::IpAddr, port: u16) -> String {
+        self.monitor
+            .admin(&(*key, addr, port))
+            .map(|a| format!("  {} by the operator", a.word()))
+            .unwrap_or_default()
+    }
+
+    /// Record each service's rates for the charts.
+    fn sample(&mut self) {
+        let t = self.now().as_secs();
+        let live = self.live();
+        self.history.retain(|k, _| live.iter().any(|e| e.key == *k));
+        for e in live {
+            let h = self.history.entry(e.key).or_default();
+            if h.len() == HISTORY {
+                h.pop_front();
+            }
+            h.push_back(Sample {
+                t,
+                cps: e.rates.cps,
+                inbps: e.rates.inbps,
+                outbps: e.rates.outbps,
+                active: e.dests.iter().map(|d| u64::from(d.activeconns)).sum(),
+            });
+        }
+    }
+
+    /// The director's state as data (the console and the JSON API).
+    pub fn state(&mut self) -> DirectorState {
+        let live: HashMap<ServiceKey, ipvsadm::ServiceEntry> =
+            self.live().into_iter().map(|e| (e.key, e)).collect();
+        let now = self.now();
+        let failover = self.failover.as_ref().map(|f| {
+            let f = f.status.borrow();
+            Failover {
+                state: f.state.to_string(),
+                since_secs: f.since.elapsed().as_secs(),
+                reason: f.reason.clone(),
+                priority: f.priority,
+                vrid: f.vrid,
+                local: f.local.to_string(),
+                peers: f.peers.iter().map(ToString::to_string).collect(),
+                refused: f.refused,
+            }
+        });
+        let connections = self.plane.proxy().map(|p| {
+            let l = p.director_limit();
+            Connections {
+                open: l.open() as u64,
+                max: l.max() as u64,
+                refused: l.refused(),
+            }
+        });
+        let health = |m: &Monitor, key: &ServiceKey, addr, port| {
+            m.describe(key, &addr, port, now).map(|text| Health {
+                state: m.word(key, &addr, port).to_string(),
+                text,
+            })
+        };
+        let mut services = Vec::new();
+        for s in self.table.services() {
+            let e = live.get(&s.key);
+            let mut servers: Vec<RealState> = Vec::new();
+            let mut dests: Vec<_> = s.dests.iter().collect();
+            dests.sort_by_key(|d| (d.addr, d.port));
+            for d in dests {
+                let ld = e.and_then(|e| {
+                    e.dests
+                        .iter()
+                        .find(|x| (x.addr, x.port) == (d.addr, d.port))
+                });
+                servers.push(RealState {
+                    name: self.dest_names.get(&(s.key, d.addr, d.port)).cloned(),
+                    address: SocketAddr::new(d.addr, d.port).to_string(),
+                    in_service: true,
+                    weight: d.weight,
+                    state: Self::dest_state(d).into(),
+                    admin: self
+                        .monitor
+                        .admin(&(s.key, d.addr, d.port))
+                        .map(|a| a.word().into()),
+                    health: health(&self.monitor, &s.key, d.addr, d.port),
+                    active: ld.map_or(d.activeconns, |l| l.activeconns),
+                    inactive: ld.map_or(d.inactconns, |l| l.inactconns),
+                    conns: ld.map_or(d.stats.counters.conns, |l| l.counters.conns),
+                    cps: ld.map_or(0, |l| l.rates.cps),
+                });
+            }
+            for (addr, port) in self.monitor.dests_of(&s.key) {
+                if s.dest(&addr, port).is_none() {
+                    servers.push(RealState {
+                        name: self.dest_names.get(&(s.key, addr, port)).cloned(),
+                        address: SocketAddr::new(addr, port).to_string(),
+                        in_service: false,
+                        state: "out of service".into(),
+                        admin: self
+                            .monitor
+                            .admin(&(s.key, addr, port))
+                            .map(|a| a.word().into()),
+                        health: health(&self.monitor, &s.key, addr, port),
+                        ..Default::default()
+                    });
+                }
+            }
+            services.push(VirtualState {
+                name: self.names.get(&s.key).cloned(),
+                service: s.key.to_string(),
+                scheduler: s.scheduler.kind().to_string(),
+                persistent: s.persistent,
+                serving: self.serving(&s.key).into(),
+                conns: e.map_or(0, |e| e.counters.conns),
+                active: e.map_or(0, |e| {
+                    e.dests.iter().map(|d| u64::from(d.activeconns)).sum()
+                }),
+                inactive: e.map_or(0, |e| e.dests.iter().map(|d| u64::from(d.inactconns)).sum()),
+                cps: e.map_or(0, |e| e.rates.cps),
+                inbps: e.map_or(0, |e| e.rates.inbps),
+                outbps: e.map_or(0, |e| e.rates.outbps),
+                refused_no_server: self.nodest.get(&s.key).map_or(0, |n| n.total),
+                sorry_server: self.monitor.sorry_serving(&s.key).map(|a| a.to_string()),
+                servers,
+                history: self
+                    .history
+                    .get(&s.key)
+                    .map(|h| h.iter().copied().collect())
+                    .unwrap_or_default(),
+            });
+        }
+        DirectorState {
+            plane: self.plane.kind().into(),
+            plane_why: self.plane_why.clone(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            config: self
+                .config_path
+                .as_ref()
+                .map_or_else(|| self.origin.clone(), |p| p.display().to_string()),
+            serial: self.serial,
+            failover,
+            forwarding: self.forwarding(),
+            connections,
+            services,
+            sync: self.plane.sync_status(),
+        }
+    }
+
+    /// Drain, disable or enable a real server named in the configuration.
+    pub fn server_action(&mut self, vs: &str, rs: &str, action: ServerAction) -> Response {
+        let found = self.dest_names.iter().find_map(|((k, a, p), n)| {
+            (n == rs && self.names.get(k).is_some_and(|v| v == vs)).then_some((*k, *a, *p))
+        });
+        let Some(dest) = found else {
+            let known = self.names.values().any(|v| v == vs);
+            return Response {
+                stderr: if known {
+                    format!(
+                        "virtual server `{vs}` has no active real server `{rs}` (see `fulcrum status`)\n"
+                    )
+                } else {
+                    format!("there is no active virtual server `{vs}` (see `fulcrum status`)\n")
+                },
+                exit_code: 1,
+                ..Default::default()
+            };
+        };
+        let admin = match action {
+            ServerAction::Drain => Some(Admin::Drain),
+            ServerAction::Disable => Some(Admin::Disable),
+            ServerAction::Enable => None,
+        };
+        let before = self.monitor.admin(&dest);
+        match self.monitor.set_admin(&dest, admin) {
+            Ok(ops) => {
+                self.apply_ops(ops);
+                let what = match action {
+                    ServerAction::Drain => {
+                        "drained: it gets no new connections, its open ones go on"
+                    }
+                    ServerAction::Disable => "disabled: out of the table until enabled",
+                    ServerAction::Enable => "enabled: its checks decide again",
+                };
+                if before != admin {
+                    tracing::info!(virtual_server = %vs, real_server = %rs, addr = %SocketAddr::new(dest.1, dest.2), action = ?action, "real server {what}");
+                }
+                Response {
+                    stdout: format!("real server `{rs}` of `{vs}` {what}\n"),
+                    ..Default::default()
+                }
+            }
+            Err(e) => Response {
+                stderr: format!("{e}\n"),
+                exit_code: 1,
+                ..Default::default()
+            },
+        }
+    }
+
     /// The director's state, for people.
     pub fn status(&mut self) -> String {
         let live: HashMap<ServiceKey, ipvsadm::ServiceEntry> =
@@ -1058,15 +1339,7 @@ impl Controller {
                 ),
                 None => (Default::default(), 0, 0, 0),
             };
-            let listening = if self.plane.kernel_ref().is_some() {
-                "in the kernel"
-            } else if self.plane.kind() == "xdp" {
-                "in XDP"
-            } else if self.plane.forwards(&s.key) {
-                "serving"
-            } else {
-                "NOT SERVING"
-            };
+            let listening = self.serving(&s.key);
             let _ = writeln!(
                 o,
                 "\n{name}{} {} ({listening}) — {} real servers, {active} active / {inactive} inactive connections, {} total, {} conn/s",
@@ -1096,19 +1369,14 @@ impl Controller {
             let mut dests: Vec<_> = s.dests.iter().collect();
             dests.sort_by_key(|d| (d.addr, d.port));
             for d in dests {
-                let state = if d.weight == 0 {
-                    "quiesced"
-                } else if d.overload {
-                    "overloaded"
-                } else {
-                    "available"
-                };
                 let _ = writeln!(
                     o,
-                    "  -> {}{}  weight {}  {state}  active {}  inactive {}  conns {}",
+                    "  -> {}{}  weight {}  {}{}  active {}  inactive {}  conns {}",
                     SocketAddr::new(d.addr, d.port),
                     self.dest_name(&s.key, d.addr, d.port),
                     d.weight,
+                    Self::dest_state(d),
+                    self.admin_note(&s.key, d.addr, d.port),
                     d.activeconns,
                     d.inactconns,
                     d.stats.counters.conns
@@ -1123,9 +1391,10 @@ impl Controller {
                 {
                     let _ = writeln!(
                         o,
-                        "  -- {}{}  out of service: {h}",
+                        "  -- {}{}  out of service{}: {h}",
                         SocketAddr::new(addr, port),
-                        self.dest_name(&s.key, addr, port)
+                        self.dest_name(&s.key, addr, port),
+                        self.admin_note(&s.key, addr, port)
                     );
                 }
             }
@@ -1154,6 +1423,7 @@ impl Controller {
         let mut expire = tokio::time::interval(Duration::from_secs(1));
         let mut gc = tokio::time::interval(Duration::from_secs(60));
         let mut upkeep = tokio::time::interval(Duration::from_secs(5));
+        let mut sample = tokio::time::interval(SAMPLE_EVERY);
         est.tick().await;
         gc.tick().await;
         let Some(mut health) = self.health_rx.take() else {
@@ -1193,6 +1463,13 @@ impl Controller {
                         Request::Status => Response { stdout: self.status(), ..Default::default() },
                         Request::Reload => self.reload(),
                         Request::Metrics => Response { stdout: self.metrics(), ..Default::default() },
+                        Request::State => Response {
+                            stdout: serde_json::to_string(&self.state()).unwrap_or_default(),
+                            ..Default::default()
+                        },
+                        Request::Server { virtual_server, server, action } => {
+                            self.server_action(&virtual_server, &server, action)
+                        }
                     };
                     let _ = msg.reply.send(resp);
                     deadline = self.health_deadline();
@@ -1204,6 +1481,7 @@ impl Controller {
                 }
                 _ = gc.tick() => self.table.collect_garbage(self.now()),
                 _ = upkeep.tick() => self.plane.upkeep(&self.table),
+                _ = sample.tick() => self.sample(),
                 Ok(()) = async {
                     match election.as_mut() {
                         Some(e) => e.changed().await,

@@ -5,6 +5,7 @@
 pub mod addresses;
 pub mod agent;
 pub mod check;
+pub mod console;
 pub mod control;
 pub mod controller;
 pub mod dataplane;
@@ -13,8 +14,10 @@ pub mod files;
 pub mod ha;
 pub mod kernel;
 pub mod limits;
+pub mod logring;
 pub mod metrics;
 pub mod monitor;
+pub mod passwd;
 pub mod paths;
 pub mod privileges;
 pub mod realserver;

@@ -37,6 +37,10 @@ enum Command {
         /// alone listens on 127.0.0.1 only.
         #[arg(long, value_name = "[ADDR:]PORT", value_parser = fulcrum::metrics::parse_listen)]
         metrics: Option<SocketAddr>,
+        /// Serve the web console and JSON API at http://ADDR:PORT/ (over
+        /// the file's `console`); a port alone listens on 127.0.0.1 only.
+        #[arg(long, value_name = "[ADDR:]PORT", value_parser = fulcrum::metrics::parse_listen)]
+        console: Option<SocketAddr>,
         /// On exit, leave the kernel's IPVS table, the sync daemon and the
         /// floating addresses in place, and hand nothing over to a backup:
         /// forwarding goes on until the next `fulcrum run` adopts them (an
@@ -60,6 +64,42 @@ enum Command {
         /// The director's control socket.
         #[arg(long, value_name = "SOCKET")]
         control: Option<PathBuf>,
+    },
+    /// Drain, disable or enable a real server of the running director, named
+    /// as lvs.cf names it (`fulcrum server web rs1 drain`). Lasts until the
+    /// director stops; edit `active` or `weight` in lvs.cf to keep it.
+    Server {
+        /// The `virtual` block's name.
+        #[arg(value_name = "VIRTUAL")]
+        virtual_server: String,
+        /// The `server` block's name.
+        #[arg(value_name = "SERVER")]
+        server: String,
+        /// drain (weight 0: no new connections, open ones go on), disable
+        /// (out of the table), or enable (its checks decide again).
+        #[arg(value_name = "ACTION")]
+        action: fulcrum_api::state::ServerAction,
+        /// The director's control socket.
+        #[arg(long, value_name = "SOCKET")]
+        control: Option<PathBuf>,
+    },
+    /// Add or change a web-console user (asks for the password, or reads
+    /// one line from standard input), make an API token, or remove either.
+    Passwd {
+        /// The user's (or token's) name.
+        name: String,
+        /// The users file.
+        #[arg(long, value_name = "PATH", default_value = fulcrum::console::DEFAULT_USERS)]
+        users: PathBuf,
+        /// admin (may change things) or viewer (read-only).
+        #[arg(long, default_value = "admin", value_parser = parse_role)]
+        role: fulcrum_api::auth::Role,
+        /// Make an API token instead: printed once, only its hash kept.
+        #[arg(long)]
+        token: bool,
+        /// Remove the user (or, with --token, the token).
+        #[arg(long)]
+        delete: bool,
     },
     /// Make the running director re-read its configuration (as SIGHUP does).
     Reload {
@@ -176,6 +216,14 @@ enum Command {
         /// Where the director listens.
         #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// The control socket (default as for `fulcrum run`): two demos at
+        /// once need two.
+        #[arg(long, value_name = "SOCKET")]
+        control: Option<PathBuf>,
+        /// Serve the web console too (user admin, a password printed at
+        /// start); a port alone listens on 127.0.0.1.
+        #[arg(long, value_name = "[ADDR:]PORT", value_parser = fulcrum::metrics::parse_listen)]
+        console: Option<SocketAddr>,
     },
 }
 
@@ -183,6 +231,10 @@ enum Command {
 enum AgentSource {
     Cpu,
     Load,
+}
+
+fn parse_role(s: &str) -> Result<fulcrum_api::auth::Role, String> {
+    s.parse()
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -229,6 +281,7 @@ fn main() -> ExitCode {
             control,
             workers,
             metrics,
+            console,
             keep_forwarding,
         } => {
             fulcrum::run::init_logging();
@@ -245,6 +298,7 @@ fn main() -> ExitCode {
                 control,
                 workers,
                 metrics,
+                console,
                 keep_forwarding,
                 |_| {},
             )))
@@ -255,6 +309,27 @@ fn main() -> ExitCode {
             Request::Status,
             "fulcrum status",
         )),
+        Command::Server {
+            virtual_server,
+            server,
+            action,
+            control,
+        } => code(client(
+            &control.unwrap_or_else(default_control_path),
+            Request::Server {
+                virtual_server,
+                server,
+                action,
+            },
+            "fulcrum server",
+        )),
+        Command::Passwd {
+            name,
+            users,
+            role,
+            token,
+            delete,
+        } => code(fulcrum::passwd::run(&users, &name, role, token, delete)),
         Command::Reload { control } => code(client(
             &control.unwrap_or_else(default_control_path),
             Request::Reload,
@@ -315,9 +390,13 @@ fn main() -> ExitCode {
                 timeout,
             })),
         ),
-        Command::Demo { listen } => {
+        Command::Demo {
+            listen,
+            control,
+            console,
+        } => {
             fulcrum::run::init_logging();
-            code(runtime().block_on(fulcrum::demo::run(listen)))
+            code(runtime().block_on(fulcrum::demo::run(listen, control, console)))
         }
     }
 }

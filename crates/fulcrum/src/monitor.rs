@@ -74,6 +74,38 @@ pub enum TableOp {
     Remove(ServiceKey, IpAddr, u16),
 }
 
+/// What the operator asked of a real server at run time (the console, the
+/// API), over what its checks decide. It lasts while the server is in the
+/// configuration (reloads included) and ends with the director.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admin {
+    /// Weight 0: its connections go on, it gets no new ones (unless a
+    /// persistence template sends a client back).
+    Drain,
+    /// Out of the table, whatever its checks say.
+    Disable,
+}
+
+impl Admin {
+    /// The word status and the console show.
+    pub fn word(self) -> &'static str {
+        match self {
+            Admin::Drain => "drained",
+            Admin::Disable => "disabled",
+        }
+    }
+
+    /// What the table gets for a real server its checks want at `weight`
+    /// (`None`: out).
+    fn over(admin: Option<Admin>, weight: Option<u32>) -> Option<u32> {
+        match admin {
+            None => weight,
+            Some(Admin::Drain) => weight.map(|_| 0),
+            Some(Admin::Disable) => None,
+        }
+    }
+}
+
 /// A state change to log.
 #[derive(Debug, Clone)]
 pub struct Logged {
@@ -213,6 +245,8 @@ pub struct Monitor {
     /// that was last logged.
     local_failures: u64,
     local_failure_logged: Option<Duration>,
+    /// The operator's drains and disables.
+    admin: HashMap<DestKey, Admin>,
 }
 
 /// How soon a probe that could not run for the director's own reasons is
@@ -341,6 +375,7 @@ impl Monitor {
             next.insert(key, entry);
         }
         self.entries = next;
+        self.admin.retain(|k, _| self.entries.contains_key(k));
         let mut sorry_next = HashMap::new();
         for s in sorry {
             let state = self
@@ -358,30 +393,63 @@ impl Monitor {
     /// when it is out of service (a checked server not yet alive, or dead
     /// and not quiesced).
     pub fn desired(&self, key: &ServiceKey, dest: &DestSpec) -> Option<DestSpec> {
-        let Some(e) = self.entries.get(&(*key, dest.addr, dest.port)) else {
+        let k = (*key, dest.addr, dest.port);
+        let Some(e) = self.entries.get(&k) else {
             return Some(dest.clone());
         };
-        if e.probe.is_none() {
-            return Some(dest.clone());
+        let weight = if e.probe.is_none() {
+            Some(dest.weight)
+        } else {
+            match e.checker.state() {
+                State::Alive => Some(e.checker.weight()),
+                State::Dead if e.spec.quiesce => Some(0),
+                _ => None,
+            }
+        };
+        Admin::over(self.admin.get(&k).copied(), weight).map(|weight| DestSpec {
+            weight,
+            ..dest.clone()
+        })
+    }
+
+    /// Drain, disable, or (`None`) give a real server back to its checks;
+    /// the table changes that follow.
+    ///
+    /// # Errors
+    /// When the real server is not one of the configuration's.
+    pub fn set_admin(&mut self, k: &DestKey, admin: Option<Admin>) -> Result<Vec<TableOp>, String> {
+        let Some(e) = self.entries.get(k) else {
+            return Err(format!(
+                "{} is not a real server of the configuration's virtual server {}",
+                SocketAddr::new(k.1, k.2),
+                k.0
+            ));
+        };
+        let dest = e.spec.dest.clone();
+        match admin {
+            Some(a) => _ = self.admin.insert(*k, a),
+            None => _ = self.admin.remove(k),
         }
-        match e.checker.state() {
-            State::Alive => Some(DestSpec {
-                weight: e.checker.weight(),
-                ..dest.clone()
-            }),
-            State::Dead if e.spec.quiesce => Some(DestSpec {
-                weight: 0,
-                ..dest.clone()
-            }),
-            _ => None,
-        }
+        let mut ops = vec![match self.desired(&k.0, &dest) {
+            Some(d) => TableOp::Put(k.0, d),
+            None => TableOp::Remove(k.0, k.1, k.2),
+        }];
+        ops.extend(self.update_sorry());
+        Ok(ops)
+    }
+
+    /// What the operator asked of a real server, if anything.
+    pub fn admin(&self, k: &DestKey) -> Option<Admin> {
+        self.admin.get(k).copied()
     }
 
     fn alive(&self, key: &ServiceKey) -> usize {
         self.entries
             .iter()
-            .filter(|((k, _, _), e)| {
-                k == key && (e.probe.is_none() || e.checker.state() == State::Alive)
+            .filter(|(dk, e)| {
+                dk.0 == *key
+                    && (e.probe.is_none() || e.checker.state() == State::Alive)
+                    && !self.admin.contains_key(dk)
             })
             .count()
     }
@@ -563,17 +631,22 @@ impl Monitor {
                 continue;
             };
             let (key, addr, port) = k;
+            let admin = self.admin.get(k).copied();
             while let Some(a) = e.checker.poll_action() {
                 let d = &e.spec.dest;
-                ops.push(match a {
-                    Action::Add { weight } | Action::SetWeight(weight) => TableOp::Put(
+                let weight = match a {
+                    Action::Add { weight } | Action::SetWeight(weight) => Some(weight),
+                    Action::Remove => None,
+                };
+                ops.push(match Admin::over(admin, weight) {
+                    Some(weight) => TableOp::Put(
                         *key,
                         DestSpec {
                             weight,
                             ..d.clone()
                         },
                     ),
-                    Action::Remove => TableOp::Remove(*key, *addr, *port),
+                    None => TableOp::Remove(*key, *addr, *port),
                 });
             }
             while let Some(t) = e.checker.poll_transition() {
@@ -593,6 +666,19 @@ impl Monitor {
         }
         ops.extend(self.update_sorry());
         (ops, logs)
+    }
+
+    /// A real server's health in a word: `alive`, `dead`, `unknown` or
+    /// `not checked`.
+    pub fn word(&self, key: &ServiceKey, addr: &IpAddr, port: u16) -> &'static str {
+        match self.entries.get(&(*key, *addr, port)) {
+            Some(e) if e.probe.is_some() => match e.checker.state() {
+                State::Unknown => "unknown",
+                State::Alive => "alive",
+                State::Dead => "dead",
+            },
+            _ => "not checked",
+        }
     }
 
     /// A real server's health for `fulcrum status`.

@@ -16,13 +16,19 @@ use crate::ha::{Ha, HaSettings};
 /// Log to stderr, one line per event; `FULCRUM_LOG` takes a tracing filter
 /// (default `info`).
 pub fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("FULCRUM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_target(false),
+        )
+        .with(crate::logring::layer())
         .try_init();
 }
 
@@ -61,6 +67,7 @@ pub async fn director(
     control: PathBuf,
     workers: usize,
     metrics: Option<std::net::SocketAddr>,
+    console: Option<std::net::SocketAddr>,
     keep_forwarding: bool,
     banner: impl FnOnce(&Path),
 ) -> i32 {
@@ -79,6 +86,22 @@ pub async fn director(
     let name = config_path
         .as_ref()
         .map_or("configuration".to_string(), |p| p.display().to_string());
+    // The console binds (and reads its users and certificate) before
+    // privileges are given up; it cannot work, the director does not start.
+    let console = match crate::console::Settings::from_config(
+        config.as_ref(),
+        console,
+        config_path.clone(),
+    ) {
+        None => None,
+        Some(s) => match crate::console::Console::bind(&s).await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("fulcrum: {e}");
+                return 1;
+            }
+        },
+    };
     // Nothing is touched while another director runs at this socket.
     if let Err(e) = ControlSocket::check_free(&control).await {
         eprintln!("fulcrum: {e}");
@@ -205,6 +228,10 @@ pub async fn director(
         tracing::info!(metrics = ?metrics, "metrics at /metrics");
         tokio::spawn(crate::metrics::serve(l, ctl_tx.clone()))
     });
+    let console_task = console.map(|c| {
+        tracing::info!(console = ?c.local_addr().ok(), "web console and API");
+        tokio::spawn(c.serve(ctl_tx.clone()))
+    });
     let ctl_task = tokio::spawn(ctl.run(plane_rx, ctl_rx, stop_rx));
 
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
@@ -239,6 +266,9 @@ pub async fn director(
     server.abort();
     let _ = server.await; // drops the socket, removing its file
     if let Some(t) = metrics_task {
+        t.abort();
+    }
+    if let Some(t) = console_task {
         t.abort();
     }
     if keep_forwarding {

@@ -256,20 +256,11 @@ fn invoked_as_ipvsadm_it_is_fulcrum_adm() {
     let link = d.dir.0.join("ipvsadm");
     std::os::unix::fs::symlink(BIN, &link).unwrap();
     let run = |args: &[&str], stdin: &str| {
-        let mut c = Command::new(&link)
-            .args(args)
-            .env("FULCRUM_CONTROL", &d.control)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-        let o = c.wait_with_output().unwrap();
-        (
-            o.status.code().unwrap(),
-            String::from_utf8(o.stdout).unwrap(),
-            String::from_utf8(o.stderr).unwrap(),
+        run_with_stdin(
+            Command::new(&link)
+                .args(args)
+                .env("FULCRUM_CONTROL", &d.control),
+            stdin,
         )
     };
     let (code, out, _) = run(&["-L", "-n"], "");

@@ -44,6 +44,24 @@ impl Drop for TempDir {
     }
 }
 
+/// Run a command with `stdin` as its standard input: (exit status,
+/// stdout, stderr).
+pub fn run_with_stdin(cmd: &mut Command, stdin: &str) -> (i32, String, String) {
+    let mut c = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let o = c.wait_with_output().unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8(o.stdout).unwrap(),
+        String::from_utf8(o.stderr).unwrap(),
+    )
+}
+
 pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     let t = Instant::now();
     while !f() {
