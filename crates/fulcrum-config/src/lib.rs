@@ -9,6 +9,7 @@
 
 mod diag;
 pub mod edit;
+pub mod import;
 mod lower;
 mod model;
 mod syntax;

@@ -6,7 +6,9 @@ use std::net::IpAddr;
 
 use crate::model::*;
 
-fn quote(s: &str) -> String {
+/// A value as lvs.cf writes it: bare when it can be, else quoted with
+/// escapes.
+pub(crate) fn quote(s: &str) -> String {
     let plain = !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_graphic() && !"#\"{}\\".contains(c));

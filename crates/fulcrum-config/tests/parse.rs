@@ -911,3 +911,77 @@ mod editing {
         }
     }
 }
+
+mod importing {
+    use fulcrum_config::import::{keepalived, ldirectord};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Hostile or broken files: the importers answer, never panic, and
+        /// what they write is lvs.cf the parser reads.
+        #[test]
+        fn any_text_imports_without_panicking(
+            src in "([ -~\t]{0,40}\n){0,12}",
+            braces in "[{}a-z_0-9 .:\n\"!#=-]{0,120}",
+        ) {
+            for text in [&src, &braces] {
+                let k = keepalived(text);
+                let _ = fulcrum_config::parse(&k.text);
+                let l = ldirectord(text);
+                let _ = fulcrum_config::parse(&l.text);
+            }
+        }
+    }
+
+    #[test]
+    fn keepalived_ranges_groups_and_broken_braces() {
+        let k = keepalived(
+            "virtual_server_group G {\n 10.0.0.1-3 80\n}\nvirtual_server group G {\n lb_algo wlc\n real_server 10.0.1.1 80 {\n  weight 3\n }\n}\n}\nvrrp_instance X {\n",
+        );
+        assert_eq!(k.text.matches("\nvirtual vs").count(), 3, "{}", k.text);
+        assert!(k.text.contains("address = 10.0.0.3\n"), "{}", k.text);
+        let p = fulcrum_config::parse(&k.text);
+        assert!(!p.has_errors(), "{:?}", p.diagnostics);
+        let notes: Vec<String> = k
+            .notes
+            .iter()
+            .map(|n| format!("{}: {}", n.line, n.message))
+            .collect();
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.starts_with("10: a `}` that closes no block")),
+            "{notes:?}"
+        );
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.starts_with("11: this `{` is never closed")),
+            "{notes:?}"
+        );
+        assert_eq!(
+            notes
+                .iter()
+                .filter(|n| n.contains("one lvs.cf virtual server per member"))
+                .count(),
+            1,
+            "said once: {notes:?}"
+        );
+    }
+
+    #[test]
+    fn ldirectord_forwarding_weights_and_unknown_keys() {
+        let l = ldirectord(
+            "quiescent=yes\nbogus=1\nvirtual=10.0.0.1:25\n\treal=10.0.1.1:25 masq 5\n\treal=10.0.1.2:25 ipip\n\tservice=smtp\n\tlogin=x\n",
+        );
+        let t = &l.text;
+        assert!(t.contains("\t\tforwarding = nat\n\t\tweight = 5\n"), "{t}");
+        assert!(t.contains("\t\tforwarding = tunnel\n"), "{t}");
+        assert!(
+            t.contains("\tchecktype = smtp\n\tquiesce_server = 1\n"),
+            "{t}"
+        );
+        let notes: Vec<usize> = l.notes.iter().map(|n| n.line).collect();
+        assert_eq!(notes, [2, 7]);
+    }
+}
