@@ -78,6 +78,10 @@ pub struct Router {
     master_down_timer: Option<Duration>,
     /// When a lower-priority master was first heard (preempt delay).
     lower_since: Option<Duration>,
+    /// The last advert a backup heard from a master: who, and when.
+    last_heard: Option<(IpAddr, Duration)>,
+    /// When this router became a backup.
+    backup_since: Duration,
     out: VecDeque<Output>,
 }
 
@@ -95,6 +99,8 @@ impl Router {
             adver_timer: None,
             master_down_timer: None,
             lower_since: None,
+            last_heard: None,
+            backup_since: Duration::ZERO,
             out: VecDeque::new(),
         }
     }
@@ -164,6 +170,7 @@ impl Router {
     }
 
     fn become_backup(&mut self, now: Duration, reason: String) {
+        self.backup_since = now;
         self.adver_timer = None;
         self.lower_since = None;
         self.master_down_timer = Some(now + self.master_down_interval());
@@ -214,6 +221,9 @@ impl Router {
         match self.state {
             State::Initialize => {}
             State::Backup => {
+                if a.priority != 0 {
+                    self.last_heard = Some((from, now));
+                }
                 let lower = self.cfg.preempt && a.priority < self.cfg.priority;
                 if lower && a.priority != 0 {
                     // Preempt delay: a lower-priority master counts as a
@@ -276,11 +286,18 @@ impl Router {
     pub fn handle_timeout(&mut self, now: Duration) {
         match self.state {
             State::Backup if self.master_down_timer.is_some_and(|t| now >= t) => {
-                let waited = self.master_down_interval();
-                self.become_master(
-                    now,
-                    format!("no advert from a master for {:.2}s", waited.as_secs_f64()),
-                );
+                let limit = self.master_down_interval().as_secs_f64();
+                let reason = match self.last_heard.filter(|(_, t)| *t >= self.backup_since) {
+                    Some((who, t)) => format!(
+                        "no advert from the master {who} for {:.2}s (the limit is {limit:.2}s)",
+                        now.saturating_sub(t).as_secs_f64(),
+                    ),
+                    None => format!(
+                        "no advert from any master in {:.2}s as a backup (the limit is {limit:.2}s)",
+                        now.saturating_sub(self.backup_since).as_secs_f64()
+                    ),
+                };
+                self.become_master(now, reason);
             }
             State::Master if self.adver_timer.is_some_and(|t| now >= t) => {
                 self.out
@@ -420,6 +437,39 @@ mod tests {
         assert!(
             took >= ms(3600) && took <= ms(3620),
             "took over {took:?} after the last advert"
+        );
+    }
+
+    /// The reason of the last state change.
+    fn last_reason(r: &mut Router) -> String {
+        let mut reason = String::new();
+        while let Some(o) = r.poll_output() {
+            if let Output::StateChanged { reason: why, .. } = o {
+                reason = why;
+            }
+        }
+        reason
+    }
+
+    #[test]
+    fn a_take_over_says_whose_adverts_stopped_and_for_how_long() {
+        let mut b = router(100, "10.0.0.2", true);
+        b.start(Duration::ZERO);
+        let master = router(150, "10.0.0.1", true).advert(150);
+        b.handle_advert(ms(1000), "10.0.0.1".parse().unwrap(), &master);
+        b.handle_timeout(ms(10_000));
+        assert_eq!(b.state(), State::Master);
+        assert_eq!(
+            last_reason(&mut b),
+            "no advert from the master 10.0.0.1 for 9.00s (the limit is 3.60s)"
+        );
+        // Never heard one: says how long it waited as a backup.
+        let mut c = router(100, "10.0.0.2", true);
+        c.start(Duration::ZERO);
+        c.handle_timeout(ms(4000));
+        assert_eq!(
+            last_reason(&mut c),
+            "no advert from any master in 4.00s as a backup (the limit is 3.60s)"
         );
     }
 

@@ -215,7 +215,7 @@ impl Addresses {
             }
             match self.mgr.adopt(&f.addr).await {
                 Ok(true) => {
-                    tracing::warn!(addr = %f.addr, what = %f.what, "floating address already on this host (left by an earlier run?); removing it until this director is active")
+                    tracing::warn!(addr = %f.addr, what = %f.what, "floating address found on this host while this director starts as a backup (left by a director that was killed, or added by hand): removed, so only the active director holds it; it comes back when this director becomes active")
                 }
                 Ok(false) => {}
                 Err(e) => {
@@ -223,7 +223,7 @@ impl Addresses {
                 }
             }
         }
-        self.remove_all().await;
+        self.remove_all("this director starts as a backup").await;
         self.want = want;
         self.active = false;
     }
@@ -250,7 +250,9 @@ impl Addresses {
             if !want.iter().any(|f| f.addr == a) {
                 self.stop_announcing(&a);
                 match self.mgr.remove(&a).await {
-                    Ok(_) => tracing::info!(addr = %a, "address removed"),
+                    Ok(_) => {
+                        tracing::info!(addr = %a, "address removed: no virtual server (nor `nat_router`) of the configuration uses it any more")
+                    }
                     Err(e) => tracing::warn!(addr = %a, error = %e, "cannot remove address"),
                 }
             }
@@ -282,7 +284,7 @@ impl Addresses {
                     self.inherited.retain(|a| *a != f.addr);
                 }
                 Ok(Added::AlreadyPresent) => {
-                    tracing::info!(addr = %f.addr, what = %f.what, "address already present; left alone")
+                    tracing::info!(addr = %f.addr, what = %f.what, "address already on this host and not added by this director (one of the host's own): used as it is; Fulcrum neither announces nor removes it")
                 }
                 Ok(Added::Added { ifindex }) => {
                     let dev = match &f.device {
@@ -310,14 +312,14 @@ impl Addresses {
         Ok(())
     }
 
-    /// Remove every address this director added.
-    pub async fn remove_all(&mut self) {
+    /// Remove every address this director added, saying `why` in the log.
+    pub async fn remove_all(&mut self, why: &str) {
         for (_, h) in self.announcing.drain() {
             h.abort();
         }
         for (a, r) in self.mgr.remove_all().await {
             match r {
-                Ok(()) => tracing::info!(addr = %a, "address removed"),
+                Ok(()) => tracing::info!(addr = %a, "address removed: {why}"),
                 Err(e) => tracing::warn!(addr = %a, error = %e, "cannot remove address"),
             }
         }
@@ -346,7 +348,8 @@ impl Addresses {
                             tracing::error!(error = %e, "floating addresses not all up");
                         }
                     } else {
-                        self.remove_all().await;
+                        self.remove_all("this director is no longer the active one")
+                            .await;
                     }
                     let _ = done.send(());
                 }
@@ -359,7 +362,7 @@ impl Addresses {
                     }
                 }
                 AddrMsg::RemoveAll(done) => {
-                    self.remove_all().await;
+                    self.remove_all("the director stops").await;
                     let _ = done.send(());
                 }
             }

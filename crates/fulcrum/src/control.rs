@@ -244,7 +244,7 @@ pub fn client(path: &Path, request: Request, program: &str) -> i32 {
                 path.display()
             );
             eprintln!(
-                "  hint: start it with `fulcrum run --config /etc/lvs.cf` (or `fulcrum demo`), or point --control / FULCRUM_CONTROL at its socket"
+                "  hint: start it with `fulcrum run` (reading /etc/fulcrum/lvs.cf, or --config PATH) or `fulcrum demo`, or point --control / FULCRUM_CONTROL at its socket"
             );
             2
         }

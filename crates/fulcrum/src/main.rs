@@ -23,9 +23,10 @@ struct Cli {
 enum Command {
     /// Run the director: serve the virtual servers of an lvs.cf.
     Run {
-        /// The configuration file.
-        #[arg(long, short = 'c', value_name = "PATH", default_value = "/etc/lvs.cf")]
-        config: PathBuf,
+        /// The configuration file (default: the first of /etc/fulcrum/lvs.cf,
+        /// /etc/sysconfig/ha/lvs.cf and /etc/lvs.cf that exists).
+        #[arg(long, short = 'c', value_name = "PATH")]
+        config: Option<PathBuf>,
         /// The control socket (default: $FULCRUM_CONTROL, /run/fulcrum/control.sock
         /// for root, else $XDG_RUNTIME_DIR/fulcrum/control.sock).
         #[arg(long, value_name = "SOCKET")]
@@ -101,6 +102,31 @@ enum Command {
         #[arg(long)]
         delete: bool,
     },
+    /// Print the lvs.cf equivalent of a keepalived.conf or an ldirectord.cf,
+    /// with a note (file:line) for each setting it cannot carry over.
+    Import {
+        /// The file to import.
+        file: PathBuf,
+        /// What it is (default: from its name, else its content).
+        #[arg(long, value_enum)]
+        from: Option<fulcrum::import::From>,
+        /// Write the lvs.cf here instead of standard output.
+        #[arg(long, short = 'o', value_name = "PATH")]
+        output: Option<PathBuf>,
+    },
+    /// Print shell completions (bash, zsh, fish, elvish, powershell):
+    /// `fulcrum completions bash > /etc/bash_completion.d/fulcrum`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages into DIR: fulcrum.1, one per command
+    /// (fulcrum-run.1, …), and lvs.cf.5.
+    #[command(hide = true)]
+    Manpages {
+        /// Where to write them.
+        dir: PathBuf,
+    },
     /// Make the running director re-read its configuration (as SIGHUP does).
     Reload {
         /// The director's control socket.
@@ -110,9 +136,10 @@ enum Command {
     /// Validate an lvs.cf: print every problem with file:line:col, exit 1 on
     /// any error.
     Check {
-        /// The configuration file.
-        #[arg(long, short = 'c', value_name = "PATH", default_value = "/etc/lvs.cf")]
-        config: PathBuf,
+        /// The configuration file (default: the first of /etc/fulcrum/lvs.cf,
+        /// /etc/sysconfig/ha/lvs.cf and /etc/lvs.cf that exists).
+        #[arg(long, short = 'c', value_name = "PATH")]
+        config: Option<PathBuf>,
         /// Also print the IPVS table the file describes, as `ipvsadm -S -n`
         /// would.
         #[arg(long)]
@@ -233,6 +260,46 @@ enum AgentSource {
     Load,
 }
 
+/// Write fulcrum.1, a page per command and lvs.cf.5 into `dir`; how many.
+fn manpages(dir: &std::path::Path) -> Result<usize, String> {
+    let write = |name: &str, text: &[u8]| {
+        std::fs::write(dir.join(name), text)
+            .map_err(|e| format!("cannot write {}: {e}", dir.join(name).display()))
+    };
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let render = |c: clap::Command| -> Result<Vec<u8>, String> {
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(c)
+            .render(&mut buf)
+            .map_err(|e| format!("cannot render a manual page: {e}"))?;
+        Ok(buf)
+    };
+    let mut n = 0;
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("fulcrum-{}", sub.get_name());
+        write(
+            &format!("{name}.1"),
+            &render(sub.clone().name(name.clone()))?,
+        )?;
+        n += 1;
+    }
+    write("fulcrum.1", &render(cmd)?)?;
+    write(
+        "lvs.cf.5",
+        fulcrum::manual::lvs_cf_page(env!("CARGO_PKG_VERSION")).as_bytes(),
+    )?;
+    Ok(n + 2)
+}
+
+/// `--config`, or the first configuration file found in the usual places.
+fn config_or_default(config: Option<PathBuf>) -> Result<PathBuf, String> {
+    match config {
+        Some(c) => Ok(c),
+        None => fulcrum::paths::find_config(std::path::Path::new("/")),
+    }
+}
+
 fn parse_role(s: &str) -> Result<fulcrum_api::auth::Role, String> {
     s.parse()
 }
@@ -275,7 +342,13 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config, save } => fulcrum::check::run(&config, save),
+        Command::Check { config, save } => match config_or_default(config) {
+            Ok(config) => fulcrum::check::run(&config, save),
+            Err(e) => {
+                eprintln!("fulcrum check: {e}");
+                ExitCode::from(1)
+            }
+        },
         Command::Run {
             config,
             control,
@@ -285,6 +358,13 @@ fn main() -> ExitCode {
             keep_forwarding,
         } => {
             fulcrum::run::init_logging();
+            let config = match config_or_default(config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("fulcrum: {e}");
+                    return ExitCode::from(1);
+                }
+            };
             let Some((cfg, text)) = fulcrum::run::load(&config) else {
                 return ExitCode::from(1);
             };
@@ -330,6 +410,24 @@ fn main() -> ExitCode {
             token,
             delete,
         } => code(fulcrum::passwd::run(&users, &name, role, token, delete)),
+        Command::Import { file, from, output } => {
+            fulcrum::import::run(&file, from, output.as_deref())
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "fulcrum", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Manpages { dir } => match manpages(&dir) {
+            Ok(n) => {
+                eprintln!("fulcrum: {n} manual pages written to {}", dir.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("fulcrum: {e}");
+                ExitCode::from(1)
+            }
+        },
         Command::Reload { control } => code(client(
             &control.unwrap_or_else(default_control_path),
             Request::Reload,

@@ -3,6 +3,37 @@
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+/// Where `fulcrum run` and `fulcrum check` look for the configuration
+/// without `--config`, in order: Fulcrum's own place, Piranha's, and the
+/// LVS guide's.
+pub const CONFIG_PLACES: &[&str] = &[
+    "/etc/fulcrum/lvs.cf",
+    "/etc/sysconfig/ha/lvs.cf",
+    "/etc/lvs.cf",
+];
+
+/// The first of [`CONFIG_PLACES`] that exists under `root` (`/` on a
+/// host).
+///
+/// # Errors
+/// When none does: a message naming them all and what to do.
+pub fn find_config(root: &Path) -> Result<PathBuf, String> {
+    for p in CONFIG_PLACES {
+        let at = root.join(p.trim_start_matches('/'));
+        if at.exists() {
+            return Ok(if root == Path::new("/") {
+                PathBuf::from(p)
+            } else {
+                at
+            });
+        }
+    }
+    Err(format!(
+        "no configuration: none of {} exists; write one there (see docs/config.md), or give --config PATH",
+        CONFIG_PLACES.join(", ")
+    ))
+}
+
 /// The environment variable that overrides the control socket's path.
 pub const CONTROL_ENV: &str = "FULCRUM_CONTROL";
 
@@ -180,6 +211,24 @@ fn existing(path: &Path, any_owner: bool) -> Result<Existing, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_configuration_is_fulcrums_then_piranhas_then_the_guides() {
+        let root = std::env::temp_dir().join(format!("fulcrum-places-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let e = find_config(&root).unwrap_err();
+        assert!(
+            e.contains("/etc/fulcrum/lvs.cf, /etc/sysconfig/ha/lvs.cf, /etc/lvs.cf"),
+            "{e}"
+        );
+        for (i, p) in CONFIG_PLACES.iter().enumerate().rev() {
+            let at = root.join(p.trim_start_matches('/'));
+            std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+            std::fs::write(&at, "").unwrap();
+            assert_eq!(find_config(&root).unwrap(), at, "place {i}");
+        }
+        std::fs::remove_dir_all(&root).unwrap();
+    }
     use std::os::unix::fs::PermissionsExt;
 
     fn scratch(name: &str) -> PathBuf {

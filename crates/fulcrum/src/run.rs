@@ -13,21 +13,44 @@ use crate::control::ControlSocket;
 use crate::controller::{self, ControlMsg, Controller};
 use crate::ha::{Ha, HaSettings};
 
-/// Log to stderr, one line per event; `FULCRUM_LOG` takes a tracing filter
-/// (default `info`).
+/// Whether standard error is systemd's journal (`$JOURNAL_STREAM` names
+/// its device and inode, as systemd sets it for a service).
+fn stderr_is_journal() -> bool {
+    let Some((dev, ino)) = std::env::var("JOURNAL_STREAM").ok().and_then(|v| {
+        let (d, i) = v.split_once(':')?;
+        Some((d.parse::<u64>().ok()?, i.parse::<u64>().ok()?))
+    }) else {
+        return false;
+    };
+    rustix::fs::fstat(std::io::stderr()).is_ok_and(|st| st.st_dev == dev && st.st_ino == ino)
+}
+
+/// Log one line per event to stderr or, under systemd, to the journal with
+/// each field its own (`VIRTUAL_SERVER=web`, `REAL_SERVER=rs1`, …);
+/// `FULCRUM_LOG` takes a tracing filter (default `info`). The console keeps
+/// the last lines too.
 pub fn init_logging() {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("FULCRUM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let journal = if stderr_is_journal() {
+        tracing_journald::layer()
+            .ok()
+            .map(|l| l.with_syslog_identifier("fulcrum".into()))
+    } else {
+        None
+    };
+    let text = journal.is_none().then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_target(false)
+    });
     let _ = tracing_subscriber::registry()
         .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .with_target(false),
-        )
+        .with(journal)
+        .with(text)
         .with(crate::logring::layer())
         .try_init();
 }
@@ -171,7 +194,7 @@ pub async fn director(
             addrs.standby(cfg.floating_addresses()).await;
         } else if let Err(e) = addrs.apply(&cfg.floating_addresses()).await {
             eprintln!("fulcrum: {e}");
-            addrs.remove_all().await;
+            addrs.remove_all("the director could not start").await;
             return 1;
         }
     }
@@ -222,6 +245,7 @@ pub async fn director(
     };
     tracing::info!(control = %control.display(), "control socket ready");
     banner(&control);
+    crate::notify::ready(&format!("serving {name}"));
     let (stop_tx, stop_rx) = oneshot::channel();
     let server = tokio::spawn(socket.serve(ctl_tx.clone()));
     let metrics_task = metrics_listener.map(|l| {
@@ -248,13 +272,20 @@ pub async fn director(
             _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading");
+                crate::notify::reloading();
                 let (tx, rx) = oneshot::channel();
-                if ctl_tx.send(ControlMsg { request: fulcrum_api::control::Request::Reload, reply: tx }).await.is_ok() {
-                    let _ = rx.await;
+                let mut status = format!("serving {name}; the last reload failed (see the log)");
+                if ctl_tx.send(ControlMsg { request: fulcrum_api::control::Request::Reload, reply: tx }).await.is_ok()
+                    && let Ok(r) = rx.await
+                    && r.exit_code == 0
+                {
+                    status = format!("serving {name}; reloaded");
                 }
+                crate::notify::ready(&status);
             }
         }
     }
+    crate::notify::stopping();
     // Hand over first (a priority-0 advert), so a backup takes the
     // addresses while this director still drains. Keeping forwarding, hand
     // nothing over: the next director is expected within deadtime.
