@@ -48,6 +48,25 @@ pub struct Failover {
     pub peers: Vec<String>,
     /// Adverts refused so far.
     pub refused: u64,
+    /// The other directors, as their hellos last described them.
+    #[serde(default)]
+    pub directors: Vec<PeerView>,
+}
+
+/// Another director of the failover group.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PeerView {
+    /// Its heartbeat address.
+    pub address: String,
+    /// `MASTER`, `BACKUP`, `FAULT` or `INIT` from its last hello; none
+    /// when none came (a keepalived director sends none, or it is down).
+    pub state: Option<String>,
+    /// Its priority, from the same hello.
+    pub priority: Option<u8>,
+    /// Its configuration's `serial_no` (0: none).
+    pub serial: Option<u64>,
+    /// Seconds since that hello.
+    pub heard_secs_ago: Option<f64>,
 }
 
 /// The proxy plane's connection count.

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use fulcrum_api::control::{Request, Response};
 use fulcrum_api::ipvsadm::{self, AdmCommand};
 use fulcrum_api::state::{
-    Connections, DirectorState, Failover, Health, RealState, Sample, ServerAction, VirtualState,
+    Connections, DirectorState, Failover, Health, PeerView, RealState, Sample, ServerAction,
+    VirtualState,
 };
 use fulcrum_config::{Config, Dataplane, TableService};
 use fulcrum_core::state::{Direction, TcpFlags};
@@ -1011,6 +1012,32 @@ impl Controller {
         }
     }
 
+    /// The other directors as their hellos last described them.
+    fn peer_views(f: &HaStatus) -> Vec<PeerView> {
+        f.peers
+            .iter()
+            .map(|p| {
+                let h = f.heard.iter().find(|(a, _, _)| a == p);
+                PeerView {
+                    address: p.to_string(),
+                    state: h.map(|(_, h, _)| {
+                        use fulcrum_ha::cluster::PeerState;
+                        match h.state {
+                            PeerState::Init => "INIT",
+                            PeerState::Backup => "BACKUP",
+                            PeerState::Master => "MASTER",
+                            PeerState::Fault => "FAULT",
+                        }
+                        .to_string()
+                    }),
+                    priority: h.map(|(_, h, _)| h.priority),
+                    serial: h.map(|(_, h, _)| h.serial),
+                    heard_secs_ago: h.map(|(_, _, t)| t.elapsed().as_secs_f64()),
+                }
+            })
+            .collect()
+    }
+
     /// Whether this director forwards: a backup of the failover election
     /// does not (its services stand by).
     fn forwarding(&self) -> bool {
@@ -1089,6 +1116,7 @@ impl Controller {
                 local: f.local.to_string(),
                 peers: f.peers.iter().map(ToString::to_string).collect(),
                 refused: f.refused,
+                directors: Self::peer_views(&f),
             }
         });
         let connections = self.plane.proxy().map(|p| {
@@ -1298,6 +1326,20 @@ impl Controller {
                     String::new()
                 }
             );
+            for p in Self::peer_views(&f) {
+                let _ = match (&p.state, p.priority, p.serial, p.heard_secs_ago) {
+                    (Some(st), Some(pr), Some(se), Some(ago)) => writeln!(
+                        o,
+                        "  director {}: {st}, priority {pr}, serial {se} (hello {ago:.1}s ago)",
+                        p.address
+                    ),
+                    _ => writeln!(
+                        o,
+                        "  director {}: no hello heard (a keepalived director sends none; else it is down or unreachable)",
+                        p.address
+                    ),
+                };
+            }
         }
         if let Some(p) = self.plane.proxy() {
             let limit = p.director_limit();

@@ -152,7 +152,15 @@ fn reload_changes_real_servers_without_breaking_open_connections() {
     assert_eq!(held.get(), name, "the open connection survives the reload");
     let names: Vec<String> = (0..4).map(|_| get("127.25.0.1:8080")).collect();
     assert!(names.contains(&"rs3".to_string()));
-    let l = d.ok("-L -n");
+    // The table without its connection counts (the four connections just
+    // made close on their own time).
+    let table = || -> Vec<String> {
+        d.ok("-L -n")
+            .lines()
+            .map(|l| l.split_whitespace().take(4).collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    let l = table();
     // An invalid file changes nothing and says why.
     std::fs::write(
         d.cf(),
@@ -165,7 +173,7 @@ fn reload_changes_real_servers_without_breaking_open_connections() {
         err.contains("unknown keyword `schedular`") && err.contains("nothing changed"),
         "{err}"
     );
-    assert_eq!(d.ok("-L -n"), l);
+    assert_eq!(table(), l);
     assert_eq!(held.get(), name);
 }
 

@@ -261,6 +261,19 @@ fn a_killed_primary_is_replaced_within_deadtime_and_takes_over_again_on_return()
         "{}",
         ds[0].status()
     );
+    // Each names the other's state from its hellos; the backup's services
+    // stand by.
+    let backup = ds[1].status();
+    assert!(backup.contains(": MASTER, priority "), "{backup}");
+    assert!(
+        backup.contains("(standing by: this director is a backup)"),
+        "{backup}"
+    );
+    assert!(
+        ds[0].status().contains(": BACKUP, priority "),
+        "{}",
+        ds[0].status()
+    );
     let client = Client::start(&net, &tmp);
     client.expect_serving(20, "before the failure");
 

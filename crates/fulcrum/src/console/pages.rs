@@ -309,6 +309,34 @@ pub(crate) fn live(st: &DirectorState, view: &View) -> String {
                     String::new()
                 }
             );
+            o.push_str("<ul class=\"directors\">");
+            for p in &f.directors {
+                match (&p.state, p.priority, p.serial, p.heard_secs_ago) {
+                    (Some(st), Some(pr), Some(se), Some(ago)) => {
+                        let class = match st.as_str() {
+                            "MASTER" => "good",
+                            "BACKUP" => "standby",
+                            _ => "bad",
+                        };
+                        let _ = write!(
+                            o,
+                            "<li data-director=\"{}\">director {} <span class=\"badge {class}\">{}</span> priority {pr} · serial_no {se} · hello {ago:.1} s ago</li>",
+                            esc(&p.address),
+                            esc(&p.address),
+                            esc(st)
+                        );
+                    }
+                    _ => {
+                        let _ = write!(
+                            o,
+                            "<li data-director=\"{}\">director {} <span class=\"muted\">no hello heard (a keepalived director sends none; else it is down or unreachable)</span></li>",
+                            esc(&p.address),
+                            esc(&p.address)
+                        );
+                    }
+                }
+            }
+            o.push_str("</ul>");
         }
         None => o.push_str("<p class=\"failover muted\">Failover: off (a single director)</p>"),
     }
@@ -658,6 +686,43 @@ mod tests {
         assert!(!h.contains("<img src=x"), "{h}");
         assert!(!h.contains("<script>"), "{h}");
         assert!(h.contains("&lt;img src=x onerror=alert(1)&gt;"));
+    }
+
+    #[test]
+    fn every_director_of_the_failover_group_is_shown() {
+        use fulcrum_api::state::{Failover, PeerView};
+        let st = DirectorState {
+            failover: Some(Failover {
+                state: "BACKUP".into(),
+                directors: vec![
+                    PeerView {
+                        address: "10.0.0.1".into(),
+                        state: Some("MASTER".into()),
+                        priority: Some(200),
+                        serial: Some(7),
+                        heard_secs_ago: Some(0.4),
+                    },
+                    PeerView {
+                        address: "10.0.0.3".into(),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let view = View {
+            user: "a".into(),
+            admin: false,
+            csrf: String::new(),
+            has_config: false,
+        };
+        let h = live(&st, &view);
+        assert!(h.contains("<li data-director=\"10.0.0.1\">director 10.0.0.1 <span class=\"badge good\">MASTER</span> priority 200 · serial_no 7 · hello 0.4 s ago</li>"), "{h}");
+        assert!(
+            h.contains("director 10.0.0.3 <span class=\"muted\">no hello heard"),
+            "{h}"
+        );
     }
 
     #[test]

@@ -77,6 +77,9 @@ pub struct HaStatus {
     /// Adverts refused (bad TTL, unknown sender, malformed, failed
     /// authentication).
     pub refused: u64,
+    /// What the other directors last said of themselves in their hellos
+    /// (Fulcrum directors only: keepalived sends none), and when.
+    pub heard: Vec<(Ipv4Addr, Hello, Instant)>,
 }
 
 /// Failover as lvs.cf describes it, resolved for this host.
@@ -674,6 +677,7 @@ impl Ha {
             reason: "starting".into(),
             transitions: 0,
             refused: 0,
+            heard: Vec::new(),
         });
         Ok((
             Ha {
@@ -1076,6 +1080,14 @@ impl Ha {
                     let now = self.now();
                     self.ipfail.heard(now, from_ip, h.reach);
                     self.peer_hellos.insert(from_ip, h);
+                    if let IpAddr::V4(a) = from_ip {
+                        let at = Instant::now();
+                        self.status.send_modify(|s| {
+                            s.heard.retain(|(p, _, _)| *p != a);
+                            s.heard.push((a, h, at));
+                            s.heard.sort_by_key(|(p, _, _)| *p);
+                        });
+                    }
                 }
                 Err(e) => self.refuse(from_ip, &format!("hello: {e}")),
             }
