@@ -3,8 +3,13 @@
 # stream, on one namespaced topology, in the same run. Needs root, and:
 #   apt-get install haproxy nginx-light libnginx-mod-stream wrk iperf3 curl
 #   cargo build --release
-# Usage: bench/proxy.sh            (DUR=seconds per measurement, default 5)
-# Prints each measurement and the ratio Fulcrum / peer.
+# Usage: bench/proxy.sh            (DUR=seconds per measurement, default 5;
+#                                   ROUNDS=rounds, default 5, targets alternating)
+# Prints each measurement with wrk's errors, and the ratio Fulcrum / peer.
+# Every proxy runs in the same director namespace with the same tuning (the
+# fair one for short connections: TIME_WAIT reuse and a wide local port range
+# on the director, few TIME_WAIT buckets on the real servers), so none is
+# bound by running out of ports.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${FULCRUM_BIN:-$ROOT/target/release/fulcrum}
@@ -49,6 +54,11 @@ for rs in $RS1 $RS2; do
   ip -n "$(ns lan)" link set p-rs$i master br0 up
   ip -n "$(ns rs$i)" addr add $rs/24 dev eth0; ip -n "$(ns rs$i)" link set eth0 up
 done
+
+# --- the same tuning for every proxy ---------------------------------------
+ip netns exec "$(ns dir)" sysctl -q -w net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="1024 65000"
+for i in 1 2; do ip netns exec "$(ns rs$i)" sysctl -q -w net.ipv4.tcp_max_tw_buckets=1024; done
+ip netns exec "$(ns cli)" sysctl -q -w net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="1024 65000"
 
 bg() { "$@" >"$W/$(basename "$1")-$RANDOM.log" 2>&1 & PIDS+=($!); }
 
@@ -177,6 +187,14 @@ print("ready", flush=True)
 time.sleep(hold)
 PY
 
+# "connect C read R write W timeout T non-2xx N TOTAL" from wrk's output.
+wrk_errors() {
+  echo "$1" | awk '
+    /Socket errors:/ { gsub(",", ""); c=$4; r=$6; w=$8; t=$10 }
+    /Non-2xx or 3xx responses:/ { n=$5 }
+    END { c+=0; r+=0; w+=0; t+=0; n+=0; printf "connect %d read %d write %d timeout %d non-2xx %d %d", c, r, w, t, n, c+r+w+t+n }'
+}
+
 declare -A R
 measure() { # name port bulkport pattern
   local name=$1 port=$2 bport=$3 pat=$4
@@ -184,6 +202,9 @@ measure() { # name port bulkport pattern
   close=$($CLI wrk -t2 -c64 -d${DUR}s -H 'Connection: close' http://$VIP:$port/ 2>&1 || true)
   local v_close v_keep v_p99 v_bulk v_cpu
   v_close=$(echo "$close" | awk '/Requests\/sec/ {print $2}')
+  # wrk's errors: socket errors (connect, read, write, timeout) and non-2xx answers.
+  local e_close e_keep
+  e_close=$(wrk_errors "$close")
   if [ -n "${PROFILE:-}" ] && [ "$name" = fulcrum ]; then
     perf record -e cpu-clock -F 2000 -g -o "$PROFILE" -p "$(pgrep -f "fulcrum run --config $W/lvs.cf" | head -1)" -- sleep $((DUR - 1)) >/dev/null 2>&1 &
   fi
@@ -192,6 +213,7 @@ measure() { # name port bulkport pattern
   keep=$($CLI wrk -t2 -c64 -d${DUR}s --latency http://$VIP:$port/ 2>&1 || true)
   c1=$(cpu_of "$pat")
   v_keep=$(echo "$keep" | awk '/Requests\/sec/ {print $2}')
+  e_keep=$(wrk_errors "$keep")
   local total
   total=$(echo "$keep" | awk '/requests in/ {print $1}')
   # CPU microseconds per keep-alive request (ticks are 1/100 s).
@@ -210,13 +232,15 @@ measure() { # name port bulkport pattern
   local v_mem=$(( after / 1024 )) v_memd=$(( (after - before) / 1024 ))
   R[$name,close]+=" $v_close"; R[$name,keep]+=" $v_keep"; R[$name,cpu]+=" $v_cpu"
   R[$name,p99]+=" $v_p99"; R[$name,bulk]+=" $v_bulk"; R[$name,mem]+=" $v_mem"; R[$name,memdelta]+=" $v_memd"
+  R[$name,errors]+=" $(( ${e_close##* } + ${e_keep##* } ))"
   printf '  %-8s close %10s req/s   keep-alive %10s req/s (%s us CPU/req)   p99 %7s ms   bulk %6s Gbit/s   RSS with %d idle conns %5s MiB (+%s)\n' \
     "$name" "$v_close" "$v_keep" "$v_cpu" "$v_p99" "$v_bulk" "$IDLE" "$v_mem" "$v_memd"
+  printf '  %-8s wrk errors: close %s; keep-alive %s\n' "" "${e_close% *}" "${e_keep% *}"
 }
 
 echo "== $(date -u +%FT%TZ)  $(nproc) CPUs, DUR=${DUR}s, wrk -t2 -c64, $IDLE idle connections"
 TARGETS=${TARGETS:-fulcrum haproxy nginx}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 for round in $(seq "$ROUNDS"); do
   echo "round $round"
   for t in $TARGETS; do
@@ -234,8 +258,9 @@ echo "medians over $ROUNDS rounds:"
 declare -A M
 for t in $TARGETS; do
   for m in close keep cpu p99 bulk mem memdelta; do M[$t,$m]=$(median "${R[$t,$m]}"); done
-  printf '  %-8s close %9.0f req/s   keep-alive %9.0f req/s (%s us CPU/req)   p99 %5.2f ms   bulk %5.2f Gbit/s   RSS %4.0f MiB (+%.0f for %d idle)\n' \
-    "$t" "${M[$t,close]}" "${M[$t,keep]}" "${M[$t,cpu]}" "${M[$t,p99]}" "${M[$t,bulk]}" "${M[$t,mem]}" "${M[$t,memdelta]}" "$IDLE"
+  errs=0; for e in ${R[$t,errors]}; do errs=$((errs + e)); done
+  printf '  %-8s close %9.0f req/s   keep-alive %9.0f req/s (%s us CPU/req)   p99 %5.2f ms   bulk %5.2f Gbit/s   RSS %4.0f MiB (+%.0f for %d idle)   wrk errors %d\n' \
+    "$t" "${M[$t,close]}" "${M[$t,keep]}" "${M[$t,cpu]}" "${M[$t,p99]}" "${M[$t,bulk]}" "${M[$t,mem]}" "${M[$t,memdelta]}" "$IDLE" "$errs"
 done
 ratio() { python3 -c "a,b=float('$1' or 0),float('$2' or 0); print(f'{a/b:.2f}' if b else 'n/a')"; }
 echo

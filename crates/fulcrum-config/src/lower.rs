@@ -1615,6 +1615,32 @@ fn check_virtuals(cfg: &Config, infos: &[VirtualInfo], diags: &mut Vec<Diagnosti
                 Some(_) => {}
             }
         }
+        // The patterns the checks compile: an invalid one would stop
+        // `fulcrum run` (and a reload), so it is an error here, at its line.
+        if http_checked
+            && let Some(r) = &v.receive
+            && let Err(e) = regex::bytes::Regex::new(r)
+        {
+            diags.push(
+                Diagnostic::error(at("receive"), format!("`receive` is not a valid regular expression: {}", regex_error(&e)))
+                    .hint("HTTP checks search the body with it: fix the pattern, or escape the character with `\\`"),
+            );
+        }
+        if v.use_regex == Some(true)
+            && let Some(e) = v.expect.as_ref().filter(|e| *e != "*")
+            && let Err(err) = regex::bytes::Regex::new(e)
+        {
+            diags.push(
+                Diagnostic::error(
+                    at("expect"),
+                    format!(
+                        "`expect` is not a valid regular expression: {}",
+                        regex_error(&err)
+                    ),
+                )
+                .hint("fix the pattern, or set `use_regex = 0` to match the text as written"),
+            );
+        }
         let unused: &[&str] = match (http_checked, dns_checked) {
             (true, _) => &[],
             (false, true) => &["digest", "status_code", "virtualhost", "tls_ca"],
@@ -1644,6 +1670,17 @@ fn check_virtuals(cfg: &Config, infos: &[VirtualInfo], diags: &mut Vec<Diagnosti
         }
         check_servers(cfg, v, info, family, diags);
     }
+}
+
+/// The regex crate's error without its drawing of the pattern: the line
+/// that says what is wrong.
+fn regex_error(e: &regex::Error) -> String {
+    let text = e.to_string();
+    text.lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("error: "))
+        .unwrap_or(text.lines().last().unwrap_or_default())
+        .to_string()
 }
 
 fn check_servers(

@@ -985,3 +985,26 @@ mod importing {
         assert_eq!(notes, [2, 7]);
     }
 }
+
+#[test]
+fn check_patterns_that_would_stop_the_director_are_errors_at_their_line() {
+    assert_eq!(
+        errors(
+            "virtual web {\n address = 10.0.0.1\n port = 80\n active = 1\n checktype = http_get\n receive = \"(unclosed\"\n}\n"
+        ),
+        ["6:2: `receive` is not a valid regular expression: unclosed group"]
+    );
+    assert_eq!(
+        errors(
+            "virtual web {\n address = 10.0.0.1\n port = 25\n active = 1\n send = \"x\"\n expect = \"[a-\"\n use_regex = 1\n}\n"
+        ),
+        ["6:2: `expect` is not a valid regular expression: unclosed character class"]
+    );
+    // Literal text is not a pattern; a DNS check's `receive` is text.
+    ok(
+        "virtual web {\n address = 10.0.0.1\n port = 25\n active = 1\n send = \"x\"\n expect = \"[a-\"\n}\n",
+    );
+    ok(
+        "virtual dns {\n address = 10.0.0.1\n port = 53\n protocol = udp\n active = 1\n checktype = dns\n request = example.com\n receive = \"(10.0\"\n}\n",
+    );
+}

@@ -45,6 +45,35 @@ pub fn missing_interfaces(cfg: &Config, exists: impl Fn(&str) -> bool) -> Vec<(S
     out
 }
 
+/// The checks that cannot be built, once per virtual server: the line of
+/// the key at fault (`tls_ca`, `expect`, `receive`, `send_program`, or the
+/// block) and why.
+pub fn unbuildable_checks(cfg: &Config, source: &str) -> Vec<(Option<usize>, String)> {
+    use fulcrum_config::edit::{Scope, line_of};
+    let mut out: Vec<(Option<usize>, String)> = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
+    for spec in cfg.checks() {
+        if seen.contains(&spec.service_name) {
+            continue;
+        }
+        if let Err(e) = crate::monitor::Monitor::validate_one(&spec) {
+            seen.push(spec.service_name.clone());
+            let scope = Scope::Virtual(spec.service_name.clone());
+            let key = ["tls_ca", "expect", "receive", "send_program"]
+                .into_iter()
+                .find(|k| {
+                    e.contains(&format!("`{k}`")) || (*k == "tls_ca" && e.contains("CA file"))
+                })
+                .unwrap_or("");
+            out.push((
+                line_of(source, &scope, key),
+                format!("virtual server `{}`: {e}", spec.service_name),
+            ));
+        }
+    }
+    out
+}
+
 fn plural(n: usize, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
@@ -84,6 +113,22 @@ pub fn run(path: &Path, save: bool) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // What `fulcrum run` would refuse beyond the text: the checks are built
+    // (patterns compiled, CA files read), each virtual server's once.
+    let refused = unbuildable_checks(&parsed.config, &source);
+    for (line, e) in &refused {
+        match line {
+            Some(l) => eprintln!("{name}:{l}: error: {e}"),
+            None => eprintln!("{name}: error: {e}"),
+        }
+    }
+    if !refused.is_empty() {
+        eprintln!(
+            "{name}: {}: `fulcrum run` would not start with it, nor a reload apply it",
+            plural(refused.len(), "error")
+        );
+        return ExitCode::from(1);
+    }
     let services = table.services();
     let dests: usize = services.iter().map(|s| s.dests.len()).sum();
     eprintln!(

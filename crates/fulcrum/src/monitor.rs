@@ -282,6 +282,15 @@ pub struct HealthRow {
 }
 
 impl Monitor {
+    /// Whether one real server's check can be built (its patterns, its CA
+    /// file, its program), and if not why.
+    ///
+    /// # Errors
+    /// What is wrong, without naming the virtual server.
+    pub fn validate_one(spec: &CheckSpec) -> Result<(), String> {
+        probe_for(spec).map(|_| ())
+    }
+
     /// Whether every check in `specs` can be built (its `expect` pattern,
     /// its program), without building them.
     ///

@@ -174,3 +174,52 @@ fn interfaces_this_host_lacks_are_named_and_do_not_fail_the_check() {
     assert!(!err.contains("interface `lo`"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn what_run_would_refuse_is_an_error_of_check_at_its_line() {
+    let dir = std::env::temp_dir().join(format!("fulcrum-check-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cf = dir.join("lvs.cf");
+    let missing = dir.join("no-such-ca.pem");
+    let empty = dir.join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    std::fs::write(
+        &cf,
+        format!(
+            "virtual web {{\n address = 192.0.2.10\n active = 1\n port = 443\n checktype = https_get\n tls_ca = {}\n server a {{\n  address = 10.1.0.1\n  active = 1\n }}\n}}\nvirtual api {{\n address = 192.0.2.11\n active = 1\n port = 443\n checktype = https_get\n tls_ca = {}\n server b {{\n  address = 10.1.0.2\n  active = 1\n }}\n}}\n",
+            missing.display(),
+            empty.display()
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = check(&["--config", cf.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    let name = cf.display().to_string();
+    assert!(
+        err.contains(&format!(
+            "{name}:6: error: virtual server `web`: cannot read the CA file {}",
+            missing.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{name}:17: error: virtual server `api`: the CA file {} holds no certificate",
+            empty.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("2 errors: `fulcrum run` would not start with it"),
+        "{err}"
+    );
+    // The director refuses the same file, with the same reason.
+    let out = Command::new(env!("CARGO_BIN_EXE_fulcrum"))
+        .args(["run", "--config", cf.to_str().unwrap(), "--control"])
+        .arg(dir.join("c.sock"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the CA file"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

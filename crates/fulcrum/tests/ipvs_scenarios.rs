@@ -343,6 +343,12 @@ fn five_node_nat_cluster_on_the_xdp_plane_on_another_kernel() {
         ],
         "{out}"
     );
+    // A real server that left during the spread would shift it: none may.
+    assert_eq!(
+        section(&out, "downs"),
+        "0\n",
+        "a real server went down during the spread: {out}"
+    );
     let near = |got: usize, want: usize| got.abs_diff(want) <= 2;
     assert!(
         near(spread[0].0, 200) && near(spread[1].0, 100) && near(spread[2].0, 100),

@@ -55,11 +55,16 @@ virtual web {
 CF
 director /etc/lvs.cf /run/f.sock
 waitfor 10 get client http://10.0.0.100/ || { echo "no answer on the VIP"; cat /run/f.sock.log; exit 1; }
+# The spread begins with every real server in the table: on a slow emulated
+# VM the first checks of rs2 and rs3 may pass after rs1's, and requests made
+# before would all go to rs1 (seen in CI as 205/99/96).
+waitfor 30 sh -c "[ \$('$FULCRUM' adm --control /run/f.sock -L -n | grep -c '192.168.1.[123]:80') = 3 ]" || { echo "not all real servers in"; "$FULCRUM" adm --control /run/f.sock -L -n; }
 echo "=== status"; "$FULCRUM" status --control /run/f.sock | head -1
 echo "=== kernel"; uname -r
 "$FULCRUM" adm --control /run/f.sock -Z
 echo "=== spread"
 for i in $(seq 400); do get client http://10.0.0.100/cgi-bin/who; done | sort | uniq -c | sed 's/^ *//'
+echo "=== downs"; grep -c "real server down" /run/f.sock.log || true
 echo "=== table"; "$FULCRUM" adm --control /run/f.sock -L -n
 echo "=== conns"; "$FULCRUM" adm --control /run/f.sock -L -n -c | grep -c TIME_WAIT
 echo "=== nanny"
