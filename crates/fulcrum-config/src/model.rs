@@ -462,6 +462,9 @@ pub struct Global {
     pub udp_timeout: Option<u32>,
     /// The most connections (and UDP flows) the director serves at once.
     pub max_connections: Option<u32>,
+    /// On SIGTERM, how long open connections may finish after the
+    /// listeners close (`drain_timeout`, Fulcrum; proxy plane).
+    pub drain_timeout: Option<Seconds>,
     pub dataplane: Option<Dataplane>,
     /// The user the director runs as after start (`user`).
     pub user: Option<String>,

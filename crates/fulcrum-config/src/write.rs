@@ -132,6 +132,7 @@ pub fn write(cfg: &Config) -> String {
     o.kv("tcpfin_timeout", g.tcpfin_timeout.map(|v| v.to_string()));
     o.kv("udp_timeout", g.udp_timeout.map(|v| v.to_string()));
     o.kv("max_connections", g.max_connections.map(|v| v.to_string()));
+    o.kv("drain_timeout", g.drain_timeout.map(|v| v.to_string()));
     o.kv("dataplane", g.dataplane.map(|d| d.name().into()));
     o.kv("user", g.user.as_deref().map(quote));
     o.kv("priority", g.priority.map(|v| v.to_string()));

@@ -106,7 +106,12 @@ pub struct Controller {
     /// The console's settings the director started with (a reload cannot
     /// change them).
     console: Option<ConsoleKeys>,
+    /// How long open connections may finish at a stop (`drain_timeout`).
+    drain: Duration,
 }
+
+/// `drain_timeout`'s default.
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
 
 /// `console`, `console_users`, `console_tls_cert`, `console_tls_key`.
 type ConsoleKeys = (
@@ -183,6 +188,7 @@ impl Controller {
             keep_forwarding: false,
             history: HashMap::new(),
             console: None,
+            drain: DEFAULT_DRAIN,
         }
     }
 
@@ -393,6 +399,7 @@ impl Controller {
             })
             .collect();
         self.serial = g.serial_no;
+        self.drain = g.drain_timeout.map_or(DEFAULT_DRAIN, |s| s.0);
         self.syncd = g.syncd();
         self.plane.set_sync_key(sync_key);
         self.follow_sync();
@@ -1479,6 +1486,9 @@ impl Controller {
         // is recomputed after health work and control requests, never per
         // data-plane event.
         let mut deadline = self.health_deadline();
+        // Stopping: when open connections may still finish.
+        let mut draining: Option<tokio::time::Instant> = None;
+        let mut drain_tick = tokio::time::interval(Duration::from_millis(100));
         loop {
             let sleep = tokio::time::sleep_until(
                 deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600)),
@@ -1536,7 +1546,26 @@ impl Controller {
                         self.follow_sync();
                     }
                 }
-                _ = &mut shutdown => break,
+                _ = &mut shutdown, if draining.is_none() => {
+                    let open = self.plane.stop_accepting();
+                    if open == 0 || self.drain.is_zero() {
+                        break;
+                    }
+                    tracing::info!(open, drain_timeout = ?self.drain, "stopping: no new connections; the open ones may finish for up to drain_timeout");
+                    draining = Some(tokio::time::Instant::now() + self.drain);
+                }
+                _ = drain_tick.tick(), if draining.is_some() => {
+                    let open = self.plane.open_connections();
+                    if open == 0 {
+                        tracing::info!("stopping: every open connection finished");
+                        break;
+                    }
+                    if draining.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                        let what = if open == 1 { "connection" } else { "connections" };
+                        tracing::warn!(open, "stopping: drain_timeout is over, {open} {what} cut");
+                        break;
+                    }
+                }
             }
         }
         self.plane.stop(self.keep_forwarding);

@@ -100,6 +100,18 @@ pub trait DataPlane: Send {
     /// leave it forwarding for the next director where the plane can.
     fn stop(&mut self, keep: bool);
 
+    /// Stop accepting new connections, letting open ones finish (a drain
+    /// before stopping); how many are open. Planes that do not hold
+    /// connections themselves have none to drain.
+    fn stop_accepting(&mut self) -> usize {
+        0
+    }
+
+    /// Connections still open while draining.
+    fn open_connections(&self) -> usize {
+        0
+    }
+
     /// The proxy plane's listeners and limits, on the proxy plane.
     fn proxy(&self) -> Option<&ProxyPlane> {
         None
@@ -277,6 +289,18 @@ impl DataPlane for ProxyForwarding {
         for k in keys {
             self.stop_serving(&k);
         }
+    }
+
+    fn stop_accepting(&mut self) -> usize {
+        let keys: Vec<ServiceKey> = self.served.keys().copied().collect();
+        for k in keys {
+            self.stop_serving(&k);
+        }
+        self.plane.director_limit().open()
+    }
+
+    fn open_connections(&self) -> usize {
+        self.plane.director_limit().open()
     }
 
     fn proxy(&self) -> Option<&ProxyPlane> {

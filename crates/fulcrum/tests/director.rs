@@ -378,17 +378,15 @@ fn listed_weight(listing: &str, rs: &str) -> Option<u32> {
 }
 
 fn agent(listen: &str, state: &std::path::Path) -> Proc {
-    let p = Proc(
+    Proc(
         Command::new(BIN)
             .args(["agent", "--listen", listen, "--state-file"])
             .arg(state)
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
-    );
-    let a: SocketAddr = listen.parse().unwrap();
-    wait_until("the agent", || TcpStream::connect(a).is_ok());
-    p
+    )
+    .listening(listen, "the agent")
 }
 
 #[test]
@@ -1096,4 +1094,86 @@ fn haproxy_follows_fulcrum_agent() {
             s.starts_with("UP") && w.parse::<u32>().is_ok_and(|w| (1..=100).contains(&w))
         })
     });
+}
+
+/// A real server that streams `n` lines, `gap` apart, to every client.
+fn streaming_server(addr: &str, n: u32, gap: f64) -> Proc {
+    let script = format!(
+        "import socket, threading, time\n\
+         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('{}', {})); s.listen(64)\n\
+         def serve(c):\n\
+         \x20   for i in range({n}):\n\
+         \x20       c.sendall(b'chunk %d\\n' % i); time.sleep({gap})\n\
+         \x20   c.close()\n\
+         while True:\n\
+         \x20   c, _ = s.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()\n",
+        addr.split(':').next().unwrap(),
+        addr.split(':').nth(1).unwrap()
+    );
+    let p = Proc(
+        Command::new("python3")
+            .args(["-c", &script])
+            .spawn()
+            .unwrap(),
+    );
+    let a: SocketAddr = addr.parse().unwrap();
+    wait_until("the streaming server", || TcpStream::connect(a).is_ok());
+    p
+}
+
+#[test]
+fn sigterm_drains_open_connections_and_refuses_new_ones() {
+    let _rs = streaming_server("127.41.0.11:8081", 8, 0.3);
+    let cfg = |drain: &str| {
+        format!(
+            "{drain}virtual web {{\n address = 127.41.0.1\n active = 1\n port = 8080\n checktype = off\n server rs1 {{\n  address = 127.41.0.11\n  port = 8081\n  active = 1\n }}\n}}\n"
+        )
+    };
+    let read_all = |mut s: TcpStream| {
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    // The default drain (10 s): the stream runs to its end, new connections
+    // are refused meanwhile, and the director exits as the stream ends.
+    let mut d = Director::start("drain", &cfg(""));
+    let mut s = TcpStream::connect("127.41.0.1:8080").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut first = [0u8; 8];
+    s.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"chunk 0\n");
+    d.proc.signal("TERM");
+    wait_until("new connections refused", || {
+        TcpStream::connect("127.41.0.1:8080").is_err()
+    });
+    let rest = read_all(s);
+    assert_eq!(rest.lines().count(), 7, "the whole stream: {rest:?}");
+    assert!(rest.ends_with("chunk 7\n"), "{rest:?}");
+    let t = Instant::now();
+    let status = loop {
+        if let Some(st) = d.proc.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the director did not exit after the drain"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{}", d.log());
+    // A short drain_timeout cuts what is still open when it ends, and says so.
+    let mut d = Director::start("drain-short", &cfg("drain_timeout = 0.5\n"));
+    let mut s = TcpStream::connect("127.41.0.1:8080").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.read_exact(&mut first).unwrap();
+    d.proc.signal("TERM");
+    let rest = read_all(s);
+    assert!(rest.lines().count() < 7, "cut before the end: {rest:?}");
+    let _ = d.proc.0.wait();
+    assert!(
+        d.log().contains("drain_timeout is over, 1 connection cut"),
+        "{}",
+        d.log()
+    );
 }

@@ -181,25 +181,12 @@ fn the_director_tells_systemd_ready_reloading_and_stopping() {
     until(&sock, "READY=1", &mut seen);
     assert!(seen.last().unwrap().contains("STATUS=serving"), "{seen:?}");
     assert_eq!(get("127.78.0.1:8080"), "rs1", "ready means serving");
-    let pid = child.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    child.signal("HUP");
     until(&sock, "RELOADING=1", &mut seen);
     assert!(seen.last().unwrap().contains("MONOTONIC_USEC="), "{seen:?}");
     until(&sock, "READY=1", &mut seen);
     assert!(seen.last().unwrap().contains("reloaded"), "{seen:?}");
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    child.signal("TERM");
     until(&sock, "STOPPING=1", &mut seen);
     let _ = child.0.wait();
 }

@@ -19,6 +19,29 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_fulcrum");
 /// A child process killed when dropped.
 pub struct Proc(pub Child);
 
+impl Proc {
+    /// Send a signal (`TERM`, `HUP`, …).
+    pub fn signal(&self, sig: &str) {
+        let pid = self.0.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([&format!("-{sig}"), pid.as_str()])
+                .status()
+                .unwrap()
+                .success(),
+            "kill -{sig} {pid}"
+        );
+    }
+
+    /// Wait until something accepts TCP connections at `addr`, then
+    /// return the process serving it.
+    pub fn listening(self, addr: &str, what: &str) -> Proc {
+        let a: SocketAddr = addr.parse().unwrap();
+        wait_until(what, || TcpStream::connect(a).is_ok());
+        self
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();
