@@ -243,14 +243,14 @@ async fn handle(
         }
         Answer::Gone => return,
     };
+    // The schedule request was the client's SYN: the controller has moved
+    // the connection to SYN_RECV already.
     let Some(conn) = sched.conn else { return };
     let seg = |dir, flags| PlaneEvent::Segment {
         conn,
         dir,
         flags: Some(flags),
     };
-    // The client's handshake is what IPVS sees first.
-    let _ = events.send(seg(Direction::Input, TcpFlags::SYN)).await;
     let dest = SocketAddr::new(sched.daddr, sched.dport);
     let server = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(dest)).await {
         Ok(Ok(s)) => s,
