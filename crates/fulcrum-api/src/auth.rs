@@ -90,7 +90,8 @@ impl Credential {
     }
 }
 
-fn hex(b: &[u8]) -> String {
+/// Bytes as lowercase hex.
+pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 

@@ -298,7 +298,8 @@ impl Monitor {
     /// The first that cannot, naming its virtual server.
     pub fn validate(specs: &[CheckSpec]) -> Result<(), String> {
         for spec in specs {
-            probe_for(spec).map_err(|e| format!("virtual server `{}`: {e}", spec.service_name))?;
+            Monitor::validate_one(spec)
+                .map_err(|e| format!("virtual server `{}`: {e}", spec.service_name))?;
         }
         Ok(())
     }

@@ -154,10 +154,7 @@ pub(crate) enum Outcome {
 }
 
 fn hash(text: &str) -> String {
-    auth::sha256(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    auth::hex(&auth::sha256(text.as_bytes()))
 }
 
 fn read(path: &Path) -> Result<String, String> {
