@@ -360,9 +360,11 @@ fn five_node_nat_cluster_on_the_xdp_plane_on_another_kernel() {
         table.contains("  -> 192.168.1.1:80               Masq    2000   0"),
         "{out}"
     );
-    // The flows in TIME_WAIT (2 minutes; a slow run loses the first few).
+    // The flows in TIME_WAIT (2 minutes; a slow run loses the first few):
+    // the spread's 400 and the 40 uncounted before it (seen as low as 376
+    // of 400 on a slow run).
     let conns: usize = section(&out, "conns").trim().parse().unwrap_or(0);
-    assert!((380..=402).contains(&conns), "{out}");
+    assert!((380..=442).contains(&conns), "{out}");
     let nanny = section(&out, "nanny");
     assert!(nanny.starts_with("rs2 out\n"), "{out}");
     assert!(!nanny.contains("rs2\n"), "{out}");
