@@ -199,15 +199,28 @@ declare -A R
 measure() { # name port bulkport pattern
   local name=$1 port=$2 bport=$3 pat=$4
   local close keep
+  # PROFILE=FILE records Fulcrum with perf during one phase (PROFILE_PHASE=close|keep, default keep).
+  # PROFILE_CMD="perf trace -s -p %PID% -o FILE -- sleep 3" runs any command instead, for every proxy
+  # (%PID% is its first process in the director, %NAME% its name).
+  profile() {
+    [ "${PROFILE_PHASE:-keep}" = "$1" ] || return 0
+    local pid
+    pid=$(for p in $(pgrep -f "$pat"); do [ "$(ip netns identify "$p" 2>/dev/null)" = "$(ns dir)" ] && echo "$p"; done | tail -1)
+    if [ -n "${PROFILE_CMD:-}" ]; then
+      local cmd=${PROFILE_CMD//%PID%/$pid}
+      bash -c "${cmd//%NAME%/$name}" >/dev/null 2>&1 &
+    elif [ -n "${PROFILE:-}" ] && [ "$name" = fulcrum ]; then
+      perf record -e cpu-clock -F 2000 -g -o "$PROFILE" -p "$pid" -- sleep $((DUR - 1)) >/dev/null 2>&1 &
+    fi
+  }
+  profile close
   close=$($CLI wrk -t2 -c64 -d${DUR}s -H 'Connection: close' http://$VIP:$port/ 2>&1 || true)
   local v_close v_keep v_p99 v_bulk v_cpu
   v_close=$(echo "$close" | awk '/Requests\/sec/ {print $2}')
   # wrk's errors: socket errors (connect, read, write, timeout) and non-2xx answers.
   local e_close e_keep
   e_close=$(wrk_errors "$close")
-  if [ -n "${PROFILE:-}" ] && [ "$name" = fulcrum ]; then
-    perf record -e cpu-clock -F 2000 -g -o "$PROFILE" -p "$(pgrep -f "fulcrum run --config $W/lvs.cf" | head -1)" -- sleep $((DUR - 1)) >/dev/null 2>&1 &
-  fi
+  profile keep
   local c0 c1
   c0=$(cpu_of "$pat")
   keep=$($CLI wrk -t2 -c64 -d${DUR}s --latency http://$VIP:$port/ 2>&1 || true)
