@@ -105,7 +105,9 @@ pub struct ConnTable {
     pub(crate) entries: HashMap<ConnId, Conn>,
     pub(crate) by_key: HashMap<ConnKey, ConnId>,
     pub(crate) templates: HashMap<TemplateKey, ConnId>,
-    pub(crate) next_id: u64,
+    /// The last id given out; shared with data planes that open entries
+    /// themselves ([`crate::snapshot`]), so ids stay one sequence.
+    pub(crate) next_id: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl ConnTable {
@@ -137,8 +139,11 @@ impl ConnTable {
     }
 
     pub(crate) fn insert(&mut self, conn: Conn) -> ConnId {
-        self.next_id += 1;
-        let id = ConnId(self.next_id);
+        let id = ConnId(
+            self.next_id
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1,
+        );
         self.entries.insert(id, conn);
         id
     }

@@ -12,6 +12,7 @@
 //! - [`conn`]: the connection table, TCP state tracking, active/inactive
 //!   accounting, overload thresholds and persistence templates.
 //! - [`estimator`]: the 2-second rate estimator with IPVS's fixed-point maths.
+//! - [`snapshot`]: what a data plane schedules from without asking the table.
 
 pub mod addr;
 pub mod conn;
@@ -19,6 +20,7 @@ pub mod dest;
 pub mod estimator;
 pub mod sched;
 pub mod service;
+pub mod snapshot;
 pub mod state;
 pub mod sync;
 pub mod table;

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use crate::addr::{Family, Netmask};
 use crate::dest::{Dest, DestId};
 use crate::estimator::Stats;
-use crate::sched::Scheduler;
+use crate::sched::SharedScheduler;
 
 /// The transport protocol of a virtual service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -155,7 +155,7 @@ pub struct Service {
     /// Identity.
     pub key: ServiceKey,
     /// The bound scheduler.
-    pub scheduler: Box<dyn Scheduler>,
+    pub scheduler: SharedScheduler,
     /// Scheduler flags.
     pub flags: SchedFlags,
     /// Persistence timeout in seconds when persistent (`-p`).

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::addr::{Family, Netmask};
 use crate::conn::{Conn, ConnId, ConnKey, ConnProto, ConnTable, TemplateKey};
 use crate::dest::{Dest, DestId, Forwarding};
-use crate::sched::{DestChange, Flow, SchedOptions, SchedulerKind, new_scheduler};
+use crate::sched::{DestChange, Flow, SchedOptions, SchedulerKind, SharedScheduler, new_scheduler};
 use crate::service::{Protocol, SchedFlags, Service, ServiceKey};
 use crate::state::{ConnState, Direction, TcpFlags, Timeouts, tcp_transition};
 
@@ -264,7 +264,7 @@ impl Table {
         }
         self.services.push(Service {
             key: spec.key,
-            scheduler: new_scheduler(spec.scheduler, &[], &self.opts),
+            scheduler: SharedScheduler::new(new_scheduler(spec.scheduler, &[], &self.opts)),
             flags: spec.flags,
             persistent: spec.persistent,
             netmask: spec.netmask,
@@ -291,7 +291,8 @@ impl Table {
             return Err(TableError::TooManyDests(cap));
         }
         if svc.scheduler.kind() != spec.scheduler {
-            svc.scheduler = new_scheduler(spec.scheduler, &svc.dests, &self.opts);
+            svc.scheduler
+                .replace(new_scheduler(spec.scheduler, &svc.dests, &self.opts));
         }
         svc.flags = spec.flags;
         svc.persistent = spec.persistent;
@@ -354,7 +355,7 @@ impl Table {
         if svc.dest(&spec.addr, spec.port).is_some() {
             return Err(TableError::DestExists);
         }
-        if let Some(cap) = svc.scheduler.capacity()
+        if let Some(cap) = svc.scheduler.lock().capacity()
             && svc.dests.len() + 1 > cap
         {
             return Err(TableError::TooManyDests(cap));
@@ -365,7 +366,9 @@ impl Table {
         d.u_threshold = spec.u_threshold;
         d.l_threshold = spec.l_threshold;
         svc.dests.insert(0, d);
-        svc.scheduler.update(&svc.dests, DestChange::Added(id));
+        svc.scheduler
+            .lock()
+            .update(&svc.dests, DestChange::Added(id));
         Ok(id)
     }
 
@@ -394,7 +397,9 @@ impl Table {
         d.u_threshold = spec.u_threshold;
         d.l_threshold = spec.l_threshold;
         let id = d.id;
-        svc.scheduler.update(&svc.dests, DestChange::Updated(id));
+        svc.scheduler
+            .lock()
+            .update(&svc.dests, DestChange::Updated(id));
         Ok(())
     }
 
@@ -416,6 +421,7 @@ impl Table {
             .ok_or(TableError::NoSuchDest)?;
         let d = svc.dests.remove(index);
         svc.scheduler
+            .lock()
             .update(&svc.dests, DestChange::Removed { id: d.id, index });
         Ok(())
     }
@@ -431,7 +437,7 @@ impl Table {
     /// Every 60 seconds: scheduler caches' garbage collection.
     pub fn collect_garbage(&mut self, now: Duration) {
         for s in &mut self.services {
-            s.scheduler.collect_garbage(&s.dests, now);
+            s.scheduler.lock().collect_garbage(&s.dests, now);
         }
     }
 
@@ -506,9 +512,31 @@ impl Table {
             self.schedule_persistent(si, proto, flow, now)?
         } else {
             let svc = &mut self.services[si];
-            let i = svc.scheduler.schedule(&svc.dests, flow, svc.flags, now)?;
+            let i = svc
+                .scheduler
+                .lock()
+                .schedule(&svc.dests, flow, svc.flags, now)?;
             (svc.dests[i].id, None)
         };
+        self.open(si, dest_id, template, proto, flow, None, now)
+    }
+
+    /// Make the entry of a new connection scheduled to `dest_id` (with the
+    /// persistence template that chose it, if any), and count it: the tail
+    /// of `ip_vs_schedule`. `id` is the entry's id when the data plane chose
+    /// it ([`Table::adopt`]).
+    #[allow(clippy::too_many_arguments, reason = "ip_vs_schedule's own inputs")]
+    fn open(
+        &mut self,
+        si: usize,
+        dest_id: DestId,
+        template: Option<ConnId>,
+        proto: Protocol,
+        flow: &Flow,
+        id: Option<ConnId>,
+        now: Duration,
+    ) -> Option<Scheduled> {
+        let key = self.services[si].key;
         let svc = &mut self.services[si];
         let one_packet = svc.one_packet && proto == Protocol::Udp;
         let d = svc.dest_by_id_mut(dest_id)?;
@@ -529,7 +557,7 @@ impl Table {
             vport: flow.dport,
             daddr,
             dport,
-            service: *key,
+            service: key,
             dest: dest_id,
             state,
             inactive: true,
@@ -557,7 +585,13 @@ impl Table {
             vaddr: flow.daddr,
             vport: flow.dport,
         };
-        let id = self.conns.insert(conn);
+        let id = match id {
+            Some(id) => {
+                self.conns.entries.insert(id, conn);
+                id
+            }
+            None => self.conns.insert(conn),
+        };
         self.conns.by_key.insert(ckey, id);
         if let Some(ct) = template.and_then(|t| self.conns.entries.get_mut(&t)) {
             ct.n_control += 1;
@@ -568,6 +602,34 @@ impl Table {
             daddr,
             dport,
         })
+    }
+
+    /// A connection that a data plane scheduled itself from a
+    /// [`snapshot`](crate::snapshot) of this table, with an id it took from
+    /// [`Table::conn_ids`]: make its entry and count it as
+    /// [`Table::schedule`] would have. `None` when the service or the real
+    /// server went away meanwhile (the connection then has no entry, as if
+    /// it had never been seen).
+    pub fn adopt(
+        &mut self,
+        key: &ServiceKey,
+        proto: Protocol,
+        flow: &Flow,
+        dest: DestId,
+        id: ConnId,
+        now: Duration,
+    ) -> Option<Scheduled> {
+        let si = self.service_index(key)?;
+        if self.conns.entries.contains_key(&id) {
+            return None;
+        }
+        self.open(si, dest, None, proto, flow, Some(id), now)
+    }
+
+    /// Where connection ids come from: a data plane that opens entries
+    /// itself takes them here, so they never collide with the table's.
+    pub fn conn_ids(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        self.conns.next_id.clone()
     }
 
     fn schedule_persistent(
@@ -619,7 +681,10 @@ impl Table {
             }
         }
         let svc = &mut self.services[si];
-        let i = svc.scheduler.schedule(&svc.dests, flow, svc.flags, now)?;
+        let i = svc
+            .scheduler
+            .lock()
+            .schedule(&svc.dests, flow, svc.flags, now)?;
         let d = &svc.dests[i];
         let dport = if flow.dport == svc_port && svc_port != FTP_PORT {
             d.port

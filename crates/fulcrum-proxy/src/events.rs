@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use fulcrum_core::DestId;
 use fulcrum_core::conn::ConnId;
 use fulcrum_core::sched::Flow;
 use fulcrum_core::state::{Direction, TcpFlags};
@@ -31,6 +32,23 @@ pub enum PlaneEvent {
         /// The answer: `None` is "no destination available".
         reply: oneshot::Sender<Option<(Scheduled, DestOptions)>>,
     },
+    /// A new connection (or datagram flow) the worker scheduled itself from
+    /// the published snapshot: make its entry, and for TCP take it as the
+    /// client's SYN.
+    Opened {
+        /// The virtual service it arrived on.
+        key: ServiceKey,
+        /// Its protocol.
+        proto: Protocol,
+        /// Client and virtual endpoints.
+        flow: Flow,
+        /// The real server picked.
+        dest: DestId,
+        /// The entry's id, taken from the table's sequence.
+        conn: ConnId,
+    },
+    /// A worker's events, in the order they happened.
+    Batch(Vec<PlaneEvent>),
     /// Something happened to a connection, told as the TCP segment IPVS
     /// would have seen (`flags` is `None` for a UDP datagram).
     Segment {
@@ -102,21 +120,14 @@ pub(crate) enum Answer {
     Gone,
 }
 
-/// Ask the controller to schedule a connection from `client` that reached
-/// `local` on service `key`.
-pub(crate) async fn schedule(
+/// Ask the controller to schedule a connection (services whose scheduling
+/// needs the table itself: persistence, one-packet scheduling).
+pub(crate) async fn ask(
     events: &tokio::sync::mpsc::Sender<PlaneEvent>,
     key: ServiceKey,
     proto: Protocol,
-    client: SocketAddr,
-    local: SocketAddr,
+    flow: Flow,
 ) -> Answer {
-    let flow = Flow {
-        saddr: client.ip(),
-        sport: client.port(),
-        daddr: local.ip(),
-        dport: local.port(),
-    };
     let (reply, rx) = oneshot::channel();
     if events
         .send(PlaneEvent::Schedule {

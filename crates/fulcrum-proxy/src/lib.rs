@@ -3,10 +3,14 @@
 //! Seen from outside it behaves like LVS-NAT: clients talk to the virtual
 //! address, real servers are hidden behind the director. Every decision the
 //! kernel's IPVS would make — which real server, persistence, thresholds,
-//! quiesce — is made by the controller's [`fulcrum_core::Table`]; the plane
-//! asks it through [`PlaneEvent::Schedule`] and reports what happens to each
-//! connection in IPVS's own terms (TCP segments by direction), so listings
-//! and the connection-counting schedulers behave as in the kernel.
+//! quiesce — follows the controller's [`fulcrum_core::Table`]: workers
+//! schedule new connections themselves from the snapshot the controller
+//! publishes ([`fulcrum_core::snapshot`]), with the service's own scheduler
+//! and live counts, and tell it afterwards ([`PlaneEvent::Opened`]);
+//! services that need the table itself (persistence) ask it through
+//! [`PlaneEvent::Schedule`]. What happens to each connection is reported in
+//! IPVS's own terms (TCP segments by direction), in batches, so listings and
+//! the connection-counting schedulers behave as in the kernel.
 
 pub mod accept;
 mod events;
@@ -16,14 +20,17 @@ pub mod proxy_header;
 mod splice;
 mod tcp;
 mod udp;
+mod worker;
 
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use fulcrum_core::{Protocol, ServiceKey};
+use arc_swap::ArcSwap;
+use fulcrum_core::snapshot::Snapshot;
+use fulcrum_core::{DestId, Protocol, ServiceKey, Table};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -83,7 +90,11 @@ pub enum PlaneError {
 /// cross-thread wake-ups on its data path. UDP services run on worker 0.
 #[derive(Debug)]
 pub struct ProxyPlane {
-    events: mpsc::Sender<PlaneEvent>,
+    /// Per worker (index as in `workers`), its link to the controller.
+    links: Vec<Arc<worker::Worker>>,
+    /// What the workers schedule from.
+    published: Arc<ArcSwap<worker::Published>>,
+    flushers: Vec<JoinHandle<()>>,
     udp_timeout: watch::Sender<Duration>,
     tcp_timeouts: watch::Sender<TcpTimeouts>,
     workers: Vec<tokio::runtime::Handle>,
@@ -140,8 +151,24 @@ impl ProxyPlane {
                 stop.push(tx);
             }
         }
+        let published = Arc::new(ArcSwap::from_pointee(worker::Published {
+            table: Snapshot::default(),
+            options: HashMap::new(),
+            epoch: Instant::now(),
+        }));
+        let links: Vec<Arc<worker::Worker>> = handles
+            .iter()
+            .map(|_| Arc::new(worker::Worker::new(events.clone(), published.clone())))
+            .collect();
+        let flushers = handles
+            .iter()
+            .zip(&links)
+            .map(|(h, l)| h.spawn(l.clone().flush()))
+            .collect();
         ProxyPlane {
-            events,
+            links,
+            published,
+            flushers,
             udp_timeout: watch::Sender::new(udp_timeout),
             tcp_timeouts: watch::Sender::new(TcpTimeouts::default()),
             workers: handles,
@@ -149,6 +176,49 @@ impl ProxyPlane {
             limit: ConnLimit::new("director", usize::MAX),
             _stop: stop,
         }
+    }
+
+    /// Publish `table` for the workers to schedule from. Call after every
+    /// change of the table's services or real servers.
+    pub fn publish_table(&self, table: &Table) {
+        let old = self.published.load();
+        self.published.store(Arc::new(worker::Published {
+            table: Snapshot::of(table, Some(&old.table)),
+            options: old.options.clone(),
+            epoch: old.epoch,
+        }));
+    }
+
+    /// The plane's clock: schedulers in the workers take `now` as the time
+    /// since this instant, so the table's owner should too.
+    pub fn epoch(&self) -> Instant {
+        self.published.load().epoch
+    }
+
+    /// What the plane does for each real server beyond IPVS (the PROXY
+    /// protocol), keyed by service, address and port.
+    pub fn set_dest_options(
+        &self,
+        options: HashMap<(ServiceKey, std::net::IpAddr, u16), DestOptions>,
+    ) {
+        let old = self.published.load();
+        self.published.store(Arc::new(worker::Published {
+            table: old.table.clone(),
+            options,
+            epoch: old.epoch,
+        }));
+    }
+
+    /// The table's counts moved (connections established, closed,
+    /// expired): let the workers' schedulers see them.
+    pub fn store_counts(&self, table: &Table) {
+        self.published.load().table.store_counts(table);
+    }
+
+    /// The table adopted (or could not adopt) a connection a worker
+    /// scheduled to `dest` ([`PlaneEvent::Opened`]).
+    pub fn settle(&self, key: &ServiceKey, dest: DestId, table: &Table) {
+        self.published.load().table.settle(key, dest, table);
     }
 
     /// How many workers serve TCP.
@@ -228,14 +298,14 @@ impl ProxyPlane {
                     );
                 }
                 let mut tasks = Vec::new();
-                for (w, l) in self.workers.iter().zip(listeners) {
-                    let events = self.events.clone();
+                for ((w, l), link) in self.workers.iter().zip(listeners).zip(&self.links) {
+                    let link = link.clone();
                     let limits = (self.limit.clone(), limit.clone());
                     let timeouts = self.tcp_timeouts.subscribe();
                     // Register the socket with the worker's own reactor.
                     tasks.push(w.spawn(async move {
                         match tokio::net::TcpListener::from_std(l) {
-                            Ok(l) => tcp::serve(l, key, events, limits, timeouts).await,
+                            Ok(l) => tcp::serve(l, key, link, limits, timeouts).await,
                             Err(e) => tracing::error!(service = %key, error = %e, "cannot register listener"),
                         }
                     }));
@@ -248,7 +318,7 @@ impl ProxyPlane {
                     s,
                     key,
                     one_packet,
-                    self.events.clone(),
+                    self.links[0].clone(),
                     self.udp_timeout.subscribe(),
                     (self.limit.clone(), limit.clone()),
                 ))]
@@ -276,6 +346,7 @@ impl ProxyPlane {
 
 impl Drop for ProxyPlane {
     fn drop(&mut self) {
+        self.flushers.iter().for_each(JoinHandle::abort);
         for s in self.services.values() {
             s.tasks.iter().for_each(JoinHandle::abort);
         }

@@ -12,11 +12,12 @@ use fulcrum_core::state::{Direction, TcpFlags};
 use fulcrum_core::{Protocol, ServiceKey};
 use socket2::{Domain, SockRef, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
-use crate::events::{Answer, PlaneEvent, schedule};
+use crate::events::{Answer, PlaneEvent};
 use crate::limit::{Admitted, ConnLimit, QUEUE_WAIT, admit, full_one, wait_for_room};
 use crate::splice::{End, Meter, one_way};
+use crate::worker::Worker;
 use crate::{CONNECT_TIMEOUT, TcpTimeouts};
 
 /// How often long connections report their traffic, so rates stay live.
@@ -70,7 +71,7 @@ fn reset(s: &TcpStream) {
 pub(crate) async fn serve(
     listener: TcpListener,
     key: ServiceKey,
-    events: mpsc::Sender<PlaneEvent>,
+    link: Arc<Worker>,
     (director, service): (Arc<ConnLimit>, Arc<ConnLimit>),
     timeouts: watch::Receiver<TcpTimeouts>,
 ) {
@@ -90,7 +91,7 @@ pub(crate) async fn serve(
                         client,
                         peer,
                         key,
-                        events.clone(),
+                        link.clone(),
                         slot,
                         timeouts.clone(),
                     ));
@@ -124,7 +125,7 @@ fn refuse_queued(listener: &TcpListener, director: &ConnLimit, service: &ConnLim
 /// end; an idle connection holds no timer.
 struct Report<'a> {
     conn: ConnId,
-    events: &'a mpsc::Sender<PlaneEvent>,
+    link: &'a Worker,
     client: &'a TcpStream,
     start: Instant,
     inbytes: AtomicU64,
@@ -135,6 +136,9 @@ struct Report<'a> {
     next_ms: AtomicU64,
     /// The last data moved, in milliseconds since `start`.
     active_ms: AtomicU64,
+    /// Directions that reached their sender's FIN (bit 0 client → server,
+    /// bit 1 back).
+    ended: std::sync::atomic::AtomicU8,
 }
 
 impl Report<'_> {
@@ -166,24 +170,12 @@ impl Report<'_> {
         }
         self.next_ms
             .store(now + REPORT_EVERY.as_millis() as u64, Relaxed);
-        // Never wait on the controller from the copy loop: a report that
-        // does not fit now is folded back into the next one.
-        if let Err(mpsc::error::TrySendError::Full(PlaneEvent::Traffic {
-            inbytes,
-            outbytes,
-            inpkts,
-            outpkts,
-            ..
-        })) = self.events.try_send(self.event())
-        {
-            for (k, v) in [inbytes, outbytes, inpkts, outpkts].into_iter().enumerate() {
-                self.sent[k].fetch_sub(v, Relaxed);
-            }
-        }
+        // Never waits: the report leaves with the worker's next batch.
+        self.link.emit(self.event());
     }
 
     /// The final report, carrying the connection's last segment if any.
-    async fn finish(&self, last: Option<(Direction, TcpFlags)>) {
+    fn finish(&self, last: Option<(Direction, TcpFlags)>) {
         let ev = match (self.event(), last) {
             (
                 PlaneEvent::Traffic {
@@ -202,7 +194,7 @@ impl Report<'_> {
             },
             (ev, _) => ev,
         };
-        let _ = self.events.send(ev).await;
+        self.link.emit(ev);
     }
 }
 
@@ -214,6 +206,10 @@ impl Meter for Up<'_> {
         self.0.inbytes.fetch_add(n, Relaxed);
         self.0.maybe_report();
     }
+
+    fn ended(&self) -> bool {
+        self.0.ended.fetch_or(1, Relaxed) & 2 != 0
+    }
 }
 
 impl Meter for Down<'_> {
@@ -221,24 +217,39 @@ impl Meter for Down<'_> {
         self.0.outbytes.fetch_add(n, Relaxed);
         self.0.maybe_report();
     }
+
+    fn ended(&self) -> bool {
+        self.0.ended.fetch_or(2, Relaxed) & 1 != 0
+    }
 }
 
 async fn handle(
     client: TcpStream,
     peer: SocketAddr,
     key: ServiceKey,
-    events: mpsc::Sender<PlaneEvent>,
+    link: Arc<Worker>,
     _slot: Admitted,
     timeouts: watch::Receiver<TcpTimeouts>,
 ) {
-    let Ok(local) = client.local_addr() else {
-        return;
+    // The listener is bound to the service's own address: that is where
+    // the client connected (no system call needed to ask).
+    let local = match key {
+        ServiceKey::Addr { addr, port, .. } if !addr.is_unspecified() => {
+            SocketAddr::new(addr, port)
+        }
+        _ => match client.local_addr() {
+            Ok(a) => a,
+            Err(_) => return,
+        },
     };
-    let (sched, opts) = match schedule(&events, key, Protocol::Tcp, peer, local).await {
+    let (sched, opts) = match link.schedule(key, Protocol::Tcp, peer, local).await {
         Answer::Dest(s, o) => (s, o),
         Answer::NoDest => {
             reset(&client);
-            let _ = events.send(PlaneEvent::NoDest { key, client: peer }).await;
+            let _ = link
+                .events()
+                .send(PlaneEvent::NoDest { key, client: peer })
+                .await;
             return;
         }
         Answer::Gone => return,
@@ -254,16 +265,15 @@ async fn handle(
     let dest = SocketAddr::new(sched.daddr, sched.dport);
     let server = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(dest)).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return unreachable(&client, conn, dest, e.to_string(), &events).await,
+        Ok(Err(e)) => return unreachable(&client, conn, dest, e.to_string(), &link),
         Err(_) => {
             return unreachable(
                 &client,
                 conn,
                 dest,
                 format!("no answer within {CONNECT_TIMEOUT:?}"),
-                &events,
-            )
-            .await;
+                &link,
+            );
         }
     };
     let _ = server.set_nodelay(true);
@@ -276,24 +286,21 @@ async fn handle(
                 conn,
                 dest,
                 format!("cannot send the PROXY header: {e}"),
-                &events,
-            )
-            .await;
+                &link,
+            );
         }
     }
-    let _ = events
-        .send(PlaneEvent::Segments {
-            conn,
-            segs: [
-                (Direction::Output, TcpFlags::SYN_ACK),
-                (Direction::Input, TcpFlags::ACK),
-            ],
-        })
-        .await;
+    link.emit(PlaneEvent::Segments {
+        conn,
+        segs: [
+            (Direction::Output, TcpFlags::SYN_ACK),
+            (Direction::Input, TcpFlags::ACK),
+        ],
+    });
 
     let report = Report {
         conn,
-        events: &events,
+        link: &link,
         client: &client,
         start: Instant::now(),
         inbytes: AtomicU64::new(0),
@@ -301,6 +308,7 @@ async fn handle(
         sent: Default::default(),
         next_ms: AtomicU64::new(REPORT_EVERY.as_millis() as u64),
         active_ms: AtomicU64::new(0),
+        ended: std::sync::atomic::AtomicU8::new(0),
     };
     let (up_meter, down_meter) = (Up(&report), Down(&report));
     let up = one_way(&client, &server, &up_meter);
@@ -363,10 +371,7 @@ async fn handle(
             }
         };
         if let Some(ev) = earlier {
-            // Rarely blocks; keep the send future out of the loop's state.
-            if let Err(mpsc::error::TrySendError::Full(ev)) = events.try_send(ev) {
-                let _ = Box::pin(events.send(ev)).await;
-            }
+            link.emit(ev);
         }
     }
     if reset_seen {
@@ -374,7 +379,7 @@ async fn handle(
         reset(&client);
         reset(&server);
     }
-    report.finish(last).await;
+    report.finish(last);
 }
 
 async fn write_header(server: &TcpStream, mut h: &[u8]) -> io::Result<()> {
@@ -389,24 +394,14 @@ async fn write_header(server: &TcpStream, mut h: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-async fn unreachable(
-    client: &TcpStream,
-    conn: ConnId,
-    dest: SocketAddr,
-    error: String,
-    events: &mpsc::Sender<PlaneEvent>,
-) {
+fn unreachable(client: &TcpStream, conn: ConnId, dest: SocketAddr, error: String, link: &Worker) {
     reset(client);
-    let _ = events
-        .send(PlaneEvent::Segment {
-            conn,
-            dir: Direction::Output,
-            flags: Some(TcpFlags::RST),
-        })
-        .await;
-    let _ = events
-        .send(PlaneEvent::Unreachable { conn, dest, error })
-        .await;
+    link.emit(PlaneEvent::Segment {
+        conn,
+        dir: Direction::Output,
+        flags: Some(TcpFlags::RST),
+    });
+    link.emit(PlaneEvent::Unreachable { conn, dest, error });
 }
 
 #[cfg(test)]
@@ -428,7 +423,14 @@ mod size {
         let limit = crate::ConnLimit::new("test", 1);
         let slot = crate::limit::admit(&limit, &crate::ConnLimit::new("test", 1)).unwrap();
         let timeouts = tokio::sync::watch::channel(crate::TcpTimeouts::default()).1;
-        let fut = super::handle(c, "127.0.0.1:1".parse().unwrap(), key, tx, slot, timeouts);
+        let published =
+            std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(crate::worker::Published {
+                table: Default::default(),
+                options: Default::default(),
+                epoch: std::time::Instant::now(),
+            }));
+        let link = std::sync::Arc::new(crate::worker::Worker::new(tx, published));
+        let fut = super::handle(c, "127.0.0.1:1".parse().unwrap(), key, link, slot, timeouts);
         let size = std::mem::size_of_val(&fut);
         assert!(size <= 1700, "the connection task grew to {size} bytes");
     }

@@ -21,11 +21,12 @@ use fulcrum_core::state::Direction;
 use fulcrum_core::{Protocol, ServiceKey};
 use socket2::Type;
 use tokio::net::UdpSocket;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, watch};
 
 use crate::accept::RateLimited;
-use crate::events::{Answer, PlaneEvent, schedule};
+use crate::events::{Answer, PlaneEvent};
 use crate::limit::{Admitted, ConnLimit, admit};
+use crate::worker::Worker;
 
 /// Replies to a one-packet datagram are awaited at most this long.
 const ONE_PACKET_WINDOW: Duration = Duration::from_secs(10);
@@ -116,7 +117,7 @@ struct Service {
     key: ServiceKey,
     one_packet: bool,
     front: UdpSocket,
-    events: mpsc::Sender<PlaneEvent>,
+    link: Arc<Worker>,
     limits: (Arc<ConnLimit>, Arc<ConnLimit>),
     start: Instant,
     flows: HashMap<FlowKey, Flow>,
@@ -142,7 +143,7 @@ impl Service {
             if f.backend.try_send(data).is_ok()
                 && let Some(conn) = f.conn
             {
-                report(&self.events, conn, Direction::Input, data.len() as u64).await;
+                report(&self.link, conn, Direction::Input, data.len() as u64);
             }
             return Ok(());
         }
@@ -154,10 +155,14 @@ impl Service {
             return Ok(());
         };
         let key = self.key;
-        let s = match schedule(&self.events, key, Protocol::Udp, client, local).await {
+        let s = match self.link.schedule(key, Protocol::Udp, client, local).await {
             Answer::Dest(s, _) => s,
             Answer::NoDest => {
-                let _ = self.events.send(PlaneEvent::NoDest { key, client }).await;
+                let _ = self
+                    .link
+                    .events()
+                    .send(PlaneEvent::NoDest { key, client })
+                    .await;
                 return Ok(()); // dropped, as IPVS drops it
             }
             Answer::Gone => return Err(Gone),
@@ -177,16 +182,13 @@ impl Service {
             return Ok(());
         }
         if let Some(conn) = s.conn {
-            let _ = self
-                .events
-                .send(PlaneEvent::Traffic {
-                    conn,
-                    inpkts: 1,
-                    inbytes: data.len() as u64,
-                    outpkts: 0,
-                    outbytes: 0,
-                })
-                .await;
+            self.link.emit(PlaneEvent::Traffic {
+                conn,
+                inpkts: 1,
+                inbytes: data.len() as u64,
+                outpkts: 0,
+                outbytes: 0,
+            });
         }
         self.next_generation += 1;
         let generation = self.next_generation;
@@ -259,24 +261,18 @@ impl Service {
         }
         f.last = now;
         if let Some(conn) = f.conn {
-            let _ = self
-                .events
-                .send(PlaneEvent::Segment {
-                    conn,
-                    dir: Direction::Output,
-                    flags: None,
-                })
-                .await;
-            let _ = self
-                .events
-                .send(PlaneEvent::Traffic {
-                    conn,
-                    inpkts: 0,
-                    inbytes: 0,
-                    outpkts: pkts,
-                    outbytes: bytes,
-                })
-                .await;
+            self.link.emit(PlaneEvent::Segment {
+                conn,
+                dir: Direction::Output,
+                flags: None,
+            });
+            self.link.emit(PlaneEvent::Traffic {
+                conn,
+                inpkts: 0,
+                inbytes: 0,
+                outpkts: pkts,
+                outbytes: bytes,
+            });
         }
     }
 
@@ -306,23 +302,19 @@ impl Service {
 struct Gone;
 
 /// A client datagram's traffic on its flow.
-async fn report(events: &mpsc::Sender<PlaneEvent>, conn: ConnId, dir: Direction, bytes: u64) {
-    let _ = events
-        .send(PlaneEvent::Segment {
-            conn,
-            dir,
-            flags: None,
-        })
-        .await;
-    let _ = events
-        .send(PlaneEvent::Traffic {
-            conn,
-            inpkts: 1,
-            inbytes: bytes,
-            outpkts: 0,
-            outbytes: 0,
-        })
-        .await;
+fn report(link: &Worker, conn: ConnId, dir: Direction, bytes: u64) {
+    link.emit(PlaneEvent::Segment {
+        conn,
+        dir,
+        flags: None,
+    });
+    link.emit(PlaneEvent::Traffic {
+        conn,
+        inpkts: 1,
+        inbytes: bytes,
+        outpkts: 0,
+        outbytes: 0,
+    });
 }
 
 /// Serve one UDP virtual service until aborted.
@@ -330,7 +322,7 @@ pub(crate) async fn serve(
     sock: UdpSocket,
     key: ServiceKey,
     one_packet: bool,
-    events: mpsc::Sender<PlaneEvent>,
+    link: Arc<Worker>,
     timeout: watch::Receiver<Duration>,
     limits: (Arc<ConnLimit>, Arc<ConnLimit>),
 ) {
@@ -338,7 +330,7 @@ pub(crate) async fn serve(
         key,
         one_packet,
         front: sock,
-        events,
+        link,
         limits,
         start: Instant::now(),
         flows: HashMap::new(),

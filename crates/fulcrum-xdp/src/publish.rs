@@ -476,7 +476,7 @@ impl Layout {
             flags,
             wrr_mw: mw.clamp(0, i64::from(u32::MAX)) as u32,
             wrr_di: di.clamp(1, i64::from(u32::MAX)) as u32,
-            mh_m: svc.scheduler.buckets().map_or(0, |b| b.len() as u32),
+            mh_m: svc.scheduler.lock().buckets().map_or(0, |b| b.len() as u32),
             persist: svc.persistent.unwrap_or(0),
             port: key.port(),
             netmask: crate::records::netmask16(&svc.netmask),
@@ -541,6 +541,7 @@ impl Layout {
         // sh, dh: the table fulcrum-core computed.
         let buckets: Vec<Option<u32>> = svc
             .scheduler
+            .lock()
             .buckets()
             .map(<[Option<u32>]>::to_vec)
             .unwrap_or_default();

@@ -163,6 +163,8 @@ impl Controller {
         origin: &str,
     ) -> Controller {
         let (health_tx, health_rx) = mpsc::channel(4096);
+        // One clock with the plane's workers, which schedule from snapshots.
+        let started = plane.proxy().map_or_else(Instant::now, ProxyPlane::epoch);
         Controller {
             table: Table::new(),
             plane,
@@ -171,7 +173,7 @@ impl Controller {
             config_path,
             origin: origin.to_string(),
             serial: None,
-            started: Instant::now(),
+            started,
             nodest: HashMap::new(),
             unreachable: 0,
             addresses: None,
@@ -189,6 +191,13 @@ impl Controller {
             history: HashMap::new(),
             console: None,
             drain: DEFAULT_DRAIN,
+        }
+    }
+
+    /// Let the plane's workers see the table's connection counts.
+    fn store_counts(&self) {
+        if let Some(p) = self.plane.proxy() {
+            p.store_counts(&self.table);
         }
     }
 
@@ -419,6 +428,9 @@ impl Controller {
                 )
             })
             .collect();
+        if let Some(p) = self.plane.proxy() {
+            p.set_dest_options(self.dest_options.clone());
+        }
         if let Some(tx) = &self.addresses {
             let _ = tx.send(AddrMsg::Want(
                 cfg.floating_addresses(),
@@ -697,6 +709,24 @@ impl Controller {
     fn on_plane(&mut self, ev: PlaneEvent) {
         let now = self.now();
         match ev {
+            PlaneEvent::Batch(events) => events.into_iter().for_each(|ev| self.on_plane(ev)),
+            PlaneEvent::Opened {
+                key,
+                proto,
+                flow,
+                dest,
+                conn,
+            } => {
+                let adopted = self.table.adopt(&key, proto, &flow, dest, conn, now);
+                // For TCP the connection's first report is the client's SYN.
+                if adopted.is_some() && proto == Protocol::Tcp {
+                    self.table
+                        .transition(conn, Direction::Input, Some(TcpFlags::SYN), now);
+                }
+                if let Some(p) = self.plane.proxy() {
+                    p.settle(&key, dest, &self.table);
+                }
+            }
             PlaneEvent::Schedule {
                 key,
                 proto,
@@ -1494,7 +1524,10 @@ impl Controller {
                 deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600)),
             );
             tokio::select! {
-                Some(ev) = plane.recv() => self.on_plane(ev),
+                Some(ev) = plane.recv() => {
+                    self.on_plane(ev);
+                    self.store_counts();
+                }
                 Some(r) = health.recv() => {
                     let now = self.now();
                     self.monitor.on_result(r, now);
@@ -1529,6 +1562,7 @@ impl Controller {
                 _ = est.tick() => self.table.tick_estimators(),
                 _ = expire.tick() => {
                     self.table.expire(self.now());
+                    self.store_counts();
                     self.plane.refresh(&mut self.table);
                 }
                 _ = gc.tick() => self.table.collect_garbage(self.now()),

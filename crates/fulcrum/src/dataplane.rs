@@ -267,6 +267,7 @@ impl DataPlane for ProxyForwarding {
                 }
             }
         }
+        self.plane.publish_table(table);
         err
     }
 

@@ -56,6 +56,46 @@ fn wrr_gives_exact_shares_and_listings_count_them() {
     assert!(rate.starts_with("IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS\n"));
 }
 
+/// Four workers take connections from eight clients at once: each schedules
+/// by itself, yet with the service's one scheduler, so the wrr sequence and
+/// its shares stay the kernel's exactly, and the counts the controller keeps
+/// come to every connection once.
+#[test]
+fn wrr_stays_exact_when_workers_schedule_concurrently() {
+    let _rs = realservers(42, 3);
+    let d = Director::start_with(
+        "wrr-workers",
+        &cluster(42, "wrr", &[2, 1, 1], ""),
+        &["--workers", "4"],
+    );
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(|| {
+                (0..50)
+                    .map(|_| get("127.42.0.1:8080"))
+                    .collect::<Vec<String>>()
+            })
+        })
+        .collect();
+    let names: Vec<String> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    let c = counts(&names);
+    assert_eq!((c["rs1"], c["rs2"], c["rs3"]), (200, 100, 100), "{c:?}");
+    // Every connection reaches the table once: 400 entries in TIME_WAIT,
+    // counted inactive where they went.
+    let want = "  -> 127.42.0.11:8081             Masq    2      0          200       \n  -> 127.42.0.12:8081             Masq    1      0          100       \n  -> 127.42.0.13:8081             Masq    1      0          100       \n";
+    let t = Instant::now();
+    let mut l = d.ok("-L -n");
+    while !l.ends_with(want) && t.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(50));
+        l = d.ok("-L -n");
+    }
+    assert!(l.ends_with(want), "{l}");
+    assert_eq!(d.ok("-L -n -c").lines().count(), 2 + 400);
+}
+
 #[test]
 fn wlc_keeps_concurrent_connections_in_weight_ratio() {
     let _rs = realservers(22, 3);

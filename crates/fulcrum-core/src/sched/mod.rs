@@ -246,6 +246,41 @@ pub trait Scheduler: fmt::Debug + Send + Sync {
     fn collect_garbage(&mut self, _dests: &[Dest], _now: Duration) {}
 }
 
+/// A service's scheduler, shared by the table that owns the service and
+/// the data planes that schedule from a published snapshot of it (the
+/// proxy plane's workers), so there is one scheduling sequence per service
+/// wherever a connection is scheduled. The lock is held only for one
+/// decision or one update, never across an await, as the kernel holds a
+/// scheduler's own lock.
+#[derive(Debug, Clone)]
+pub struct SharedScheduler(std::sync::Arc<std::sync::Mutex<Box<dyn Scheduler>>>);
+
+impl SharedScheduler {
+    /// Share `s`.
+    pub fn new(s: Box<dyn Scheduler>) -> SharedScheduler {
+        SharedScheduler(std::sync::Arc::new(std::sync::Mutex::new(s)))
+    }
+
+    /// The scheduler, for one decision or update. A panic in another
+    /// holder does not make it unusable: scheduler state is valid after any
+    /// step.
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, Box<dyn Scheduler>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Which algorithm it is.
+    pub fn kind(&self) -> SchedulerKind {
+        self.lock().kind()
+    }
+
+    /// Replace the algorithm; every holder sees the new one.
+    pub fn replace(&self, s: Box<dyn Scheduler>) {
+        *self.lock() = s;
+    }
+}
+
 /// Build a scheduler of the given kind, already bound to `dests`.
 pub fn new_scheduler(
     kind: SchedulerKind,
