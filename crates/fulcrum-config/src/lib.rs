@@ -319,6 +319,27 @@ impl Config {
             .collect()
     }
 
+    /// The real servers of `transparent` virtual servers (active ones), by
+    /// service and real-server address and port: the proxy plane connects
+    /// to them from the client's own address.
+    pub fn transparent_dests(&self) -> Vec<(fulcrum_core::ServiceKey, std::net::IpAddr, u16)> {
+        let mut out = Vec::new();
+        for svc in self.table() {
+            if self
+                .virtuals
+                .iter()
+                .any(|v| v.name == svc.name && v.transparent == Some(true))
+            {
+                out.extend(
+                    svc.dests
+                        .iter()
+                        .map(|(_, d)| (svc.spec.key, d.addr, d.port)),
+                );
+            }
+        }
+        out
+    }
+
     /// The real servers that expect a PROXY protocol header, by service and
     /// real-server address and port (active ones only).
     pub fn proxy_protocol_dests(

@@ -126,6 +126,7 @@ pub const VIRTUAL_KEYS: &[&str] = &[
     "virtualhost",
     "tls_ca",
     "max_connections",
+    "transparent",
 ];
 
 /// Keys of a `server` block.
@@ -863,6 +864,7 @@ fn lower_virtual_key(a: &Assign, v: &mut VirtualServer, diags: &mut Vec<Diagnost
         ),
         "pmask" => put(&mut v.pmask, a.pmask(), d),
         "one_packet" => put(&mut v.one_packet, a.bool(), d),
+        "transparent" => put(&mut v.transparent, a.bool(), d),
         "forwarding" => put(&mut v.forwarding, a.word("forwarding method", ROUTING), d),
         "tunnel_type" | "tunnel_port" | "tunnel_checksum" => lower_tunnel_key(a, &mut v.tunnel, d),
         "send" => put(&mut v.send, a.string(), d),
@@ -1483,6 +1485,27 @@ fn check_virtuals(cfg: &Config, infos: &[VirtualInfo], diags: &mut Vec<Diagnosti
                 )
                 .hint("set `protocol = udp`, or remove `one_packet`"),
             );
+        }
+        if v.transparent == Some(true) {
+            if v.fwmark.is_none() && v.effective_protocol() != Protocol::Tcp {
+                diags.push(
+                    Diagnostic::error(
+                        at("transparent"),
+                        "transparent proxying is for TCP services",
+                    )
+                    .hint("remove `transparent`, or make the virtual server `protocol = tcp`"),
+                );
+            } else if cfg.global.effective_dataplane() == Dataplane::Proxy
+                && cfg.global.nat_router.is_none()
+            {
+                diags.push(
+                    Diagnostic::warning(
+                        at("transparent"),
+                        "with `transparent = 1` the real servers see the client's address and must send their replies through this director",
+                    )
+                    .hint("make the director the real servers' router: set `nat_router` (and that address as the real servers' default route)"),
+                );
+            }
         }
         if cfg.global.effective_dataplane() == Dataplane::Proxy {
             if v.fwmark.is_some() {

@@ -549,6 +549,9 @@ pub struct VirtualServer {
     pub persistent: Option<u32>,
     pub pmask: Option<Pmask>,
     pub one_packet: Option<bool>,
+    /// `transparent` (Fulcrum): the proxy plane connects to real servers
+    /// from the client's own address.
+    pub transparent: Option<bool>,
     pub forwarding: Option<Routing>,
     pub tunnel: TunnelKeys,
     pub send: Option<String>,

@@ -195,6 +195,7 @@ pub fn write(cfg: &Config) -> String {
             }),
         );
         o.kv("one_packet", v.one_packet.map(|b| bool01(b).into()));
+        o.kv("transparent", v.transparent.map(|b| bool01(b).into()));
         o.kv("forwarding", v.forwarding.map(|r| r.name().into()));
         tunnel(&mut o, &v.tunnel);
         o.kv("send", v.send.as_deref().map(quote));

@@ -1008,3 +1008,34 @@ fn check_patterns_that_would_stop_the_director_are_errors_at_their_line() {
         "virtual dns {\n address = 10.0.0.1\n port = 53\n protocol = udp\n active = 1\n checktype = dns\n request = example.com\n receive = \"(10.0\"\n}\n",
     );
 }
+
+#[test]
+fn transparent_is_for_tcp_and_wants_the_director_as_router() {
+    let e = errors(
+        "virtual a {\n address = 10.0.0.1\n active = 1\n protocol = udp\n transparent = 1\n server s {\n  address = 10.1.0.1\n  active = 1\n }\n}\n",
+    );
+    assert_eq!(e, vec!["5:2: transparent proxying is for TCP services"]);
+    let plain = "dataplane = proxy\nvirtual a {\n address = 10.0.0.1\n active = 1\n transparent = 1\n server s {\n  address = 10.1.0.1\n  active = 1\n }\n}\n";
+    let p = parse(plain);
+    assert!(!p.has_errors());
+    let w: Vec<String> = p
+        .diagnostics
+        .iter()
+        .map(|d| format!("{}:{}: {}", d.span.line, d.span.col, d.message))
+        .collect();
+    assert_eq!(
+        w,
+        vec![
+            "5:2: with `transparent = 1` the real servers see the client's address and must send their replies through this director"
+        ]
+    );
+    let routed = format!("nat_router = 10.1.0.254 eth1:1\n{plain}");
+    let p = parse(&routed);
+    assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+    let dests = p.config.transparent_dests();
+    assert_eq!(dests.len(), 1);
+    assert_eq!(
+        (dests[0].1.to_string(), dests[0].2),
+        ("10.1.0.1".into(), 80)
+    );
+}

@@ -8,6 +8,7 @@
 
 pub mod addr;
 pub mod announce;
+pub mod transparent;
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};

@@ -15,6 +15,10 @@ use tokio::sync::oneshot;
 pub struct DestOptions {
     /// Send a PROXY protocol header first.
     pub proxy_protocol: Option<crate::ProxyProtocol>,
+    /// Connect from the client's own address and port (`IP_TRANSPARENT`),
+    /// so the real server sees the client as behind LVS-NAT. Its replies
+    /// must come back through the director ([`fulcrum_net::transparent`]).
+    pub transparent: bool,
 }
 
 /// A message from the data plane to the controller that owns the table.

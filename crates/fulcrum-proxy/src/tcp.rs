@@ -263,7 +263,14 @@ async fn handle(
         flags: Some(flags),
     };
     let dest = SocketAddr::new(sched.daddr, sched.dport);
-    let server = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(dest)).await {
+    let connect = async {
+        if opts.transparent {
+            Box::pin(connect_as(peer, dest)).await
+        } else {
+            TcpStream::connect(dest).await
+        }
+    };
+    let server = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return unreachable(&client, conn, dest, e.to_string(), &link),
         Err(_) => {
@@ -380,6 +387,28 @@ async fn handle(
         reset(&server);
     }
     report.finish(last);
+}
+
+/// Connect to `dest` from the client's own address and port
+/// (`IP_TRANSPARENT`, which needs `CAP_NET_ADMIN`), as LVS-NAT shows a
+/// client to the real server. When that port is taken on this host, the
+/// client's address with a port the kernel picks.
+async fn connect_as(client: SocketAddr, dest: SocketAddr) -> io::Result<TcpStream> {
+    let sock = unbound_socket(client, Type::STREAM, true)?;
+    if client.is_ipv6() {
+        sock.set_ip_transparent_v6(true)?;
+    } else {
+        sock.set_ip_transparent_v4(true)?;
+    }
+    sock.set_nonblocking(true)?;
+    if let Err(e) = sock.bind(&client.into()) {
+        if e.kind() != io::ErrorKind::AddrInUse {
+            return Err(e);
+        }
+        sock.bind(&SocketAddr::new(client.ip(), 0).into())?;
+    }
+    let sock = tokio::net::TcpSocket::from_std_stream(std::net::TcpStream::from(sock));
+    sock.connect(dest).await
 }
 
 async fn write_header(server: &TcpStream, mut h: &[u8]) -> io::Result<()> {

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fulcrum_api::control::{Request, Response};
@@ -108,6 +109,9 @@ pub struct Controller {
     console: Option<ConsoleKeys>,
     /// How long open connections may finish at a stop (`drain_timeout`).
     drain: Duration,
+    /// Real servers whose replies the kernel delivers to this host's
+    /// transparent connections, as last asked; one change at a time.
+    replies: (Vec<SocketAddr>, Arc<tokio::sync::Mutex<()>>),
 }
 
 /// `drain_timeout`'s default.
@@ -191,7 +195,43 @@ impl Controller {
             history: HashMap::new(),
             console: None,
             drain: DEFAULT_DRAIN,
+            replies: Default::default(),
         }
+    }
+
+    /// Have the kernel deliver the replies of `transparent` virtual servers'
+    /// real servers to this host (proxy plane only; see
+    /// `fulcrum_net::transparent`).
+    fn route_replies(&mut self, dests: &[(ServiceKey, std::net::IpAddr, u16)]) {
+        if self.plane.proxy().is_none() {
+            return;
+        }
+        let mut want: Vec<SocketAddr> = dests
+            .iter()
+            .map(|(_, a, p)| SocketAddr::new(*a, *p))
+            .collect();
+        want.sort();
+        want.dedup();
+        if want == self.replies.0 {
+            return;
+        }
+        self.replies.0 = want.clone();
+        let one = self.replies.1.clone();
+        tokio::spawn(async move {
+            let _one = one.lock().await;
+            match fulcrum_net::transparent::route_replies(&want).await {
+                Ok(()) if !want.is_empty() => tracing::info!(
+                    real_servers = want.len(),
+                    table = fulcrum_net::transparent::TABLE,
+                    "replies to transparent connections are delivered to this host"
+                ),
+                Ok(()) => {}
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "cannot route the real servers' replies to transparent connections, which will fail: Fulcrum needs CAP_NET_ADMIN for `transparent = 1`"
+                ),
+            }
+        });
     }
 
     /// Let the plane's workers see the table's connection counts.
@@ -412,22 +452,19 @@ impl Controller {
         self.syncd = g.syncd();
         self.plane.set_sync_key(sync_key);
         self.follow_sync();
-        self.dest_options = cfg
-            .proxy_protocol_dests()
-            .into_iter()
-            .map(|(k, a, p, v)| {
-                let v = match v {
-                    fulcrum_config::ProxyProtocolVersion::V1 => ProxyProtocol::V1,
-                    fulcrum_config::ProxyProtocolVersion::V2 => ProxyProtocol::V2,
-                };
-                (
-                    (k, a, p),
-                    DestOptions {
-                        proxy_protocol: Some(v),
-                    },
-                )
-            })
-            .collect();
+        let mut options: HashMap<(ServiceKey, std::net::IpAddr, u16), DestOptions> = HashMap::new();
+        for (k, a, p, v) in cfg.proxy_protocol_dests() {
+            options.entry((k, a, p)).or_default().proxy_protocol = Some(match v {
+                fulcrum_config::ProxyProtocolVersion::V1 => ProxyProtocol::V1,
+                fulcrum_config::ProxyProtocolVersion::V2 => ProxyProtocol::V2,
+            });
+        }
+        let transparent = cfg.transparent_dests();
+        for &(k, a, p) in &transparent {
+            options.entry((k, a, p)).or_default().transparent = true;
+        }
+        self.dest_options = options;
+        self.route_replies(&transparent);
         if let Some(p) = self.plane.proxy() {
             p.set_dest_options(self.dest_options.clone());
         }
@@ -1603,6 +1640,12 @@ impl Controller {
             }
         }
         self.plane.stop(self.keep_forwarding);
+        if !self.replies.0.is_empty() {
+            let _one = self.replies.1.lock().await;
+            if let Err(e) = fulcrum_net::transparent::route_replies(&[]).await {
+                tracing::warn!(error = %e, table = fulcrum_net::transparent::TABLE, "cannot remove the rules for transparent connections' replies; remove them with `ip rule del priority 7345`");
+            }
+        }
     }
 }
 

@@ -7,7 +7,8 @@
 //! the reduced sets. What is kept:
 //!
 //! - `CAP_NET_BIND_SERVICE`: listeners on ports below 1024, also on reload;
-//! - `CAP_NET_ADMIN`: floating addresses (rtnetlink) and failover;
+//! - `CAP_NET_ADMIN`: floating addresses (rtnetlink) and failover, and
+//!   transparent proxying (`IP_TRANSPARENT` and its routing rules);
 //! - `CAP_NET_RAW`: VRRP adverts, gratuitous ARP, ICMP checks and ipfail;
 //! - `CAP_BPF` (with `CAP_NET_ADMIN`): the XDP plane's maps, which the
 //!   controller keeps writing and reading.
@@ -32,6 +33,10 @@ pub fn needed(cfg: &Config, plane: &crate::kernel::Chosen) -> CapabilitySet {
         .any(|f| !f.addr.is_loopback());
     if floating || cfg.global.failover() {
         keep |= CapabilitySet::NET_ADMIN | CapabilitySet::NET_RAW;
+    }
+    // Connecting from the client's address, and the rules for the replies.
+    if !cfg.transparent_dests().is_empty() {
+        keep |= CapabilitySet::NET_ADMIN;
     }
     // Programming the kernel's IPVS table.
     if kernel {

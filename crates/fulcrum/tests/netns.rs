@@ -705,3 +705,83 @@ fn five_node_dynamic_weights_follow_the_agents() {
     );
     assert_eq!(director.signal_and_wait("TERM"), Some(0));
 }
+
+/// `transparent = 1` in the seed's NAT topology: the real servers see the
+/// client's own address and port, as behind LVS-NAT, because the director
+/// connects from it and the rules it installs bring the replies back to
+/// its socket; the rules go when it stops. Without the key they see the
+/// director.
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "network-namespace test: run as root with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
+#[test]
+fn transparent_mode_shows_real_servers_the_client() {
+    let mut net = FiveNode::new("t");
+    start_realservers(&mut net);
+    let tmp = Dir::new("transparent");
+    let cf = tmp.file("lvs.cf");
+    let control = tmp.file("control.sock");
+    let config = seed_config("rr", [1, 1, 1]);
+    std::fs::write(
+        &cf,
+        config.replace(" scheduler = rr\n", " scheduler = rr\n transparent = 1\n"),
+    )
+    .unwrap();
+    let mut director = start_director(&net, &cf, &control);
+    let cli = net.ns("cli");
+    let get = |port: u16| {
+        sh(&format!(
+            "ip netns exec {cli} curl -s -i --max-time 3 --local-port {port} http://{VIP}/"
+        ))
+    };
+    wait_for("the virtual server", 10, || {
+        try_get(&cli).contains("200 OK")
+    });
+    for (i, port) in [40001u16, 40002, 40003].into_iter().enumerate() {
+        let r = get(port);
+        assert!(
+            r.to_lowercase()
+                .contains(&format!("x-client: {CLIENT}:{port}\r\n")),
+            "request {i}: {r}"
+        );
+    }
+    let rules = net.exec("dir", "ip rule show");
+    for rs in RS {
+        assert!(
+            rules.contains(&format!(
+                "7345:\tfrom {rs} ipproto tcp sport 80 lookup 7345"
+            )),
+            "{rules}"
+        );
+    }
+    assert!(
+        net.exec("dir", "ip route show table 7345")
+            .contains("local default dev lo")
+    );
+    // The listing counts them as any other connection.
+    let l = adm(&control, "-L -n");
+    assert!(l.contains("Masq    1      0          1"), "{l}");
+    assert_eq!(director.signal_and_wait("TERM"), Some(0));
+    let rules = net.exec("dir", "ip rule show");
+    assert!(!rules.contains("7345"), "rules left behind: {rules}");
+    // Without `transparent`, the real servers see the director.
+    std::fs::write(&cf, &config).unwrap();
+    let mut director = start_director(&net, &cf, &control);
+    wait_for("the virtual server", 10, || {
+        try_get(&cli).contains("200 OK")
+    });
+    let r = get(40004).to_lowercase();
+    assert!(r.contains("x-client: 10.200.2.1:"), "{r}");
+    assert_eq!(director.signal_and_wait("TERM"), Some(0));
+}
+
+fn try_get(cli: &str) -> String {
+    String::from_utf8_lossy(
+        &fulcrum_testbed::try_sh(&format!(
+            "ip netns exec {cli} curl -s -i --max-time 1 http://{VIP}/"
+        ))
+        .stdout,
+    )
+    .into_owned()
+}
