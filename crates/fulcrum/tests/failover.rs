@@ -186,6 +186,12 @@ impl Client {
     /// Wait for `n` more requests and check they all succeeded.
     /// The first two are skipped: they may have started before.
     fn expect_serving(&self, n: usize, when: &str) {
+        self.expect_serving_or(n, when, &String::new);
+    }
+
+    /// As `expect_serving`, with `context()` (a director's log, its
+    /// listing) in the failure message.
+    fn expect_serving_or(&self, n: usize, when: &str, context: &dyn Fn() -> String) {
         let start = self.results().len() + 2;
         wait_for(&format!("{n} requests {when}"), 20, || {
             self.results().len() >= start + n
@@ -194,7 +200,8 @@ impl Client {
         let recent = &r[start..start + n];
         assert!(
             recent.iter().all(|s| s == "200"),
-            "requests {when} failed: {recent:?}"
+            "requests {when} failed: {recent:?}\n{}",
+            context()
         );
     }
 }
@@ -297,7 +304,19 @@ fn a_killed_primary_is_replaced_within_deadtime_and_takes_over_again_on_return()
         took < Duration::from_millis(500 + 100 + 400),
         "took {took:?}, more than deadtime + one advert (+ slack)"
     );
-    client.expect_serving(20, "after the take-over");
+    client.expect_serving_or(20, "after the take-over", &|| {
+        format!(
+            "the new active director's log:\n{}\nits table:\n{}",
+            ds[1].logs(),
+            String::from_utf8_lossy(
+                &try_sh(&format!(
+                    "{BIN} adm --control {} -L -n --stats",
+                    ds[1].control
+                ))
+                .stdout
+            )
+        )
+    });
     let (_, failed_kill) = client.counts();
 
     // The primary returns (its killed run left the addresses; it clears
