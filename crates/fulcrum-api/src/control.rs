@@ -25,6 +25,11 @@ pub enum Request {
     Status,
     /// Re-read the configuration file and apply what changed.
     Reload,
+    /// Start a new director from the same program file (an upgraded binary
+    /// if it was replaced) and arguments, hand it the proxy plane's
+    /// listening sockets, and let this one finish its open connections:
+    /// no connection is refused or cut.
+    Restart,
     /// Counters and health in the Prometheus text format.
     Metrics,
     /// The director's state as JSON ([`DirectorState`](crate::state::DirectorState)) in

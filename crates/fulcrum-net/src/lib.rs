@@ -64,6 +64,49 @@ pub fn tcp_segments(sock: impl AsFd) -> io::Result<TcpSegments> {
     })
 }
 
+/// Take ownership of socket `fd`, which the director that started this
+/// one left open for it (`fulcrum restart` passes its listening sockets by
+/// number). See [`inherited_fd`]; it must also be a socket.
+///
+/// # Errors
+/// As [`inherited_fd`], and `ENOTSOCK` when it is not a socket.
+pub fn inherited_socket(fd: i32) -> io::Result<std::os::fd::OwnedFd> {
+    let owned = inherited_fd(fd)?;
+    rustix::net::sockopt::socket_type(&owned)?;
+    Ok(owned)
+}
+
+/// Take ownership of descriptor `fd`, left open by the process that
+/// started this one. The number must be above the standard streams and
+/// open; it gets close-on-exec again. Call once per number.
+///
+/// # Errors
+/// `EBADF` when it is not open, `EINVAL` for 0–2.
+pub fn inherited_fd(fd: i32) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
+    if fd < 3 {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    #[allow(
+        unsafe_code,
+        reason = "a descriptor number from the environment has no safe constructor"
+    )]
+    // SAFETY: the borrow lasts for one fcntl call, which fails with EBADF
+    // rather than misbehaving when the number is not open.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    rustix::io::fcntl_getfd(borrowed)?;
+    #[allow(
+        unsafe_code,
+        reason = "taking ownership of an inherited descriptor has no safe constructor"
+    )]
+    // SAFETY: the number is open (checked above) and was left to this
+    // process by its parent for it alone; the caller takes each number
+    // once, so nothing else in the process owns it.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    rustix::io::fcntl_setfd(&owned, rustix::io::FdFlags::CLOEXEC)?;
+    Ok(owned)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -101,14 +101,44 @@ pub struct ProxyPlane {
     services: HashMap<ServiceKey, Served>,
     /// The director-wide connection limit.
     limit: Arc<ConnLimit>,
+    /// Listening sockets a director that restarted into this one left
+    /// open for it, by service, until the service claims them.
+    inherited: std::sync::Mutex<HashMap<ServiceKey, Vec<std::os::fd::OwnedFd>>>,
     _stop: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
-/// A service being served: its accept tasks and its connection limit.
+/// A service being served: its accept tasks, its connection limit, and a
+/// copy of its sockets to hand to a director that replaces this one.
 #[derive(Debug)]
 struct Served {
     tasks: Vec<JoinHandle<()>>,
     limit: Arc<ConnLimit>,
+    sockets: Vec<std::os::fd::OwnedFd>,
+}
+
+/// A socket a restarted director left for a service: it must be the
+/// service's kind of socket, bound to its address and port (a TCP one
+/// listening).
+fn claim(
+    fd: std::os::fd::OwnedFd,
+    local: SocketAddr,
+    proto: Protocol,
+) -> io::Result<socket2::Socket> {
+    let s = socket2::Socket::from(fd);
+    let ty = s.r#type()?;
+    let ok = s.local_addr()?.as_socket() == Some(local)
+        && match proto {
+            Protocol::Tcp => ty == socket2::Type::STREAM && s.is_listener()?,
+            _ => ty == socket2::Type::DGRAM,
+        };
+    if !ok {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("the inherited socket is not a {proto} socket on {local}"),
+        ));
+    }
+    s.set_nonblocking(true)?;
+    Ok(s)
 }
 
 impl ProxyPlane {
@@ -174,6 +204,7 @@ impl ProxyPlane {
             workers: handles,
             services: HashMap::new(),
             limit: ConnLimit::new("director", usize::MAX),
+            inherited: std::sync::Mutex::default(),
             _stop: stop,
         }
     }
@@ -219,6 +250,43 @@ impl ProxyPlane {
     /// scheduled to `dest` ([`PlaneEvent::Opened`]).
     pub fn settle(&self, key: &ServiceKey, dest: DestId, table: &Table) {
         self.published.load().table.settle(key, dest, table);
+    }
+
+    /// Listening sockets left by the director this one replaces
+    /// (`fulcrum restart`): each service takes its own when it is added,
+    /// instead of binding, so connections waiting in their queues are
+    /// served here.
+    pub fn inherit(&self, key: ServiceKey, sockets: Vec<std::os::fd::OwnedFd>) {
+        self.inherited().entry(key).or_default().extend(sockets);
+    }
+
+    fn inherited(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<ServiceKey, Vec<std::os::fd::OwnedFd>>> {
+        self.inherited
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Close inherited sockets no service claimed (the configuration no
+    /// longer has their services); how many.
+    pub fn drop_unclaimed(&self) -> usize {
+        self.inherited().drain().map(|(_, v)| v.len()).sum()
+    }
+
+    /// Copies of every listening socket, by service, for a director that
+    /// replaces this one.
+    ///
+    /// # Errors
+    /// A socket that cannot be duplicated (out of descriptors).
+    pub fn listening_sockets(&self) -> io::Result<Vec<(ServiceKey, std::os::fd::OwnedFd)>> {
+        let mut out = Vec::new();
+        for (k, s) in &self.services {
+            for fd in &s.sockets {
+                out.push((*k, fd.try_clone()?));
+            }
+        }
+        Ok(out)
     }
 
     /// How many workers serve TCP.
@@ -279,7 +347,10 @@ impl ProxyPlane {
         } else {
             socket2::Type::DGRAM
         };
+        // (Not when the director this one replaces left its sockets: it
+        // holds them too until it has finished.)
         if proto != Protocol::Sctp
+            && !self.inherited().contains_key(&key)
             && let Some(who) = owner::taken(local, ty)
             // Our own listener of a service just removed closes as its task
             // is aborted.
@@ -288,22 +359,40 @@ impl ProxyPlane {
             return Err(PlaneError::Taken(local, who));
         }
         let limit = ConnLimit::new(format!("virtual service {key}"), usize::MAX);
+        let mut inherited = Vec::new();
+        let left = self.inherited().remove(&key).unwrap_or_default();
+        for fd in left {
+            match claim(fd, local, proto) {
+                Ok(s) => inherited.push(s),
+                Err(e) => tracing::warn!(service = %key, error = %e, "inherited socket not used"),
+            }
+        }
+        let mut sockets = Vec::new();
         let tasks = match proto {
             Protocol::Tcp => {
-                let mut listeners = Vec::new();
-                for _ in &self.workers {
+                // The inherited listeners first (they hold the connections
+                // waiting to be accepted), then new ones for the workers
+                // left; with more inherited than workers, some workers
+                // serve two.
+                let mut listeners: Vec<std::net::TcpListener> =
+                    inherited.into_iter().map(Into::into).collect();
+                while listeners.len() < self.workers.len() {
                     listeners.push(
                         tcp::listen(local, self.workers.len() > 1)
                             .map_err(|e| PlaneError::Bind(local, e))?,
                     );
                 }
                 let mut tasks = Vec::new();
-                for ((w, l), link) in self.workers.iter().zip(listeners).zip(&self.links) {
-                    let link = link.clone();
+                for (i, l) in listeners.into_iter().enumerate() {
+                    let w = i % self.workers.len();
+                    sockets.push(std::os::fd::OwnedFd::from(
+                        l.try_clone().map_err(|e| PlaneError::Bind(local, e))?,
+                    ));
+                    let link = self.links[w].clone();
                     let limits = (self.limit.clone(), limit.clone());
                     let timeouts = self.tcp_timeouts.subscribe();
                     // Register the socket with the worker's own reactor.
-                    tasks.push(w.spawn(async move {
+                    tasks.push(self.workers[w].spawn(async move {
                         match tokio::net::TcpListener::from_std(l) {
                             Ok(l) => tcp::serve(l, key, link, limits, timeouts).await,
                             Err(e) => tracing::error!(service = %key, error = %e, "cannot register listener"),
@@ -313,7 +402,12 @@ impl ProxyPlane {
                 tasks
             }
             Protocol::Udp => {
-                let s = udp::bind(local).map_err(|e| PlaneError::Bind(local, e))?;
+                let s = match inherited.pop() {
+                    Some(s) => tokio::net::UdpSocket::from_std(s.into()),
+                    None => udp::bind(local),
+                }
+                .map_err(|e| PlaneError::Bind(local, e))?;
+                sockets.push(rustix::io::dup(&s).map_err(|e| PlaneError::Bind(local, e.into()))?);
                 vec![tokio::spawn(udp::serve(
                     s,
                     key,
@@ -326,7 +420,14 @@ impl ProxyPlane {
             Protocol::Sctp => return Err(PlaneError::Sctp),
         };
         tracing::info!(service = %key, workers = tasks.len(), "listening");
-        self.services.insert(key, Served { tasks, limit });
+        self.services.insert(
+            key,
+            Served {
+                tasks,
+                limit,
+                sockets,
+            },
+        );
         Ok(())
     }
 

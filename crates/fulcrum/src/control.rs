@@ -12,20 +12,55 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::controller::ControlMsg;
 
-/// A bound control socket that removes its file when dropped.
+/// A bound control socket that removes its file when dropped (unless a
+/// successor took it over: [`ControlSocket::handed_over`]).
 #[derive(Debug)]
 pub struct ControlSocket {
     listener: UnixListener,
     path: PathBuf,
+    handed_over: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Drop for ControlSocket {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if !self.handed_over.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
 impl ControlSocket {
+    /// The control socket a director that restarted into this one left
+    /// (`fulcrum restart`), at `path`.
+    ///
+    /// # Errors
+    /// The descriptor is not a listening Unix socket.
+    pub fn inherit(fd: std::os::fd::OwnedFd, path: &Path) -> Result<ControlSocket, String> {
+        let l = std::os::unix::net::UnixListener::from(fd);
+        l.set_nonblocking(true)
+            .and_then(|()| UnixListener::from_std(l))
+            .map(|listener| ControlSocket {
+                listener,
+                path: path.to_path_buf(),
+                handed_over: Default::default(),
+            })
+            .map_err(|e| format!("the inherited control socket cannot be used: {e}"))
+    }
+
+    /// A copy of the listening socket, for a successor.
+    ///
+    /// # Errors
+    /// Out of descriptors.
+    pub fn socket(&self) -> io::Result<std::os::fd::OwnedFd> {
+        use std::os::fd::AsFd as _;
+        self.listener.as_fd().try_clone_to_owned()
+    }
+
+    /// Set when a successor took the socket over: its file then stays.
+    pub fn handed_over(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        self.handed_over.clone()
+    }
+
     /// Bind at `path`, creating its directory (0700). The directory must
     /// be ours and private; a stale socket of ours is replaced, a live one
     /// means another director runs there, and anything else at `path` is
@@ -58,6 +93,7 @@ impl ControlSocket {
         Ok(ControlSocket {
             listener,
             path: path.to_path_buf(),
+            handed_over: Default::default(),
         })
     }
 

@@ -112,6 +112,10 @@ pub struct Controller {
     /// Real servers whose replies the kernel delivers to this host's
     /// transparent connections, as last asked; one change at a time.
     replies: (Vec<SocketAddr>, Arc<tokio::sync::Mutex<()>>),
+    /// Where `fulcrum restart` goes: the director's main task, which owns
+    /// the other listeners.
+    pub restart: Option<mpsc::Sender<RestartMsg>>,
+    handed_over: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// `drain_timeout`'s default.
@@ -196,6 +200,8 @@ impl Controller {
             console: None,
             drain: DEFAULT_DRAIN,
             replies: Default::default(),
+            restart: None,
+            handed_over: Default::default(),
         }
     }
 
@@ -232,6 +238,55 @@ impl Controller {
                 ),
             }
         });
+    }
+
+    /// `fulcrum restart`: pass the proxy plane's listening sockets to the
+    /// director's main task, which starts the successor and answers.
+    fn restart(&mut self, reply: oneshot::Sender<Response>) {
+        let refuse = |reply: oneshot::Sender<Response>, why: String| {
+            let _ = reply.send(Response {
+                stderr: format!("{why}\n"),
+                exit_code: 1,
+                ..Default::default()
+            });
+        };
+        let Some(p) = self.plane.proxy() else {
+            return refuse(
+                reply,
+                format!(
+                    "fulcrum restart hands over the proxy plane's sockets; on the {} plane the kernel forwards across a restart: stop this director with --keep-forwarding given at its start, and start the new one",
+                    self.plane.kind()
+                ),
+            );
+        };
+        let sockets = match p.listening_sockets() {
+            Ok(s) => s
+                .into_iter()
+                .map(|(k, fd)| (crate::restart::Slot::Service(k), fd))
+                .collect(),
+            Err(e) => return refuse(reply, format!("cannot copy the listening sockets: {e}")),
+        };
+        match &self.restart {
+            Some(tx) => {
+                let msg = RestartMsg {
+                    sockets,
+                    reply,
+                    handed_over: self.handed_over.clone(),
+                };
+                if let Err(e) = tx.try_send(msg) {
+                    let (mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m)) =
+                        e;
+                    refuse(m.reply, "a restart is under way already".into());
+                }
+            }
+            None => refuse(reply, "this director cannot restart itself".into()),
+        }
+    }
+
+    /// Close the inherited sockets no virtual server claimed (after the
+    /// configuration is applied); how many, on the proxy plane.
+    pub fn drop_unclaimed_sockets(&self) -> Option<usize> {
+        self.plane.proxy().map(ProxyPlane::drop_unclaimed)
     }
 
     /// Let the plane's workers see the table's connection counts.
@@ -1581,6 +1636,10 @@ impl Controller {
                 }
                 Some(msg) = control.recv() => {
                     let resp = match msg.request {
+                        Request::Restart => {
+                            self.restart(msg.reply);
+                            continue;
+                        }
                         Request::Adm { args, stdin } => self.adm(&args, &stdin),
                         Request::Status => Response { stdout: self.status(), ..Default::default() },
                         Request::Reload => self.reload(),
@@ -1640,13 +1699,28 @@ impl Controller {
             }
         }
         self.plane.stop(self.keep_forwarding);
-        if !self.replies.0.is_empty() {
+        if !self.replies.0.is_empty()
+            && !self.handed_over.load(std::sync::atomic::Ordering::Relaxed)
+        {
             let _one = self.replies.1.lock().await;
             if let Err(e) = fulcrum_net::transparent::route_replies(&[]).await {
                 tracing::warn!(error = %e, table = fulcrum_net::transparent::TABLE, "cannot remove the rules for transparent connections' replies; remove them with `ip rule del priority 7345`");
             }
         }
     }
+}
+
+/// `fulcrum restart`, on its way to the director's main task: the proxy
+/// plane's sockets, and where the answer goes.
+#[derive(Debug)]
+pub struct RestartMsg {
+    /// The virtual services' sockets.
+    pub sockets: Vec<(crate::restart::Slot, std::os::fd::OwnedFd)>,
+    /// Set when the successor took over: what the controller set up for
+    /// the data plane (transparent proxying's rules) stays for it.
+    pub handed_over: Arc<std::sync::atomic::AtomicBool>,
+    /// The answer to `fulcrum restart`.
+    pub reply: oneshot::Sender<Response>,
 }
 
 /// A proxy plane with `workers` worker threads, and its event channel.

@@ -25,6 +25,7 @@ pub mod paths;
 pub mod privileges;
 pub mod realserver;
 pub mod resolver;
+pub mod restart;
 pub mod rs_setup;
 pub mod run;
 pub mod xdp;

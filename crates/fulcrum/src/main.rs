@@ -60,6 +60,16 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
         args: Vec<String>,
     },
+    /// Restart the running director without refusing or cutting a
+    /// connection: it starts a new director from the same program file (so
+    /// an upgraded binary takes over) with the same arguments, hands it its
+    /// listening sockets once it serves, and finishes its own open
+    /// connections (up to `drain_timeout`). Proxy plane.
+    Restart {
+        /// The director's control socket.
+        #[arg(long, value_name = "SOCKET")]
+        control: Option<PathBuf>,
+    },
     /// Show the running director's state.
     Status {
         /// The director's control socket.
@@ -340,6 +350,7 @@ fn main() -> ExitCode {
     {
         return adm(None, std::env::args().skip(1).collect(), "ipvsadm");
     }
+    fulcrum::restart::remember_program();
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config, save } => match config_or_default(config) {
@@ -384,6 +395,11 @@ fn main() -> ExitCode {
             )))
         }
         Command::Adm { control, args } => adm(control, args, "fulcrum adm"),
+        Command::Restart { control } => code(client(
+            &control.unwrap_or_else(default_control_path),
+            Request::Restart,
+            "fulcrum restart",
+        )),
         Command::Status { control } => code(client(
             &control.unwrap_or_else(default_control_path),
             Request::Status,

@@ -33,3 +33,10 @@ pub fn stopping() {
         &[NotifyState::Stopping, NotifyState::Status("stopping")],
     );
 }
+
+/// The service's main process is `pid` from now on: the successor
+/// `fulcrum restart` started (sent by the main process, as
+/// `NotifyAccess=main` wants).
+pub fn main_pid(pid: u32) {
+    send("handing over", &[NotifyState::MainPid(pid)]);
+}

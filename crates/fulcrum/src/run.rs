@@ -94,8 +94,23 @@ pub async fn director(
     keep_forwarding: bool,
     banner: impl FnOnce(&Path),
 ) -> i32 {
+    // Started by `fulcrum restart`: the sockets the old director left.
+    let mut inherited = match crate::restart::Inherited::from_env() {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("fulcrum: {e}");
+            return 1;
+        }
+    };
+    let restarted = inherited.is_some();
+    let mut inherited = inherited.take().unwrap_or_default();
     let metrics_listener = match metrics {
         None => None,
+        Some(_) if inherited.metrics.is_some() => inherited.metrics.take().and_then(|fd| {
+            let l = std::net::TcpListener::from(fd);
+            l.set_nonblocking(true).ok()?;
+            tokio::net::TcpListener::from_std(l).ok()
+        }),
         Some(a) => match tokio::net::TcpListener::bind(a).await {
             Ok(l) => Some(l),
             Err(e) => {
@@ -117,16 +132,21 @@ pub async fn director(
         config_path.clone(),
     ) {
         None => None,
-        Some(s) => match crate::console::Console::bind(&s).await {
-            Ok(c) => Some(c),
-            Err(e) => {
-                eprintln!("fulcrum: {e}");
-                return 1;
+        Some(s) => {
+            match crate::console::Console::bind_or_take(&s, inherited.console.take()).await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    eprintln!("fulcrum: {e}");
+                    return 1;
+                }
             }
-        },
+        }
     };
-    // Nothing is touched while another director runs at this socket.
-    if let Err(e) = ControlSocket::check_free(&control).await {
+    // Nothing is touched while another director runs at this socket
+    // (unless it is the one this director replaces).
+    if inherited.control.is_none()
+        && let Err(e) = ControlSocket::check_free(&control).await
+    {
         eprintln!("fulcrum: {e}");
         return 1;
     }
@@ -158,6 +178,9 @@ pub async fn director(
         crate::kernel::Chosen::Xdp(x) => (x, mpsc::channel(1).1),
         crate::kernel::Chosen::Proxy => {
             let (p, rx) = controller::plane(Duration::from_secs(300), workers);
+            for (key, fds) in inherited.services.drain() {
+                p.inherit(key, fds);
+            }
             (Box::new(crate::dataplane::ProxyForwarding::new(p)), rx)
         }
     };
@@ -217,7 +240,15 @@ pub async fn director(
             }
         }
     }
+    if let Some(n) = ctl.drop_unclaimed_sockets().filter(|n| *n > 0) {
+        tracing::info!(
+            sockets = n,
+            "inherited sockets of virtual servers no longer configured closed"
+        );
+    }
     ctl.follow_addresses(addr_tx.clone());
+    let (restart_tx, mut restart_rx) = mpsc::channel::<controller::RestartMsg>(1);
+    ctl.restart = Some(restart_tx);
     let (ctl_tx, ctl_rx) = mpsc::channel::<ControlMsg>(64);
     let mut failover = None;
     if let Some(settings) = ha {
@@ -235,7 +266,11 @@ pub async fn director(
     }
     // The first round of health checks decides which real servers serve.
     ctl.initial_checks().await;
-    let socket = match ControlSocket::bind(&control).await {
+    let bound = match inherited.control.take() {
+        Some(fd) => ControlSocket::inherit(fd, &control),
+        None => ControlSocket::bind(&control).await,
+    };
+    let socket = match bound {
         Ok(s) => s,
         Err(e) => {
             eprintln!("fulcrum: {e}");
@@ -245,7 +280,22 @@ pub async fn director(
     };
     tracing::info!(control = %control.display(), "control socket ready");
     banner(&control);
+    if restarted {
+        // The old director stops accepting now, and tells systemd to
+        // follow this one.
+        inherited.serving();
+        tracing::info!("took over from the director that restarted");
+    }
     crate::notify::ready(&format!("serving {name}"));
+    // Copies of the listeners this task owns, for `fulcrum restart`.
+    let control_socket = socket.socket().ok();
+    let control_handed = socket.handed_over();
+    let metrics_socket = metrics_listener.as_ref().and_then(|l| {
+        use std::os::fd::AsFd as _;
+        l.as_fd().try_clone_to_owned().ok()
+    });
+    let console_socket = console.as_ref().and_then(|c| c.socket().ok());
+    let mut handed_over = false;
     let (stop_tx, stop_rx) = oneshot::channel();
     let server = tokio::spawn(socket.serve(ctl_tx.clone()));
     let metrics_task = metrics_listener.map(|l| {
@@ -268,6 +318,44 @@ pub async fn director(
     };
     loop {
         tokio::select! {
+            Some(msg) = restart_rx.recv() => {
+                let mut sockets = msg.sockets;
+                for (slot, fd) in [
+                    (crate::restart::Slot::Control, &control_socket),
+                    (crate::restart::Slot::Metrics, &metrics_socket),
+                    (crate::restart::Slot::Console, &console_socket),
+                ] {
+                    if let Some(fd) = fd.as_ref().and_then(|f| f.try_clone().ok()) {
+                        sockets.push((slot, fd));
+                    }
+                }
+                tracing::info!(sockets = sockets.len(), "restart: starting a new director with this one's sockets");
+                match crate::restart::start_successor(sockets).await {
+                    Ok(pid) => {
+                        control_handed.store(true, std::sync::atomic::Ordering::Relaxed);
+                        crate::notify::main_pid(pid);
+                        msg.handed_over.store(true, std::sync::atomic::Ordering::Relaxed);
+                        tracing::info!(pid, "restart: the new director serves; this one stops accepting and finishes its open connections");
+                        let _ = msg.reply.send(fulcrum_api::control::Response {
+                            stdout: format!(
+                                "the new director (pid {pid}) serves; this one (pid {}) finishes its open connections\n",
+                                std::process::id()
+                            ),
+                            ..Default::default()
+                        });
+                        handed_over = true;
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "restart failed; this director carries on");
+                        let _ = msg.reply.send(fulcrum_api::control::Response {
+                            stderr: format!("{e}; this director carries on\n"),
+                            exit_code: 1,
+                            ..Default::default()
+                        });
+                    }
+                }
+            }
             _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
             _ = hup.recv() => {
@@ -289,6 +377,7 @@ pub async fn director(
     // Hand over first (a priority-0 advert), so a backup takes the
     // addresses while this director still drains. Keeping forwarding, hand
     // nothing over: the next director is expected within deadtime.
+    let keep_forwarding = keep_forwarding || handed_over;
     if let Some(f) = failover {
         f.stop(!keep_forwarding).await;
     }
@@ -303,7 +392,7 @@ pub async fn director(
         t.abort();
     }
     if keep_forwarding {
-        tracing::info!("--keep-forwarding: the floating addresses stay for the next director");
+        tracing::info!("the floating addresses stay for the next director");
     } else {
         stop_addresses(addr_tx).await;
     }

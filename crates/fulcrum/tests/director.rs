@@ -1217,3 +1217,176 @@ fn sigterm_drains_open_connections_and_refuses_new_ones() {
         d.log()
     );
 }
+
+/// Kills a process by id when dropped (the director a restart started).
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.0.to_string()])
+            .status();
+    }
+}
+
+/// `fulcrum restart`: a new director takes the listening sockets over
+/// while clients keep connecting — none is refused or fails — and the old
+/// one finishes its open stream to the end, then exits.
+#[test]
+fn restart_hands_the_listeners_over_without_refusing_or_cutting() {
+    let _rs = streaming_server("127.43.0.11:8081", 8, 0.3);
+    let cfg = "virtual web {\n address = 127.43.0.1\n active = 1\n port = 8080\n checktype = off\n server rs1 {\n  address = 127.43.0.11\n  port = 8081\n  active = 1\n }\n}\n";
+    let mut d = Director::start("restart", cfg);
+    let mut stream = TcpStream::connect("127.43.0.1:8080").unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut first = [0u8; 8];
+    stream.read_exact(&mut first).unwrap();
+    // Clients connect all through the restart; each reads the first chunk.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hammer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = TcpStream::connect("127.43.0.1:8080").and_then(|mut s| {
+                    s.set_read_timeout(Some(Duration::from_secs(3)))?;
+                    let mut b = [0u8; 8];
+                    s.read_exact(&mut b)?;
+                    Ok(b)
+                });
+                match r {
+                    Ok(b) if &b == b"chunk 0\n" => ok += 1,
+                    other => failed.push(format!("{other:?}")),
+                }
+                // Each connection opens a 2.4 s stream on the real server.
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (ok, failed)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let out = Command::new(BIN)
+        .args(["restart", "--control", d.control.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{said}{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        d.log()
+    );
+    let pid: u32 = said
+        .split("(pid ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {said:?}"));
+    let _new = KillOnDrop(pid);
+    assert_ne!(pid, d.proc.0.id());
+    // The old director's stream runs to its end, then it exits.
+    let mut rest = String::new();
+    let _ = stream.read_to_string(&mut rest);
+    drop(stream);
+    assert_eq!(
+        rest.lines().count(),
+        7,
+        "the whole stream: {rest:?}\n{}",
+        d.log()
+    );
+    let t = Instant::now();
+    let status = loop {
+        if let Some(st) = d.proc.0.try_wait().unwrap() {
+            break st;
+        }
+        // Its last clients' streams end within 2.4 s of the restart.
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the old director did not exit after its streams:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{}", d.log());
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = hammer.join().unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {failed:?}",
+        failed.len(),
+        ok as usize + failed.len()
+    );
+    assert!(ok >= 20, "only {ok} connections while restarting");
+    // The new director answers on the same control socket, and serves.
+    let l = d.ok("-L -n");
+    assert!(l.contains("-> 127.43.0.11:8081"), "{l}");
+    assert!(
+        Command::new("kill")
+            .args(["-0", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success(),
+        "the new director is not running"
+    );
+    let mut s = TcpStream::connect("127.43.0.1:8080").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"chunk 0\n");
+}
+
+/// A successor that cannot start (its lvs.cf broke since) leaves the
+/// running director as it was, and says why; a forged inheritance is
+/// refused with what is wrong.
+#[test]
+fn a_failed_restart_changes_nothing_and_forged_sockets_are_refused() {
+    let _rs = realservers(44, 1);
+    let d = Director::start("restart-fail", &cluster(44, "rr", &[1], ""));
+    assert_eq!(get("127.44.0.1:8080"), "rs1");
+    std::fs::write(d.dir.0.join("lvs.cf"), "virtual web {\n nosuchkey = 1\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["restart", "--control", d.control.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("exited before it served") && err.contains("this director carries on"),
+        "{err}"
+    );
+    assert_eq!(get("127.44.0.1:8080"), "rs1");
+    assert!(d.ok("-L -n").contains("127.44.0.11:8081"));
+    let good = d.dir.0.join("good.cf");
+    std::fs::write(&good, cluster(44, "rr", &[1], "")).unwrap();
+    for (spec, want) in [
+        (
+            "control=99",
+            "FULCRUM_INHERIT: descriptor 99: Bad file descriptor",
+        ),
+        (
+            "control=1",
+            "FULCRUM_INHERIT: descriptor 1: Invalid argument",
+        ),
+        (
+            "tcp/127.44.0.1=7",
+            "FULCRUM_INHERIT: `tcp/127.44.0.1` is not a socket Fulcrum hands over",
+        ),
+    ] {
+        let out = Command::new(BIN)
+            .args([
+                "run",
+                "--config",
+                good.to_str().unwrap(),
+                "--control",
+                "/nonexistent/c.sock",
+            ])
+            .env("FULCRUM_INHERIT", spec)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{spec}: {err}");
+        assert!(err.contains(want), "{spec}: {err}");
+    }
+}

@@ -212,6 +212,27 @@ impl Console {
     /// # Errors
     /// What is wrong and what to do.
     pub async fn bind(s: &Settings) -> Result<Console, String> {
+        Console::bind_or_take(s, None).await
+    }
+
+    /// A copy of the listening socket, for a successor.
+    ///
+    /// # Errors
+    /// Out of descriptors.
+    pub fn socket(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        use std::os::fd::AsFd as _;
+        self.listener.as_fd().try_clone_to_owned()
+    }
+
+    /// As [`Console::bind`], on the listener a director that restarted into
+    /// this one left, when there is one.
+    ///
+    /// # Errors
+    /// What is wrong and what to do.
+    pub async fn bind_or_take(
+        s: &Settings,
+        inherited: Option<std::os::fd::OwnedFd>,
+    ) -> Result<Console, String> {
         let (users, stamp) = read_users(&s.users)?;
         if users.is_empty() {
             return Err(format!(
@@ -225,12 +246,20 @@ impl Console {
             .as_ref()
             .map(|(c, k)| tls_acceptor(c, k))
             .transpose()?;
-        let listener = TcpListener::bind(s.listen).await.map_err(|e| {
-            format!(
-                "cannot serve the console on {}: {e}; choose another `console` address",
-                s.listen
-            )
-        })?;
+        let listener = match inherited {
+            Some(fd) => {
+                let l = std::net::TcpListener::from(fd);
+                l.set_nonblocking(true)
+                    .and_then(|()| TcpListener::from_std(l))
+                    .map_err(|e| format!("the inherited console listener cannot be used: {e}"))?
+            }
+            None => TcpListener::bind(s.listen).await.map_err(|e| {
+                format!(
+                    "cannot serve the console on {}: {e}; choose another `console` address",
+                    s.listen
+                )
+            })?,
+        };
         let decoy = auth::hash_password("a password nobody has")?;
         Ok(Console {
             listener,
