@@ -1583,12 +1583,15 @@ impl Controller {
         o
     }
 
-    /// Serve plane events and control requests until `shutdown` fires.
+    /// Serve plane events and control requests until `shutdown` fires; with
+    /// `true` the open connections may finish first (up to
+    /// `drain_timeout`), with `false` (the addresses have gone to a backup)
+    /// they cannot and the controller stops at once.
     pub async fn run(
         mut self,
         mut plane: mpsc::Receiver<PlaneEvent>,
         mut control: mpsc::Receiver<ControlMsg>,
-        mut shutdown: oneshot::Receiver<()>,
+        mut shutdown: oneshot::Receiver<bool>,
     ) {
         let mut est = tokio::time::interval(fulcrum_core::estimator::ESTIMATOR_PERIOD);
         let mut expire = tokio::time::interval(Duration::from_secs(1));
@@ -1676,9 +1679,13 @@ impl Controller {
                         self.follow_sync();
                     }
                 }
-                _ = &mut shutdown, if draining.is_none() => {
+                drain = &mut shutdown, if draining.is_none() => {
                     let open = self.plane.stop_accepting();
                     if open == 0 || self.drain.is_zero() {
+                        break;
+                    }
+                    if drain == Ok(false) {
+                        tracing::info!(open, "stopping: the addresses went to the backup with the hand-over, so the open connections cannot go on here; not waiting for them");
                         break;
                     }
                     tracing::info!(open, drain_timeout = ?self.drain, "stopping: no new connections; the open ones may finish for up to drain_timeout");

@@ -378,10 +378,14 @@ pub async fn director(
     // addresses while this director still drains. Keeping forwarding, hand
     // nothing over: the next director is expected within deadtime.
     let keep_forwarding = keep_forwarding || handed_over;
+    // A hand-over to a backup gives the addresses up: connections through
+    // them cannot go on here, and waiting for them would only delay the
+    // stop by drain_timeout.
+    let drain = failover.is_none() || keep_forwarding;
     if let Some(f) = failover {
         f.stop(!keep_forwarding).await;
     }
-    let _ = stop_tx.send(());
+    let _ = stop_tx.send(drain);
     let _ = ctl_task.await;
     server.abort();
     let _ = server.await; // drops the socket, removing its file
