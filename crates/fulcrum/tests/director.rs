@@ -1190,17 +1190,9 @@ fn sigterm_drains_open_connections_and_refuses_new_ones() {
     let rest = read_all(s);
     assert_eq!(rest.lines().count(), 7, "the whole stream: {rest:?}");
     assert!(rest.ends_with("chunk 7\n"), "{rest:?}");
-    let t = Instant::now();
-    let status = loop {
-        if let Some(st) = d.proc.0.try_wait().unwrap() {
-            break st;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "the director did not exit after the drain"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = d.proc.exits_within(Duration::from_secs(5), &|| {
+        "the director did not exit after the drain".into()
+    });
     assert!(status.success(), "{}", d.log());
     // A short drain_timeout cuts what is still open when it ends, and says so.
     let mut d = Director::start("drain-short", &cfg("drain_timeout = 0.5\n"));
@@ -1296,19 +1288,12 @@ fn restart_hands_the_listeners_over_without_refusing_or_cutting() {
         "the whole stream: {rest:?}\n{}",
         d.log()
     );
-    let t = Instant::now();
-    let status = loop {
-        if let Some(st) = d.proc.0.try_wait().unwrap() {
-            break st;
-        }
-        // Its last clients' streams end within 2.4 s of the restart.
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "the old director did not exit after its streams:\n{}",
-            d.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    // Its last clients' streams end within 2.4 s of the restart.
+    let log = d.dir.0.join("director.log");
+    let status = d.proc.exits_within(Duration::from_secs(5), &|| {
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        format!("the old director did not exit after its streams:\n{log}")
+    });
     assert!(status.success(), "{}", d.log());
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -33,6 +33,23 @@ impl Proc {
         );
     }
 
+    /// Wait for the process to exit, at most `within`; its status. `why`
+    /// says what it should have finished (in the panic message).
+    pub fn exits_within(
+        &mut self,
+        within: Duration,
+        why: &dyn Fn() -> String,
+    ) -> std::process::ExitStatus {
+        let t = Instant::now();
+        loop {
+            if let Some(st) = self.0.try_wait().unwrap() {
+                return st;
+            }
+            assert!(t.elapsed() < within, "{}", why());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Wait until something accepts TCP connections at `addr`, then
     /// return the process serving it.
     pub fn listening(self, addr: &str, what: &str) -> Proc {
