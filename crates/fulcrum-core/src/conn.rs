@@ -71,21 +71,6 @@ pub struct Conn {
     pub expires: Duration,
 }
 
-/// Lookup key of a connection (client side).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ConnKey {
-    /// Protocol.
-    pub proto: Protocol,
-    /// Client address.
-    pub caddr: IpAddr,
-    /// Client port.
-    pub cport: u16,
-    /// Virtual address.
-    pub vaddr: IpAddr,
-    /// Virtual port.
-    pub vport: u16,
-}
-
 /// Lookup key of a template: `<proto, snet, 0, vaddr, vport>`; the dest part of
 /// the kernel's template tuple is what the template stores, not what it is
 /// found by.
@@ -98,12 +83,13 @@ pub(crate) struct TemplateKey {
     pub(crate) vport: u16,
 }
 
-/// The connection table: entries by id, with indexes by client tuple and by
-/// template key.
+/// The connection table: entries by id, with an index of the templates by
+/// their key. (The data planes that use it know their connections' ids, so
+/// there is no index by client tuple: a TIME_WAIT entry costs its entry
+/// alone.)
 #[derive(Debug, Default)]
 pub struct ConnTable {
     pub(crate) entries: HashMap<ConnId, Conn>,
-    pub(crate) by_key: HashMap<ConnKey, ConnId>,
     pub(crate) templates: HashMap<TemplateKey, ConnId>,
     /// The last id given out; shared with data planes that open entries
     /// themselves ([`crate::snapshot`]), so ids stay one sequence.
@@ -114,11 +100,6 @@ impl ConnTable {
     /// An entry by id.
     pub fn get(&self, id: ConnId) -> Option<&Conn> {
         self.entries.get(&id)
-    }
-
-    /// The connection for a client tuple.
-    pub fn lookup(&self, key: &ConnKey) -> Option<ConnId> {
-        self.by_key.get(key).copied()
     }
 
     /// Number of entries, templates included.

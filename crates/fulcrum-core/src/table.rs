@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use crate::addr::{Family, Netmask};
-use crate::conn::{Conn, ConnId, ConnKey, ConnProto, ConnTable, TemplateKey};
+use crate::conn::{Conn, ConnId, ConnProto, ConnTable, TemplateKey};
 use crate::dest::{Dest, DestId, Forwarding};
 use crate::sched::{DestChange, Flow, SchedOptions, SchedulerKind, SharedScheduler, new_scheduler};
 use crate::service::{Protocol, SchedFlags, Service, ServiceKey};
@@ -478,17 +478,6 @@ impl Table {
         let conn = self.conns.entries.remove(&id)?;
         if conn.template {
             self.conns.templates.retain(|_, v| *v != id);
-        } else if let ConnProto::L4(proto) = conn.proto {
-            let key = ConnKey {
-                proto,
-                caddr: conn.caddr,
-                cport: conn.cport,
-                vaddr: conn.vaddr,
-                vport: conn.vport,
-            };
-            if self.conns.by_key.get(&key) == Some(&id) {
-                self.conns.by_key.remove(&key);
-            }
         }
         if let Some(ct) = conn.control.and_then(|c| self.conns.entries.get_mut(&c)) {
             ct.n_control = ct.n_control.saturating_sub(1);
@@ -578,13 +567,6 @@ impl Table {
                 dport,
             });
         }
-        let ckey = ConnKey {
-            proto,
-            caddr: flow.saddr,
-            cport: flow.sport,
-            vaddr: flow.daddr,
-            vport: flow.dport,
-        };
         let id = match id {
             Some(id) => {
                 self.conns.entries.insert(id, conn);
@@ -592,7 +574,6 @@ impl Table {
             }
             None => self.conns.insert(conn),
         };
-        self.conns.by_key.insert(ckey, id);
         if let Some(ct) = template.and_then(|t| self.conns.entries.get_mut(&t)) {
             ct.n_control += 1;
         }
