@@ -181,11 +181,7 @@ impl ProxyPlane {
                 stop.push(tx);
             }
         }
-        let published = Arc::new(ArcSwap::from_pointee(worker::Published {
-            table: Snapshot::default(),
-            options: HashMap::new(),
-            epoch: Instant::now(),
-        }));
+        let published = Arc::new(ArcSwap::from_pointee(worker::Published::empty()));
         let links: Vec<Arc<worker::Worker>> = handles
             .iter()
             .map(|_| Arc::new(worker::Worker::new(events.clone(), published.clone())))

@@ -452,12 +452,9 @@ mod size {
         let limit = crate::ConnLimit::new("test", 1);
         let slot = crate::limit::admit(&limit, &crate::ConnLimit::new("test", 1)).unwrap();
         let timeouts = tokio::sync::watch::channel(crate::TcpTimeouts::default()).1;
-        let published =
-            std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(crate::worker::Published {
-                table: Default::default(),
-                options: Default::default(),
-                epoch: std::time::Instant::now(),
-            }));
+        let published = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(
+            crate::worker::Published::empty(),
+        ));
         let link = std::sync::Arc::new(crate::worker::Worker::new(tx, published));
         let fut = super::handle(c, "127.0.0.1:1".parse().unwrap(), key, link, slot, timeouts);
         let size = std::mem::size_of_val(&fut);

@@ -40,6 +40,17 @@ pub(crate) struct Published {
     pub(crate) epoch: Instant,
 }
 
+impl Published {
+    /// Nothing published yet; the clock starts now.
+    pub(crate) fn empty() -> Published {
+        Published {
+            table: Snapshot::default(),
+            options: HashMap::new(),
+            epoch: Instant::now(),
+        }
+    }
+}
+
 /// One worker's link to the controller.
 #[derive(Debug)]
 pub(crate) struct Worker {
