@@ -433,3 +433,213 @@ fn zero_and_timeouts() {
     assert_eq!(adm(&mut t, "-Z").exit_code, 0);
     assert_eq!(adm(&mut t, "-Z -t 1.2.3.4:80").stderr, "No such service\n");
 }
+
+/// Whatever the command line accepts, the director's check of a typed
+/// command accepts too, and it crosses the socket unchanged: a client and
+/// director of one version never disagree.
+mod typed {
+    use fulcrum_api::control::{Request, decode, encode};
+    use fulcrum_api::ipvsadm::{
+        AdmCommand, DestArgs, Invocation, NumericResolver, Reply, SvcArgs, answer, parse_args,
+        validate,
+    };
+    use fulcrum_core::{Forwarding, Netmask, Protocol, SchedFlags, ServiceKey, Table};
+    use proptest::prelude::*;
+
+    /// Options with their values, as a person would give them.
+    const PHRASES: &[&str] = &[
+        "-s wrr",
+        "-s sh",
+        "-s mh",
+        "-s rr",
+        "-p",
+        "-p 300",
+        "-p 2678400",
+        "-M 255.255.255.0",
+        "-M 64",
+        "-M 128",
+        "-r 10.0.0.2",
+        "-r 10.0.0.3:8080",
+        "-r [2001:db8::2]:8080",
+        "-r 2001:db8::3",
+        "-m",
+        "-i",
+        "-g",
+        "-w 0",
+        "-w 7",
+        "-w 2147483647",
+        "-x 100",
+        "-y 10",
+        "-x 2147483647",
+        "--pe sip",
+        "-b sh-port",
+        "-b sh-fallback,sh-port",
+        "-o",
+        "-n",
+        "--stats",
+        "--rate",
+        "--exact",
+        "--thresholds",
+        "--persistent-conn",
+        "--tun-type gue",
+        "--tun-type ipip",
+        "--tun-port 6080",
+        "--tun-csum",
+        "--tun-nocsum",
+        "--tun-info",
+        "--sort",
+        "-6",
+    ];
+    const COMMANDS: &[&str] = &["-A", "-E", "-D", "-a", "-e", "-d", "-L", "-l", "-Z"];
+    const SERVICES: &[&str] = &[
+        "-t 10.0.0.1:80",
+        "-u [2001:db8::1]:53",
+        "-f 7",
+        "-f 7 -6",
+        "-t 10.0.0.1:0 -p",
+        "--sctp-service 10.0.0.1:9",
+    ];
+    const WHOLE: &[&str] = &[
+        "-C",
+        "-S",
+        "-S -n",
+        "-L -c",
+        "-L --timeout",
+        "-L --daemon",
+        "--set 900 120 300",
+        "--set 0 0 2678400",
+        "--start-daemon master",
+        "--start-daemon backup --mcast-interface eth1 --syncid 9 --mcast-group 224.0.0.90 --mcast-port 8850 --mcast-ttl 2 --sync-maxlen 1400",
+        "--stop-daemon master",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+        #[test]
+        fn what_the_command_line_gives_the_director_takes(
+            cmd in proptest::sample::select(COMMANDS),
+            service in proptest::sample::select(SERVICES),
+            phrases in proptest::collection::vec(proptest::sample::select(PHRASES), 0..6),
+            whole in proptest::option::weighted(0.2, proptest::sample::select(WHOLE)),
+        ) {
+            let line = match whole {
+                Some(w) => w.to_string(),
+                None => format!("{cmd} {service} {}", phrases.join(" ")),
+            };
+            let args: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+            if let Ok(Invocation::Command(c)) = parse_args("ipvsadm", &args, &NumericResolver) {
+                if c != AdmCommand::Restore {
+                    prop_assert!(validate(&c).is_ok(), "{args:?} → {c:?}: {:?}", validate(&c));
+                }
+                let req = Request::Adm { commands: vec![c] };
+                prop_assert_eq!(decode::<Request>(encode(&req).trim_end()).unwrap(), req);
+            }
+        }
+
+        /// Any line at all decodes to a request or an error; never a panic.
+        #[test]
+        fn any_line_decodes_or_is_refused(line in ".{0,200}") {
+            let _ = decode::<Request>(&line);
+        }
+    }
+
+    fn svc() -> SvcArgs {
+        SvcArgs {
+            key: ServiceKey::Addr {
+                proto: Protocol::Tcp,
+                addr: "10.0.0.1".parse().unwrap(),
+                port: 80,
+            },
+            scheduler: "wrr".into(),
+            flags: SchedFlags::default(),
+            persistent: None,
+            netmask: Netmask::V4(u32::MAX),
+            one_packet: false,
+            pe_name: None,
+        }
+    }
+
+    /// Commands no ipvsadm command line gives, sent straight to the socket,
+    /// are refused with what is wrong, and the table is left as it was.
+    #[test]
+    fn forged_commands_are_refused_and_change_nothing() {
+        let dest = |weight| DestArgs {
+            addr: "10.1.0.1".parse().unwrap(),
+            port: 80,
+            fwd: Forwarding::Masq,
+            weight,
+            u_threshold: 0,
+            l_threshold: 0,
+        };
+        let forged = [
+            (
+                AdmCommand::AddService(SvcArgs {
+                    netmask: Netmask::V6(0),
+                    ..svc()
+                }),
+                "IPv6 prefix length 0",
+            ),
+            (
+                AdmCommand::AddService(SvcArgs {
+                    netmask: Netmask::V6(200),
+                    ..svc()
+                }),
+                "IPv6 prefix length 200",
+            ),
+            (
+                AdmCommand::AddService(SvcArgs {
+                    scheduler: "x".repeat(4096),
+                    ..svc()
+                }),
+                "scheduler name",
+            ),
+            (
+                AdmCommand::AddService(SvcArgs {
+                    persistent: Some(0),
+                    ..svc()
+                }),
+                "persistence timeout 0",
+            ),
+            (
+                AdmCommand::AddDest(svc().key, dest(u32::MAX)),
+                "weight 4294967295",
+            ),
+            (AdmCommand::SetTimeout(1, u32::MAX, 1), "timeout 4294967295"),
+            (
+                AdmCommand::DeleteService(ServiceKey::Fwmark {
+                    mark: 0,
+                    family: fulcrum_core::Family::V4,
+                }),
+                "firewall mark 0",
+            ),
+            (AdmCommand::Restore, "`-R`"),
+        ];
+        let mut table = Table::new();
+        let ok = answer(
+            &[AdmCommand::AddService(svc())],
+            &mut table,
+            std::time::Duration::ZERO,
+            &|_, _| None,
+        );
+        assert_eq!(ok, vec![Reply::Done]);
+        let cmds: Vec<AdmCommand> = forged.iter().map(|(c, _)| c.clone()).collect();
+        let replies = answer(&cmds, &mut table, std::time::Duration::ZERO, &|_, _| None);
+        for ((c, want), reply) in forged.iter().zip(&replies) {
+            match reply {
+                Reply::Failed { message, exit_code } => {
+                    assert_eq!(*exit_code, 2, "{c:?}");
+                    assert!(message.contains(want), "{c:?}: {message}");
+                    assert!(
+                        message.contains("no ipvsadm command line gives"),
+                        "{message}"
+                    );
+                }
+                other => panic!("{c:?} was taken: {other:?}"),
+            }
+        }
+        let t = table.timeouts().triple();
+        assert_eq!(table.services().len(), 1);
+        assert!(table.services()[0].dests.is_empty());
+        assert_eq!(t.1.as_secs(), 120, "timeouts unchanged");
+    }
+}

@@ -3,7 +3,9 @@
 use std::net::IpAddr;
 
 /// An address family, as IPVS distinguishes services and dests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Family {
     /// `AF_INET`
     V4,
@@ -51,7 +53,7 @@ pub fn hash_32(val: u32, bits: u32) -> u32 {
 
 /// A persistence netmask: a (possibly non-contiguous) IPv4 mask as ipvsadm's
 /// `-M 255.255.255.0` sets it, or an IPv6 prefix length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Netmask {
     /// IPv4 mask in host byte order (`0xffffffff` is /32, the default).
     V4(u32),

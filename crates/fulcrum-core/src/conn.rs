@@ -132,7 +132,7 @@ impl ConnTable {
 
 /// A connection as `/proc/net/ip_vs_conn` shows it and `ipvsadm -c` lists
 /// it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[allow(
     missing_docs,
     reason = "fields mirror the /proc/net/ip_vs_conn columns"

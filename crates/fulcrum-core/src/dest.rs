@@ -11,7 +11,9 @@ use crate::estimator::Stats;
 pub struct DestId(pub u64);
 
 /// Tunnel encapsulation for `Tunnel` dests (`--tun-type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub enum TunnelType {
     /// IP-in-IP, the default.
     #[default]
@@ -34,7 +36,9 @@ impl TunnelType {
 }
 
 /// Tunnel checksum mode (`--tun-nocsum`, `--tun-csum`, `--tun-remcsum`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub enum TunnelCsum {
     /// No checksum (the default).
     #[default]
@@ -46,7 +50,7 @@ pub enum TunnelCsum {
 }
 
 /// How packets reach a real server (the low bits of IPVS's conn flags).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Forwarding {
     /// NAT (`-m`), shown `Masq`.
     Masq,

@@ -9,7 +9,7 @@
 pub const ESTIMATOR_PERIOD: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Cumulative counters of a service or dest.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counters {
     /// Connections scheduled.
     pub conns: u64,
@@ -24,7 +24,7 @@ pub struct Counters {
 }
 
 /// Rates as ipvsadm shows them (per second; "bps" is bytes per second).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Rates {
     /// Connections per second.
     pub cps: u64,

@@ -10,7 +10,9 @@ use crate::estimator::Stats;
 use crate::sched::SharedScheduler;
 
 /// The transport protocol of a virtual service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Protocol {
     /// TCP
     Tcp,
@@ -63,7 +65,7 @@ impl FromStr for Protocol {
 }
 
 /// What identifies a virtual service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ServiceKey {
     /// protocol, address and port.
     Addr {
@@ -132,7 +134,9 @@ impl fmt::Display for ServiceKey {
 
 /// The scheduler flags (`-b`): SCHED1 is sh-/mh-fallback, SCHED2 is
 /// sh-/mh-port, SCHED3 is unused by the in-tree schedulers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct SchedFlags {
     /// `IP_VS_SVC_F_SCHED1` (0x0008).
     pub sched1: bool,

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 /// The role of a connection-sync daemon (`IP_VS_STATE_*`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum SyncRole {
     /// Sends this director's connections (`master`).
     Master,
@@ -24,7 +24,7 @@ impl SyncRole {
 
 /// A connection-sync daemon: what `--start-daemon` asks for and what
 /// `--daemon` lists.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SyncDaemon {
     /// Its role.
     pub role: SyncRole,

@@ -183,12 +183,9 @@ pub fn run(path: &Path, save: bool) -> ExitCode {
         }
     }
     if save {
-        let out = ipvsadm::execute(
-            &ipvsadm::AdmCommand::Save { numeric: true },
-            &mut table,
-            &NumericResolver,
-            std::time::Duration::ZERO,
-        );
+        let save = ipvsadm::AdmCommand::Save { numeric: true };
+        let out = ipvsadm::execute(&save, &mut table, std::time::Duration::ZERO)
+            .render(&save, &NumericResolver);
         let mut stdout = std::io::stdout().lock();
         if stdout.write_all(out.stdout.as_bytes()).is_err() {
             return ExitCode::from(1);

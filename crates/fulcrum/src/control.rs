@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use fulcrum_api::control::{Request, Response, decode, encode};
+use fulcrum_api::ipvsadm;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
@@ -253,9 +254,75 @@ pub async fn call(path: &Path, request: &Request) -> io::Result<Response> {
     decode(&line).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-/// `fulcrum adm`, `fulcrum status`, `fulcrum reload` and `ipvsadm`: one call,
+/// Run `work` off the async threads: name lookups block.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+/// An ipvsadm invocation, from whichever side of the control socket it is
+/// typed on: parsed here (names resolved here, so a slow name server holds
+/// up only this command), its commands sent with `send`, the director's typed
+/// answers rendered here byte for byte as ipvsadm prints them. An invocation
+/// with nothing for the director (`-h`, `-v`, a command line that does not
+/// parse) is answered without it.
+///
+/// # Errors
+/// What `send` fails with.
+pub async fn adm<E, F, Fut>(args: Vec<String>, stdin: String, send: F) -> Result<Response, E>
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Result<Response, E>>,
+{
+    let resolver = &crate::resolver::SystemResolver;
+    let steps = blocking(move || ipvsadm::plan(ipvsadm::PROGRAM, &args, &stdin, resolver)).await;
+    let commands = ipvsadm::commands(&steps);
+    if commands.is_empty() {
+        return Ok(ipvsadm::render(&steps, Vec::new(), resolver).into());
+    }
+    let mut resp = send(Request::Adm { commands }).await?;
+    if resp.replies.is_empty() && resp.exit_code != 0 {
+        // Refused as a whole: a director of another version, or one
+        // shutting down.
+        if resp.stderr.starts_with("bad control request") {
+            resp.stderr.push_str(
+                "  hint: the director runs another version of Fulcrum; `fulcrum restart` brings it to this program's\n",
+            );
+        }
+        return Ok(resp);
+    }
+    Ok(blocking(move || {
+        let mut out = ipvsadm::render(&steps, std::mem::take(&mut resp.replies), resolver);
+        out.stdout.push_str(&resp.stdout);
+        out.stderr.push_str(&resp.stderr);
+        if resp.exit_code != 0 {
+            out.exit_code = resp.exit_code;
+        }
+        out.into()
+    })
+    .await)
+}
+
+/// `fulcrum adm` and `ipvsadm`: [`adm`] through the socket at `path`,
+/// printed as ipvsadm prints, returning the exit status.
+pub fn adm_client(path: &Path, args: Vec<String>, stdin: String, program: &str) -> i32 {
+    with_runtime(path, program, |rt| {
+        rt.block_on(adm(args, stdin, |r| async move { call(path, &r).await }))
+    })
+}
+
+/// `fulcrum status`, `fulcrum reload` and the other commands: one call,
 /// printed as a command-line tool prints, returning the exit status.
 pub fn client(path: &Path, request: Request, program: &str) -> i32 {
+    with_runtime(path, program, |rt| rt.block_on(call(path, &request)))
+}
+
+fn with_runtime(
+    path: &Path,
+    program: &str,
+    work: impl FnOnce(&tokio::runtime::Runtime) -> io::Result<Response>,
+) -> i32 {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -266,7 +333,7 @@ pub fn client(path: &Path, request: Request, program: &str) -> i32 {
             return 2;
         }
     };
-    match rt.block_on(call(path, &request)) {
+    match work(&rt) {
         Ok(r) => {
             use std::io::Write as _;
             let _ = std::io::stdout().write_all(r.stdout.as_bytes());

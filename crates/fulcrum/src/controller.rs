@@ -26,10 +26,6 @@ use crate::addresses::AddrMsg;
 use crate::dataplane::DataPlane;
 use crate::ha::{HaSettings, HaStatus};
 use crate::monitor::{Admin, HealthResult, Monitor, TableOp};
-use crate::resolver::SystemResolver;
-
-/// The program name ipvsadm messages carry.
-const ADM_PROGRAM: &str = "ipvsadm";
 
 /// A request from the control socket, with where to send the answer.
 #[derive(Debug)]
@@ -742,12 +738,13 @@ impl Controller {
                     None => Response {
                         stdout: format!("{name}: reloaded: {summary}\n"),
                         stderr: diags,
-                        exit_code: 0,
+                        ..Default::default()
                     },
                     Some(e) => Response {
                         stdout: format!("{name}: reloaded: {summary}\n"),
                         stderr: format!("{diags}{name}: {e}\n"),
                         exit_code: 1,
+                        ..Default::default()
                     },
                 }
             }
@@ -762,31 +759,20 @@ impl Controller {
         }
     }
 
-    /// Run an ipvsadm command line against the live table (the plane
-    /// answering what only it knows, and refusing what it cannot forward),
-    /// then publish the table.
-    pub fn adm(&mut self, args: &[String], stdin: &str) -> Response {
+    /// Apply ipvsadm commands, parsed by the client, to the live table
+    /// (the plane answering what only it knows, and refusing what it cannot
+    /// forward), then publish the table. The answers are data: the client
+    /// renders them, resolving names itself.
+    pub fn adm(&mut self, commands: &[AdmCommand]) -> Response {
         self.plane.refresh(&mut self.table);
         let now = self.now();
-        // ipvsadm with no arguments lists; on the kernel plane, the
-        // kernel's table.
-        let listing = [String::from("-L")];
-        let args = if args.is_empty() && self.plane.proxy().is_none() {
-            &listing[..]
-        } else {
-            args
-        };
         let plane = std::cell::RefCell::new(&mut self.plane);
         let veto = |c: &AdmCommand, _: &Table| plane.borrow_mut().answer(c);
-        let mut out = ipvsadm::run_with(
-            ADM_PROGRAM,
-            args,
-            stdin,
-            &mut self.table,
-            &SystemResolver,
-            now,
-            &veto,
-        );
+        let replies = ipvsadm::answer(commands, &mut self.table, now, &veto);
+        let mut out = Response {
+            replies,
+            ..Default::default()
+        };
         let published = self
             .plane
             .set_timeouts(&self.table)
@@ -795,7 +781,7 @@ impl Controller {
             out.stderr.push_str(&format!("{e}\n"));
             out.exit_code = 255;
         }
-        out.into()
+        out
     }
 
     fn on_plane(&mut self, ev: PlaneEvent) {
@@ -1643,7 +1629,7 @@ impl Controller {
                             self.restart(msg.reply);
                             continue;
                         }
-                        Request::Adm { args, stdin } => self.adm(&args, &stdin),
+                        Request::Adm { commands } => self.adm(&commands),
                         Request::Status => Response { stdout: self.status(), ..Default::default() },
                         Request::Reload => self.reload(),
                         Request::Metrics => Response { stdout: self.metrics(), ..Default::default() },

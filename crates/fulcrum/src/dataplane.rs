@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 
-use fulcrum_api::ipvsadm::{AdmCommand, Outcome};
+use fulcrum_api::ipvsadm::{AdmCommand, Reply};
 use fulcrum_config::TableService;
 use fulcrum_core::{Forwarding, Protocol, ServiceKey, Table};
 use fulcrum_proxy::ProxyPlane;
@@ -82,7 +82,7 @@ pub trait DataPlane: Send {
     /// An ipvsadm command this plane answers itself (listings of what only
     /// it knows, its sync daemons) or refuses (what it cannot forward);
     /// `None` lets the controller's table take it.
-    fn answer(&mut self, cmd: &AdmCommand) -> Option<Outcome>;
+    fn answer(&mut self, cmd: &AdmCommand) -> Option<Reply>;
 
     /// Whether the service is being forwarded.
     fn forwards(&self, key: &ServiceKey) -> bool;
@@ -276,8 +276,8 @@ impl DataPlane for ProxyForwarding {
         Ok(())
     }
 
-    fn answer(&mut self, cmd: &AdmCommand) -> Option<Outcome> {
-        proxy_refuses(cmd).map(|why| Outcome::err(format!("{why}\n"), 255))
+    fn answer(&mut self, cmd: &AdmCommand) -> Option<Reply> {
+        proxy_refuses(cmd).map(|why| Reply::failed(format!("{why}\n"), 255))
     }
 
     fn forwards(&self, key: &ServiceKey) -> bool {
@@ -348,15 +348,15 @@ impl DataPlane for KernelPlane {
         KernelPlane::set_timeouts(self, secs(t), secs(f), secs(u))
     }
 
-    fn answer(&mut self, cmd: &AdmCommand) -> Option<Outcome> {
+    fn answer(&mut self, cmd: &AdmCommand) -> Option<Reply> {
         if let AdmCommand::Zero(key) = cmd {
             // The controller's table zeroes its own counters after this.
             if let Err(e) = self.zero(key.as_ref()) {
-                return Some(Outcome::err(format!("{e}\n"), 255));
+                return Some(Reply::failed(format!("{e}\n"), 255));
             }
             return None;
         }
-        KernelPlane::answer(self, cmd, &crate::resolver::SystemResolver)
+        KernelPlane::answer(self, cmd)
     }
 
     fn forwards(&self, _key: &ServiceKey) -> bool {

@@ -9,8 +9,7 @@
 use std::collections::HashSet;
 
 use fulcrum_api::ipvsadm::{
-    AdmCommand, ConnEntry, DestEntry, Header, ListTarget, Outcome, Resolver, ServiceEntry,
-    render_conns, render_daemons, render_list, render_timeout,
+    AdmCommand, ConnEntry, DestEntry, Header, ListTarget, Reply, ServiceEntry,
 };
 use fulcrum_config::{Config, Dataplane};
 use fulcrum_core::estimator::{Counters, Rates};
@@ -383,56 +382,50 @@ impl KernelPlane {
     /// kernel has — listings with its counters, rates and connections, the
     /// timeouts, zeroing, the sync daemons — or `None` for a table change,
     /// which goes through the controller's table and [`Self::mirror`].
-    pub fn answer(&mut self, cmd: &AdmCommand, r: &dyn Resolver) -> Option<Outcome> {
-        let out = |stdout: String| Outcome {
-            stdout,
-            ..Default::default()
-        };
+    pub fn answer(&mut self, cmd: &AdmCommand) -> Option<Reply> {
         let failed = |e: fulcrum_ipvs::driver::IpvsError| {
-            Outcome::err(format!("{}\n", kernel_strerror(cmd, &e)), 255)
+            Reply::failed(format!("{}\n", kernel_strerror(cmd, &e)), 255)
+        };
+        let services = |header, listing: Result<Vec<ServiceEntry>, _>| match listing {
+            Ok(services) => Reply::Services { header, services },
+            Err(e) => failed(e),
         };
         Some(match cmd {
             AdmCommand::List(l) => match l.target {
-                ListTarget::All => match self.listing() {
-                    Ok(v) => out(render_list(&v, &l.format, Some(self.header), r)),
-                    Err(e) => failed(e),
-                },
+                ListTarget::All => services(Some(self.header), self.listing()),
                 ListTarget::Service(k) => match self.listing() {
                     Ok(v) => match v.into_iter().find(|e| e.key == k) {
-                        Some(e) => out(render_list(&[e], &l.format, None, r)),
-                        None => Outcome::err("No such service\n", 1),
+                        Some(e) => Reply::Services {
+                            header: None,
+                            services: vec![e],
+                        },
+                        None => Reply::failed("No such service\n", 1),
                     },
                     Err(e) => failed(e),
                 },
-                ListTarget::Connections => out(render_conns(&kernel_conns(), &l.format, r)),
+                ListTarget::Connections => Reply::Connections {
+                    conns: kernel_conns(),
+                },
                 ListTarget::Timeout => match self.ipvs.timeouts() {
-                    Ok((t, f, u)) => out(render_timeout(t.into(), f.into(), u.into())),
+                    Ok((t, f, u)) => Reply::Timeout {
+                        tcp: t.into(),
+                        tcpfin: f.into(),
+                        udp: u.into(),
+                    },
                     Err(e) => failed(e),
                 },
                 ListTarget::Daemon => match self.ipvs.daemons() {
-                    Ok(d) => out(render_daemons(&d)),
+                    Ok(daemons) => Reply::Daemons { daemons },
                     Err(e) => failed(e),
                 },
             },
-            AdmCommand::Save { numeric } => match self.listing() {
-                Ok(v) => out(render_list(
-                    &v,
-                    &fulcrum_api::ipvsadm::Format {
-                        rule: true,
-                        numeric: *numeric,
-                        ..Default::default()
-                    },
-                    None,
-                    r,
-                )),
-                Err(e) => failed(e),
-            },
+            AdmCommand::Save { .. } => services(None, self.listing()),
             AdmCommand::StartDaemon(a) => match self.ipvs.start_daemon(a) {
-                Ok(()) => Outcome::default(),
+                Ok(()) => Reply::Done,
                 Err(e) => failed(e),
             },
             AdmCommand::StopDaemon(role, _) => match self.ipvs.stop_daemon(*role) {
-                Ok(()) => Outcome::default(),
+                Ok(()) => Reply::Done,
                 Err(e) => failed(e),
             },
             _ => return None,

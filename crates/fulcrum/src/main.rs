@@ -339,7 +339,7 @@ fn adm(control: Option<PathBuf>, args: Vec<String>, program: &str) -> ExitCode {
         let _ = std::io::stdin().read_to_string(&mut stdin);
     }
     let path = control.unwrap_or_else(default_control_path);
-    code(client(&path, Request::Adm { args, stdin }, program))
+    code(fulcrum::control::adm_client(&path, args, stdin, program))
 }
 
 fn main() -> ExitCode {

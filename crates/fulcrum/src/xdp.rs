@@ -10,7 +10,7 @@
 //! `address = VIP eth0:1`, `nat_router = ADDR eth1:1`), natively, or in
 //! the kernel's generic path where the driver refuses (with a warning).
 
-use fulcrum_api::ipvsadm::{AdmCommand, ListTarget, Outcome, render_conns};
+use fulcrum_api::ipvsadm::{AdmCommand, ListTarget, Reply};
 use fulcrum_config::{Config, TableService};
 use fulcrum_core::{ServiceKey, Table};
 use fulcrum_xdp::{Attached, XdpPlane, refuses_dest, refuses_service};
@@ -317,23 +317,23 @@ impl DataPlane for XdpForwarding {
             .map_err(|e| e.to_string())
     }
 
-    fn answer(&mut self, cmd: &AdmCommand) -> Option<Outcome> {
+    fn answer(&mut self, cmd: &AdmCommand) -> Option<Reply> {
         if let Some(why) = xdp_refuses(cmd) {
-            return Some(Outcome::err(format!("{why}\n"), 255));
+            return Some(Reply::failed(format!("{why}\n"), 255));
         }
         match cmd {
             AdmCommand::StartDaemon(d) => {
                 if self.running(d.role).is_some() {
-                    return Some(Outcome::err("Daemon has already run\n", 255));
+                    return Some(Reply::failed("Daemon has already run\n", 255));
                 }
                 let mut want: Vec<SyncDaemon> = self.daemons();
                 want.push(d.clone());
                 Some(match self.sync_roles(&want) {
                     Ok(()) => {
                         self.by_adm.push(d.role);
-                        Outcome::default()
+                        Reply::Done
                     }
-                    Err(e) => Outcome::err(format!("{e}\n"), 255),
+                    Err(e) => Reply::failed(format!("{e}\n"), 255),
                 })
             }
             AdmCommand::StopDaemon(role, _) => Some(if self.running(*role).is_some() {
@@ -344,9 +344,9 @@ impl DataPlane for XdpForwarding {
                     .filter(|d| d.role != *role)
                     .collect();
                 let _ = self.sync_roles(&want);
-                Outcome::default()
+                Reply::Done
             } else {
-                Outcome::err("No daemon is running\n", 255)
+                Reply::failed("No daemon is running\n", 255)
             }),
             AdmCommand::List(l) if matches!(l.target, ListTarget::Daemon) => {
                 // As the kernel lists its own: every default filled in,
@@ -366,25 +366,19 @@ impl DataPlane for XdpForwarding {
                         ..d
                     })
                     .collect();
-                Some(Outcome {
-                    stdout: fulcrum_api::ipvsadm::render_daemons(&running),
-                    ..Default::default()
-                })
+                Some(Reply::Daemons { daemons: running })
             }
             AdmCommand::Zero(key) => {
                 // The table zeroes its own copies after this.
                 if let Err(e) = self.plane.zero(key.as_ref()) {
-                    return Some(Outcome::err(format!("{e}\n"), 255));
+                    return Some(Reply::failed(format!("{e}\n"), 255));
                 }
                 None
             }
             AdmCommand::List(l) if matches!(l.target, ListTarget::Connections) => {
                 Some(match self.plane.connections() {
-                    Ok(c) => Outcome {
-                        stdout: render_conns(&c, &l.format, &crate::resolver::SystemResolver),
-                        ..Default::default()
-                    },
-                    Err(e) => Outcome::err(format!("{e}\n"), 255),
+                    Ok(conns) => Reply::Connections { conns },
+                    Err(e) => Reply::failed(format!("{e}\n"), 255),
                 })
             }
             _ => None,

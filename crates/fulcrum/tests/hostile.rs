@@ -180,6 +180,81 @@ fn an_oversized_control_request_is_refused() {
     assert!(d.ok("-L -n").contains("127.63.0.1:8080"));
 }
 
+/// One request line to the control socket, its answer line decoded.
+fn control_line(control: &std::path::Path, line: &str) -> fulcrum_api::control::Response {
+    let mut ctl = UnixStream::connect(control).unwrap();
+    ctl.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    ctl.write_all(line.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let mut byte = [0u8; 1];
+    while ctl.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+        answer.push(byte[0] as char);
+    }
+    fulcrum_api::control::decode(&answer).unwrap()
+}
+
+/// Typed commands no ipvsadm command line gives, written straight to the
+/// control socket, are refused with what is wrong; the string form older
+/// clients sent is refused whole — neither changes the table.
+#[test]
+fn forged_and_outdated_control_requests_change_nothing() {
+    use fulcrum_api::control::{Request, encode};
+    use fulcrum_api::ipvsadm::{AdmCommand, DestArgs, Reply};
+    use fulcrum_core::{Forwarding, Protocol, ServiceKey};
+    let _rs = realservers(81, 1);
+    let d = Director::start("forged", &cluster(81, "rr", &[1], ""));
+    let before = d.ok("-L -n");
+    let key = ServiceKey::Addr {
+        proto: Protocol::Tcp,
+        addr: "127.81.0.1".parse().unwrap(),
+        port: 8080,
+    };
+    let dest = |weight| {
+        AdmCommand::AddDest(
+            key,
+            DestArgs {
+                addr: "127.81.0.9".parse().unwrap(),
+                port: 8081,
+                fwd: Forwarding::Masq,
+                weight,
+                u_threshold: 0,
+                l_threshold: 0,
+            },
+        )
+    };
+    let forged = encode(&Request::Adm {
+        commands: vec![dest(u32::MAX), AdmCommand::SetTimeout(0, u32::MAX, 0)],
+    });
+    let r = control_line(&d.control, &forged);
+    assert_eq!(r.replies.len(), 2, "{r:?}");
+    for (reply, want) in r
+        .replies
+        .iter()
+        .zip(["weight 4294967295", "timeout 4294967295"])
+    {
+        let Reply::Failed { message, exit_code } = reply else {
+            panic!("taken: {reply:?}");
+        };
+        assert_eq!(*exit_code, 2);
+        assert!(message.contains(want), "{message}");
+    }
+    let r = control_line(&d.control, "{\"cmd\":\"adm\",\"args\":[\"-C\"]}\n");
+    assert_eq!(r.exit_code, 2, "{r:?}");
+    assert!(r.stderr.starts_with("bad control request"), "{r:?}");
+    assert!(r.replies.is_empty());
+    // A request whose second command does not decode is refused whole.
+    let half = forged.replacen("\"SetTimeout\"", "\"Bogus\"", 1);
+    assert_eq!(control_line(&d.control, &half).exit_code, 2);
+    assert_eq!(d.ok("-L -n"), before);
+    assert_eq!(
+        d.ok("-L --timeout"),
+        "Timeout (tcp tcpfin udp): 900 120 300\n"
+    );
+    // The same weight from the command line gets ipvsadm's own message.
+    let (code, _, err) = d.adm("-a -t 127.81.0.1:8080 -r 127.81.0.9:8081 -m -w 4294967295");
+    assert_eq!((code, err.as_str()), (2, "illegal weight specified\n"));
+}
+
 /// Whether a connection to `vip` is served: a whole HTTP answer.
 fn served(vip: &str) -> bool {
     let Ok(mut s) = TcpStream::connect(vip) else {

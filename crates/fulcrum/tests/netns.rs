@@ -785,3 +785,79 @@ fn try_get(cli: &str) -> String {
     )
     .into_owned()
 }
+
+#[cfg_attr(
+    not(netns_tests),
+    ignore = "network-namespace test: run as root with FULCRUM_NETNS_TESTS=1 (.ci/run does)"
+)]
+#[test]
+fn a_slow_name_server_holds_up_only_the_listing_that_asked() {
+    // Director and client both have a name server that never answers
+    // (10.200.1.99 is nobody on the public side), each in a mount namespace
+    // of its own so the host's resolv.conf is untouched.
+    let mut net = FiveNode::new("n");
+    start_realservers(&mut net);
+    let tmp = Dir::new("slowdns");
+    let resolv = tmp.file("resolv.conf");
+    std::fs::write(
+        &resolv,
+        "nameserver 10.200.1.99\noptions timeout:1 attempts:1\n",
+    )
+    .unwrap();
+    let cf = tmp.file("lvs.cf");
+    std::fs::write(&cf, seed_config("rr", [1, 1, 1])).unwrap();
+    let control = tmp.file("control.sock");
+    let behind_slow_dns = |cmd: String| {
+        vec![
+            "-m".to_string(),
+            "sh".into(),
+            "-c".into(),
+            format!("mount --bind {resolv} /etc/resolv.conf && exec {cmd}"),
+        ]
+    };
+    let args = behind_slow_dns(format!("{BIN} run --config {cf} --control {control}"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut director = net.spawn("dir", "unshare", &args, &[]);
+    wait_for("the director", 10, || {
+        std::path::Path::new(&control).exists()
+    });
+    let cli = net.ns("cli");
+    wait_for("the virtual server", 10, || {
+        try_get(&cli).contains("200 OK")
+    });
+    // `-L` without -n: every address is looked up, and none answers.
+    let slow = std::process::Command::new("ip")
+        .args(["netns", "exec", &cli, "unshare"])
+        .args(behind_slow_dns(format!("{BIN} adm --control {control} -L")))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Meanwhile the director answers another listing and serves.
+    let fast = adm(&control, "-L -n");
+    assert!(fast.contains("TCP  10.200.1.100:80 rr"), "{fast}");
+    for i in 0..10 {
+        assert!(
+            try_get(&cli).contains("200 OK"),
+            "request {i} while the listing waits"
+        );
+    }
+    let mut slow = slow;
+    assert!(
+        slow.try_wait().unwrap().is_none(),
+        "the slow listing ended before the others: its name lookups were meant to take seconds"
+    );
+    let out = slow.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Unanswered names print as numbers; ports take their names from
+    // /etc/services.
+    assert!(text.contains("TCP  10.200.1.100:http rr"), "{text}");
+    assert!(text.contains("-> 10.200.2.3:http"), "{text}");
+    assert_eq!(director.signal_and_wait("TERM"), Some(0));
+}

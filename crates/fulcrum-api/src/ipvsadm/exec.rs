@@ -6,11 +6,16 @@ use std::time::Duration;
 use fulcrum_core::sched::SchedulerKind;
 use fulcrum_core::{DestSpec, ServiceSpec, Table, TableError};
 
-use super::parse::{AdmCommand, Format, Invocation, ListTarget, parse_args, usage, version};
+use fulcrum_core::SyncDaemon;
+
+use super::parse::{
+    AdmCommand, Format, Invocation, ListArgs, ListTarget, parse_args, usage, version,
+};
 use super::render::{
     ConnEntry, Header, ServiceEntry, render_conns, render_daemons, render_list, render_timeout,
 };
 use super::resolve::Resolver;
+use super::validate::validate;
 
 /// What ipvsadm would print and return.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -55,10 +60,10 @@ fn strerror(e: &TableError) -> &'static str {
     }
 }
 
-fn op(r: Result<(), TableError>) -> Outcome {
+fn op(r: Result<(), TableError>) -> Reply {
     match r {
-        Ok(()) => Outcome::default(),
-        Err(e) => Outcome::err(format!("{}\n", strerror(&e)), 255),
+        Ok(()) => Reply::Done,
+        Err(e) => Reply::failed(format!("{}\n", strerror(&e)), 255),
     }
 }
 
@@ -91,13 +96,95 @@ pub fn conn_entries(table: &Table, now: Duration) -> Vec<ConnEntry> {
         .collect()
 }
 
-/// Apply one command to the table (`-R` is handled by [`run`]).
-pub fn execute(cmd: &AdmCommand, table: &mut Table, r: &dyn Resolver, now: Duration) -> Outcome {
-    let svc_spec = |a: &super::parse::SvcArgs| -> Result<ServiceSpec, Outcome> {
+/// What a command did, as data: the director answers each command with
+/// one, and the client renders it ([`Reply::render`]) with its own name
+/// resolution, so a listing reads exactly as ipvsadm prints it while no name
+/// is ever looked up inside the director.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    /// Done; nothing to print.
+    Done,
+    /// Refused: ipvsadm's message (newline included) and exit status.
+    Failed {
+        /// What ipvsadm writes to standard error.
+        message: String,
+        /// The exit status.
+        exit_code: i32,
+    },
+    /// Services, as `-L` (with the version line when `header` is given)
+    /// and `-S` list them.
+    Services {
+        /// The version line's figures (`-L` of the whole table only).
+        header: Option<Header>,
+        /// The services, unsorted.
+        services: Vec<ServiceEntry>,
+    },
+    /// `-L -c`: the connection table.
+    Connections {
+        /// The entries.
+        conns: Vec<ConnEntry>,
+    },
+    /// `-L --timeout`, in seconds.
+    Timeout {
+        /// TCP.
+        tcp: u64,
+        /// TCP after FIN.
+        tcpfin: u64,
+        /// UDP.
+        udp: u64,
+    },
+    /// `-L --daemon`.
+    Daemons {
+        /// The running sync daemons.
+        daemons: Vec<SyncDaemon>,
+    },
+}
+
+impl Reply {
+    /// A refusal: `message` on standard error, exit status `code`.
+    pub fn failed(message: impl Into<String>, exit_code: i32) -> Reply {
+        Reply::Failed {
+            message: message.into(),
+            exit_code,
+        }
+    }
+
+    /// What ipvsadm prints for this answer to `cmd`, names resolved by
+    /// `r` (unless the command says `-n`).
+    pub fn render(&self, cmd: &AdmCommand, r: &dyn Resolver) -> Outcome {
+        let format = match cmd {
+            AdmCommand::List(l) => l.format,
+            AdmCommand::Save { numeric } => Format {
+                rule: true,
+                numeric: *numeric,
+                ..Default::default()
+            },
+            _ => Format::default(),
+        };
+        let stdout = match self {
+            Reply::Done => String::new(),
+            Reply::Failed { message, exit_code } => return Outcome::err(message, *exit_code),
+            Reply::Services { header, services } => render_list(services, &format, *header, r),
+            Reply::Connections { conns } => render_conns(conns, &format, r),
+            Reply::Timeout { tcp, tcpfin, udp } => render_timeout(*tcp, *tcpfin, *udp),
+            Reply::Daemons { daemons } => render_daemons(daemons),
+        };
+        Outcome {
+            stdout,
+            ..Default::default()
+        }
+    }
+}
+
+/// Apply one command to the table (a `-R` restore arrives as the commands
+/// it read: [`plan`]).
+pub fn execute(cmd: &AdmCommand, table: &mut Table, now: Duration) -> Reply {
+    let svc_spec = |a: &super::parse::SvcArgs| -> Result<ServiceSpec, Reply> {
         let kind: SchedulerKind = a
             .scheduler
             .parse()
-            .map_err(|_| Outcome::err("Scheduler or persistence engine not found\n", 255))?;
+            .map_err(|_| Reply::failed("Scheduler or persistence engine not found\n", 255))?;
         let mut spec = ServiceSpec::new(a.key, kind);
         spec.flags = a.flags;
         spec.persistent = a.persistent;
@@ -126,7 +213,7 @@ pub fn execute(cmd: &AdmCommand, table: &mut Table, r: &dyn Resolver, now: Durat
         AdmCommand::DeleteService(k) => op(table.delete_service(k)),
         AdmCommand::Clear => {
             table.flush();
-            Outcome::default()
+            Reply::Done
         }
         AdmCommand::AddDest(k, d) => op(table.add_dest(k, dest_spec(d)).map(|_| ())),
         AdmCommand::EditDest(k, d) => op(table.edit_dest(k, dest_spec(d))),
@@ -135,52 +222,42 @@ pub fn execute(cmd: &AdmCommand, table: &mut Table, r: &dyn Resolver, now: Durat
         AdmCommand::SetTimeout(tcp, fin, udp) => {
             let s = |v: &u32| Duration::from_secs(u64::from(*v));
             table.set_timeouts(s(tcp), s(fin), s(udp));
-            Outcome::default()
+            Reply::Done
         }
-        AdmCommand::Save { numeric } => {
-            let f = Format {
-                rule: true,
-                numeric: *numeric,
-                ..Default::default()
-            };
-            Outcome {
-                stdout: render_list(&entries(table), &f, None, r),
-                ..Default::default()
-            }
-        }
+        AdmCommand::Save { .. } => Reply::Services {
+            header: None,
+            services: entries(table),
+        },
         AdmCommand::List(l) => match l.target {
-            ListTarget::All => Outcome {
-                stdout: render_list(&entries(table), &l.format, Some(Header::default()), r),
-                ..Default::default()
+            ListTarget::All => Reply::Services {
+                header: Some(Header::default()),
+                services: entries(table),
             },
             ListTarget::Service(k) => match table.service(&k) {
-                Some(s) => Outcome {
-                    stdout: render_list(&[ServiceEntry::from_service(s)], &l.format, None, r),
-                    ..Default::default()
+                Some(s) => Reply::Services {
+                    header: None,
+                    services: vec![ServiceEntry::from_service(s)],
                 },
-                None => Outcome::err("No such service\n", 1),
+                None => Reply::failed("No such service\n", 1),
             },
-            ListTarget::Connections => Outcome {
-                stdout: render_conns(&conn_entries(table, now), &l.format, r),
-                ..Default::default()
+            ListTarget::Connections => Reply::Connections {
+                conns: conn_entries(table, now),
             },
             ListTarget::Timeout => {
                 let (t, f, u) = table.timeouts().triple();
-                Outcome {
-                    stdout: render_timeout(t.as_secs(), f.as_secs(), u.as_secs()),
-                    ..Default::default()
+                Reply::Timeout {
+                    tcp: t.as_secs(),
+                    tcpfin: f.as_secs(),
+                    udp: u.as_secs(),
                 }
             }
-            ListTarget::Daemon => Outcome {
-                stdout: render_daemons(&[]),
-                ..Default::default()
-            },
+            ListTarget::Daemon => Reply::Daemons { daemons: vec![] },
         },
-        AdmCommand::StartDaemon(_) | AdmCommand::StopDaemon(..) => Outcome::err(
+        AdmCommand::StartDaemon(_) | AdmCommand::StopDaemon(..) => Reply::failed(
             "connection synchronisation daemons are not available in this version of Fulcrum\n",
             255,
         ),
-        AdmCommand::Restore => Outcome::err("-R must be handled by run()\n", 255),
+        AdmCommand::Restore => Reply::failed("-R is sent as the commands it reads\n", 255),
     }
 }
 
@@ -215,8 +292,109 @@ fn split_line(line: &str) -> Vec<String> {
     out
 }
 
-/// Run a whole ipvsadm invocation: parse, execute, and for `-R` read the
-/// commands from `stdin`. With no arguments, list the table as ipvsadm does.
+/// One step of an invocation, in order: a command for the table, or
+/// something the command line itself prints (help, version, a parse error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// A command, answered by one [`Reply`].
+    Run(AdmCommand),
+    /// Printed as it is.
+    Print(Outcome),
+}
+
+/// What an ipvsadm invocation asks for, parsed where it is typed (names
+/// resolved by `r`): with no arguments a listing, for `-R` the commands read
+/// from `stdin` (up to the line that ends a restore, as ipvsadm stops there).
+pub fn plan(program: &str, args: &[String], stdin: &str, r: &dyn Resolver) -> Vec<Step> {
+    if args.is_empty() {
+        return vec![Step::Run(AdmCommand::List(ListArgs {
+            target: ListTarget::All,
+            format: Format::default(),
+        }))];
+    }
+    let printed = |text: String| {
+        Step::Print(Outcome {
+            stdout: text,
+            ..Default::default()
+        })
+    };
+    match parse_args(program, args, r) {
+        Ok(Invocation::Help) => vec![printed(usage(program))],
+        Ok(Invocation::Version) => vec![printed(version())],
+        Ok(Invocation::Command(AdmCommand::Restore)) => {
+            let mut steps = Vec::new();
+            for line in stdin.lines() {
+                let words = split_line(line);
+                if words.is_empty() {
+                    continue;
+                }
+                match parse_args(program, &words, r) {
+                    // A nested -R would loop for ever: ipvsadm refuses it.
+                    Ok(Invocation::Command(AdmCommand::Restore)) => {
+                        steps.push(Step::Print(Outcome::err(
+                            format!(
+                                "Try `{program} -h' or '{program} --help' for more information.\n"
+                            ),
+                            255,
+                        )));
+                        return steps;
+                    }
+                    Ok(Invocation::Command(c)) => steps.push(Step::Run(c)),
+                    Ok(Invocation::Help) => steps.push(printed(usage(program))),
+                    Ok(Invocation::Version) => steps.push(printed(version())),
+                    Err(e) => {
+                        // Validation errors end ipvsadm at once; popt errors
+                        // only fail the line.
+                        let ends = e.exit_code != 255 || e.message.starts_with("Try ");
+                        steps.push(Step::Print(Outcome::err(e.message, e.exit_code)));
+                        if ends {
+                            return steps;
+                        }
+                    }
+                }
+            }
+            steps
+        }
+        Ok(Invocation::Command(c)) => vec![Step::Run(c)],
+        Err(e) => vec![Step::Print(Outcome::err(e.message, e.exit_code))],
+    }
+}
+
+/// The commands of a plan, in order: what the client sends the director.
+pub fn commands(steps: &[Step]) -> Vec<AdmCommand> {
+    steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Run(c) => Some(c.clone()),
+            Step::Print(_) => None,
+        })
+        .collect()
+}
+
+/// What ipvsadm prints for a plan whose commands were answered by
+/// `replies`, one each in order: every step's output in turn, the exit
+/// status the last step's. A command left unanswered fails with a message.
+pub fn render(steps: &[Step], replies: Vec<Reply>, r: &dyn Resolver) -> Outcome {
+    let mut all = Outcome::default();
+    let mut replies = replies.into_iter();
+    for step in steps {
+        let o = match step {
+            Step::Print(o) => o.clone(),
+            Step::Run(c) => match replies.next() {
+                Some(reply) => reply.render(c, r),
+                None => Outcome::err("the director did not answer this command\n", 255),
+            },
+        };
+        all.stdout.push_str(&o.stdout);
+        all.stderr.push_str(&o.stderr);
+        all.exit_code = o.exit_code;
+    }
+    all
+}
+
+/// Run a whole ipvsadm invocation in one place: parse, execute, and for
+/// `-R` read the commands from `stdin`. With no arguments, list the table as
+/// ipvsadm does.
 pub fn run(
     program: &str,
     args: &[String],
@@ -236,12 +414,24 @@ pub fn run(
     )
 }
 
-/// A check run before each command touches the table: `Some(outcome)`
-/// refuses the command with that outcome.
-pub type Veto<'a> = &'a dyn Fn(&AdmCommand, &Table) -> Option<Outcome>;
+/// A check run before each command touches the table: `Some(reply)`
+/// answers the command instead.
+pub type Veto<'a> = &'a dyn Fn(&AdmCommand, &Table) -> Option<Reply>;
+
+/// Answer a director's commands in order: each checked ([`validate`]),
+/// offered to `veto` (a data plane answering what only it knows or refusing
+/// what it cannot forward), then applied to the table.
+pub fn answer(cmds: &[AdmCommand], table: &mut Table, now: Duration, veto: Veto<'_>) -> Vec<Reply> {
+    cmds.iter()
+        .map(|c| match validate(c) {
+            Err(e) => Reply::failed(e.message, e.exit_code),
+            Ok(()) => veto(c, table).unwrap_or_else(|| execute(c, table, now)),
+        })
+        .collect()
+}
 
 /// [`run`], with a veto consulted before every command (also each line of
-/// `-R`). A director uses it to refuse what its data plane cannot do.
+/// `-R`).
 pub fn run_with(
     program: &str,
     args: &[String],
@@ -251,77 +441,7 @@ pub fn run_with(
     now: Duration,
     veto: Veto<'_>,
 ) -> Outcome {
-    let exec = |c: &AdmCommand, table: &mut Table| match veto(c, table) {
-        Some(o) => o,
-        None => execute(c, table, r, now),
-    };
-    if args.is_empty() {
-        return Outcome {
-            stdout: render_list(
-                &entries(table),
-                &Format::default(),
-                Some(Header::default()),
-                r,
-            ),
-            ..Default::default()
-        };
-    }
-    match parse_args(program, args, r) {
-        Ok(Invocation::Help) => Outcome {
-            stdout: usage(program),
-            ..Default::default()
-        },
-        Ok(Invocation::Version) => Outcome {
-            stdout: version(),
-            ..Default::default()
-        },
-        Ok(Invocation::Command(AdmCommand::Restore)) => {
-            let mut all = Outcome::default();
-            for line in stdin.lines() {
-                let words = split_line(line);
-                if words.is_empty() {
-                    continue;
-                }
-                let o = match parse_args(program, &words, r) {
-                    // A nested -R would loop for ever: ipvsadm refuses it.
-                    Ok(Invocation::Command(AdmCommand::Restore)) => {
-                        let o = Outcome::err(
-                            format!(
-                                "Try `{program} -h' or '{program} --help' for more information.\n"
-                            ),
-                            255,
-                        );
-                        all.stderr.push_str(&o.stderr);
-                        all.exit_code = 255;
-                        return all;
-                    }
-                    Ok(Invocation::Command(c)) => exec(&c, table),
-                    Ok(Invocation::Help) => Outcome {
-                        stdout: usage(program),
-                        ..Default::default()
-                    },
-                    Ok(Invocation::Version) => Outcome {
-                        stdout: version(),
-                        ..Default::default()
-                    },
-                    Err(e) => {
-                        all.stderr.push_str(&e.message);
-                        all.exit_code = e.exit_code;
-                        // Validation errors end ipvsadm at once; popt errors
-                        // only fail the line.
-                        if e.exit_code != 255 || e.message.starts_with("Try ") {
-                            return all;
-                        }
-                        continue;
-                    }
-                };
-                all.stdout.push_str(&o.stdout);
-                all.stderr.push_str(&o.stderr);
-                all.exit_code = o.exit_code;
-            }
-            all
-        }
-        Ok(Invocation::Command(c)) => exec(&c, table),
-        Err(e) => Outcome::err(e.message, e.exit_code),
-    }
+    let steps = plan(program, args, stdin, r);
+    let replies = answer(&commands(&steps), table, now, veto);
+    render(&steps, replies, r)
 }

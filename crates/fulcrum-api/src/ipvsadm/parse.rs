@@ -41,7 +41,7 @@ fn tryhelp(program: &str) -> AdmError {
 }
 
 /// A virtual service definition (`-A`, `-E`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SvcArgs {
     /// The service.
     pub key: ServiceKey,
@@ -60,7 +60,7 @@ pub struct SvcArgs {
 }
 
 /// A real server definition (`-a`, `-e`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DestArgs {
     /// Address.
     pub addr: IpAddr,
@@ -77,7 +77,7 @@ pub struct DestArgs {
 }
 
 /// What `-L` lists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ListTarget {
     /// Every service.
     All,
@@ -92,7 +92,7 @@ pub enum ListTarget {
 }
 
 /// Listing format flags (`FMT_*`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[allow(
     missing_docs,
     reason = "each flag is the ipvsadm option of the same name"
@@ -110,7 +110,7 @@ pub struct Format {
 }
 
 /// `-L`'s arguments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ListArgs {
     /// What to list.
     pub target: ListTarget,
@@ -119,7 +119,7 @@ pub struct ListArgs {
 }
 
 /// One ipvsadm command, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum AdmCommand {
     /// `-A`
     AddService(SvcArgs),

@@ -16,7 +16,7 @@ use fulcrum_core::{SyncDaemon, SyncRole};
 
 /// The first line of `-L`: the IPVS version and the size of the
 /// connection table (`ipvs_getinfo`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Header {
     /// `(major << 16) | (minor << 8) | patch`.
     pub version: u32,
@@ -35,7 +35,7 @@ impl Default for Header {
 }
 
 /// A service as a listing sees it (`ipvs_service_entry_t`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ServiceEntry {
     /// Identity.
     pub key: ServiceKey,
@@ -60,7 +60,7 @@ pub struct ServiceEntry {
 }
 
 /// A dest as a listing sees it (`ipvs_dest_entry_t`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[allow(missing_docs, reason = "fields mirror ipvs_dest_entry_t")]
 pub struct DestEntry {
     pub addr: IpAddr,

@@ -794,16 +794,11 @@ async fn handle(
             match serde_json::from_slice::<Adm>(&raw) {
                 Ok(a) => {
                     tracing::info!(by = %who.name(), args = ?a.args, "console: adm");
-                    outcome(
-                        &ask(
-                            ctl,
-                            Request::Adm {
-                                args: a.args,
-                                stdin: a.stdin,
-                            },
-                        )
-                        .await,
-                    )
+                    let Ok(r) = crate::control::adm(a.args, a.stdin, |r| async {
+                        Ok::<_, std::convert::Infallible>(ask(ctl, r).await)
+                    })
+                    .await;
+                    outcome(&r)
                 }
                 Err(e) => api_error(
                     StatusCode::BAD_REQUEST,
