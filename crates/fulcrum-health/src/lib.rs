@@ -7,8 +7,11 @@
 //! reports each outcome with [`Checker::handle_result`], and applies what
 //! [`Checker::poll_action`] says to the table. Time is always passed in.
 //! [`SorryServer`] tracks whether a virtual server needs its sorry server.
+//! [`nanny::Monitor`] runs them all for a configuration: which probes are
+//! due, what their results change in the table, the operator's drains.
 
 pub mod http;
+pub mod nanny;
 pub mod probe;
 
 /// nanny's weight from a real server's 1-minute load average `load`

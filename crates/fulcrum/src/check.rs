@@ -56,7 +56,7 @@ pub fn unbuildable_checks(cfg: &Config, source: &str) -> Vec<(Option<usize>, Str
         if seen.contains(&spec.service_name) {
             continue;
         }
-        if let Err(e) = crate::monitor::Monitor::validate_one(&spec) {
+        if let Err(e) = fulcrum_health::nanny::Monitor::validate_one(&spec) {
             seen.push(spec.service_name.clone());
             let scope = Scope::Virtual(spec.service_name.clone());
             let key = ["tls_ca", "expect", "receive", "send_program"]

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::addresses::AddrMsg;
 use crate::dataplane::DataPlane;
 use crate::ha::{HaSettings, HaStatus};
-use crate::monitor::{Admin, HealthResult, Monitor, TableOp};
+use fulcrum_health::nanny::{Admin, HealthResult, Monitor, TableOp};
 
 /// A request from the control socket, with where to send the answer.
 #[derive(Debug)]
@@ -1027,7 +1027,7 @@ impl Controller {
             }
         }
         let rows = self.monitor.health_rows();
-        type RowGet = fn(&crate::monitor::HealthRow) -> u64;
+        type RowGet = fn(&fulcrum_health::nanny::HealthRow) -> u64;
         let health: [(&str, &str, &str, RowGet); 5] = [
             (
                 "fulcrum_real_server_alive",

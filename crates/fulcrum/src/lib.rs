@@ -18,7 +18,6 @@ pub mod limits;
 pub mod logring;
 pub mod manual;
 pub mod metrics;
-pub mod monitor;
 pub mod notify;
 pub mod passwd;
 pub mod paths;

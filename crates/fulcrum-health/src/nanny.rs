@@ -1,18 +1,20 @@
-//! The monitor (Piranha's nanny) inside the controller: a check state
-//! machine per real server, probes started as tasks, and the table changes
-//! their verdicts call for — plus each virtual server's sorry server.
+//! The monitor (Piranha's nanny) for a whole configuration, sans-IO: a
+//! check state machine per real server, the probes due (the caller runs
+//! them, [`HealthResult::of`]), and the table changes their verdicts call
+//! for — plus each virtual server's sorry server and the operator's drains.
+//! Time is passed in; nothing here touches a socket or the clock.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use crate::http::{Request, Tls, Verdict};
+use crate::load_adjusted_weight;
+use crate::probe::{Expect, LoadFrom, Probe, expand_program};
+use crate::service::{Dialogue, DnsCheck};
+use crate::{Action, CheckParams, Checker, SorryAction, SorryServer, State, Transition};
 use fulcrum_config::{CheckSpec, CheckType, SorrySpec};
 use fulcrum_core::{DestSpec, ServiceKey};
-use fulcrum_health::http::{Request, Tls, Verdict};
-use fulcrum_health::load_adjusted_weight;
-use fulcrum_health::probe::{Expect, LoadFrom, Probe, expand_program};
-use fulcrum_health::service::{Dialogue, DnsCheck};
-use fulcrum_health::{Action, CheckParams, Checker, SorryAction, SorryServer, State, Transition};
 
 /// A real server of a virtual service.
 pub type DestKey = (ServiceKey, IpAddr, u16);
@@ -563,7 +565,7 @@ impl Monitor {
             self.touched.insert(e.pos);
             // The director's own exhaustion says nothing about the server.
             if let Err(why) = &r.result
-                && fulcrum_health::probe::is_local_exhaustion(why)
+                && crate::probe::is_local_exhaustion(why)
             {
                 self.local_failures += 1;
                 if self
