@@ -56,6 +56,17 @@ pub enum Request {
     },
 }
 
+/// A request on its way to the controller, from the control socket or
+/// from inside the director (the console, configuration sync, SIGHUP), with
+/// where to send the answer.
+#[derive(Debug)]
+pub struct ControlMsg {
+    /// What is asked.
+    pub request: Request,
+    /// The answer.
+    pub reply: tokio::sync::oneshot::Sender<Response>,
+}
+
 /// The answer: what a command-line tool prints and returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Response {

@@ -328,9 +328,61 @@ impl Advert {
     }
 }
 
+/// Split a raw IPv4 datagram as a raw socket reads it: (source,
+/// destination, TTL, payload). `None` for anything that is not a whole
+/// IPv4 header; a total length the datagram does not hold is ignored (the
+/// payload ends where the datagram does).
+pub fn split_ipv4(pkt: &[u8]) -> Option<(std::net::Ipv4Addr, std::net::Ipv4Addr, u8, &[u8])> {
+    let first = *pkt.first()?;
+    if first >> 4 != 4 {
+        return None;
+    }
+    let ihl = usize::from(first & 0x0f) * 4;
+    if ihl < 20 || pkt.len() < ihl {
+        return None;
+    }
+    let total = usize::from(u16::from_be_bytes([pkt[2], pkt[3]]));
+    let end = if (ihl..=pkt.len()).contains(&total) {
+        total
+    } else {
+        pkt.len()
+    };
+    let src = std::net::Ipv4Addr::new(pkt[12], pkt[13], pkt[14], pkt[15]);
+    let dst = std::net::Ipv4Addr::new(pkt[16], pkt[17], pkt[18], pkt[19]);
+    Some((src, dst, pkt[8], &pkt[ihl..end]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv4_datagrams_split_and_short_headers_are_refused() {
+        let mut p = vec![
+            0x45, 0, 0, 28, 0, 0, 0, 0, 255, 112, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
+        p.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        let (s, d, ttl, body) = split_ipv4(&p).unwrap();
+        assert_eq!(
+            (s, d, ttl),
+            (
+                "10.0.0.1".parse().unwrap(),
+                "10.0.0.2".parse().unwrap(),
+                255
+            )
+        );
+        assert_eq!(body, &[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert!(split_ipv4(&p[..10]).is_none());
+        assert!(split_ipv4(&[0x41; 30]).is_none(), "IHL below 5");
+        assert!(split_ipv4(&[0x65; 30]).is_none(), "not version 4");
+        assert!(split_ipv4(&[]).is_none());
+        // A total length past the datagram: the payload is what is there.
+        p[3] = 200;
+        assert_eq!(split_ipv4(&p).unwrap().3.len(), 8);
+        for cut in 0..p.len() {
+            let _ = split_ipv4(&p[..cut]);
+        }
+    }
 
     fn v4(s: &str) -> IpAddr {
         s.parse().unwrap()

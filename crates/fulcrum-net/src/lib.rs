@@ -1,13 +1,17 @@
 //! Fulcrum's one door to the kernel's network configuration: floating
 //! addresses ([`addr`], over rtnetlink), announcements ([`announce`]:
-//! gratuitous ARP and unsolicited neighbour advertisements) and the socket
-//! options no safe crate wraps.
+//! gratuitous ARP and unsolicited neighbour advertisements), the raw sockets
+//! of failover ([`raw`]), the socket options no safe crate wraps — and the
+//! director's private state files ([`files`]: written whole or not at all,
+//! read only when they are its own).
 //!
 //! Everything unsafe in Fulcrum lives here, in small functions with their
 //! contracts written down.
 
 pub mod addr;
 pub mod announce;
+pub mod files;
+pub mod raw;
 pub mod transparent;
 
 use std::io;

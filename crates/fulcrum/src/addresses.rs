@@ -58,6 +58,21 @@ pub enum AddrMsg {
     RemoveAll(oneshot::Sender<()>),
 }
 
+/// The address task, as failover sees it: its requests go as messages.
+#[derive(Debug)]
+pub struct ForFailover(pub mpsc::UnboundedSender<AddrMsg>);
+
+impl fulcrum_ha::runtime::FloatingAddresses for ForFailover {
+    fn set_active(&self, on: bool) -> Option<oneshot::Receiver<()>> {
+        let (tx, rx) = oneshot::channel();
+        self.0.send(AddrMsg::Active(on, tx)).ok().map(|()| rx)
+    }
+
+    fn reannounce(&self) {
+        let _ = self.0.send(AddrMsg::Reannounce);
+    }
+}
+
 fn announce_soon(dev: String, addr: IpAddr, how: Announce) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let start = tokio::time::Instant::now();
@@ -125,7 +140,7 @@ const MAX_STATE: u64 = 64 * 1024;
 
 /// The addresses an earlier run recorded at `path`: one per line.
 fn read_state(path: &std::path::Path) -> Vec<IpAddr> {
-    crate::files::read_own(path, MAX_STATE)
+    fulcrum_net::files::read_own(path, MAX_STATE)
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.split_whitespace().next()?.parse().ok())
@@ -198,7 +213,7 @@ impl Addresses {
                     .map_or("", |(_, dev)| dev.as_str());
                 text.push_str(&format!("{a} {dev}\n"));
             }
-            crate::files::write_atomic(path, text.as_bytes(), 0o600)
+            fulcrum_net::files::write_atomic(path, text.as_bytes(), 0o600)
         };
         if let Err(e) = r {
             tracing::warn!(state = %path.display(), error = %e, "cannot record the addresses this director holds; after a crash it would not know them as its own");

@@ -166,7 +166,7 @@ pub fn run(path: &Path, save: bool) -> ExitCode {
     if parsed.config.global.failover() {
         // What `fulcrum run` would find on this host; not an error here,
         // as the file may be checked away from the directors.
-        match crate::ha::HaSettings::from_config(&parsed.config) {
+        match fulcrum_ha::runtime::HaSettings::from_config(&parsed.config) {
             Ok(Some(h)) => {
                 let peers: Vec<String> = h.peers.iter().map(ToString::to_string).collect();
                 eprintln!(

@@ -24,17 +24,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::addresses::AddrMsg;
 use crate::dataplane::DataPlane;
-use crate::ha::{HaSettings, HaStatus};
+use fulcrum_ha::runtime::{HaSettings, HaStatus};
 use fulcrum_health::nanny::{Admin, HealthResult, Monitor, TableOp};
 
-/// A request from the control socket, with where to send the answer.
-#[derive(Debug)]
-pub struct ControlMsg {
-    /// What is asked.
-    pub request: Request,
-    /// The answer.
-    pub reply: oneshot::Sender<Response>,
-}
+pub use fulcrum_api::control::ControlMsg;
 
 #[derive(Debug, Default)]
 struct NoDest {
@@ -428,7 +421,7 @@ impl Controller {
 
         // The sync daemons' key, read before anything changes.
         let sync_key = match cfg.global.syncd() {
-            Some(s) if s.auth => Some(crate::ha::read_key(
+            Some(s) if s.auth => Some(fulcrum_ha::runtime::read_key(
                 cfg.global.auth_key_file.as_deref().unwrap_or_default(),
             )?),
             _ => None,

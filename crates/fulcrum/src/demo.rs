@@ -86,14 +86,14 @@ pub async fn run(
                 role: fulcrum_api::auth::Role::Admin,
                 hash: fulcrum_api::auth::hash_password(&pw)?,
             });
-            crate::files::write_atomic(&users, u.text().as_bytes(), 0o600)
+            fulcrum_net::files::write_atomic(&users, u.text().as_bytes(), 0o600)
                 .map_err(|e| format!("cannot write {}: {e}", users.display()))?;
             let text = format!(
                 "{text}\n# the web console (fulcrum demo --console)\nconsole = {at}\nconsole_users = {}\n",
                 users.display()
             );
             let cf = dir.join("lvs.cf");
-            crate::files::write_atomic(&cf, text.as_bytes(), 0o600)
+            fulcrum_net::files::write_atomic(&cf, text.as_bytes(), 0o600)
                 .map_err(|e| format!("cannot write {}: {e}", cf.display()))?;
             config = fulcrum_config::parse(&text).into_result("demo lvs.cf", &text)?;
             config_path = Some(cf);

@@ -248,7 +248,7 @@ impl KernelPlane {
     /// earlier director recorded there that the kernel still has: they are
     /// Fulcrum's to change and remove from now on.
     pub fn keep_state(&mut self, path: std::path::PathBuf) {
-        let recorded = crate::files::read_own(&path, 4 << 20)
+        let recorded = fulcrum_net::files::read_own(&path, 4 << 20)
             .map(|t| parse_owned(&t))
             .unwrap_or_default();
         if !recorded.is_empty() {
@@ -269,7 +269,7 @@ impl KernelPlane {
         let mut keys: Vec<String> = self.owned.iter().map(key_args).collect();
         keys.sort();
         let text: String = keys.iter().map(|k| format!("{k}\n")).collect();
-        if let Err(e) = crate::files::write_atomic(path, text.as_bytes(), 0o600) {
+        if let Err(e) = fulcrum_net::files::write_atomic(path, text.as_bytes(), 0o600) {
             tracing::warn!(state = %path.display(), error = %e, "cannot record the kernel services Fulcrum installed");
         }
     }

@@ -10,8 +10,6 @@ pub mod control;
 pub mod controller;
 pub mod dataplane;
 pub mod demo;
-pub mod files;
-pub mod ha;
 pub mod import;
 pub mod kernel;
 pub mod limits;

@@ -108,7 +108,7 @@ fn change(
             users_path.display()
         )
     };
-    crate::files::write_atomic(users_path, users.text().as_bytes(), 0o600)
+    fulcrum_net::files::write_atomic(users_path, users.text().as_bytes(), 0o600)
         .map_err(|e| format!("cannot write {}: {e}", users_path.display()))?;
     Ok(said)
 }

@@ -466,7 +466,7 @@ pub async fn run(req: Request) -> i32 {
         }
     };
     if req.undo {
-        let Some(text) = crate::files::read_own(&req.state, 64 * 1024) else {
+        let Some(text) = fulcrum_net::files::read_own(&req.state, 64 * 1024) else {
             println!("nothing to undo ({} is missing)", req.state.display());
             return 0;
         };
@@ -534,7 +534,7 @@ pub async fn run(req: Request) -> i32 {
         return 0;
     }
     // What earlier runs recorded stays: the undo puts back the first state.
-    let mut done = crate::files::read_own(&req.state, 64 * 1024)
+    let mut done = fulcrum_net::files::read_own(&req.state, 64 * 1024)
         .map(|t| recorded(&t))
         .unwrap_or_default();
     let mut status = 0;
@@ -557,7 +557,7 @@ pub async fn run(req: Request) -> i32 {
             .mode(0o700)
             .create(dir);
     }
-    if let Err(e) = crate::files::write_atomic(&req.state, record(&done).as_bytes(), 0o600) {
+    if let Err(e) = fulcrum_net::files::write_atomic(&req.state, record(&done).as_bytes(), 0o600) {
         eprintln!(
             "fulcrum realserver-setup: cannot record the changes in {}: {e}; --undo will not know them",
             req.state.display()

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::addresses::{AddrMsg, Addresses, Announce};
 use crate::control::ControlSocket;
 use crate::controller::{self, ControlMsg, Controller};
-use crate::ha::{Ha, HaSettings};
+use fulcrum_ha::runtime::{Ha, HaSettings};
 
 /// Whether standard error is systemd's journal (`$JOURNAL_STREAM` names
 /// its device and inode, as systemd sets it for a service).
@@ -433,14 +433,14 @@ impl Failover {
 /// Start the election on its own thread (its sockets registered with its
 /// own runtime).
 async fn start_failover(
-    settings: crate::ha::HaSettings,
+    settings: fulcrum_ha::runtime::HaSettings,
     addr_tx: mpsc::UnboundedSender<crate::addresses::AddrMsg>,
     ctl_tx: mpsc::Sender<ControlMsg>,
 ) -> Result<
     (
         Failover,
-        tokio::sync::watch::Receiver<crate::ha::HaStatus>,
-        mpsc::UnboundedSender<crate::ha::HaSettings>,
+        tokio::sync::watch::Receiver<fulcrum_ha::runtime::HaStatus>,
+        mpsc::UnboundedSender<fulcrum_ha::runtime::HaSettings>,
     ),
     String,
 > {
@@ -463,7 +463,11 @@ async fn start_failover(
                 }
             };
             rt.block_on(async move {
-                match Ha::new(settings, addr_tx, ctl_tx) {
+                match Ha::new(
+                    settings,
+                    Box::new(crate::addresses::ForFailover(addr_tx)),
+                    ctl_tx,
+                ) {
                     Ok((ha, status)) => {
                         let _ = ready_tx.send(Ok(status));
                         tokio::select! {

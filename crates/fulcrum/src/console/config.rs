@@ -216,7 +216,7 @@ pub(crate) async fn change(
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::metadata(path).map_or(0o644, |m| m.permissions().mode() & 0o7777)
     };
-    if let Err(e) = crate::files::write_atomic(path, text.as_bytes(), mode) {
+    if let Err(e) = fulcrum_net::files::write_atomic(path, text.as_bytes(), mode) {
         return Outcome::Failed(format!(
             "cannot write {}: {e}{}",
             path.display(),
@@ -229,7 +229,7 @@ pub(crate) async fn change(
     }
     let reload = ask(ctl, Request::Reload).await;
     if reload.exit_code != 0 {
-        let back = crate::files::write_atomic(path, current.as_bytes(), mode);
+        let back = fulcrum_net::files::write_atomic(path, current.as_bytes(), mode);
         tracing::warn!(by, config = %path.display(), "console: the edited configuration was refused; the file before it is back");
         if let Err(e) = back {
             return Outcome::Failed(format!(

@@ -1,7 +1,7 @@
 //! Director failover (`backup_active = 1`): this director's VRRP virtual
 //! router, spoken over raw IP protocol 112 unicast to the other directors
 //! named in lvs.cf (`primary`, `backup`, `peer`). The election itself is
-//! `fulcrum_ha::election`; this task owns the socket, the clock and the
+//! [`crate::election`]; this task owns the socket, the clock and the
 //! consequences: the floating addresses (through the address task), the
 //! `active_cmd` / `inactive_cmd` / `notify_script` commands, link
 //! monitoring, and the status shown by `fulcrum status` and the metrics.
@@ -12,18 +12,17 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use fulcrum_api::control::ControlMsg;
 use fulcrum_config::{Config, Host, VrrpVersion};
-use fulcrum_ha::auth::Authenticator;
-use fulcrum_ha::cluster::{Hello, Ipfail, PeerState, PingNodes, SyncPush, Verdict};
-use fulcrum_ha::election::{Output, Router, RouterConfig, State};
-use fulcrum_ha::vrrp::{self, Advert, Auth, Version};
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use fulcrum_net::raw::{VRRP_GROUP, is_local, link_up, vrrp_group_socket, vrrp_socket};
 use tokio::net::UdpSocket;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::addresses::AddrMsg;
-use crate::controller::ControlMsg;
+use crate::auth::Authenticator;
+use crate::cluster::{Hello, Ipfail, PeerState, PingNodes, SyncPush, Verdict};
+use crate::election::{Output, Router, RouterConfig, State};
+use crate::vrrp::{self, Advert, Auth, Version, split_ipv4};
 
 mod mail;
 mod sync;
@@ -32,8 +31,6 @@ pub use mail::MailSettings;
 use mail::{host_name, mailer};
 use sync::{receive_config, send_config};
 
-/// VRRP's IP protocol number.
-const IPPROTO_VRRP: i32 = 112;
 /// The virtual router id when `virtual_router_id` is not given.
 pub const DEFAULT_VRID: u8 = 51;
 /// Role priorities when `priority` is not given: the primary wins.
@@ -54,6 +51,17 @@ const PING_LOSE_AFTER: u32 = 3;
 const SYNC_RETRY: Duration = Duration::from_secs(5);
 /// The priority a yielding director advertises.
 const YIELD_PRIORITY: u8 = 1;
+
+/// Whoever holds the floating addresses (the director's address task):
+/// what failover asks of it.
+pub trait FloatingAddresses: Send {
+    /// Bring the addresses up (`true`: this director is active) or take
+    /// them down; the receiver answers once done (`None`: nobody holds
+    /// them any more).
+    fn set_active(&self, on: bool) -> Option<oneshot::Receiver<()>>;
+    /// Announce every address again (a healed partition).
+    fn reannounce(&self);
+}
 
 /// What `fulcrum status` and the metrics show.
 #[derive(Debug, Clone)]
@@ -151,18 +159,13 @@ fn resolve(h: &Host) -> Result<IpAddr, String> {
     }
 }
 
-/// Whether an address is one of this host's (it can be bound).
-fn is_local(a: IpAddr) -> bool {
-    std::net::UdpSocket::bind((a, 0)).is_ok()
-}
-
 fn centiseconds(d: Duration) -> u16 {
     u16::try_from(d.as_millis() / 10).unwrap_or(u16::MAX)
 }
 
 /// Read `auth_key_file`: at least 16 bytes of secret, surrounding
 /// whitespace ignored.
-pub(crate) fn read_key(path: &str) -> Result<Vec<u8>, String> {
+pub fn read_key(path: &str) -> Result<Vec<u8>, String> {
     let bytes = std::fs::read(path).map_err(|e| {
         format!("auth_key_file {path}: {e}; create it with e.g. `head -c 32 /dev/urandom | base64 > {path}` and copy it to every director")
     })?;
@@ -379,75 +382,6 @@ fn private_path(
     })
 }
 
-/// A link is usable when the kernel says it is up (or cannot tell, as for
-/// loopback).
-fn link_up(dev: &str) -> bool {
-    std::fs::read_to_string(format!("/sys/class/net/{dev}/operstate"))
-        .is_ok_and(|s| matches!(s.trim(), "up" | "unknown"))
-}
-
-/// The raw socket for protocol 112, bound to our heartbeat address. Tokio
-/// drives it as a datagram socket: a raw socket reads whole IP datagrams
-/// and sends to an address with port 0, which is all `recv` and `send_to`
-/// need.
-fn open_socket(local: Ipv4Addr, multicast: bool) -> Result<UdpSocket, String> {
-    let hint = "run as root (raw sockets need CAP_NET_RAW)";
-    let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(IPPROTO_VRRP)))
-        .map_err(|e| format!("cannot open the VRRP socket: {e}; {hint}"))?;
-    s.bind(&SockAddr::from(SocketAddrV4::new(local, 0)))
-        .map_err(|e| format!("cannot bind the VRRP socket to {local}: {e}"))?;
-    s.set_ttl_v4(255)
-        .and_then(|()| {
-            if multicast {
-                s.set_multicast_if_v4(&local)?;
-                s.set_multicast_ttl_v4(255)?;
-                s.set_multicast_loop_v4(false)?;
-            }
-            Ok(())
-        })
-        .and_then(|()| s.set_nonblocking(true))
-        .map_err(|e| format!("cannot set up the VRRP socket: {e}"))?;
-    UdpSocket::from_std(std::net::UdpSocket::from(s))
-        .map_err(|e| format!("cannot register the VRRP socket: {e}"))
-}
-
-/// VRRP's multicast group.
-const VRRP_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
-
-/// A raw socket that receives the group's adverts on the interface of our
-/// heartbeat address (bound to the group, so it sees nothing else).
-fn open_group_socket(local: Ipv4Addr) -> Result<UdpSocket, String> {
-    let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(IPPROTO_VRRP)))
-        .map_err(|e| format!("cannot open the VRRP group socket: {e}"))?;
-    s.bind(&SockAddr::from(SocketAddrV4::new(VRRP_GROUP, 0)))
-        .and_then(|()| s.join_multicast_v4(&VRRP_GROUP, &local))
-        .and_then(|()| s.set_nonblocking(true))
-        .map_err(|e| format!("cannot join {VRRP_GROUP} on the interface of {local}: {e}"))?;
-    UdpSocket::from_std(std::net::UdpSocket::from(s))
-        .map_err(|e| format!("cannot register the VRRP group socket: {e}"))
-}
-
-/// Split a raw IPv4 datagram: (source, destination, TTL, payload).
-fn ipv4_payload(pkt: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr, u8, &[u8])> {
-    let first = *pkt.first()?;
-    if first >> 4 != 4 {
-        return None;
-    }
-    let ihl = usize::from(first & 0x0f) * 4;
-    if ihl < 20 || pkt.len() < ihl {
-        return None;
-    }
-    let total = usize::from(u16::from_be_bytes([pkt[2], pkt[3]]));
-    let end = if (ihl..=pkt.len()).contains(&total) {
-        total
-    } else {
-        pkt.len()
-    };
-    let src = Ipv4Addr::new(pkt[12], pkt[13], pkt[14], pkt[15]);
-    let dst = Ipv4Addr::new(pkt[16], pkt[17], pkt[18], pkt[19]);
-    Some((src, dst, pkt[8], &pkt[ihl..end]))
-}
-
 /// Sequence numbers start at the wall-clock time in microseconds, so a
 /// restarted director keeps counting upwards.
 fn new_authenticator(key: &[u8]) -> Authenticator {
@@ -457,7 +391,7 @@ fn new_authenticator(key: &[u8]) -> Authenticator {
 /// The same, and above `sent` (what an earlier run sent: a clock set back
 /// must not make a restarted director's adverts look like replays).
 fn new_authenticator_after(key: &[u8], sent: u64) -> Authenticator {
-    let micros = fulcrum_ha::auth::wall_clock_us();
+    let micros = crate::auth::wall_clock_us();
     Authenticator::new(key, micros.max(sent.saturating_add(1)))
 }
 
@@ -547,7 +481,7 @@ pub struct Ha {
     /// The private heartbeat path's socket.
     priv_sock: Option<UdpSocket>,
     auth: Option<Authenticator>,
-    addresses: mpsc::UnboundedSender<AddrMsg>,
+    addresses: Box<dyn FloatingAddresses>,
     commands: mpsc::UnboundedSender<String>,
     status: watch::Sender<HaStatus>,
     epoch: Instant,
@@ -611,16 +545,16 @@ impl Ha {
     /// The raw socket cannot be opened.
     pub fn new(
         settings: HaSettings,
-        addresses: mpsc::UnboundedSender<AddrMsg>,
+        addresses: Box<dyn FloatingAddresses>,
         control: mpsc::Sender<ControlMsg>,
     ) -> Result<(Ha, watch::Receiver<HaStatus>), String> {
-        let sock = open_socket(settings.local, settings.multicast)?;
+        let sock = vrrp_socket(settings.local, settings.multicast)?;
         let priv_sock = match &settings.private {
-            Some(p) => Some(open_socket(p.local, false)?),
+            Some(p) => Some(vrrp_socket(p.local, false)?),
             None => None,
         };
         let group_sock = if settings.multicast {
-            Some(open_group_socket(settings.local)?)
+            Some(vrrp_group_socket(settings.local)?)
         } else {
             None
         };
@@ -628,7 +562,7 @@ impl Ha {
         let replay = settings
             .replay_state
             .as_deref()
-            .and_then(|p| crate::files::read_own(p, MAX_REPLAY_STATE))
+            .and_then(|p| fulcrum_net::files::read_own(p, MAX_REPLAY_STATE))
             .map(|t| ReplayState::parse(&t))
             .unwrap_or_default();
         let restored = |channel: &str, key: &[u8]| {
@@ -770,7 +704,7 @@ impl Ha {
             return;
         }
         let text = ReplayState::render(&channels);
-        if let Err(e) = crate::files::write_atomic(path, text.as_bytes(), 0o600)
+        if let Err(e) = fulcrum_net::files::write_atomic(path, text.as_bytes(), 0o600)
             && !self.replay_warned
         {
             tracing::warn!(state = %path.display(), error = %e, "cannot record the adverts' sequence numbers: after a restart, adverts recorded before it would be accepted");
@@ -833,9 +767,8 @@ impl Ha {
     }
 
     async fn set_active(&self, on: bool) {
-        let (tx, rx) = oneshot::channel();
-        if self.addresses.send(AddrMsg::Active(on, tx)).is_ok() {
-            let _ = rx.await;
+        if let Some(done) = self.addresses.set_active(on) {
+            let _ = done.await;
         }
     }
 
@@ -846,7 +779,7 @@ impl Ha {
                 Output::Send(a) => self.send(&a),
                 Output::Reannounce => {
                     tracing::warn!("another master was heard: announcing the addresses again");
-                    let _ = self.addresses.send(AddrMsg::Reannounce);
+                    self.addresses.reannounce();
                 }
                 Output::StateChanged { from, to, reason } => {
                     let name = match (to, &self.fault) {
@@ -901,7 +834,7 @@ impl Ha {
                     return;
                 }
             };
-            let Some((src, dst, ttl, payload)) = ipv4_payload(&buf[..n]) else {
+            let Some((src, dst, ttl, payload)) = split_ipv4(&buf[..n]) else {
                 continue;
             };
             let from = IpAddr::V4(src);
@@ -1345,28 +1278,6 @@ mod tests {
         st.restore("advert", &mut b);
         assert_eq!(b.accepted().collect::<Vec<_>>(), vec![(peer, 77)]);
         assert!(b.next_seq() > 100);
-    }
-
-    #[test]
-    fn ipv4_payload_splits_and_refuses_short_headers() {
-        let mut p = vec![
-            0x45, 0, 0, 28, 0, 0, 0, 0, 255, 112, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
-        ];
-        p.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
-        let (s, d, ttl, body) = ipv4_payload(&p).unwrap();
-        assert_eq!(
-            (s, d, ttl),
-            (
-                "10.0.0.1".parse().unwrap(),
-                "10.0.0.2".parse().unwrap(),
-                255
-            )
-        );
-        assert_eq!(body, &[1, 2, 3, 4, 5, 6, 7, 8]);
-        assert!(ipv4_payload(&p[..10]).is_none());
-        assert!(ipv4_payload(&[0x41; 30]).is_none(), "IHL below 5");
-        assert!(ipv4_payload(&[0x65; 30]).is_none(), "not version 4");
-        assert!(ipv4_payload(&[]).is_none());
     }
 
     #[test]

@@ -6,14 +6,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::auth::Authenticator;
+use crate::cluster::{MAX_CONFIG, SyncOutcome, SyncPush, SyncReply};
 use fulcrum_api::control::Request;
-use fulcrum_ha::auth::Authenticator;
-use fulcrum_ha::cluster::{MAX_CONFIG, SyncOutcome, SyncPush, SyncReply};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::controller::ControlMsg;
+use fulcrum_api::control::ControlMsg;
 
 /// How long a sync exchange may take.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
@@ -41,7 +41,7 @@ pub(super) async fn send_config(
         s.shutdown().await.map_err(|e| e.to_string())?;
         let mut reply = Vec::new();
         (&mut s)
-            .take(70_000 + fulcrum_ha::auth::TRAILER as u64)
+            .take(70_000 + crate::auth::TRAILER as u64)
             .read_to_end(&mut reply)
             .await
             .map_err(|e| e.to_string())?;
@@ -91,7 +91,7 @@ pub(super) async fn receive_config(
     let got = tokio::time::timeout(SYNC_TIMEOUT, async {
         let mut buf = Vec::new();
         (&mut stream)
-            .take((MAX_CONFIG + 16 + fulcrum_ha::auth::TRAILER) as u64)
+            .take((MAX_CONFIG + 16 + crate::auth::TRAILER) as u64)
             .read_to_end(&mut buf)
             .await
             .map_err(|e| e.to_string())?;
@@ -203,7 +203,7 @@ async fn apply_pushed(
 fn replace_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
     let mode = std::fs::metadata(path).map_or(0o600, |m| m.permissions().mode() & 0o600);
-    crate::files::write_atomic(path, bytes, mode)
+    fulcrum_net::files::write_atomic(path, bytes, mode)
 }
 
 #[cfg(test)]
