@@ -61,14 +61,50 @@ pub struct Conn {
     pub inactive: bool,
     /// `IP_VS_CONN_F_TEMPLATE`.
     pub template: bool,
-    /// The template controlling this connection.
-    pub control: Option<ConnId>,
+    /// The template controlling this connection, by id (0: none; ids
+    /// start at 1). Read with [`Conn::control`].
+    pub(crate) control: u64,
     /// Connections this template controls.
     pub n_control: u32,
-    /// Current timeout (state timeout, or the persistence timeout).
-    pub timeout: Duration,
+    /// Current timeout (state timeout, or the persistence timeout) in
+    /// milliseconds, at most about 49 days. Read with [`Conn::timeout`].
+    pub(crate) timeout_ms: u32,
+    /// When the entry expires unless a packet re-arms it, in milliseconds
+    /// of the table's clock (rounded up). Read with [`Conn::expires`].
+    pub(crate) expires_ms: u64,
+}
+
+/// Milliseconds, rounded up (an entry never expires early), saturating.
+fn ms_ceil(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
+}
+
+impl Conn {
+    /// The template controlling this connection.
+    pub fn control(&self) -> Option<ConnId> {
+        (self.control != 0).then_some(ConnId(self.control))
+    }
+
+    /// Current timeout (the state's, or the persistence timeout).
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(u64::from(self.timeout_ms))
+    }
+
     /// When the entry expires unless a packet re-arms it.
-    pub expires: Duration,
+    pub fn expires(&self) -> Duration {
+        Duration::from_millis(self.expires_ms)
+    }
+
+    /// Set the timeout and run it from `now`.
+    pub(crate) fn arm(&mut self, timeout: Duration, now: Duration) {
+        self.timeout_ms = u32::try_from(ms_ceil(timeout)).unwrap_or(u32::MAX);
+        self.rearm(now);
+    }
+
+    /// Run the timeout again from `from`.
+    pub(crate) fn rearm(&mut self, from: Duration) {
+        self.expires_ms = ms_ceil(from).saturating_add(u64::from(self.timeout_ms));
+    }
 }
 
 /// Lookup key of a template: `<proto, snet, 0, vaddr, vport>`; the dest part of
@@ -151,4 +187,52 @@ pub struct ConnEntry {
     pub expires: u64,
     /// Persistence engine name and data, when present.
     pub pe: Option<(String, String)>,
+}
+
+#[cfg(test)]
+mod size {
+    use super::*;
+
+    /// Most of what a director holds after a burst of short connections is
+    /// their entries waiting out TIME_WAIT (120 s): each is kept small.
+    #[test]
+    fn an_entry_stays_small() {
+        let size = std::mem::size_of::<Conn>();
+        eprintln!("Conn: {size} bytes");
+        assert!(size <= 120, "Conn grew to {size} bytes");
+    }
+
+    #[test]
+    fn timers_round_up_and_saturate() {
+        let mut c = Conn {
+            proto: ConnProto::L4(Protocol::Tcp),
+            caddr: IpAddr::from([10, 0, 0, 1]),
+            cport: 1,
+            vaddr: IpAddr::from([10, 0, 0, 2]),
+            vport: 80,
+            daddr: IpAddr::from([10, 0, 0, 3]),
+            dport: 80,
+            service: ServiceKey::Fwmark {
+                mark: 1,
+                family: crate::Family::V4,
+            },
+            dest: DestId(1),
+            state: ConnState::None,
+            inactive: true,
+            template: false,
+            control: 0,
+            n_control: 0,
+            timeout_ms: 0,
+            expires_ms: 0,
+        };
+        c.arm(Duration::from_secs(120), Duration::from_micros(1_500));
+        assert_eq!(c.timeout(), Duration::from_secs(120));
+        assert_eq!(c.expires(), Duration::from_millis(120_002));
+        c.arm(Duration::MAX, Duration::MAX);
+        assert_eq!(c.timeout(), Duration::from_millis(u64::from(u32::MAX)));
+        assert_eq!(c.expires(), Duration::from_millis(u64::MAX));
+        assert_eq!(c.control(), None);
+        c.control = 7;
+        assert_eq!(c.control(), Some(ConnId(7)));
+    }
 }

@@ -479,7 +479,7 @@ impl Table {
         if conn.template {
             self.conns.templates.retain(|_, v| *v != id);
         }
-        if let Some(ct) = conn.control.and_then(|c| self.conns.entries.get_mut(&c)) {
+        if let Some(ct) = conn.control().and_then(|c| self.conns.entries.get_mut(&c)) {
             ct.n_control = ct.n_control.saturating_sub(1);
         }
         self.unbind(&conn);
@@ -538,7 +538,7 @@ impl Table {
             Protocol::Tcp | Protocol::Sctp => ConnState::None,
         };
         let timeout = self.timeouts.of(state);
-        let conn = Conn {
+        let mut conn = Conn {
             proto: ConnProto::L4(proto),
             caddr: flow.saddr,
             cport: flow.sport,
@@ -551,11 +551,12 @@ impl Table {
             state,
             inactive: true,
             template: false,
-            control: template,
+            control: template.map_or(0, |t| t.0),
             n_control: 0,
-            timeout,
-            expires: now + timeout,
+            timeout_ms: 0,
+            expires_ms: 0,
         };
+        conn.arm(timeout, now);
         self.bind(&conn);
         if one_packet {
             // The entry lives for one datagram only and is never hashed.
@@ -648,7 +649,7 @@ impl Table {
             if usable {
                 let dest = ct.dest;
                 let ct = self.conns.entries.get_mut(&tid)?;
-                ct.expires = now + ct.timeout;
+                ct.rearm(now);
                 return Some((dest, Some(tid)));
             }
             // The template is dead: unhash it so a new one can be made; it
@@ -673,7 +674,7 @@ impl Table {
             0
         };
         let timeout = Duration::from_secs(u64::from(svc.persistent.unwrap_or(0)));
-        let ct = Conn {
+        let mut ct = Conn {
             proto: tproto,
             caddr: snet,
             cport: 0,
@@ -686,11 +687,12 @@ impl Table {
             state: ConnState::None,
             inactive: true,
             template: true,
-            control: None,
+            control: 0,
             n_control: 0,
-            timeout,
-            expires: now + timeout,
+            timeout_ms: 0,
+            expires_ms: 0,
         };
+        ct.arm(timeout, now);
         let dest = d.id;
         self.bind(&ct);
         let tid = self.conns.insert(ct);
@@ -705,8 +707,7 @@ impl Table {
         let was_inactive = conn.inactive;
         let (svc, dest) = (conn.service, conn.dest);
         conn.state = new_state;
-        conn.timeout = self.timeouts.of(new_state);
-        conn.expires = now + conn.timeout;
+        conn.arm(self.timeouts.of(new_state), now);
         // set_tcp_state: only ESTABLISHED counts as active.
         let now_inactive = new_state != ConnState::Established;
         conn.inactive = now_inactive;
@@ -806,8 +807,8 @@ impl Table {
             .conns
             .entries
             .iter()
-            .filter(|(_, c)| c.expires <= now)
-            .map(|(id, c)| (c.expires, *id))
+            .filter(|(_, c)| c.expires() <= now)
+            .map(|(id, c)| (c.expires(), *id))
             .collect();
         due.sort();
         let mut removed = Vec::new();
@@ -817,7 +818,7 @@ impl Table {
             };
             if c.template && c.n_control > 0 {
                 // Re-armed from the moment its timer fired.
-                c.expires = fired + c.timeout;
+                c.rearm(fired);
                 continue;
             }
             if self.remove_entry(id).is_some() {
@@ -829,6 +830,6 @@ impl Table {
 
     /// The earliest expiry in the table, for the shell's timer.
     pub fn next_expiry(&self) -> Option<Duration> {
-        self.conns.entries.values().map(|c| c.expires).min()
+        self.conns.entries.values().map(Conn::expires).min()
     }
 }

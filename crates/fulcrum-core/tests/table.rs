@@ -155,7 +155,7 @@ fn tcp_connections_are_active_only_while_established() {
     t.packet(id, Direction::Input, Some(TcpFlags::ACK), 52, secs(0));
     assert_eq!(t.conns().get(id).unwrap().state, ConnState::Established);
     assert_eq!(counts(&t), vec![(1, 0, 0)]);
-    assert_eq!(t.conns().get(id).unwrap().expires, secs(900));
+    assert_eq!(t.conns().get(id).unwrap().expires(), secs(900));
     t.packet(id, Direction::Input, Some(TcpFlags::FIN_ACK), 52, secs(10));
     assert_eq!(t.conns().get(id).unwrap().state, ConnState::CloseWait);
     assert_eq!(counts(&t), vec![(0, 1, 0)]);
@@ -198,7 +198,7 @@ fn udp_connections_are_always_inactive() {
     let d = &t.service(&key).unwrap().dests[0];
     assert_eq!((d.activeconns, d.inactconns), (0, 1));
     assert_eq!(t.conns().get(id).unwrap().state.name(), "UDP");
-    assert_eq!(t.conns().get(id).unwrap().expires, secs(301));
+    assert_eq!(t.conns().get(id).unwrap().expires(), secs(301));
 }
 
 #[test]

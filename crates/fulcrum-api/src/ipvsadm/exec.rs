@@ -90,7 +90,7 @@ pub fn conn_entries(table: &Table, now: Duration) -> Vec<ConnEntry> {
             daddr: c.daddr,
             dport: c.dport,
             state: c.state.name().to_string(),
-            expires: c.expires.saturating_sub(now).as_secs(),
+            expires: c.expires().saturating_sub(now).as_secs(),
             pe: None,
         })
         .collect()
