@@ -178,3 +178,52 @@ impl Worker {
         crate::events::ask(&self.events, key, proto, flow).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fulcrum_core::conn::ConnId;
+    use fulcrum_core::state::Direction;
+
+    fn traffic(i: u64) -> PlaneEvent {
+        PlaneEvent::Traffic {
+            conn: ConnId(i),
+            inpkts: 1,
+            inbytes: 1,
+            outpkts: 1,
+            outbytes: 1,
+        }
+    }
+
+    /// A controller that takes nothing: the outbox stops growing at its
+    /// bound for traffic reports, counting what it drops, and still keeps
+    /// every lifecycle event (a connection's states and its end must reach
+    /// the table, or its counts would be wrong for ever).
+    #[test]
+    fn a_stalled_controller_costs_bounded_memory_and_loses_no_lifecycle_event() {
+        let (tx, _stalled) = mpsc::channel(1);
+        let w = Worker::new(tx, Arc::new(ArcSwap::from_pointee(Published::empty())));
+        for i in 0..OUTBOX_MAX as u64 + 1000 {
+            w.emit(traffic(i));
+        }
+        let held = |w: &Worker| w.buf.lock().unwrap().len();
+        assert_eq!(held(&w), OUTBOX_MAX);
+        assert_eq!(w.dropped.load(Relaxed), 1000);
+        for i in 0..10 {
+            w.emit(PlaneEvent::Segment {
+                conn: ConnId(i),
+                dir: Direction::Input,
+                flags: None,
+            });
+        }
+        assert_eq!(held(&w), OUTBOX_MAX + 10, "lifecycle events are kept");
+        let buf = w.buf.lock().unwrap();
+        assert!(matches!(
+            buf.last(),
+            Some(PlaneEvent::Segment {
+                conn: ConnId(9),
+                ..
+            })
+        ));
+    }
+}
