@@ -446,17 +446,29 @@ pub fn apply(src: &str, edits: &[Edit]) -> Result<String, String> {
 /// The line of `key` in `scope` (to put a diagnostic next to the field that
 /// set it), or of the scope's header when the key is not there.
 pub fn line_of(src: &str, scope: &Scope, key: &str) -> Option<usize> {
+    span_of(src, scope, key).map(|s| s.line)
+}
+
+/// Where a key's value is written in `src` (its first word; the key itself
+/// when it has none), or where its block starts when the key is not there:
+/// what a diagnostic about the key points at.
+pub fn span_of(src: &str, scope: &Scope, key: &str) -> Option<crate::diag::Span> {
     let mut diags = Vec::new();
     let nodes = syntax::parse(src, &mut diags);
     let items = items_of(&nodes, scope)?;
-    if let Some((k, _)) = assign(items, key, 0) {
-        return Some(k.span.line);
+    if let Some((k, values)) = assign(items, key, 0) {
+        return Some(values.first().map_or(k.span, |v| v.span));
     }
-    match scope {
-        Scope::Global => None,
-        Scope::Virtual(v) => find_virtual(&nodes, v).map(|f| f.header),
-        Scope::Server(v, s) => find_server(&nodes, v, s).map(|f| f.header),
-    }
+    let header = match scope {
+        Scope::Global => return None,
+        Scope::Virtual(v) => find_virtual(&nodes, v)?.header,
+        Scope::Server(v, s) => find_server(&nodes, v, s)?.header,
+    };
+    Some(crate::diag::Span {
+        line: header,
+        col: 1,
+        len: 1,
+    })
 }
 
 /// The edit that moves `serial_no` on by one (to 1 when the file has none),

@@ -45,12 +45,15 @@ pub fn missing_interfaces(cfg: &Config, exists: impl Fn(&str) -> bool) -> Vec<(S
     out
 }
 
-/// The checks that cannot be built, once per virtual server: the line of
-/// the key at fault (`tls_ca`, `expect`, `receive`, `send_program`, or the
-/// block) and why.
-pub fn unbuildable_checks(cfg: &Config, source: &str) -> Vec<(Option<usize>, String)> {
-    use fulcrum_config::edit::{Scope, line_of};
-    let mut out: Vec<(Option<usize>, String)> = Vec::new();
+/// The checks that cannot be built, once per virtual server: where the
+/// key at fault is written (`tls_ca`, `expect`, `receive`, `send_program`,
+/// or the block) and why.
+pub fn unbuildable_checks(
+    cfg: &Config,
+    source: &str,
+) -> Vec<(Option<fulcrum_config::Span>, String)> {
+    use fulcrum_config::edit::{Scope, span_of};
+    let mut out: Vec<(Option<fulcrum_config::Span>, String)> = Vec::new();
     let mut seen: Vec<String> = Vec::new();
     for spec in cfg.checks() {
         if seen.contains(&spec.service_name) {
@@ -66,7 +69,7 @@ pub fn unbuildable_checks(cfg: &Config, source: &str) -> Vec<(Option<usize>, Str
                 })
                 .unwrap_or("");
             out.push((
-                line_of(source, &scope, key),
+                span_of(source, &scope, key),
                 format!("virtual server `{}`: {e}", spec.service_name),
             ));
         }
@@ -116,9 +119,12 @@ pub fn run(path: &Path, save: bool) -> ExitCode {
     // What `fulcrum run` would refuse beyond the text: the checks are built
     // (patterns compiled, CA files read), each virtual server's once.
     let refused = unbuildable_checks(&parsed.config, &source);
-    for (line, e) in &refused {
-        match line {
-            Some(l) => eprintln!("{name}:{l}: error: {e}"),
+    for (span, e) in &refused {
+        match span {
+            Some(s) => eprint!(
+                "{}",
+                fulcrum_config::Diagnostic::error(*s, e.as_str()).render(&name, &source)
+            ),
             None => eprintln!("{name}: error: {e}"),
         }
     }

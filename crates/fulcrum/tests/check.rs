@@ -195,16 +195,21 @@ fn what_run_would_refuse_is_an_error_of_check_at_its_line() {
     let (code, _, err) = check(&["--config", cf.to_str().unwrap()]);
     assert_eq!(code, 1, "{err}");
     let name = cf.display().to_string();
+    // file:line:col of the value at fault, then the line with a caret.
     assert!(
         err.contains(&format!(
-            "{name}:6: error: virtual server `web`: cannot read the CA file {}",
+            "{name}:6:11: error: virtual server `web`: cannot read the CA file {}",
             missing.display()
         )),
         "{err}"
     );
     assert!(
+        err.contains(&format!(" 6 |  tls_ca = {}\n", missing.display())),
+        "{err}"
+    );
+    assert!(
         err.contains(&format!(
-            "{name}:17: error: virtual server `api`: the CA file {} holds no certificate",
+            "{name}:17:11: error: virtual server `api`: the CA file {} holds no certificate",
             empty.display()
         )),
         "{err}"
