@@ -133,9 +133,31 @@ pub struct ConnTable {
 }
 
 impl ConnTable {
+    /// Give back what a burst left behind: a map at under a quarter of its
+    /// capacity is shrunk to twice its size (maps only grow otherwise, so a
+    /// director would keep the memory of its busiest minute for ever).
+    /// Whether anything was shrunk.
+    pub(crate) fn compact(&mut self) -> bool {
+        fn shrink<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, V>) -> bool {
+            let (len, cap) = (m.len(), m.capacity());
+            if cap > 4096 && len < cap / 4 {
+                m.shrink_to(len * 2);
+                return true;
+            }
+            false
+        }
+        let entries = shrink(&mut self.entries);
+        shrink(&mut self.templates) || entries
+    }
+
     /// An entry by id.
     pub fn get(&self, id: ConnId) -> Option<&Conn> {
         self.entries.get(&id)
+    }
+
+    /// How many entries the table holds room for without growing.
+    pub fn capacity(&self) -> usize {
+        self.entries.capacity()
     }
 
     /// Number of entries, templates included.

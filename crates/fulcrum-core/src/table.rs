@@ -799,8 +799,8 @@ impl Table {
     }
 
     /// Drop every entry whose timer ran out (`ip_vs_conn_expire`). A template
-    /// that still controls connections is re-armed instead. Returns the ids
-    /// removed.
+    /// that still controls connections is re-armed instead; a connection
+    /// table left mostly empty is shrunk. Returns the ids removed.
     pub fn expire(&mut self, now: Duration) -> Vec<ConnId> {
         // Fire the timers in the order they ran out, as the kernel's would.
         let mut due: Vec<(Duration, ConnId)> = self
@@ -824,6 +824,9 @@ impl Table {
             if self.remove_entry(id).is_some() {
                 removed.push(id);
             }
+        }
+        if !removed.is_empty() {
+            self.conns.compact();
         }
         removed
     }

@@ -579,3 +579,38 @@ fn mh_refuses_more_dests_than_slots() {
     let more = DestSpec::new(ip("10.1.0.0"), 80, Forwarding::Masq);
     assert_eq!(t.add_dest(&vip(), more), Err(TableError::TooManyDests(251)));
 }
+
+/// A burst of connections leaves no lasting memory: once their entries have
+/// expired, the connection table gives its room back.
+#[test]
+fn the_table_shrinks_after_a_burst_expires() {
+    let mut t = table(SchedulerKind::Rr, &[1, 1]);
+    let n = 40_000u32;
+    for i in 0..n {
+        let f = flow(
+            &format!("10.9.{}.{}", i / 250, i % 250 + 1),
+            1024 + (i % 60_000) as u16,
+        );
+        t.schedule(&vip(), Protocol::Tcp, &f, secs(0)).unwrap();
+    }
+    let burst = t.conns().capacity();
+    assert!(burst >= n as usize, "{burst}");
+    // A few stay (their timers run later).
+    for i in 0..10u16 {
+        t.schedule(
+            &vip(),
+            Protocol::Tcp,
+            &flow("10.8.0.1", 2000 + i),
+            secs(1000),
+        )
+        .unwrap();
+    }
+    let removed = t.expire(secs(400));
+    assert_eq!(removed.len(), n as usize);
+    assert_eq!(t.conns().len(), 10);
+    let after = t.conns().capacity();
+    assert!(after < burst / 8, "capacity {burst} → {after}");
+    // The survivors are intact.
+    assert_eq!(t.expire(secs(999)).len(), 0);
+    assert_eq!(t.expire(secs(2000)).len(), 10);
+}

@@ -17,6 +17,24 @@ pub mod transparent;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 
+/// Return the heap's free memory to the kernel (glibc's `malloc_trim(0)`),
+/// so that once a burst of connections has expired the director's resident
+/// memory falls back instead of staying at the burst's high-water mark. Does
+/// nothing with other C libraries.
+pub fn release_free_memory() {
+    #[cfg(target_env = "gnu")]
+    #[allow(
+        unsafe_code,
+        reason = "malloc_trim has no safe wrapper in rustix or libc"
+    )]
+    // SAFETY: malloc_trim takes a plain size and works only on the
+    // allocator's own free lists, under its own locks; no memory of ours is
+    // touched and any return value is fine.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Segment counts of a TCP socket, from `TCP_INFO` (`tcpi_segs_in`,
 /// `tcpi_segs_out`, Linux >= 4.2).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

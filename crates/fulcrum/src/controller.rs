@@ -29,6 +29,10 @@ use fulcrum_health::nanny::{Admin, HealthResult, Monitor, TableOp};
 
 pub use fulcrum_api::control::ControlMsg;
 
+/// Connections expiring in one sweep past which the heap's free memory is
+/// handed back to the kernel.
+const BIG_SWEEP: usize = 4096;
+
 #[derive(Debug, Default)]
 struct NoDest {
     total: u64,
@@ -1639,7 +1643,10 @@ impl Controller {
                 }
                 _ = est.tick() => self.table.tick_estimators(),
                 _ = expire.tick() => {
-                    self.table.expire(self.now());
+                    // After a burst has gone, give its memory back.
+                    if self.table.expire(self.now()).len() >= BIG_SWEEP {
+                        fulcrum_net::release_free_memory();
+                    }
                     self.store_counts();
                     self.plane.refresh(&mut self.table);
                 }
