@@ -342,6 +342,32 @@ fn invoked_as_ipvsadm_it_is_fulcrum_adm() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot reach the Fulcrum director"));
+    // What needs no director is answered without one: help, and a command
+    // line that does not parse (with ipvsadm's own message and status).
+    let alone = |args: &[&str]| {
+        Command::new(&link)
+            .args(args)
+            .env("FULCRUM_CONTROL", d.dir.0.join("nothing.sock"))
+            .output()
+            .unwrap()
+    };
+    let o = alone(&["-h"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("ipvsadm v1.31"));
+    let o = alone(&[
+        "-a",
+        "-t",
+        "127.28.0.1:8080",
+        "-r",
+        "127.28.0.9",
+        "-w",
+        "-1",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "illegal weight specified\n"
+    );
 }
 
 /// Whether a peer program is installed (see
