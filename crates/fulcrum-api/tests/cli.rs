@@ -543,6 +543,139 @@ mod typed {
         }
     }
 
+    fn any_addr() -> impl Strategy<Value = std::net::IpAddr> {
+        prop_oneof![
+            (0u8..4).prop_map(|i| std::net::IpAddr::from([10, 0, 0, i])),
+            (0u16..4).prop_map(|i| std::net::IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, i])),
+        ]
+    }
+
+    fn any_key() -> impl Strategy<Value = ServiceKey> {
+        prop_oneof![
+            (
+                prop_oneof![
+                    Just(Protocol::Tcp),
+                    Just(Protocol::Udp),
+                    Just(Protocol::Sctp)
+                ],
+                any_addr(),
+                prop_oneof![Just(0u16), Just(80), any::<u16>()],
+            )
+                .prop_map(|(proto, addr, port)| ServiceKey::Addr { proto, addr, port }),
+            (
+                any::<u32>(),
+                prop_oneof![
+                    Just(fulcrum_core::Family::V4),
+                    Just(fulcrum_core::Family::V6)
+                ]
+            )
+                .prop_map(|(mark, family)| ServiceKey::Fwmark { mark, family }),
+        ]
+    }
+
+    fn any_command() -> impl Strategy<Value = AdmCommand> {
+        let netmask = prop_oneof![
+            any::<u32>().prop_map(Netmask::V4),
+            any::<u8>().prop_map(Netmask::V6)
+        ];
+        let fwd = prop_oneof![
+            Just(Forwarding::Masq),
+            Just(Forwarding::Route),
+            Just(Forwarding::Local),
+            Just(Forwarding::TUNNEL)
+        ];
+        let svc = (
+            any_key(),
+            prop_oneof![
+                Just("wrr".to_string()),
+                Just("sh".into()),
+                Just("lblcr".into()),
+                "[a-z]{0,20}"
+            ],
+            proptest::option::of(any::<u32>()),
+            netmask,
+            any::<bool>(),
+        )
+            .prop_map(
+                |(key, scheduler, persistent, netmask, one_packet)| SvcArgs {
+                    key,
+                    scheduler,
+                    flags: SchedFlags::default(),
+                    persistent,
+                    netmask,
+                    one_packet,
+                    pe_name: None,
+                },
+            )
+            .boxed();
+        let dest = (
+            any_addr(),
+            any::<u16>(),
+            fwd,
+            any::<u32>(),
+            any::<u32>(),
+            any::<u32>(),
+        )
+            .prop_map(
+                |(addr, port, fwd, weight, u_threshold, l_threshold)| DestArgs {
+                    addr,
+                    port,
+                    fwd,
+                    weight,
+                    u_threshold,
+                    l_threshold,
+                },
+            )
+            .boxed();
+        prop_oneof![
+            svc.clone().prop_map(AdmCommand::AddService),
+            svc.prop_map(AdmCommand::EditService),
+            any_key().prop_map(AdmCommand::DeleteService),
+            (any_key(), dest.clone()).prop_map(|(k, d)| AdmCommand::AddDest(k, d)),
+            (any_key(), dest).prop_map(|(k, d)| AdmCommand::EditDest(k, d)),
+            (any_key(), any_addr(), any::<u16>())
+                .prop_map(|(k, a, p)| AdmCommand::DeleteDest(k, a, p)),
+            proptest::option::of(any_key()).prop_map(AdmCommand::Zero),
+            (any::<u32>(), any::<u32>(), any::<u32>())
+                .prop_map(|(a, b, c)| AdmCommand::SetTimeout(a, b, c)),
+            Just(AdmCommand::Clear),
+            Just(AdmCommand::Save { numeric: true }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        /// Whatever typed commands a program sends the director, each is
+        /// answered — taken or refused — and the table never panics; what
+        /// it holds afterwards still lists and still schedules.
+        #[test]
+        fn any_typed_commands_are_answered_without_a_panic(
+            cmds in proptest::collection::vec(any_command(), 1..30)
+        ) {
+            let mut table = Table::new();
+            let replies = answer(&cmds, &mut table, std::time::Duration::ZERO, &|_, _| None);
+            prop_assert_eq!(replies.len(), cmds.len());
+            let listing = fulcrum_api::ipvsadm::execute(
+                &AdmCommand::Save { numeric: true },
+                &mut table,
+                std::time::Duration::ZERO,
+            )
+            .render(&AdmCommand::Save { numeric: true }, &NumericResolver);
+            prop_assert_eq!(listing.exit_code, 0);
+            let keys: Vec<ServiceKey> = table.services().iter().map(|s| s.key).collect();
+            for (i, key) in keys.iter().enumerate() {
+                let flow = fulcrum_core::sched::Flow {
+                    saddr: std::net::IpAddr::from([192, 0, 2, i as u8]),
+                    sport: 40000,
+                    daddr: std::net::IpAddr::from([10, 0, 0, 1]),
+                    dport: 80,
+                };
+                let _ = table.schedule(key, Protocol::Tcp, &flow, std::time::Duration::from_secs(1));
+            }
+            let _ = table.expire(std::time::Duration::from_secs(100_000));
+        }
+    }
+
     fn svc() -> SvcArgs {
         SvcArgs {
             key: ServiceKey::Addr {

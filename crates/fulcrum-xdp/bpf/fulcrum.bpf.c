@@ -1802,6 +1802,29 @@ __attribute__((noinline)) int fulcrum_schedule(__u32 svc_idx, struct flow_key *k
 	}
 }
 
+/* Whether a client's packet opens a new connection on the ports of an
+ * ended flow (`is_new_conn` and `is_new_conn_expected` of ip_vs_core.c):
+ * a TCP SYN (no RST) or an SCTP INIT, the flow in TIME_WAIT or CLOSE, and
+ * no persistence template controlling it (a persistent service's flows
+ * are controlled by their client's template). */
+static __always_inline int ended_flow_reused(const struct flow *f, __u8 proto, __u8 tflags)
+{
+	if (proto == IPPROTO_TCP) {
+		if (!(tflags & 0x02) || (tflags & 0x04))
+			return 0;
+		if (f->state != 5 /* TIME_WAIT */ && f->state != 6 /* CLOSE */)
+			return 0;
+	} else if (proto == IPPROTO_SCTP) {
+		if (tflags != 1 /* INIT */ || f->state != 6 /* CLOSE */)
+			return 0;
+	} else {
+		return 0;
+	}
+	__u32 idx = f->svc;
+	struct svc *sv = bpf_map_lookup_elem(&svc_conf, &idx);
+	return sv && !sv->persist;
+}
+
 /* A persistent service's pick: the client network's template if its real
  * server is still in the service, else a new pick and a new template.
  * The slot, or -1. */
@@ -2912,9 +2935,13 @@ int fulcrum_xdp(struct xdp_md *ctx)
 	__u64 now = now_ns();
 	p.now = now;
 
-	/* A client's packet of a known flow. */
+	/* A client's packet of a known flow — unless it opens a new
+	 * connection on the ports of one that has ended (IPVS's default
+	 * conn_reuse_mode 1, ip_vs_in: a SYN, or SCTP's INIT, meeting a
+	 * TIME_WAIT or CLOSE entry no persistence template controls), which is
+	 * scheduled anew below as the kernel does. */
 	struct flow *f = flow_get(&key);
-	if (f && f->expires > now)
+	if (f && f->expires > now && !ended_flow_reused(f, proto, p.tflags))
 		return to_real_server(ctx, &p, &key, f, now, 0);
 
 	/* A real server's reply of a NAT flow. */

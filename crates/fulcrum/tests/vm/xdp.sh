@@ -68,6 +68,9 @@ echo "=== kernel"; uname -r
 "$FULCRUM" adm --control /run/f.sock -Z
 echo "=== spread"
 for i in $(seq 400); do get client http://10.0.0.100/cgi-bin/who; done | sort | uniq -c | sed 's/^ *//'
+# Every answered request was a connection the program scheduled (a client
+# reusing the port of a TIME_WAIT flow once went to the old one's server).
+echo "=== scheduled"; "$FULCRUM" adm --control /run/f.sock -L -n --stats | awk '$1 == "TCP" { print $3 }'
 echo "=== downs"; grep -c "real server down" /run/f.sock.log || true
 echo "=== table"; "$FULCRUM" adm --control /run/f.sock -L -n
 echo "=== conns"; "$FULCRUM" adm --control /run/f.sock -L -n -c | grep -c TIME_WAIT
