@@ -324,8 +324,11 @@ fn five_node_nat_cluster_on_the_xdp_plane_on_another_kernel() {
     );
     assert!(section(&out, "kernel").starts_with("6.1."), "{out}");
     // wrr 2000/1000/1000 over 400 requests, each answered, the client's own
-    // address at the real servers. The emulated VM is slow when the host is
-    // busy: a request that times out shifts the sequence by one.
+    // address at the real servers, from the director's first connections on
+    // (the early ones once went nearly round robin: clients reusing the
+    // ports of the requests that found the VIP up, whose flows were in
+    // TIME_WAIT, followed them unscheduled). The emulated VM is slow when the
+    // host is busy: a request that times out shifts the sequence by one.
     let spread: Vec<(usize, String)> = section(&out, "spread")
         .lines()
         .filter_map(|l| {
@@ -366,11 +369,11 @@ fn five_node_nat_cluster_on_the_xdp_plane_on_another_kernel() {
         table.contains("  -> 192.168.1.1:80               Masq    2000   0"),
         "{out}"
     );
-    // The flows in TIME_WAIT (2 minutes; a slow run loses the first few):
-    // the spread's 400 and the 40 uncounted before it (seen as low as 376
-    // of 400 on a slow run).
+    // The flows in TIME_WAIT (2 minutes; a slow run loses the first few,
+    // seen as low as 376 of 400): the spread's 400 and the few requests
+    // that found the virtual server up before it.
     let conns: usize = section(&out, "conns").trim().parse().unwrap_or(0);
-    assert!((380..=442).contains(&conns), "{out}");
+    assert!((370..=410).contains(&conns), "{out}");
     let nanny = section(&out, "nanny");
     assert!(nanny.starts_with("rs2 out\n"), "{out}");
     assert!(!nanny.contains("rs2\n"), "{out}");
