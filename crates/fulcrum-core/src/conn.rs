@@ -76,7 +76,9 @@ pub struct Conn {
 
 /// Milliseconds, rounded up (an entry never expires early), saturating.
 fn ms_ceil(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
+    d.as_secs()
+        .saturating_mul(1000)
+        .saturating_add(u64::from(d.subsec_nanos().div_ceil(1_000_000)))
 }
 
 impl Conn {

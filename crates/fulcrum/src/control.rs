@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::controller::ControlMsg;
+use fulcrum_api::control::ControlMsg;
 
 /// A bound control socket that removes its file when dropped (unless a
 /// successor took it over: [`ControlSocket::handed_over`]).

@@ -27,7 +27,7 @@ use crate::dataplane::DataPlane;
 use fulcrum_ha::runtime::{HaSettings, HaStatus};
 use fulcrum_health::nanny::{Admin, HealthResult, Monitor, TableOp};
 
-pub use fulcrum_api::control::ControlMsg;
+use fulcrum_api::control::ControlMsg;
 
 /// Connections expiring in one sweep past which the heap's free memory is
 /// handed back to the kernel.

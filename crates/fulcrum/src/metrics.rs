@@ -13,7 +13,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::controller::ControlMsg;
+use fulcrum_api::control::ControlMsg;
 
 /// Metric families in the text exposition format.
 #[derive(Debug, Default)]

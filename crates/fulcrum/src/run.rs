@@ -10,7 +10,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::addresses::{AddrMsg, Addresses, Announce};
 use crate::control::ControlSocket;
-use crate::controller::{self, ControlMsg, Controller};
+use crate::controller::{self, Controller};
+use fulcrum_api::control::ControlMsg;
 use fulcrum_ha::runtime::{Ha, HaSettings};
 
 /// Whether standard error is systemd's journal (`$JOURNAL_STREAM` names

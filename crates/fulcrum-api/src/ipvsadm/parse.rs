@@ -11,7 +11,7 @@ use fulcrum_core::{
 use super::resolve::Resolver;
 
 /// `MAX_TIMEOUT`: 31 days.
-const MAX_TIMEOUT: i64 = 86400 * 31;
+pub(super) const MAX_TIMEOUT: i64 = 86400 * 31;
 /// `IPVS_SVC_PERSISTENT_TIMEOUT`.
 const DEFAULT_PERSISTENT: u32 = 360;
 

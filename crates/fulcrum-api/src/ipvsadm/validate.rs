@@ -2,20 +2,19 @@
 //! ipvsadm's command line guarantees, which a command sent over the control
 //! socket by anything else need not keep.
 
+use fulcrum_core::table::MAX_WEIGHT;
 use fulcrum_core::{Netmask, ServiceKey};
 
 use super::parse::{AdmCommand, AdmError, DestArgs, ListTarget, SvcArgs};
 
-/// `MAX_TIMEOUT`: 31 days.
-const MAX_TIMEOUT: u32 = 86400 * 31;
+/// `MAX_TIMEOUT` (31 days), as the command line takes it.
+const MAX_TIMEOUT: u32 = super::parse::MAX_TIMEOUT as u32;
 /// The longest scheduler name (`IP_VS_SCHEDNAME_MAXLEN` less its NUL).
 const MAX_SCHED: usize = 15;
 /// The longest persistence engine name ipvsadm passes on.
 const MAX_PE: usize = 16;
 /// The longest interface name (`IFNAMSIZ` less its NUL).
 const MAX_IFNAME: usize = 15;
-/// The largest weight and thresholds: the kernel's `int`.
-const MAX_WEIGHT: u32 = i32::MAX as u32;
 
 fn refuse(what: String) -> AdmError {
     AdmError {

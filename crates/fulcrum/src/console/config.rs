@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::{Resp, Shared, View, api_error, ask, html, json, pages};
-use crate::controller::ControlMsg;
+use fulcrum_api::control::ControlMsg;
 
 /// A diagnostic of an edited file, placed at the field it concerns.
 #[derive(Debug, Clone, Serialize)]

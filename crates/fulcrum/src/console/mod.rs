@@ -33,7 +33,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::controller::ControlMsg;
+use fulcrum_api::control::ControlMsg;
 
 /// Where the console's users and tokens are, unless `console_users` says.
 pub const DEFAULT_USERS: &str = "/etc/fulcrum/console.users";
